@@ -1,0 +1,337 @@
+"""Configuration: one dataclass per component, named presets, YAML files and dotted overrides.
+
+A run's config is a tree of dataclasses. It is built from a preset (or defaults), then a YAML file,
+then `key=value` overrides (`model.dim=256`, `train.lr=3e-4`); unknown keys are rejected with the
+valid ones listed. The merged tree is saved as JSON with every checkpoint and rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key or value that cannot be used; the message says what is valid."""
+
+
+# --------------------------------------------------------------------------------------------
+# Components
+
+
+@dataclass
+class VQConfig:
+    """LlamaGen's VQ autoencoder (tokenizer/tokenizer_image/vq_model.py), configurable."""
+
+    image_size: int = 32
+    in_channels: int = 1  # 1 (grey) or 3 (RGB)
+    ch: int = 64
+    ch_mult: tuple[int, ...] = (1, 2, 2)  # len(ch_mult) - 1 downsamplings
+    num_res_blocks: int = 2  # the decoder uses num_res_blocks + 1, as in LlamaGen
+    z_channels: int = 64
+    codebook_size: int = 256
+    codebook_dim: int = 8
+    codebook_l2_norm: bool = True
+    commit_beta: float = 0.25
+    entropy_weight: float = 0.0
+    dropout: float = 0.0
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.ch_mult) - 1)
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.downsample
+
+
+@dataclass
+class VQLossConfig:
+    """Tokenizer training losses (LlamaGen vq_loss.py, plus dead-code restarts)."""
+
+    reconstruction: str = "l2"  # "l1" or "l2"
+    reconstruction_weight: float = 1.0
+    perceptual_weight: float = 0.0  # needs a feature network (eval classifier checkpoint)
+    perceptual_network: str = ""  # path to a classifier checkpoint used as perceptual features
+    disc_weight: float = 0.0  # 0 disables the PatchGAN discriminator
+    disc_start: int = 0
+    disc_layers: int = 2
+    disc_channels: int = 32
+    restart_dead_codes_every: int = 0  # 0 disables dead-code restarts
+
+
+@dataclass
+class GPTConfig:
+    """LlamaGen's class-conditional GPT (autoregressive/models/gpt.py)."""
+
+    dim: int = 256
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int | None = None
+    multiple_of: int = 256
+    ffn_dim_multiplier: float | None = None
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    token_dropout_p: float = 0.1
+    attn_dropout_p: float = 0.0
+    resid_dropout_p: float = 0.1
+    ffn_dropout_p: float = 0.1
+    drop_path_rate: float = 0.0
+    num_classes: int = 10
+    class_dropout_prob: float = 0.1  # > 0 also adds the null-class row used by guidance
+    vocab_size: int = 256  # input and output vocabulary (fine codes, or coarse labels under CTF)
+
+
+@dataclass
+class LayoutConfig:
+    """How one sample is laid out as a sequence and decoded (see argen.layout)."""
+
+    grid: tuple[int, ...] = (8, 8)  # (H, W) or (T, H, W) token grid
+    order: str = "raster"  # "raster" or "region" (PAR)
+    parallel: int = 1  # tokens per parallel step (PAR's k); 1 = one token per step
+    regions: tuple[int, ...] | None = None  # region split per axis; default: square split of H, W
+    sequential_initial: bool = True  # PAR: first token of each region generated one by one
+    group_attention: str = "full"  # PAR: "full" or "causal" attention inside an input group
+    prologue_length: int = 0  # Prologue: number of prologue tokens (0 = none)
+    prologue_vocab: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where images come from and how they are prepared (see argen.data)."""
+
+    name: str = "fashion-mnist"  # fashion-mnist | idx | imagefolder | digits | synthetic
+    path: str = ""  # directory for idx / imagefolder; fashion-mnist is found automatically
+    split: str = "train"  # train | test
+    image_size: int = 32
+    channels: int = 1
+    resize: str = "pad"  # "pad" (centre pad, then resize if still off) or "resize"
+    flip: bool = False  # random horizontal flip while training
+    on_bad_image: str = "skip"  # "skip" (warn and count) or "error"
+    limit: int = 0  # use only the first N samples (0 = all)
+
+
+@dataclass
+class TrainConfig:
+    """The one training loop's settings (see argen.train.trainer)."""
+
+    steps: int = 1000
+    batch_size: int = 64  # global batch, split across ranks and accumulation steps
+    grad_accum: int = 1
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.05  # applied to weights with >= 2 dims only
+    schedule: str = "constant"  # "constant" or "cosine" (after warmup)
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0  # 0 disables clipping
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+    ema_decay: float = 0.0  # 0 disables EMA
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 500
+    sample_every: int = 0  # 0 disables sample grids during training
+    fsdp: bool = False
+    out_dir: str = "runs/run"
+
+
+# --------------------------------------------------------------------------------------------
+# Presets
+
+
+VQ_PRESETS: dict[str, dict[str, Any]] = {
+    # LlamaGen's VQ-16 (16x downsampling, 71,883,403 parameters).
+    "VQ-16": dict(image_size=256, in_channels=3, ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2,
+                  z_channels=256, codebook_size=16384, codebook_dim=8),
+    # LlamaGen's VQ-8.
+    "VQ-8": dict(image_size=256, in_channels=3, ch=128, ch_mult=(1, 2, 2, 4), num_res_blocks=2,
+                 z_channels=256, codebook_size=16384, codebook_dim=8),
+    # CPU presets: 32x32 grey -> 8x8 tokens; 64x64 grey -> 16x16 tokens (downsample 4).
+    "VQ-CPU-32": dict(image_size=32, in_channels=1, ch=64, ch_mult=(1, 2, 2), num_res_blocks=1,
+                      z_channels=64, codebook_size=256, codebook_dim=8),
+    "VQ-CPU-64": dict(image_size=64, in_channels=1, ch=32, ch_mult=(1, 2, 4), num_res_blocks=1,
+                      z_channels=64, codebook_size=512, codebook_dim=8),
+}
+
+GPT_PRESETS: dict[str, dict[str, Any]] = {
+    # LlamaGen's sizes (head_dim 64 except GPT-3B's 100).
+    "GPT-B": dict(n_layer=12, n_head=12, dim=768, num_classes=1000, vocab_size=16384),
+    "GPT-L": dict(n_layer=24, n_head=16, dim=1024, num_classes=1000, vocab_size=16384),
+    "GPT-XL": dict(n_layer=36, n_head=20, dim=1280, num_classes=1000, vocab_size=16384),
+    "GPT-XXL": dict(n_layer=48, n_head=24, dim=1536, num_classes=1000, vocab_size=16384),
+    "GPT-XXXL": dict(n_layer=48, n_head=40, dim=2560, num_classes=1000, vocab_size=16384),
+    "GPT-1B": dict(n_layer=22, n_head=32, dim=2048, num_classes=1000, vocab_size=16384),
+    "GPT-3B": dict(n_layer=24, n_head=32, dim=3200, num_classes=1000, vocab_size=16384),
+    "GPT-7B": dict(n_layer=32, n_head=32, dim=4096, num_classes=1000, vocab_size=16384),
+    # CPU presets for 10-class datasets with small codebooks.
+    "GPT-T": dict(n_layer=2, n_head=2, dim=64, multiple_of=32, num_classes=10, vocab_size=256),
+    "GPT-S": dict(n_layer=6, n_head=4, dim=256, multiple_of=64, num_classes=10, vocab_size=256),
+    "GPT-M": dict(n_layer=8, n_head=8, dim=384, multiple_of=64, num_classes=10, vocab_size=512),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Building, merging and validating
+
+
+def _resolve_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a YAML/JSON value to the field's declared type, or raise ConfigError."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(annotation, value, where)
+    if origin is tuple:
+        if isinstance(value, (int, float)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item_type = args[0] if args else Any
+        return tuple(_coerce(v, item_type, where) for v in value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            return str(value)
+        return value
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys with the valid ones listed."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"valid keys{' under ' + where if where else ''}: {', '.join(names)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        sub = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(value, _resolve_type(cls, name), sub)
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def merge(config: Any, data: dict[str, Any]) -> Any:
+    """A copy of `config` with the (nested) values of `data` replaced."""
+    merged = to_dict(config)
+
+    def deep_update(target: dict, source: dict) -> None:
+        for key, value in source.items():
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                deep_update(target[key], value)
+            else:
+                target[key] = value
+
+    deep_update(merged, data)
+    return from_dict(type(config), merged)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """`["model.dim=256", "train.lr=3e-4"]` -> nested dict with YAML-typed values."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.lr=3e-4)")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override {item!r} has an empty key part")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        target = nested
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"override {item!r} conflicts with an earlier override of {part}")
+        target[parts[-1]] = value
+    return nested
+
+
+def build(cls: type, base: Any | None = None, yaml_path: str | Path | None = None,
+          overrides: list[str] | None = None) -> Any:
+    """Defaults (or `base`), then a YAML file, then `key=value` overrides."""
+    config = base if base is not None else cls()
+    if yaml_path is not None:
+        path = Path(yaml_path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        config = merge(config, data)
+    if overrides:
+        config = merge(config, parse_overrides(overrides))
+    return config
+
+
+def preset(table: dict[str, dict[str, Any]], name: str, cls: type) -> Any:
+    """A named preset as a dataclass; unknown names list the known ones."""
+    if name not in table:
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(table)}")
+    return from_dict(cls, dict(table[name]))
+
+
+def dump_yaml(config: Any) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def field_default(factory):
+    """Shorthand for a dataclass field holding a nested component config."""
+    return field(default_factory=factory)
+
+
+# --------------------------------------------------------------------------------------------
+# Run configs: what one command trains
+
+
+@dataclass
+class TokenizerRunConfig:
+    model: VQConfig = field_default(VQConfig)
+    loss: VQLossConfig = field_default(VQLossConfig)
+    data: DataConfig = field_default(DataConfig)
+    train: TrainConfig = field_default(lambda: TrainConfig(lr=2e-4, weight_decay=0.0, steps=2000))
+
+
+@dataclass
+class ARRunConfig:
+    model: GPTConfig = field_default(GPTConfig)
+    layout: LayoutConfig = field_default(LayoutConfig)
+    cache: str = ""  # token cache directory written by `argen tokenize`
+    train: TrainConfig = field_default(lambda: TrainConfig(lr=3e-4, schedule="cosine", warmup_steps=100))

@@ -1,0 +1,137 @@
+"""Checkpoint directories: `config.json` + `model.safetensors` (+ `trainer_state.pt` to resume).
+
+Every file is written to a temporary name in the same directory and renamed into place, so a crash
+never leaves a half-written checkpoint. Loading checks the kind, the config and every shape and
+refuses a mismatch with a message that says what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TRAINER_STATE_FILE = "trainer_state.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, malformed or does not fit the model."""
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` then rename tmp to `path` (same directory, so the rename is atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_json(path: Path, data: Any) -> None:
+    atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def save_weights(path: Path, state_dict: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> None:
+    """safetensors needs contiguous, unshared tensors; optionally cast floating tensors (fp16 shipping)."""
+    tensors = {}
+    for key, value in state_dict.items():
+        value = value.detach().cpu()
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        tensors[key] = value.contiguous().clone()
+    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp)))
+
+
+def save_checkpoint(directory: str | Path, kind: str, config: dict[str, Any],
+                    state_dict: dict[str, torch.Tensor], extra: dict[str, Any] | None = None,
+                    dtype: torch.dtype | None = None) -> Path:
+    """Write config.json (kind + config + extra metadata) and model.safetensors atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_weights(directory / WEIGHTS_FILE, state_dict, dtype)
+    save_json(directory / CONFIG_FILE, {"kind": kind, "config": config, **(extra or {})})
+    return directory
+
+
+def read_meta(directory: str | Path, kind: str | tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The parsed config.json of a checkpoint directory, optionally checking its kind."""
+    directory = Path(directory)
+    path = directory / CONFIG_FILE
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint directory {directory} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"{directory} is not an argen checkpoint: {CONFIG_FILE} is missing")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:
+        raise CheckpointError(f"{path} must hold an object with 'kind' and 'config'")
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds is not None and meta["kind"] not in kinds:
+        raise CheckpointError(f"{directory} holds a {meta['kind']!r} checkpoint; expected {' or '.join(kinds)}")
+    return meta
+
+
+def load_weights(directory: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(directory) / WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{Path(directory)} has no {WEIGHTS_FILE}")
+    return load_file(str(path))
+
+
+def load_state_into(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Strict load that names every missing, unexpected or mis-shaped key before touching weights."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = [f"{k}: {tuple(state_dict[k].shape)} in {source}, {tuple(own[k].shape)} in the model"
+              for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+    if unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
+    if shapes:
+        problems.append("shape mismatches: " + "; ".join(shapes[:8]))
+    if problems:
+        raise CheckpointError(f"{source} does not fit the model ({type(module).__name__}): " + " | ".join(problems))
+    cast = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+    module.load_state_dict(cast, strict=True)
+
+
+def save_trainer_state(directory: str | Path, state: dict[str, Any]) -> None:
+    atomic_write(Path(directory) / TRAINER_STATE_FILE, lambda tmp: torch.save(state, tmp))
+
+
+def load_trainer_state(directory: str | Path) -> dict[str, Any] | None:
+    path = Path(directory) / TRAINER_STATE_FILE
+    if not path.is_file():
+        return None
+    # weights_only: tensors, numbers, strings and containers only; never arbitrary objects.
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def file_checksum(path: str | Path) -> str:
+    """sha256 of a file, to name exactly which weights produced a result."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checkpoint_checksum(directory: str | Path) -> str:
+    return file_checksum(Path(directory) / WEIGHTS_FILE)
