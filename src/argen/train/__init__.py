@@ -1,0 +1,1 @@
+"""The one training loop (single process or torchrun) and the tasks it trains."""

@@ -1,0 +1,328 @@
+"""The one training loop for every model: tokenizer, AR transformer, refiner, classifier, Prologue stage 1.
+
+A *task* says what to train (see `Task`); the trainer owns everything else: data order, optimizers and
+schedules, mixed precision, accumulation, clipping, DDP, EMA, logging, sample grids, checkpoints and
+exact resume. Randomness is re-seeded from (seed, step, global micro-batch index) before every loss, so
+an interrupted run resumes bit-exactly and 2 ranks x 1 micro-batch equal 1 rank x 2 micro-batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from argen.config import TrainConfig, to_dict
+from argen.io import checkpoint as ckpt
+from argen.train import distributed
+
+CHECKPOINT_DIR = "checkpoint"
+LOG_FILE = "log.jsonl"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, a bad batch split); the message says what to do."""
+
+
+class Task(Protocol):
+    def modules(self) -> dict[str, nn.Module]:
+        """Trained modules, one optimizer each, updated in this order; the first is the saved model."""
+
+    def loss(self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor],
+             step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss that updates modules[name] and the floats to log."""
+
+
+class Dataset(Protocol):
+    def __len__(self) -> int: ...
+
+    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+
+@dataclass
+class TrainResult:
+    step: int
+    out_dir: Path
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per step (rank 0)
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warmup, then constant or cosine decay to min_lr_ratio * lr."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return config.lr
+    if config.schedule == "cosine":
+        span = max(1, config.steps - config.warmup_steps)
+        progress = min(1.0, (step - config.warmup_steps) / span)
+        floor = config.lr * config.min_lr_ratio
+        return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    raise TrainingError(f"unknown schedule {config.schedule!r}; use 'constant' or 'cosine'")
+
+
+def make_optimizer(module: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on weights of >= 2 dims only (not on norms, biases or 1-d gains)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas,
+                             fused=device.type == "cuda")
+
+
+def step_seed(seed: int, step: int, micro_batch: int) -> int:
+    return int(np.random.SeedSequence([seed, step, micro_batch]).generate_state(1)[0])
+
+
+class Trainer:
+    """Train `task` on `dataset`; `run_config` (a dataclass tree) is saved with every checkpoint."""
+
+    def __init__(self, task: Task, dataset: Dataset, train_config: TrainConfig, run_config: Any, kind: str,
+                 context: distributed.DistributedContext | None = None, progress: bool = True):
+        self.task, self.dataset, self.config = task, dataset, train_config
+        self.run_config, self.kind = run_config, kind
+        self.context = context or distributed.DistributedContext()
+        self.progress = progress
+        self.out_dir = Path(train_config.out_dir)
+        self.modules = task.modules()
+        if not self.modules:
+            raise TrainingError("the task has no modules to train")
+        for module in self.modules.values():
+            module.to(self.context.device)
+        self.model_name = next(iter(self.modules))
+        self.wrapped = {name: self._wrap(module) for name, module in self.modules.items()}
+        self.optimizers = {name: make_optimizer(module, train_config, self.context.device)
+                           for name, module in self.modules.items()}
+        self.ema = None
+        if train_config.ema_decay > 0:
+            self.ema = {k: v.detach().clone().float() for k, v in self.modules[self.model_name].state_dict().items()}
+        self.step = 0
+        self.micro_batch, self.accumulation = self._batch_split()
+
+    # ---------------------------------------------------------------------------------------
+    # set-up
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        if not self.context.enabled or not any(p.requires_grad for p in module.parameters()):
+            return module
+        device_ids = [self.context.device.index] if self.context.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids)
+
+    def _batch_split(self) -> tuple[int, int]:
+        config, world = self.config, self.context.world_size
+        per_step = config.batch_size // (world * config.grad_accum)
+        if per_step * world * config.grad_accum != config.batch_size or per_step == 0:
+            raise TrainingError(f"train.batch_size={config.batch_size} must be a positive multiple of "
+                                f"world size ({world}) x train.grad_accum ({config.grad_accum})")
+        if config.batch_size > len(self.dataset):
+            raise TrainingError(f"train.batch_size={config.batch_size} is larger than the dataset "
+                                f"({len(self.dataset)} samples)")
+        return per_step, config.grad_accum
+
+    def _global_indices(self, step: int) -> torch.Tensor:
+        """The global batch of `step`: a slice of the epoch's seeded permutation (drop-last epochs)."""
+        batch = self.config.batch_size
+        per_epoch = len(self.dataset) // batch
+        epoch, position = divmod(step, per_epoch)
+        generator = torch.Generator().manual_seed(step_seed(self.config.seed, epoch, -1 & 0xFFFF))
+        order = torch.randperm(len(self.dataset), generator=generator)
+        return order[position * batch:(position + 1) * batch]
+
+    # ---------------------------------------------------------------------------------------
+    # checkpoints
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / CHECKPOINT_DIR
+
+    def save(self) -> Path:
+        """Write the whole checkpoint into a fresh folder, then swap it in: never a half-written one."""
+        if self.context.is_main:
+            final = self.checkpoint_dir
+            staging = self.out_dir / f".{CHECKPOINT_DIR}.staging"
+            shutil.rmtree(staging, ignore_errors=True)
+            model = self.modules[self.model_name]
+            ckpt.save_checkpoint(staging, self.kind, to_dict(self.run_config), model.state_dict(),
+                                 extra={"step": self.step})
+            if self.ema is not None:
+                ckpt.save_weights(staging / "ema.safetensors", self.ema)
+            ckpt.save_trainer_state(staging, {
+                "step": self.step,
+                "modules": {name: m.state_dict() for name, m in self.modules.items() if name != self.model_name},
+                "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+                "ema": self.ema,
+                "rng": _rng_state(),
+            })
+            previous = self.out_dir / f".{CHECKPOINT_DIR}.previous"
+            shutil.rmtree(previous, ignore_errors=True)
+            if final.exists():
+                final.rename(previous)
+            staging.rename(final)
+            shutil.rmtree(previous, ignore_errors=True)
+        distributed.barrier(self.context)
+        return self.checkpoint_dir
+
+    def resume(self) -> bool:
+        """Load the latest checkpoint of out_dir if there is one (a crash mid-swap leaves `.previous`)."""
+        directory = self.checkpoint_dir
+        if not directory.exists() and (self.out_dir / f".{CHECKPOINT_DIR}.previous").exists():
+            directory = self.out_dir / f".{CHECKPOINT_DIR}.previous"
+        state = ckpt.load_trainer_state(directory) if directory.exists() else None
+        if state is None:
+            return False
+        meta = ckpt.read_meta(directory, self.kind)
+        if meta["config"] != to_dict(self.run_config):
+            saved = json.dumps(meta["config"], sort_keys=True)
+            raise TrainingError(f"{directory} was written with a different config; use another train.out_dir "
+                                f"or the same settings (saved config: {saved[:400]}...)")
+        ckpt.load_state_into(self.modules[self.model_name], ckpt.load_weights(directory), str(directory))
+        for name, module_state in state["modules"].items():
+            self.modules[name].load_state_dict(module_state)
+        for name, optimizer_state in state["optimizers"].items():
+            self.optimizers[name].load_state_dict(optimizer_state)
+        self.ema = state["ema"]
+        self.step = int(state["step"])
+        _set_rng_state(state["rng"])
+        return True
+
+    # ---------------------------------------------------------------------------------------
+    # the loop
+
+    def _autocast(self):
+        if self.config.precision == "bf16":
+            return torch.autocast(self.context.device.type, dtype=torch.bfloat16)
+        if self.config.precision != "fp32":
+            raise TrainingError(f"train.precision must be 'fp32' or 'bf16', got {self.config.precision!r}")
+        return contextlib.nullcontext()
+
+    def _update(self, name: str, batches: list[dict[str, torch.Tensor]], lr: float) -> dict[str, float]:
+        """Accumulate the gradients of `name`'s loss over the micro-batches, clip, step."""
+        optimizer = self.optimizers[name]
+        for module in self.modules.values():
+            module.zero_grad(set_to_none=True)
+        logs: dict[str, float] = {}
+        for index, batch in enumerate(batches):
+            global_micro = index * self.context.world_size + self.context.rank
+            torch.manual_seed(step_seed(self.config.seed, self.step, global_micro))
+            last = index == len(batches) - 1
+            wrapped = self.wrapped[name]
+            sync = wrapped.no_sync() if isinstance(wrapped, DistributedDataParallel) and not last \
+                else contextlib.nullcontext()
+            with sync:
+                with self._autocast():
+                    loss, values = self.task.loss(name, self.wrapped, batch, self.step)
+                (loss / len(batches)).backward()
+            for key, value in {f"{name}_loss": loss.detach().float(), **values}.items():
+                logs[key] = logs.get(key, 0.0) + float(value) / len(batches)
+        if self.config.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.modules[name].parameters(), self.config.grad_clip)
+            logs[f"{name}_grad_norm"] = float(norm)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()
+        return logs
+
+    def _check_finite(self, logs: dict[str, float]) -> None:
+        keys = sorted(logs)
+        values = distributed.all_reduce_mean(torch.tensor([logs[k] for k in keys], dtype=torch.float64),
+                                             self.context)
+        for key, value in zip(keys, values.tolist()):
+            logs[key] = value
+        bad = [k for k, v in logs.items() if not math.isfinite(v) and k.endswith("_loss")]
+        if bad:
+            last = self.checkpoint_dir if self.checkpoint_dir.exists() else "none written yet"
+            raise TrainingError(
+                f"non-finite loss at step {self.step} ({', '.join(f'{k}={logs[k]}' for k in bad)}); the run "
+                f"stopped without saving. Last good checkpoint: {last}. Lower train.lr, enable train.grad_clip, "
+                f"or check the data.")
+
+    def _update_ema(self) -> None:
+        decay = self.config.ema_decay
+        with torch.no_grad():
+            for key, value in self.modules[self.model_name].state_dict().items():
+                if value.is_floating_point():
+                    self.ema[key].lerp_(value.float(), 1 - decay)
+                else:
+                    self.ema[key].copy_(value)
+
+    def fit(self, resume: bool = True, stop_after: int | None = None) -> TrainResult:
+        """Train to train.steps (or stop early after `stop_after` steps, to test resuming)."""
+        if resume:
+            self.resume()
+        config, context = self.config, self.context
+        result = TrainResult(self.step, self.out_dir)
+        if context.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.out_dir / LOG_FILE
+        bar = tqdm(total=config.steps, initial=self.step, desc=f"train {self.kind}", unit="step",
+                   disable=not (self.progress and context.is_main), dynamic_ncols=True)
+        for module in self.modules.values():
+            module.train()
+        started, window_start, samples_seen = time.perf_counter(), time.perf_counter(), 0
+        while self.step < config.steps and (stop_after is None or self.step < stop_after):
+            indices = self._global_indices(self.step)
+            chunks = indices.view(self.accumulation, context.world_size, self.micro_batch)[:, context.rank]
+            batches = [{k: v.to(context.device) for k, v in self.dataset.batch(chunk).items()} for chunk in chunks]
+            lr = learning_rate(config, self.step)
+            logs: dict[str, float] = {"lr": lr}
+            for name in self.modules:
+                logs.update(self._update(name, batches, lr))
+            after = getattr(self.task, "after_step", None)
+            if after is not None:
+                logs.update(after(self.modules, self.step) or {})
+            self._check_finite(logs)
+            if self.ema is not None:
+                self._update_ema()
+            self.step += 1
+            samples_seen += config.batch_size
+            bar.update(1)
+            if context.is_main:
+                result.history.append({"step": self.step, **logs})
+                if self.step % config.log_every == 0 or self.step == config.steps:
+                    now = time.perf_counter()
+                    record = {"step": self.step, **logs, "elapsed_s": round(now - started, 3),
+                              "images_per_s": round(samples_seen / max(now - window_start, 1e-9), 2)}
+                    with log_path.open("a") as handle:
+                        handle.write(json.dumps(record) + "\n")
+                    window_start, samples_seen = now, 0
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k.endswith("_loss")})
+            if config.sample_every and self.step % config.sample_every == 0 and context.is_main:
+                sample = getattr(self.task, "sample", None)
+                if sample is not None:
+                    sample(self.modules[self.model_name], self.step, self.out_dir)
+                    self.modules[self.model_name].train()
+            if self.step % config.checkpoint_every == 0 or self.step == config.steps:
+                self.save()
+        bar.close()
+        result.step = self.step
+        return result
+
+
+def _rng_state() -> dict[str, Any]:
+    _, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+             "numpy_rest": [int(position), int(has_gauss), float(cached_gauss)],
+             "python": torch.tensor(random.getstate()[1], dtype=torch.int64)}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    position, has_gauss, cached_gauss = state["numpy_rest"]
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), position, has_gauss, cached_gauss))
+    random.setstate((3, tuple(int(x) for x in state["python"].tolist()), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,106 @@
+"""The one training loop: exact resume, accumulation == data parallel split, non-finite losses, atomic saves."""
+
+import json
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+from argen.config import TrainConfig
+from argen.io import checkpoint as ckpt
+from argen.train.trainer import Trainer, TrainingError, learning_rate
+
+
+class DigitsTask:
+    """A small MLP classifier with dropout, so resuming must restore randomness too."""
+
+    def __init__(self, poison_step: int | None = None):
+        torch.manual_seed(0)
+        self.model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 10))
+        self.poison_step = poison_step
+
+    def modules(self):
+        return {"model": self.model}
+
+    def loss(self, name, modules, batch, step):
+        loss = nn.functional.cross_entropy(modules[name](batch["images"]), batch["labels"])
+        if step == self.poison_step:
+            loss = loss * float("nan")
+        return loss, {"accuracy": 0.0}
+
+
+@dataclass
+class RunConfig:
+    train: TrainConfig
+
+
+def make_trainer(dataset, out_dir, poison_step=None, **overrides):
+    config = TrainConfig(steps=12, batch_size=32, lr=1e-2, log_every=1, checkpoint_every=4, seed=3,
+                         out_dir=str(out_dir), **overrides)
+    return Trainer(DigitsTask(poison_step), dataset, config, RunConfig(config), "test", progress=False)
+
+
+def weights(trainer):
+    return {k: v.clone() for k, v in trainer.modules["model"].state_dict().items()}
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(digits_dataset, tmp_path):
+    full = make_trainer(digits_dataset, tmp_path / "full")
+    full_losses = [h["model_loss"] for h in full.fit().history]
+
+    first = make_trainer(digits_dataset, tmp_path / "split")
+    first_losses = [h["model_loss"] for h in first.fit(stop_after=6).history]
+    assert first.step == 6
+    first.save()
+    second = make_trainer(digits_dataset, tmp_path / "split")
+    second_losses = [h["model_loss"] for h in second.fit().history]
+    assert first_losses + second_losses == full_losses
+    for key, value in weights(full).items():
+        assert torch.equal(value, weights(second)[key]), key
+
+
+def test_gradient_accumulation_matches_one_big_batch(digits_dataset, tmp_path):
+    one = make_trainer(digits_dataset, tmp_path / "one")
+    accumulated = make_trainer(digits_dataset, tmp_path / "acc", grad_accum=2)
+    # Dropout draws differ per micro-batch, so compare with dropout off.
+    for trainer in (one, accumulated):
+        trainer.modules["model"][3].p = 0.0
+    one.fit(stop_after=3)
+    accumulated.fit(stop_after=3)
+    # Not bit-equal (different reduction order), but the same optimisation path.
+    for key, value in weights(one).items():
+        assert torch.allclose(value, weights(accumulated)[key], atol=1e-4), key
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_last_checkpoint(digits_dataset, tmp_path):
+    trainer = make_trainer(digits_dataset, tmp_path, poison_step=5)
+    with pytest.raises(TrainingError, match="non-finite loss at step 5.*Last good checkpoint"):
+        trainer.fit()
+    meta = ckpt.read_meta(tmp_path / "checkpoint", "test")
+    assert meta["step"] == 4
+    assert not any(p.name.startswith(".checkpoint.staging") for p in tmp_path.iterdir())
+
+
+def test_checkpoint_holds_config_and_refuses_other_config(digits_dataset, tmp_path):
+    make_trainer(digits_dataset, tmp_path).fit(stop_after=4)
+    meta = ckpt.read_meta(tmp_path / "checkpoint")
+    assert meta["config"]["train"]["lr"] == 1e-2
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
+    with pytest.raises(TrainingError, match="different config"):
+        make_trainer(digits_dataset, tmp_path, weight_decay=0.5).fit()
+
+
+def test_batch_split_is_validated(digits_dataset, tmp_path):
+    with pytest.raises(TrainingError, match="multiple of"):
+        make_trainer(digits_dataset, tmp_path, grad_accum=3)
+
+
+def test_warmup_cosine_schedule():
+    config = TrainConfig(lr=1.0, steps=110, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert learning_rate(config, 0) == pytest.approx(0.1)
+    assert learning_rate(config, 9) == pytest.approx(1.0)
+    assert learning_rate(config, 60) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert learning_rate(config, 110) == pytest.approx(0.1)
