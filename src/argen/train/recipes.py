@@ -1,0 +1,131 @@
+"""Recipes: dataset + model + task + trainer for each thing argen trains, and the tokenizer's own tools."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from argen.config import ARRunConfig, DataConfig, TokenizerRunConfig, from_dict, to_dict
+from argen.data import load_dataset
+from argen.data.token_cache import TokenDataset, write_token_cache
+from argen.data.transforms import to_uint8
+from argen.io import checkpoint as ckpt
+from argen.io.images import save_grid
+from argen.train import distributed
+from argen.train.trainer import Trainer
+
+TOKENIZER_KIND = "tokenizer"
+AR_KIND = "ar"
+
+
+# ------------------------------------------------------------------------------------------------
+# tokenizer
+
+
+def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu"):
+    """A trained tokenizer (eval mode) and its run config, from a checkpoint directory."""
+    from argen.tokenizer.vq import VQModel
+
+    meta = ckpt.read_meta(directory, TOKENIZER_KIND)
+    config = from_dict(TokenizerRunConfig, meta["config"])
+    model = VQModel(config.model)
+    ckpt.load_state_into(model, ckpt.load_weights(directory), str(directory))
+    return model.to(device).eval(), config
+
+
+def train_tokenizer(config: TokenizerRunConfig, progress: bool = True) -> Path:
+    from argen.tokenizer.task import VQTask
+    from argen.tokenizer.vq import VQModel
+
+    if (config.data.image_size, config.data.channels) != (config.model.image_size, config.model.in_channels):
+        raise ValueError(f"data.image_size/channels ({config.data.image_size}, {config.data.channels}) must match "
+                         f"model.image_size/in_channels ({config.model.image_size}, {config.model.in_channels})")
+    context = distributed.setup()
+    try:
+        dataset = load_dataset(config.data)
+        torch.manual_seed(config.train.seed)
+        task = VQTask(VQModel(config.model), config.loss)
+        trainer = Trainer(task, dataset, config.train, config, TOKENIZER_KIND, context, progress)
+        trainer.fit()
+        return trainer.checkpoint_dir
+    finally:
+        distributed.teardown(context)
+
+
+def _data_config(config: TokenizerRunConfig, split: str, data_dir: str | None) -> DataConfig:
+    return dataclasses.replace(config.data, split=split, flip=False, limit=0,
+                               path=data_dir if data_dir else config.data.path)
+
+
+@torch.inference_mode()
+def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = "test", count: int = 0,
+                       data_dir: str | None = None, batch_size: int = 256, progress: bool = True) -> dict[str, Any]:
+    """MSE, PSNR (per image, on [0, 255] pixels), codebook usage and perplexity, and a reconstruction grid."""
+    from tqdm import tqdm
+
+    model, config = load_tokenizer(directory)
+    dataset = load_dataset(_data_config(config, split, data_dir), training=False)
+    total = len(dataset) if count <= 0 else min(count, len(dataset))
+    squared_error, psnr_sum = 0.0, 0.0
+    counts = torch.zeros(config.model.codebook_size, dtype=torch.long)
+    first_originals = first_reconstructions = None
+    for start in tqdm(range(0, total, batch_size), desc="tokenizer eval", disable=not progress):
+        batch = dataset.batch(torch.arange(start, min(start + batch_size, total)))
+        ids = model.encode(batch["images"])
+        reconstruction = to_uint8(model.decode(ids))
+        original = to_uint8(batch["images"])
+        error = (reconstruction.float() - original.float()).pow(2).flatten(1).mean(1)  # (B,)
+        squared_error += float(error.sum())
+        psnr_sum += float((10 * torch.log10(255.0 ** 2 / error.clamp_min(1e-10))).sum())
+        counts += torch.bincount(ids.flatten(), minlength=config.model.codebook_size)
+        if first_originals is None:
+            first_originals, first_reconstructions = original[:32], reconstruction[:32]
+    probabilities = counts.double() / counts.sum()
+    entropy = -(probabilities[probabilities > 0] * probabilities[probabilities > 0].log()).sum()
+    out_dir = Path(out_dir)
+    pairs = torch.stack([first_originals, first_reconstructions], 1).flatten(0, 1)  # original, reconstruction
+    grid = save_grid(pairs, out_dir / "reconstructions.png", columns=16, scale=2)
+    result = {
+        "tokenizer": str(directory), "tokenizer_sha256": ckpt.checkpoint_checksum(directory), "split": split,
+        "images": total, "mse": squared_error / total / 255.0 ** 2 * 4,  # on the [-1, 1] scale
+        "psnr_db": psnr_sum / total, "codebook_usage": float((counts > 0).double().mean()),
+        "perplexity": float(entropy.exp()), "codebook_size": config.model.codebook_size, "grid": str(grid),
+    }
+    ckpt.save_json(out_dir / "metrics.json", result)
+    return result
+
+
+def tokenize(directory: str | Path, out_dir: str | Path, split: str = "train", data_dir: str | None = None,
+             flip_copies: bool = False, progress: bool = True) -> Path:
+    """Write the token cache of a dataset split (optionally with flipped copies as extra samples)."""
+    model, config = load_tokenizer(directory)
+    dataset = load_dataset(_data_config(config, split, data_dir), training=False)
+
+    def encode(images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"ids": model.encode(images)}
+
+    tokenizer = {"path": str(Path(directory).resolve()), "sha256": ckpt.checkpoint_checksum(directory),
+                 "codebook_size": config.model.codebook_size}
+    if flip_copies:
+        dataset = _WithFlippedCopies(dataset)
+    return write_token_cache(encode, dataset, out_dir, tokenizer, progress=progress)
+
+
+class _WithFlippedCopies:
+    """Every image twice: as is, then mirrored (a fixed, stored augmentation)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return 2 * len(self.dataset)
+
+    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        batch = self.dataset.batch(indices % len(self.dataset))
+        flip = (indices >= len(self.dataset))[:, None, None, None]
+        batch["images"] = torch.where(flip, batch["images"].flip(-1), batch["images"])
+        return batch
