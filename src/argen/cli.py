@@ -83,6 +83,101 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from argen.config import GPT_PRESETS, ARRunConfig, GPTConfig
+
+    extra = [f"cache={args.cache}"] if args.cache else []
+    extra += [f"train.out_dir={args.out}"] if args.out else []
+    config = _run_config(args, ARRunConfig, GPT_PRESETS, GPTConfig, extra)
+    if config.cache:
+        from argen.data.token_cache import TokenDataset
+        from argen.train.recipes import ar_config_from_cache
+
+        # The cache fixes grid, vocabulary and classes; explicit settings still win.
+        config = build(ARRunConfig, base=ar_config_from_cache(config, TokenDataset(config.cache)),
+                       yaml_path=args.config, overrides=[*extra, *args.overrides])
+    if _print_or_none(args, config):
+        return 0
+    from argen.train import recipes
+
+    print(f"AR checkpoint: {recipes.train_ar(config, progress=_progress())}")
+    return 0
+
+
+def _parse_classes(text: str | None, count: int, num_classes: int) -> list[int]:
+    if text:
+        try:
+            return [int(c) for c in text.split(",") if c.strip()]
+        except ValueError as error:
+            raise ValueError(f"--classes must be comma-separated integers, got {text!r}") from error
+    return [i % num_classes for i in range(count)]
+
+
+def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "greedy": args.greedy,
+            "guidance": args.cfg, "guidance_schedule": args.cfg_schedule, "dtype": args.dtype}
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    import argen
+    from argen.eval.npz import write_npz
+    from argen.io.images import save_grid
+
+    pipeline = argen.load(args.model, tokenizer=args.tokenizer, ema=args.ema)
+    labels = _parse_classes(args.classes, args.count, pipeline.config.model.num_classes)
+    generator = torch.Generator(pipeline.device).manual_seed(args.seed)
+    out = Path(args.out)
+    ids, images = [], []
+    for start in range(0, len(labels), args.batch):
+        chunk = labels[start:start + args.batch]
+        generated = pipeline.generate_ids(chunk, generator, **_sampling_options(args))
+        ids.append(generated.visual.cpu())
+        if pipeline.tokenizer is not None:
+            images.append(pipeline.decode(generated.visual))
+    ids = torch.cat(ids)
+    if args.save_ids:
+        Path(args.save_ids).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.save_ids).write_text(json.dumps({"classes": labels, "grid": list(ids.shape[1:]),
+                                                   "ids": ids.tolist()}))
+        print(f"ids (grid order): {args.save_ids}")
+    if images:
+        images = torch.cat(images)
+        grid = save_grid(images, out / "samples.png", columns=args.columns, scale=2)
+        npz = write_npz(out / "samples.npz", images.permute(0, 2, 3, 1).numpy(), labels=np.asarray(labels))
+        print(f"samples: {grid} and {npz}")
+    elif not args.save_ids:
+        raise ValueError("the model has no tokenizer to decode images; pass --tokenizer DIR or --save-ids FILE")
+    return 0
+
+
+def cmd_bench_sample(args: argparse.Namespace) -> int:
+    from argen.bench import run_sample_benchmark
+
+    result = run_sample_benchmark(model=args.model, preset_name=args.preset, random_weights=args.random_weights,
+                                  batch=args.batch, guidance=args.cfg, parallel=args.parallel, grid=args.grid,
+                                  dtype=args.dtype, repeats=args.repeats, bandwidth_gbs=args.bandwidth_gbs,
+                                  overrides=args.overrides)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from argen.io.convert import convert_checkpoint
+
+    directory = convert_checkpoint(args.kind, args.source, args.destination, args.preset, args.parallel,
+                                   args.overrides)
+    print(f"argen checkpoint: {directory}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from argen.config import VQ_PRESETS
 
@@ -112,6 +207,60 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.add_argument("--data-dir")
     tokenize.add_argument("--flip-copies", action="store_true", help="also store horizontally flipped copies")
     tokenize.set_defaults(handler=cmd_tokenize)
+
+    from argen.config import GPT_PRESETS
+
+    train_ar = commands.add_parser("train", help="train the AR transformer on a token cache")
+    _add_config_arguments(train_ar, GPT_PRESETS)
+    train_ar.add_argument("--cache", help="token cache directory (argen tokenize)")
+    train_ar.add_argument("--out", help="output run directory (train.out_dir)")
+    train_ar.set_defaults(handler=cmd_train)
+
+    sample = commands.add_parser("sample", help="sample images (PNG grid + ADM .npz) or token ids")
+    sample.add_argument("--model", required=True, type=Path, help="AR checkpoint or pipeline directory")
+    sample.add_argument("--tokenizer", type=Path, help="tokenizer checkpoint (else the one the model names)")
+    sample.add_argument("--classes", help="comma-separated class ids, e.g. 3,7 (else --count cycling classes)")
+    sample.add_argument("--count", type=int, default=10)
+    sample.add_argument("--batch", type=int, default=64)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--greedy", action="store_true", help="argmax decoding")
+    sample.add_argument("--temperature", type=float, default=1.0)
+    sample.add_argument("--top-k", type=int, default=0)
+    sample.add_argument("--top-p", type=float, default=1.0)
+    sample.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
+    sample.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "cosine"])
+    sample.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    sample.add_argument("--ema", action="store_true", help="use the EMA weights")
+    sample.add_argument("--columns", type=int, default=10)
+    sample.add_argument("--out", type=Path, default=Path("runs/samples"))
+    sample.add_argument("--save-ids", type=Path, help="write the ids (grid order) to this JSON file")
+    sample.set_defaults(handler=cmd_sample)
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_commands = bench.add_subparsers(dest="subcommand", metavar="subcommand", required=True)
+    bench_sample = bench_commands.add_parser("sample", help="decode speed: ms/step, images/s, bandwidth fraction")
+    bench_sample.add_argument("--model", type=Path, help="AR checkpoint directory")
+    bench_sample.add_argument("--preset", help=f"model preset with random weights: {', '.join(GPT_PRESETS)}")
+    bench_sample.add_argument("--random-weights", action="store_true", help="build --preset with random weights")
+    bench_sample.add_argument("--batch", type=int, default=1)
+    bench_sample.add_argument("--cfg", type=float, default=1.0)
+    bench_sample.add_argument("--parallel", type=int, default=1)
+    bench_sample.add_argument("--grid", type=int, default=16, help="token grid side for --preset")
+    bench_sample.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    bench_sample.add_argument("--repeats", type=int, default=3)
+    bench_sample.add_argument("--bandwidth-gbs", type=float, default=30.0)
+    bench_sample.add_argument("--json", action="store_true")
+    bench_sample.add_argument("overrides", nargs="*", metavar="key=value", help="model overrides, e.g. n_layer=2")
+    bench_sample.set_defaults(handler=cmd_bench_sample)
+
+    convert = commands.add_parser("convert", help="convert LlamaGen / PAR checkpoints to argen checkpoints")
+    convert.add_argument("kind", choices=["llamagen", "par", "llamagen-vq"])
+    convert.add_argument("source", type=Path)
+    convert.add_argument("destination", type=Path)
+    convert.add_argument("--preset", required=True, help="GPT preset (llamagen, par) or VQ preset (llamagen-vq)")
+    convert.add_argument("--parallel", type=int, default=4, help="PAR: tokens per parallel step k")
+    convert.add_argument("overrides", nargs="*", metavar="key=value")
+    convert.set_defaults(handler=cmd_convert)
     return parser
 
 

@@ -109,7 +109,7 @@ def tokenize(directory: str | Path, out_dir: str | Path, split: str = "train", d
         return {"ids": model.encode(images)}
 
     tokenizer = {"path": str(Path(directory).resolve()), "sha256": ckpt.checkpoint_checksum(directory),
-                 "codebook_size": config.model.codebook_size}
+                 "codebook_size": config.model.codebook_size, "class_names": list(dataset.class_names)}
     if flip_copies:
         dataset = _WithFlippedCopies(dataset)
     return write_token_cache(encode, dataset, out_dir, tokenizer, progress=progress)
@@ -129,3 +129,60 @@ class _WithFlippedCopies:
         flip = (indices >= len(self.dataset))[:, None, None, None]
         batch["images"] = torch.where(flip, batch["images"].flip(-1), batch["images"])
         return batch
+
+
+# ------------------------------------------------------------------------------------------------
+# AR transformer
+
+
+def ar_config_from_cache(config: ARRunConfig, cache: TokenDataset) -> ARRunConfig:
+    """Fill what the token cache fixes (grid, visual vocabulary, class count) when left at defaults."""
+    from argen.layout import Layout
+
+    layout = dataclasses.replace(config.layout, grid=cache.grid)
+    visual_vocab = int(cache.manifest["tokenizer"]["codebook_size"])
+    vocab = Layout(layout, visual_vocab).vocab_size
+    num_classes = int(cache.tensors["labels"].max()) + 1
+    model = dataclasses.replace(config.model, vocab_size=vocab, num_classes=num_classes)
+    return dataclasses.replace(config, layout=layout, model=model)
+
+
+def build_ar(config: ARRunConfig, visual_vocab: int):
+    """The Layout and a fresh Transformer for `config`; the two must agree on the vocabulary."""
+    from argen.layout import Layout
+    from argen.model.transformer import Transformer
+
+    layout = Layout(config.layout, visual_vocab)
+    if layout.vocab_size != config.model.vocab_size:
+        raise ValueError(f"model.vocab_size={config.model.vocab_size} but the layout needs {layout.vocab_size} "
+                         f"(visual vocabulary {visual_vocab}); set model.vocab_size={layout.vocab_size}")
+    return layout, Transformer(config.model, n_transition=layout.n_transition)
+
+
+def train_ar(config: ARRunConfig, progress: bool = True) -> Path:
+    """Train the class-conditional AR transformer on a token cache under the config's Layout."""
+    from argen.train.ar_task import ARTask
+
+    if not config.cache:
+        raise ValueError("cache is not set: pass --cache DIR (a token cache written by `argen tokenize`)")
+    cache = TokenDataset(config.cache)
+    if tuple(config.layout.grid) != cache.grid:
+        raise ValueError(f"layout.grid={tuple(config.layout.grid)} but the token cache holds {cache.grid} grids")
+    context = distributed.setup()
+    try:
+        torch.manual_seed(config.train.seed)
+        layout, model = build_ar(config, int(cache.manifest["tokenizer"]["codebook_size"]))
+        labels_max = int(cache.tensors["labels"].max())
+        if labels_max >= config.model.num_classes:
+            raise ValueError(f"the cache has class {labels_max} but model.num_classes={config.model.num_classes}")
+        tokenizer_path = cache.manifest["tokenizer"].get("path")
+        task = ARTask(model, layout, config.model.num_classes, config.model.class_dropout_prob,
+                      tokenizer=tokenizer_path if tokenizer_path and Path(tokenizer_path).is_dir() else None)
+        metadata = {"tokenizer": tokenizer_path, "tokenizer_sha256": cache.manifest["tokenizer"].get("sha256"),
+                    "visual_vocab": int(cache.manifest["tokenizer"]["codebook_size"]),
+                    "class_names": cache.manifest["tokenizer"].get("class_names", [])}
+        trainer = Trainer(task, cache, config.train, config, AR_KIND, context, progress, metadata)
+        trainer.fit()
+        return trainer.checkpoint_dir
+    finally:
+        distributed.teardown(context)

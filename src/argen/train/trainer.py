@@ -89,8 +89,10 @@ class Trainer:
     """Train `task` on `dataset`; `run_config` (a dataclass tree) is saved with every checkpoint."""
 
     def __init__(self, task: Task, dataset: Dataset, train_config: TrainConfig, run_config: Any, kind: str,
-                 context: distributed.DistributedContext | None = None, progress: bool = True):
+                 context: distributed.DistributedContext | None = None, progress: bool = True,
+                 metadata: dict[str, Any] | None = None):
         self.task, self.dataset, self.config = task, dataset, train_config
+        self.metadata = metadata or {}  # written into config.json beside the config (e.g. the tokenizer used)
         self.run_config, self.kind = run_config, kind
         self.context = context or distributed.DistributedContext()
         self.progress = progress
@@ -154,7 +156,7 @@ class Trainer:
             shutil.rmtree(staging, ignore_errors=True)
             model = self.modules[self.model_name]
             ckpt.save_checkpoint(staging, self.kind, to_dict(self.run_config), model.state_dict(),
-                                 extra={"step": self.step})
+                                 extra={**self.metadata, "step": self.step})
             if self.ema is not None:
                 ckpt.save_weights(staging / "ema.safetensors", self.ema)
             ckpt.save_trainer_state(staging, {

@@ -1,0 +1,63 @@
+"""The AR training task: a token-cache batch -> the Layout's training tensors -> cross-entropy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from argen.io.images import save_grid
+from argen.layout import Layout
+
+
+class ARTask:
+    """Next-group prediction under any Layout (raster, PAR, prologue), with class-label dropout for guidance."""
+
+    def __init__(self, model: nn.Module, layout: Layout, num_classes: int, class_dropout_prob: float,
+                 tokenizer: str | Path | None = None):
+        self.model, self.layout = model, layout
+        self.tokenizer = tokenizer  # checkpoint directory, for sample grids during training
+        self.num_classes, self.class_dropout_prob = num_classes, class_dropout_prob
+        config = model.config
+        # RoPE rows and the attention mask are the same for every batch: build them once.
+        self.rope = layout.rope(config.dim // config.n_head, config.rope_base)
+        self.mask = layout.mask
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def loss(self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor],
+             step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        labels = batch["labels"]
+        if self.class_dropout_prob > 0:
+            # The null class (index num_classes) teaches the unconditional half of guidance.
+            dropped = torch.rand(labels.shape, device=labels.device) < self.class_dropout_prob
+            labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
+        tensors = self.layout.training_tensors(batch["ids"], labels, batch.get("prologue_ids"))
+        device = labels.device
+        logits = modules[name](tensors["ids"], tensors["kinds"].to(device), self.rope.to(device),
+                               self.mask.to(device))  # (B, L, V)
+        targets = tensors["targets"]
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        with torch.no_grad():
+            valid = targets != -100
+            accuracy = (logits.argmax(-1) == targets)[valid].float().mean()
+        return loss, {"token_accuracy": float(accuracy)}
+
+    def sample(self, model: nn.Module, step: int, out_dir: Path) -> None:
+        """A grid with one row per class (8 samples each) at out_dir/samples/step-N.png."""
+        if self.tokenizer is None:
+            return
+        from argen.data.transforms import to_uint8
+        from argen.sample import generate
+        from argen.train.recipes import load_tokenizer
+
+        tokenizer, _ = load_tokenizer(self.tokenizer, next(model.parameters()).device)
+        labels = torch.arange(min(self.num_classes, 10)).repeat_interleave(8)
+        generator = torch.Generator(labels.device).manual_seed(0)
+        ids = generate(model, self.layout, labels.to(next(model.parameters()).device), generator=generator).visual
+        with torch.no_grad():
+            images = to_uint8(tokenizer.decode(ids)).cpu()
+        save_grid(images, out_dir / "samples" / f"step-{step:07d}.png", columns=8, scale=2)
