@@ -155,8 +155,8 @@ VQ_PRESETS: dict[str, dict[str, Any]] = {
     "VQ-8": dict(image_size=256, in_channels=3, ch=128, ch_mult=(1, 2, 2, 4), num_res_blocks=2,
                  z_channels=256, codebook_size=16384, codebook_dim=8),
     # CPU presets: 32x32 grey -> 8x8 tokens; 64x64 grey -> 16x16 tokens (downsample 4).
-    "VQ-CPU-32": dict(image_size=32, in_channels=1, ch=64, ch_mult=(1, 2, 2), num_res_blocks=1,
-                      z_channels=64, codebook_size=256, codebook_dim=8),
+    "VQ-CPU-32": dict(image_size=32, in_channels=1, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1,
+                      z_channels=64, codebook_size=1024, codebook_dim=8),
     "VQ-CPU-64": dict(image_size=64, in_channels=1, ch=32, ch_mult=(1, 2, 4), num_res_blocks=1,
                       z_channels=64, codebook_size=512, codebook_dim=8),
 }

@@ -1,0 +1,130 @@
+"""The tokenizer training task for the one trainer: VQ losses, optional PatchGAN, dead-code restarts.
+
+Each step updates "tokenizer" (reconstruction + codebook + commitment [+ entropy] [+ perceptual]
+[+ adversarial]) and then, when `disc_weight > 0`, "discriminator" (hinge loss on real images and
+fresh reconstructions). The codebook usage record lives in the model's `quantize.codebook_used`
+buffer, so it is saved with every checkpoint and resuming restarts the same codes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from argen.config import ConfigError, VQLossConfig
+from argen.tokenizer.losses import (RECONSTRUCTION_KINDS, PatchDiscriminator, PerceptualLoss,
+                                    hinge_discriminator_loss, hinge_generator_loss, reconstruction_loss)
+from argen.tokenizer.vq import USAGE_RECORD_LENGTH, VQModel
+
+TOKENIZER = "tokenizer"
+DISCRIMINATOR = "discriminator"
+
+
+def psnr_db(reconstruction: torch.Tensor, target: torch.Tensor) -> float:
+    """Batch PSNR on the [-1, 1] scale (peak-to-peak 2), from the mean squared error of the clamped output."""
+    error = (reconstruction.detach().float().clamp(-1, 1) - target.float()).pow(2).mean()
+    return float(10 * torch.log10(4.0 / error.clamp_min(1e-10)))
+
+
+def _value(tensor: torch.Tensor) -> float:
+    return float(tensor.detach())
+
+
+class VQTask:
+    """Train a VQModel with LlamaGen's losses; `feature_network` (images -> list of features) enables the
+    perceptual term and is required when `loss.perceptual_weight > 0`."""
+
+    def __init__(self, model: VQModel, loss: VQLossConfig, feature_network: nn.Module | None = None):
+        if loss.reconstruction not in RECONSTRUCTION_KINDS:
+            raise ConfigError(f"loss.reconstruction must be one of {RECONSTRUCTION_KINDS}, got {loss.reconstruction!r}")
+        if loss.perceptual_weight > 0 and feature_network is None:
+            raise ConfigError("loss.perceptual_weight > 0 needs a feature network (set loss.perceptual_network to a "
+                              "classifier checkpoint), or set loss.perceptual_weight=0")
+        if loss.disc_weight < 0 or loss.disc_start < 0 or loss.restart_dead_codes_every < 0:
+            raise ConfigError("loss.disc_weight, loss.disc_start and loss.restart_dead_codes_every must be >= 0")
+        self.model, self.config = model, loss
+        self.perceptual = PerceptualLoss(feature_network) if loss.perceptual_weight > 0 else None
+        self.discriminator = None
+        if loss.disc_weight > 0:
+            smallest = PatchDiscriminator.min_input_size(loss.disc_layers)
+            if model.config.image_size < smallest:
+                raise ConfigError(f"loss.disc_layers={loss.disc_layers} needs images of at least {smallest} pixels, "
+                                  f"got model.image_size={model.config.image_size}; lower loss.disc_layers")
+            self.discriminator = PatchDiscriminator(model.config.in_channels, loss.disc_channels, loss.disc_layers)
+        # Per step: encoder outputs of the latest micro-batch and the number of ids recorded (for restarts).
+        self._latents: torch.Tensor | None = None
+        self._tokens_this_step = 0
+
+    def modules(self) -> dict[str, nn.Module]:
+        modules: dict[str, nn.Module] = {TOKENIZER: self.model}
+        if self.discriminator is not None:
+            modules[DISCRIMINATOR] = self.discriminator
+        return modules
+
+    def _adversarial(self, step: int) -> bool:
+        return self.discriminator is not None and step >= self.config.disc_start
+
+    def loss(self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor],
+             step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        images = batch["images"]
+        if name == TOKENIZER:
+            return self._tokenizer_loss(modules, images, step)
+        if name == DISCRIMINATOR:
+            return self._discriminator_loss(modules, images, step)
+        raise KeyError(f"unknown module {name!r}; this task trains {', '.join(self.modules())}")
+
+    def _tokenizer_loss(self, modules: dict[str, nn.Module], images: torch.Tensor,
+                        step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        config = self.config
+        reconstruction, quantizer = modules[TOKENIZER](images)
+        reconstruction_term = reconstruction_loss(reconstruction, images, config.reconstruction)
+        total = (config.reconstruction_weight * reconstruction_term + quantizer.codebook_loss
+                 + quantizer.commit_loss + quantizer.entropy_loss)
+        logs = {"reconstruction_loss": _value(reconstruction_term), "codebook_loss": _value(quantizer.codebook_loss),
+                "commit_loss": _value(quantizer.commit_loss), "psnr_db": psnr_db(reconstruction, images),
+                "perplexity": float(quantizer.perplexity), "codebook_usage_batch": float(quantizer.usage)}
+        if self.model.config.entropy_weight > 0:
+            logs["entropy_loss"] = _value(quantizer.entropy_loss)
+        if self.perceptual is not None:
+            perceptual = self.perceptual.to(images.device)(reconstruction, images)
+            total = total + config.perceptual_weight * perceptual
+            logs["perceptual_loss"] = _value(perceptual)
+        if self._adversarial(step):
+            adversarial = hinge_generator_loss(modules[DISCRIMINATOR](reconstruction))
+            total = total + config.disc_weight * adversarial
+            logs["generator_adversarial_loss"] = _value(adversarial)
+        self.model.quantize.record_usage(quantizer.ids)
+        self._latents = quantizer.latents
+        self._tokens_this_step += quantizer.ids.numel()
+        return total, logs
+
+    def _discriminator_loss(self, modules: dict[str, nn.Module], images: torch.Tensor,
+                            step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        discriminator = modules[DISCRIMINATOR]
+        if not self._adversarial(step):
+            # Before disc_start: a zero loss still tied to the parameters, so the optimizer step is a no-op.
+            return sum(p.sum() for p in discriminator.parameters()) * 0.0, {}
+        with torch.no_grad():
+            reconstruction, _ = modules[TOKENIZER](images)  # the tokenizer as just updated
+        real_logits, fake_logits = discriminator(images), discriminator(reconstruction)
+        loss = hinge_discriminator_loss(real_logits, fake_logits)
+        return self.config.disc_weight * loss, {"discriminator_hinge": _value(loss),
+                                                "logits_real": _value(real_logits.mean()),
+                                                "logits_fake": _value(fake_logits.mean())}
+
+    def after_step(self, modules: dict[str, nn.Module], step: int) -> dict[str, float]:
+        """Codebook usage over the recent record; every `restart_dead_codes_every` steps, restart dead codes."""
+        quantizer = self.model.quantize
+        every = self.config.restart_dead_codes_every
+        # LlamaGen's measure: the fraction of codes among the last 65536 chosen ids.
+        logs = {"codebook_usage": float(quantizer.recent_usage().float().mean())}
+        if every and (step + 1) % every == 0 and self._latents is not None:
+            # Dead = unused over the last `every` steps (as far back as the record reaches).
+            window = min(USAGE_RECORD_LENGTH, every * self._tokens_this_step)
+            logs["restarted_codes"] = float(quantizer.restart_dead_codes(self._latents, window))
+            if dist.is_available() and dist.is_initialized():
+                # Ranks saw different batches: rank 0's codebook wins (DDP broadcasts the record buffer itself).
+                dist.broadcast(quantizer.embedding.weight.data, src=0)
+        self._latents, self._tokens_this_step = None, 0
+        return logs

@@ -1,0 +1,457 @@
+"""LlamaGen's VQ autoencoder (tokenizer/tokenizer_image/vq_model.py), configurable and key-compatible.
+
+Module names, state-dict keys and shapes equal LlamaGen's `VQModel`, so its released checkpoints load
+with `strict=True` after `convert_llamagen_vq`. Two deliberate differences that do not touch the keys:
+
+- GroupNorm uses 32 groups, as LlamaGen, unless `ch < 32` is configured; then every norm uses `ch`
+  groups (all widths are multiples of `ch`), so small CPU models stay valid.
+- The quantiser's forward is pure. LlamaGen appends the chosen ids to the `quantize.codebook_used`
+  buffer inside forward; here the training task calls `record_usage`, and the buffer starts at -1
+  ("empty") instead of 0 so an unfilled record does not claim that code 0 was used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from argen.config import ConfigError, VQConfig
+
+# Length of LlamaGen's `quantize.codebook_used` buffer: a rolling record of the latest chosen ids.
+USAGE_RECORD_LENGTH = 65536
+ENTROPY_TEMPERATURE = 0.01  # LlamaGen's compute_entropy_loss temperature
+
+
+def validate_vq_config(config: VQConfig) -> None:
+    """Raise ConfigError naming the first field that cannot build a VQ model."""
+    if config.in_channels not in (1, 3):
+        raise ConfigError(f"model.in_channels must be 1 or 3, got {config.in_channels}")
+    if not config.ch_mult or any(int(m) < 1 for m in config.ch_mult):
+        raise ConfigError(f"model.ch_mult must be a non-empty list of positive integers, got {config.ch_mult}")
+    for name in ("ch", "num_res_blocks", "z_channels", "codebook_size", "codebook_dim", "image_size"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"model.{name} must be positive, got {getattr(config, name)}")
+    groups = norm_groups(config.ch)
+    widths = sorted({config.ch * m for m in config.ch_mult})
+    if any(width % groups for width in widths):
+        raise ConfigError(f"GroupNorm uses {groups} groups for model.ch={config.ch}, but the widths {widths} "
+                          f"(ch * ch_mult) are not all multiples of {groups}; use ch < 32 or a multiple of 32")
+    if config.image_size % config.downsample:
+        raise ConfigError(f"model.image_size={config.image_size} must be divisible by the downsampling factor "
+                          f"{config.downsample} (2 ** (len(ch_mult) - 1))")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {config.dropout}")
+
+
+def norm_groups(ch: int) -> int:
+    """LlamaGen's 32 GroupNorm groups, or `ch` groups when the base width is below 32."""
+    return 32 if ch >= 32 else ch
+
+
+class ResnetBlock(nn.Module):
+    """norm-swish-conv twice plus a skip (1x1 `nin_shortcut` when the width changes)."""
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, in_channels, eps=1e-6)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = nn.GroupNorm(groups, out_channels, eps=1e-6)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        skip = x if self.nin_shortcut is None else self.nin_shortcut(x)
+        return skip + h
+
+
+class AttnBlock(nn.Module):
+    """Single-head self-attention over all spatial positions (1x1 conv projections, scale C^-1/2)."""
+
+    def __init__(self, channels: int, groups: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.k = nn.Conv2d(channels, channels, 1)
+        self.v = nn.Conv2d(channels, channels, 1)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        normed = self.norm(x)
+
+        def tokens(projection: nn.Conv2d) -> torch.Tensor:
+            return projection(normed).flatten(2).transpose(1, 2).unsqueeze(1)  # (B, 1, HW, C)
+
+        attended = F.scaled_dot_product_attention(tokens(self.q), tokens(self.k), tokens(self.v))  # (B, 1, HW, C)
+        attended = attended.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
+        return x + self.proj_out(attended)
+
+
+class Downsample(nn.Module):
+    """3x3 stride-2 conv after zero-padding right and bottom by one (LlamaGen's asymmetric padding)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour x2, then a 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Level(nn.Module):
+    """One resolution: `res` blocks, each followed by `attn[i]` when the level has attention, then a resampler."""
+
+    def __init__(self, widths: list[tuple[int, int]], groups: int, dropout: float, attention: bool,
+                 resample: str | None):
+        super().__init__()
+        self.res = nn.ModuleList(ResnetBlock(i, o, groups, dropout) for i, o in widths)
+        self.attn = nn.ModuleList(AttnBlock(o, groups) for _, o in widths) if attention else nn.ModuleList()
+        out = widths[-1][1]
+        if resample == "down":
+            self.downsample = Downsample(out)
+        elif resample == "up":
+            self.upsample = Upsample(out)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        for index, block in enumerate(self.res):
+            h = block(h)
+            if len(self.attn):
+                h = self.attn[index](h)
+        if hasattr(self, "downsample"):
+            h = self.downsample(h)
+        if hasattr(self, "upsample"):
+            h = self.upsample(h)
+        return h
+
+
+def _middle(channels: int, groups: int, dropout: float) -> nn.ModuleList:
+    return nn.ModuleList([ResnetBlock(channels, channels, groups, dropout), AttnBlock(channels, groups),
+                          ResnetBlock(channels, channels, groups, dropout)])
+
+
+class Encoder(nn.Module):
+    """Images (B, C, H, W) -> features (B, z_channels, H/f, W/f); attention only at the lowest resolution."""
+
+    def __init__(self, config: VQConfig):
+        super().__init__()
+        groups, ch, mult = norm_groups(config.ch), config.ch, tuple(config.ch_mult)
+        last = len(mult) - 1
+        self.conv_in = nn.Conv2d(config.in_channels, ch, 3, padding=1)
+        self.conv_blocks = nn.ModuleList()
+        width = ch
+        for level, factor in enumerate(mult):
+            out = ch * factor
+            widths = [(width if block == 0 else out, out) for block in range(config.num_res_blocks)]
+            self.conv_blocks.append(Level(widths, groups, config.dropout, attention=level == last,
+                                          resample=None if level == last else "down"))
+            width = out
+        self.mid = _middle(width, groups, config.dropout)
+        self.norm_out = nn.GroupNorm(groups, width, eps=1e-6)
+        self.conv_out = nn.Conv2d(width, config.z_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x)
+        for level in self.conv_blocks:
+            h = level(h)
+        for block in self.mid:
+            h = block(h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Decoder(nn.Module):
+    """Features (B, z_channels, h, w) -> images; levels run lowest resolution first, num_res_blocks + 1 each."""
+
+    def __init__(self, config: VQConfig):
+        super().__init__()
+        groups, ch, mult = norm_groups(config.ch), config.ch, tuple(config.ch_mult)
+        last = len(mult) - 1
+        width = ch * mult[-1]
+        self.conv_in = nn.Conv2d(config.z_channels, width, 3, padding=1)
+        self.mid = _middle(width, groups, config.dropout)
+        self.conv_blocks = nn.ModuleList()
+        for level in reversed(range(len(mult))):
+            out = ch * mult[level]
+            widths = [(width if block == 0 else out, out) for block in range(config.num_res_blocks + 1)]
+            self.conv_blocks.append(Level(widths, groups, config.dropout, attention=level == last,
+                                          resample=None if level == 0 else "up"))
+            width = out
+        self.norm_out = nn.GroupNorm(groups, width, eps=1e-6)
+        self.conv_out = nn.Conv2d(width, config.in_channels, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(z)
+        for block in self.mid:
+            h = block(h)
+        for level in self.conv_blocks:
+            h = level(h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class QuantizerOutput(NamedTuple):
+    """What the quantiser reports besides the straight-through vectors.
+
+    `commit_loss` already includes beta; the vector-quantisation term of the loss is
+    codebook_loss + commit_loss + entropy_loss. `latents` are the (normalised) encoder vectors that
+    were quantised, detached, for dead-code restarts.
+    """
+
+    ids: torch.Tensor  # (B, h, w) long
+    commit_loss: torch.Tensor  # scalar
+    codebook_loss: torch.Tensor  # scalar
+    entropy_loss: torch.Tensor  # scalar (entropy_weight already applied)
+    perplexity: torch.Tensor  # scalar, exp(entropy of this batch's code histogram), detached
+    usage: torch.Tensor  # scalar, fraction of the codebook used in this batch, detached
+    latents: torch.Tensor  # (B*h*w, D) detached
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-code quantisation with optional l2-normalised codes and latents (LlamaGen's VectorQuantizer)."""
+
+    def __init__(self, codebook_size: int, codebook_dim: int, commit_beta: float, entropy_weight: float,
+                 l2_norm: bool):
+        super().__init__()
+        self.codebook_size, self.codebook_dim = codebook_size, codebook_dim
+        self.commit_beta, self.entropy_weight, self.l2_norm = commit_beta, entropy_weight, l2_norm
+        self.embedding = nn.Embedding(codebook_size, codebook_dim)
+        with torch.no_grad():
+            self.embedding.weight.uniform_(-1.0 / codebook_size, 1.0 / codebook_size)
+            if l2_norm:
+                self.embedding.weight.copy_(F.normalize(self.embedding.weight, dim=-1))
+        # Rolling record of the latest chosen ids (float, as LlamaGen stores it); -1 = empty slot.
+        self.register_buffer("codebook_used", torch.full((USAGE_RECORD_LENGTH,), -1.0))
+
+    def codebook(self) -> torch.Tensor:
+        """The vectors latents are matched against and the decoder reads: (K, D)."""
+        weight = self.embedding.weight
+        return F.normalize(weight, dim=-1) if self.l2_norm else weight
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
+        """z (B, D, h, w) -> (straight-through quantised z (B, D, h, w), QuantizerOutput)."""
+        b, d, h, w = z.shape
+        latents = z.permute(0, 2, 3, 1).reshape(-1, d)  # (N, D)
+        if self.l2_norm:
+            latents = F.normalize(latents, dim=-1)
+        codebook = self.codebook()
+        # Squared distances |z|^2 + |e|^2 - 2 z.e, in float32 even under autocast (argmin ties matter).
+        distances = (latents.float().pow(2).sum(1, keepdim=True) + codebook.float().pow(2).sum(1)
+                     - 2 * latents.float() @ codebook.float().t())  # (N, K)
+        ids = distances.argmin(1)  # (N,)
+        quantized = codebook[ids].to(latents.dtype)  # (N, D)
+        codebook_loss = (quantized - latents.detach()).pow(2).mean()
+        commit_loss = self.commit_beta * (quantized.detach() - latents).pow(2).mean()
+        if self.entropy_weight > 0:
+            entropy_loss = self.entropy_weight * _entropy_loss(-distances)
+        else:
+            entropy_loss = distances.new_zeros(())
+        straight_through = latents + (quantized - latents).detach()  # gradients flow to the encoder
+        with torch.no_grad():
+            counts = torch.bincount(ids, minlength=self.codebook_size).float()
+            probabilities = counts / counts.sum()
+            perplexity = torch.exp(-(probabilities * torch.log(probabilities.clamp_min(1e-10))).sum())
+            usage = (counts > 0).float().mean()
+        output = QuantizerOutput(ids.view(b, h, w), commit_loss, codebook_loss, entropy_loss, perplexity, usage,
+                                 latents.detach())
+        return straight_through.view(b, h, w, d).permute(0, 3, 1, 2), output
+
+    @torch.no_grad()
+    def record_usage(self, ids: torch.Tensor) -> None:
+        """Append ids to the rolling `codebook_used` record (the oldest entries drop out)."""
+        flat = ids.detach().flatten()[-USAGE_RECORD_LENGTH:].to(self.codebook_used.dtype)
+        count = flat.numel()
+        if count == 0:
+            return
+        record = self.codebook_used
+        record.copy_(torch.cat([record[count:], flat]))
+
+    @torch.no_grad()
+    def recent_usage(self, window: int = USAGE_RECORD_LENGTH) -> torch.Tensor:
+        """(K,) bool: which codes occur among the latest `window` recorded ids."""
+        entries = self.codebook_used[-max(1, min(window, USAGE_RECORD_LENGTH)):]
+        entries = entries[(entries >= 0) & (entries < self.codebook_size)].long()
+        return torch.bincount(entries, minlength=self.codebook_size) > 0
+
+    @torch.no_grad()
+    def restart_dead_codes(self, latents: torch.Tensor, window: int = USAGE_RECORD_LENGTH) -> int:
+        """Replace codes unused among the latest `window` recorded ids by random rows of `latents` (N, D).
+
+        Draws from the global torch RNG, so it is deterministic under the trainer's seeding. The record
+        is left as is: a restarted code is judged again only by the ids chosen after the restart.
+        Returns the number of codes replaced.
+        """
+        if latents.ndim != 2 or latents.shape[1] != self.codebook_dim or len(latents) == 0:
+            raise ValueError(f"latents must be (N > 0, {self.codebook_dim}), got {tuple(latents.shape)}")
+        dead = (~self.recent_usage(window)).nonzero().flatten()  # (dead,)
+        if len(dead) == 0:
+            return 0
+        if len(latents) >= len(dead):
+            picks = torch.randperm(len(latents), device=latents.device)[:len(dead)]
+        else:
+            picks = torch.randint(len(latents), (len(dead),), device=latents.device)
+        replacements = latents[picks].to(self.embedding.weight)
+        if self.l2_norm:
+            replacements = F.normalize(replacements, dim=-1)
+        self.embedding.weight[dead.to(self.embedding.weight.device)] = replacements
+        return len(dead)
+
+
+def _entropy_loss(affinity: torch.Tensor) -> torch.Tensor:
+    """Per-sample entropy minus batch-mean entropy of softmax(affinity / T): sharp and diverse assignments."""
+    logits = affinity / ENTROPY_TEMPERATURE  # (N, K)
+    probabilities = logits.softmax(-1)
+    sample_entropy = -(probabilities * logits.log_softmax(-1)).sum(-1).mean()
+    mean_probabilities = probabilities.mean(0)
+    batch_entropy = -(mean_probabilities * torch.log(mean_probabilities + 1e-5)).sum()
+    return sample_entropy - batch_entropy
+
+
+class VQModel(nn.Module):
+    """LlamaGen's VQ tokenizer: `encode(images) -> ids`, `decode(ids) -> images`, `forward` for training."""
+
+    def __init__(self, config: VQConfig):
+        super().__init__()
+        validate_vq_config(config)
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.quantize = VectorQuantizer(config.codebook_size, config.codebook_dim, config.commit_beta,
+                                        config.entropy_weight, config.codebook_l2_norm)
+        self.quant_conv = nn.Conv2d(config.z_channels, config.codebook_dim, 1)
+        self.post_quant_conv = nn.Conv2d(config.codebook_dim, config.z_channels, 1)
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        factor = self.config.downsample
+        if images.ndim != 4 or images.shape[1] != self.config.in_channels:
+            raise ValueError(f"images must be (B, {self.config.in_channels}, H, W) (or (B, T, C, H, W) for encode), "
+                             f"got {tuple(images.shape)}")
+        if images.shape[2] % factor or images.shape[3] % factor:
+            raise ValueError(f"image height and width must be multiples of {factor}, got {tuple(images.shape[2:])}")
+        if not images.is_floating_point():
+            raise ValueError(f"images must be floating point in [-1, 1], got {images.dtype}")
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
+        """images (B, C, H, W) in [-1, 1] -> (reconstruction (B, C, H, W), QuantizerOutput)."""
+        self._check_images(images)
+        quantized, output = self.quantize(self.quant_conv(self.encoder(images)))
+        return self.decoder(self.post_quant_conv(quantized)), output
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, C, H, W) in [-1, 1] -> ids (B, h, w) long; (B, T, C, H, W) -> (B, T, h, w)."""
+        if images.ndim == 5:
+            return self.encode(images.flatten(0, 1)).unflatten(0, images.shape[:2])
+        self._check_images(images)
+        return self.quantize(self.quant_conv(self.encoder(images)))[1].ids
+
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, h, w) -> images (B, C, H, W) in about [-1, 1]; (B, T, h, w) -> (B, T, C, H, W)."""
+        if ids.ndim == 4:
+            return self.decode(ids.flatten(0, 1)).unflatten(0, ids.shape[:2])
+        if ids.ndim != 3 or ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise ValueError(f"ids must be an integer tensor (B, h, w) or (B, T, h, w), got {ids.dtype} "
+                             f"{tuple(ids.shape)}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.codebook_size):
+            raise ValueError(f"ids must lie in [0, {self.config.codebook_size}), got values in "
+                             f"[{int(ids.min())}, {int(ids.max())}]")
+        vectors = self.quantize.codebook()[ids.long()].permute(0, 3, 1, 2)  # (B, D, h, w)
+        return self.decoder(self.post_quant_conv(vectors))
+
+    def codebook_vectors(self) -> torch.Tensor:
+        """(K, D) detached: the (l2-normalised) vectors the decoder looks up for each id."""
+        return self.quantize.codebook().detach()
+
+
+# ------------------------------------------------------------------------------------------------
+# LlamaGen checkpoints
+
+_LLAMAGEN_KEY = re.compile(r"^(encoder|decoder|quantize|quant_conv|post_quant_conv)\.")
+
+
+def convert_llamagen_vq(state: dict) -> dict[str, torch.Tensor]:
+    """A LlamaGen VQ checkpoint ({"model": state_dict, ...} or a raw state dict) -> our state dict.
+
+    The keys are the same; this unwraps the "model" entry, strips a DDP "module." prefix, and refuses
+    any key that is not part of LlamaGen's VQModel (all of them are listed) instead of dropping it.
+    """
+    if not isinstance(state, dict):
+        raise ValueError(f"a LlamaGen VQ checkpoint must be a dict, got {type(state).__name__}")
+    weights = state["model"] if "model" in state else state
+    if not isinstance(weights, dict) or not weights:
+        raise ValueError("the checkpoint's 'model' entry must be a non-empty state dict")
+    converted: dict[str, torch.Tensor] = {}
+    unexpected = []
+    for key, value in weights.items():
+        name = key[len("module."):] if key.startswith("module.") else key
+        if not isinstance(value, torch.Tensor) or not _LLAMAGEN_KEY.match(name):
+            unexpected.append(key)
+            continue
+        converted[name] = value
+    if unexpected:
+        top = "" if "model" in state else f" (top-level keys: {', '.join(sorted(map(str, state))[:12])})"
+        raise ValueError(f"not a LlamaGen VQ state dict: unexpected key(s) {', '.join(map(str, unexpected))}{top}; "
+                         "expected only encoder.*, decoder.*, quantize.*, quant_conv.*, post_quant_conv.*")
+    return converted
+
+
+def vq_config_from_state(state: dict[str, torch.Tensor], image_size: int = 256) -> VQConfig:
+    """The VQConfig whose model has the shapes of `state` (a converted LlamaGen/argen VQ state dict).
+
+    l2 normalisation, beta and entropy weight are not stored in weights: LlamaGen's defaults are used.
+    """
+    try:
+        conv_in = state["encoder.conv_in.weight"]
+        levels = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"encoder\.conv_blocks\.(\d+)\.", k)))
+        blocks = 1 + max(int(m.group(1)) for k in state
+                         if (m := re.match(r"encoder\.conv_blocks\.0\.res\.(\d+)\.", k)))
+        ch = conv_in.shape[0]
+        mult = tuple(state[f"encoder.conv_blocks.{i}.res.0.conv1.weight"].shape[0] // ch for i in range(levels))
+        codebook_size, codebook_dim = state["quantize.embedding.weight"].shape
+        z_channels = state["encoder.conv_out.weight"].shape[0]
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"cannot read a VQ configuration from this state dict (missing {error})") from error
+    return VQConfig(image_size=image_size, in_channels=conv_in.shape[1], ch=ch, ch_mult=mult, num_res_blocks=blocks,
+                    z_channels=z_channels, codebook_size=codebook_size, codebook_dim=codebook_dim)
+
+
+def read_llamagen_vq(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a LlamaGen VQ `.pt` safely (tensors and argparse.Namespace only) and convert it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"LlamaGen VQ checkpoint {path} does not exist")
+    try:
+        # LlamaGen's training checkpoints also hold the run's argparse.Namespace ("args"): allow that one class.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ValueError(f"{path} is not a loadable tensor checkpoint (read with weights_only=True, so "
+                         f"arbitrary pickled objects are refused): {error}") from error
+    return convert_llamagen_vq(state)
+
+
+def load_llamagen_vq(path: str | Path, config: VQConfig | None = None, image_size: int = 256) -> VQModel:
+    """A VQModel holding a LlamaGen VQ checkpoint (strict); the config is read from the shapes if not given."""
+    from argen.io.checkpoint import load_state_into
+
+    state = read_llamagen_vq(path)
+    model = VQModel(config or vq_config_from_state(state, image_size))
+    load_state_into(model, state, str(path))
+    return model
