@@ -78,7 +78,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     from argen.train import recipes
 
     directory = recipes.tokenize(args.tokenizer, args.out, split=args.split, data_dir=args.data_dir,
-                                 flip_copies=args.flip_copies, progress=_progress())
+                                 flip_copies=args.flip_copies, limit=args.limit, progress=_progress())
     print(f"token cache: {directory}")
     return 0
 
@@ -178,6 +178,94 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _extractor(args: argparse.Namespace):
+    from argen.eval.features import ClassifierExtractor, InceptionExtractor
+
+    if bool(args.classifier) == bool(args.inception):
+        raise ValueError("give exactly one feature extractor: --classifier DIR or --inception WEIGHTS_FILE")
+    if args.classifier:
+        return ClassifierExtractor.from_checkpoint(args.classifier)
+    return InceptionExtractor.from_file(args.inception)
+
+
+def cmd_eval_train_classifier(args: argparse.Namespace) -> int:
+    from argen.eval.classifier_task import ClassifierRunConfig, train_classifier
+
+    extra = [f"data.path={args.data_dir}"] if args.data_dir else []
+    extra += [f"train.out_dir={args.out}"] if args.out else []
+    config = build(ClassifierRunConfig, yaml_path=args.config, overrides=[*extra, *args.overrides])
+    if _print_or_none(args, config):
+        return 0
+    directory = train_classifier(config, progress=_progress())
+    accuracy = _classifier_accuracy(directory, config)
+    print(f"classifier checkpoint: {directory}\ntest accuracy: {accuracy:.4f}")
+    return 0
+
+
+def _classifier_accuracy(directory: Path, config: Any) -> float:
+    """Test-split accuracy, also written into the checkpoint's folder as test_accuracy.json."""
+    import numpy as np
+
+    from argen.data import load_dataset
+    from argen.eval.features import ClassifierExtractor
+    from argen.eval.metrics import class_accuracy
+    from argen.io.checkpoint import save_json
+
+    test = load_dataset(dataclasses.replace(config.data, split="test", flip=False, limit=0), training=False)
+    logits = ClassifierExtractor.from_checkpoint(directory).features(test.images.numpy().transpose(0, 2, 3, 1))
+    accuracy = class_accuracy(logits["logits"], test.labels.numpy())
+    save_json(Path(directory).parent / "test_accuracy.json", {"split": "test", "images": len(test),
+                                                              "accuracy": accuracy})
+    return float(np.float64(accuracy))
+
+
+def cmd_eval_ref(args: argparse.Namespace) -> int:
+    from argen.config import DataConfig
+    from argen.data import load_dataset
+    from argen.eval.reference import compute_reference
+
+    data = DataConfig(name=args.dataset, path=args.data_dir or "", split=args.split, image_size=args.image_size,
+                      channels=args.channels)
+    images = load_dataset(data, training=False).images.numpy().transpose(0, 2, 3, 1)
+    reference = compute_reference(images, _extractor(args))
+    path = reference.save(args.out)
+    print(f"reference statistics of {reference.count} images ({reference.extractor}): {path}")
+    return 0
+
+
+def cmd_eval_samples(args: argparse.Namespace) -> int:
+    from argen.eval.npz import read_samples
+    from argen.eval.reference import ReferenceStatistics, evaluate
+    from argen.io.checkpoint import save_json
+
+    batch = read_samples(args.samples)
+    labels = batch.labels if batch.labels is not None and not args.unconditional else None
+    result = evaluate(batch.images, ReferenceStatistics.load(args.ref), _extractor(args), labels)
+    result.update(samples_file=str(args.samples), reference_file=str(args.ref))
+    print(json.dumps(result, indent=2))
+    if args.out:
+        save_json(args.out, result)
+    return 0
+
+
+def cmd_eval_tokenizer(args: argparse.Namespace) -> int:
+    from argen.train import recipes
+
+    result = recipes.evaluate_tokenizer(args.tokenizer, args.out, split=args.split, count=args.count,
+                                        data_dir=args.data_dir, progress=_progress(),
+                                        extractor=_extractor(args) if (args.classifier or args.inception) else None)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from argen.demo import run_demo
+
+    run_demo(args.out, checkpoints=args.checkpoints, train=args.train, per_class=args.per_class,
+             progress=_progress())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from argen.config import VQ_PRESETS
 
@@ -205,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.add_argument("--out", required=True, type=Path)
     tokenize.add_argument("--split", default="train", choices=["train", "test"])
     tokenize.add_argument("--data-dir")
+    tokenize.add_argument("--limit", type=int, default=0, help="tokenize only the first N images (0 = all)")
     tokenize.add_argument("--flip-copies", action="store_true", help="also store horizontally flipped copies")
     tokenize.set_defaults(handler=cmd_tokenize)
 
@@ -261,11 +350,63 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--parallel", type=int, default=4, help="PAR: tokens per parallel step k")
     convert.add_argument("overrides", nargs="*", metavar="key=value")
     convert.set_defaults(handler=cmd_convert)
+
+    evaluation = commands.add_parser("eval", help="metrics: FID, IS, precision/recall, class accuracy",
+                                     description="argen eval SAMPLES --ref REF.npz (--classifier DIR | --inception "
+                                                 "FILE), or one of the subcommands below")
+    eval_commands = evaluation.add_subparsers(dest="subcommand", metavar="subcommand", required=True)
+
+    def add_extractor(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--classifier", type=Path, help="project classifier checkpoint (offline default)")
+        parser.add_argument("--inception", type=Path, help="local FID Inception-v3 weight file (never downloaded)")
+
+    samples = eval_commands.add_parser("samples", help="metrics of an ADM .npz or a folder of images")
+    samples.add_argument("samples", type=Path)
+    samples.add_argument("--ref", required=True, type=Path, help="reference statistics (argen eval ref)")
+    add_extractor(samples)
+    samples.add_argument("--unconditional", action="store_true", help="ignore labels stored with the samples")
+    samples.add_argument("--out", type=Path, help="also write the JSON here")
+    samples.set_defaults(handler=cmd_eval_samples)
+    reference = eval_commands.add_parser("ref", help="reference statistics of a dataset split")
+    add_extractor(reference)
+    reference.add_argument("--dataset", default="fashion-mnist")
+    reference.add_argument("--data-dir")
+    reference.add_argument("--split", default="test", choices=["train", "test"])
+    reference.add_argument("--image-size", type=int, default=32)
+    reference.add_argument("--channels", type=int, default=1)
+    reference.add_argument("--out", required=True, type=Path)
+    reference.set_defaults(handler=cmd_eval_ref)
+    classifier = eval_commands.add_parser("train-classifier", help="train the project's metric classifier")
+    _add_config_arguments(classifier, None)
+    classifier.add_argument("--data-dir")
+    classifier.add_argument("--out", help="output run directory (train.out_dir)")
+    classifier.set_defaults(handler=cmd_eval_train_classifier)
+    tokenizer_eval = eval_commands.add_parser("tokenizer", help="rFID, PSNR and codebook usage of a tokenizer")
+    tokenizer_eval.add_argument("--tokenizer", required=True, type=Path)
+    add_extractor(tokenizer_eval)
+    tokenizer_eval.add_argument("--out", type=Path, default=Path("runs/tokenizer-eval"))
+    tokenizer_eval.add_argument("--split", default="test", choices=["train", "test"])
+    tokenizer_eval.add_argument("--count", type=int, default=0)
+    tokenizer_eval.add_argument("--data-dir")
+    tokenizer_eval.set_defaults(handler=cmd_eval_tokenizer)
+
+    demo = commands.add_parser("demo", help="Fashion-MNIST end to end: samples, metrics and an HTML report")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--checkpoints", type=Path, help="checkpoint folder (default: the shipped checkpoints)")
+    demo.add_argument("--train", action="store_true", help="train a quick pipeline from scratch first")
+    demo.add_argument("--per-class", type=int, default=10, help="samples per class")
+    demo.set_defaults(handler=cmd_demo)
     return parser
+
+
+EVAL_SUBCOMMANDS = ("samples", "ref", "train-classifier", "tokenizer", "-h", "--help")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) > 1 and argv[0] == "eval" and argv[1] not in EVAL_SUBCOMMANDS:
+        argv.insert(1, "samples")  # `argen eval SAMPLES --ref ...`
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()

@@ -63,8 +63,10 @@ def _data_config(config: TokenizerRunConfig, split: str, data_dir: str | None) -
 
 @torch.inference_mode()
 def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = "test", count: int = 0,
-                       data_dir: str | None = None, batch_size: int = 256, progress: bool = True) -> dict[str, Any]:
-    """MSE, PSNR (per image, on [0, 255] pixels), codebook usage and perplexity, and a reconstruction grid."""
+                       data_dir: str | None = None, batch_size: int = 256, progress: bool = True,
+                       extractor=None) -> dict[str, Any]:
+    """MSE, PSNR (per image, on [0, 255] pixels), codebook usage and perplexity, a reconstruction grid, and
+    with a feature extractor the rFID of reconstructions against the originals."""
     from tqdm import tqdm
 
     model, config = load_tokenizer(directory)
@@ -73,6 +75,7 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
     squared_error, psnr_sum = 0.0, 0.0
     counts = torch.zeros(config.model.codebook_size, dtype=torch.long)
     first_originals = first_reconstructions = None
+    originals, reconstructions = [], []  # uint8 NHWC, kept only for rFID
     for start in tqdm(range(0, total, batch_size), desc="tokenizer eval", disable=not progress):
         batch = dataset.batch(torch.arange(start, min(start + batch_size, total)))
         ids = model.encode(batch["images"])
@@ -84,6 +87,9 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
         counts += torch.bincount(ids.flatten(), minlength=config.model.codebook_size)
         if first_originals is None:
             first_originals, first_reconstructions = original[:32], reconstruction[:32]
+        if extractor is not None:
+            originals.append(original.permute(0, 2, 3, 1).numpy())
+            reconstructions.append(reconstruction.permute(0, 2, 3, 1).numpy())
     probabilities = counts.double() / counts.sum()
     entropy = -(probabilities[probabilities > 0] * probabilities[probabilities > 0].log()).sum()
     out_dir = Path(out_dir)
@@ -95,15 +101,22 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
         "psnr_db": psnr_sum / total, "codebook_usage": float((counts > 0).double().mean()),
         "perplexity": float(entropy.exp()), "codebook_size": config.model.codebook_size, "grid": str(grid),
     }
+    if extractor is not None:
+        from argen.eval.reference import compute_reference, evaluate
+
+        reference = compute_reference(originals, extractor)
+        scores = evaluate(reconstructions, reference, extractor)
+        result.update(rfid=scores["fid"], extractor=scores["extractor"], extractor_checksum=scores["checksum"])
     ckpt.save_json(out_dir / "metrics.json", result)
     return result
 
 
 def tokenize(directory: str | Path, out_dir: str | Path, split: str = "train", data_dir: str | None = None,
-             flip_copies: bool = False, progress: bool = True) -> Path:
-    """Write the token cache of a dataset split (optionally with flipped copies as extra samples)."""
+             flip_copies: bool = False, limit: int = 0, progress: bool = True) -> Path:
+    """Write the token cache of a dataset split (the first `limit` images if > 0; optionally with flipped
+    copies as extra samples)."""
     model, config = load_tokenizer(directory)
-    dataset = load_dataset(_data_config(config, split, data_dir), training=False)
+    dataset = load_dataset(dataclasses.replace(_data_config(config, split, data_dir), limit=limit), training=False)
 
     def encode(images: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"ids": model.encode(images)}

@@ -1,0 +1,168 @@
+"""Decode-speed benchmark: time per step against the memory-bandwidth bound of the weights and KV cache.
+
+Per step the model streams every non-embedding weight once (plus a few embedding rows) and reads
+the filled part of each layer's KV cache; `bytes_per_step / bandwidth` is the floor a bandwidth-bound
+decoder cannot beat, and `bandwidth_fraction` says how close a run comes. Warm-up runs are excluded;
+min and median of the timed repeats are reported. Other processes' CPU use is measured during each
+run (from /proc/stat and os.times) and a warning is raised when the machine was not idle.
+
+    python benchmarks/bench_sample.py --preset GPT-B --grid 16 16 --batch 1 --dtype fp32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from argen.config import GPT_PRESETS, GPTConfig, LayoutConfig, preset
+from argen.layout import Layout
+from argen.model import KVCache, Transformer
+from argen.sample import DTYPES, SamplingOptions, generate
+
+EMBEDDING_TABLES = ("tok_embeddings.", "cls_embedding.", "spe_tok_embeddings.")
+BUSY_OTHERS_WARNING = 0.2  # CPU cores used by other processes above which a run is suspect
+
+
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies of the whole machine, or None where /proc/stat does not exist."""
+    stat = Path("/proc/stat")
+    if not stat.is_file():
+        return None
+    values = [int(v) for v in stat.read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return sum(values) - idle, sum(values)
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+class OtherLoad:
+    """CPU cores used by other processes between start() and stop() (None if unmeasurable)."""
+
+    def start(self) -> None:
+        self.jiffies, self.own, self.wall = _cpu_jiffies(), _own_cpu_seconds(), time.perf_counter()
+
+    def stop(self) -> float | None:
+        jiffies = _cpu_jiffies()
+        if jiffies is None or self.jiffies is None:
+            return None
+        busy_seconds = (jiffies[0] - self.jiffies[0]) / os.sysconf("SC_CLK_TCK")
+        own = _own_cpu_seconds() - self.own
+        return max(busy_seconds - own, 0.0) / max(time.perf_counter() - self.wall, 1e-9)
+
+
+def bytes_per_step(model: Transformer, layout: Layout, rows: int, cache_dtype: torch.dtype) -> dict[str, float]:
+    """Average bytes read per decode step: weights once (embedding tables: only the rows used) + KV cache."""
+    weights = 0
+    for name, parameter in model.named_parameters():
+        if name.startswith(EMBEDDING_TABLES):
+            weights += rows * parameter.shape[-1] * parameter.element_size()
+        else:
+            weights += parameter.numel() * parameter.element_size()
+    config = model.config
+    kv_dim = (config.n_kv_head or config.n_head) * (config.dim // config.n_head)
+    element = torch.finfo(cache_dtype).bits // 8
+    # Attention reads the filled prefix [0, slot_end) of every layer's keys and values.
+    kv_total = sum(2 * config.n_layer * rows * step.slot_end * kv_dim * element for step in layout.steps)
+    kv = kv_total / layout.num_steps
+    return {"weights": float(weights), "kv_cache": kv, "total": weights + kv}
+
+
+def benchmark_sampling(model: Transformer, layout: Layout, batch: int = 1, guidance: float = 1.0,
+                       dtype: str = "fp32", repeats: int = 5, bandwidth_gbs: float = 30.0, warmup: int = 1,
+                       seed: int = 0) -> dict:
+    """Time `generate` (sampling at temperature 1) and relate it to the bandwidth bound.
+
+    Returns steps, ms_per_step_min/median, images_per_s, tokens_per_s (median), bytes_per_step,
+    bandwidth_fraction (bound / median step time) and bandwidth_fraction_best (bound / min), the
+    busiest other-process load seen (cores) and the settings.
+    """
+    if repeats < 1 or batch < 1:
+        raise ValueError(f"repeats and batch must be >= 1, got repeats={repeats}, batch={batch}")
+    options = SamplingOptions(guidance=guidance, dtype=dtype)
+    device = next(model.parameters()).device
+    labels = torch.arange(batch, device=device) % model.config.num_classes
+    rows = batch * (2 if options.guided(layout) else 1)
+    cache = KVCache.allocate(model, rows, layout.sequence_length, DTYPES[dtype], device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    def run() -> None:
+        generate(model, layout, labels, options=options, generator=generator, cache=cache)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        run()
+    seconds, loads = [], []
+    load = OtherLoad()
+    for _ in range(repeats):
+        load.start()
+        begin = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - begin)
+        loads.append(load.stop())
+    busiest = max((value for value in loads if value is not None), default=None)
+    if busiest is not None and busiest > BUSY_OTHERS_WARNING:
+        warnings.warn(f"other processes used up to {busiest:.2f} CPU cores during the benchmark; "
+                      f"the timings are not trustworthy", RuntimeWarning, stacklevel=2)
+
+    steps = layout.num_steps
+    traffic = bytes_per_step(model, layout, rows, DTYPES[dtype])
+    bound_ms = traffic["total"] / (bandwidth_gbs * 1e9) * 1e3
+    step_min = min(seconds) / steps * 1e3
+    step_median = statistics.median(seconds) / steps * 1e3
+    median_seconds = statistics.median(seconds)
+    return {
+        "steps": steps, "batch": batch, "rows": rows, "guidance": guidance, "dtype": dtype, "repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "ms_per_step_min": step_min, "ms_per_step_median": step_median,
+        "seconds_per_batch_median": median_seconds,
+        "images_per_s": batch / median_seconds,
+        "tokens_per_s": batch * layout.generated_length / median_seconds,
+        "bytes_per_step": traffic["total"], "weight_bytes_per_step": traffic["weights"],
+        "kv_bytes_per_step": traffic["kv_cache"],
+        "bandwidth_gbs": bandwidth_gbs, "bound_ms_per_step": bound_ms,
+        "bandwidth_fraction": bound_ms / step_median, "bandwidth_fraction_best": bound_ms / step_min,
+        "other_load_max_cores": busiest,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description="Benchmark AR decoding speed on random weights.")
+    parser.add_argument("--preset", default="GPT-B", choices=list(GPT_PRESETS))
+    parser.add_argument("--grid", type=int, nargs="+", default=[16, 16])
+    parser.add_argument("--order", default="raster", choices=["raster", "region"])
+    parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--guidance", type=float, default=1.0)
+    parser.add_argument("--dtype", default="fp32", choices=list(DTYPES))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--bandwidth", type=float, default=30.0, help="memory bandwidth in GB/s")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    layout = Layout(LayoutConfig(grid=tuple(args.grid), order=args.order, parallel=args.parallel),
+                    preset(GPT_PRESETS, args.preset, GPTConfig).vocab_size)
+    torch.manual_seed(0)
+    model = Transformer(preset(GPT_PRESETS, args.preset, GPTConfig), n_transition=layout.n_transition).eval()
+    if args.dtype == "bf16":
+        model = model.to(torch.bfloat16)  # bf16 weights: half the bytes per step (LlamaGen's inference setup)
+    result = benchmark_sampling(model, layout, args.batch, args.guidance, args.dtype, args.repeats,
+                                args.bandwidth, args.warmup)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Training the metric classifier with the one trainer: cross-entropy with light shift augmentation.
+
+The checkpoint (kind "classifier") is what `ClassifierExtractor.from_checkpoint` loads for FID,
+Inception Score and class accuracy, and what the tokenizer's perceptual loss can use as its network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from argen.config import ConfigError, DataConfig, TrainConfig, field_default
+from argen.data import load_dataset
+from argen.eval.features import CLASSIFIER_KIND, Classifier, ClassifierConfig
+from argen.train import distributed
+from argen.train.trainer import Trainer
+
+CLASSIFIER = "classifier"
+
+
+@dataclass
+class ClassifierRunConfig:
+    model: ClassifierConfig = field_default(ClassifierConfig)
+    data: DataConfig = field_default(DataConfig)
+    # About 3 epochs of Fashion-MNIST at batch 128.
+    train: TrainConfig = field_default(lambda: TrainConfig(
+        steps=1400, batch_size=128, lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=50,
+        min_lr_ratio=0.02, log_every=50, checkpoint_every=1000, out_dir="runs/classifier"))
+    shift: int = 2  # random translation of up to this many pixels (0 disables augmentation)
+
+
+def random_shift(images: torch.Tensor, shift: int) -> torch.Tensor:
+    """Translate each image by a random offset in [-shift, shift]^2, filling with black (-1); global RNG."""
+    if shift == 0:
+        return images
+    batch, _, height, width = images.shape
+    padded = F.pad(images, (shift, shift, shift, shift), value=-1.0)  # (B, C, H + 2s, W + 2s)
+    offsets = torch.randint(0, 2 * shift + 1, (2, batch))
+    rows = (offsets[0][:, None] + torch.arange(height)).to(images.device)  # (B, H)
+    columns = (offsets[1][:, None] + torch.arange(width)).to(images.device)  # (B, W)
+    index = torch.arange(batch, device=images.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], columns[:, None, :]].permute(0, 3, 1, 2)
+
+
+class ClassifierTask:
+    """Train a Classifier on {"images": float (B, C, H, W) in [-1, 1], "labels": long (B,)} batches."""
+
+    def __init__(self, model: Classifier, shift: int = 2):
+        if shift < 0 or shift >= model.config.image_size:
+            raise ConfigError(f"shift must be in [0, image_size), got {shift}")
+        self.model, self.shift = model, shift
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {CLASSIFIER: self.model}
+
+    def loss(self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor],
+             step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        if name != CLASSIFIER:
+            raise KeyError(f"unknown module {name!r}; this task trains {CLASSIFIER!r}")
+        logits = modules[CLASSIFIER](random_shift(batch["images"], self.shift))
+        loss = F.cross_entropy(logits.float(), batch["labels"])
+        accuracy = (logits.detach().argmax(dim=1) == batch["labels"]).float().mean()
+        return loss, {"accuracy": float(accuracy)}
+
+
+def train_classifier(config: ClassifierRunConfig, progress: bool = True) -> Path:
+    """Train the metric classifier on `config.data`; returns the checkpoint directory."""
+    model_config, data = config.model, config.data
+    if (data.image_size, data.channels) != (model_config.image_size, model_config.in_channels):
+        raise ConfigError(f"data.image_size/channels ({data.image_size}, {data.channels}) must match "
+                          f"model.image_size/in_channels ({model_config.image_size}, {model_config.in_channels})")
+    context = distributed.setup()
+    try:
+        dataset = load_dataset(data)
+        if dataset.num_classes != model_config.num_classes:
+            raise ConfigError(f"the dataset has {dataset.num_classes} classes but model.num_classes is "
+                              f"{model_config.num_classes}")
+        torch.manual_seed(config.train.seed)
+        task = ClassifierTask(Classifier(model_config), config.shift)
+        trainer = Trainer(task, dataset, config.train, config, CLASSIFIER_KIND, context, progress)
+        trainer.fit()
+        return trainer.checkpoint_dir
+    finally:
+        distributed.teardown(context)

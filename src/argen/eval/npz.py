@@ -1,0 +1,129 @@
+"""Sample batches on disk: ADM-style `.npz` files and folders of PNG/JPEG images.
+
+An ADM sample batch (the format of guided-diffusion's and LlamaGen's evaluators) is an uncompressed
+`.npz` whose `arr_0` holds uint8 images (N, H, W, C) in [0, 255]; class-conditional samplers add the
+labels as `arr_1`. Files are read with allow_pickle=False, so a batch can never carry code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from argen.io.checkpoint import atomic_write
+
+IMAGES_KEY = "arr_0"
+LABELS_KEY = "arr_1"
+IMAGE_FILE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class SampleFileError(ValueError):
+    """A sample file or folder that cannot be read; the message names it and says what was expected."""
+
+
+@dataclass
+class SampleBatch:
+    """uint8 images (N, H, W, C) and optional int64 labels (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray | None = None
+
+
+def _check_images(images: np.ndarray | torch.Tensor, where: str) -> np.ndarray:
+    array = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if array.ndim == 3:  # (N, H, W) grey
+        array = array[..., None]
+    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] not in (1, 3):
+        raise SampleFileError(f"{where}: expected uint8 images (N, H, W, 1|3), got {array.dtype} {array.shape}")
+    return array
+
+
+def _check_labels(labels: np.ndarray | torch.Tensor | None, count: int, where: str) -> np.ndarray | None:
+    if labels is None:
+        return None
+    array = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if array.shape != (count,) or not np.issubdtype(array.dtype, np.integer):
+        raise SampleFileError(f"{where}: expected {count} integer labels, got {array.dtype} {array.shape}")
+    return array.astype(np.int64)
+
+
+def write_npz(path: str | Path, images: np.ndarray | torch.Tensor,
+              labels: np.ndarray | torch.Tensor | None = None) -> Path:
+    """Write uint8 NHWC images (and labels) as an ADM sample batch; atomic."""
+    path = Path(path)
+    array = _check_images(images, str(path))
+    arrays = {IMAGES_KEY: array}
+    label_array = _check_labels(labels, len(array), str(path))
+    if label_array is not None:
+        arrays[LABELS_KEY] = label_array
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:  # a handle, so numpy does not append ".npz" to the temp name
+            np.savez(handle, **arrays)
+
+    atomic_write(path, write)
+    return path
+
+
+def read_npz(path: str | Path) -> SampleBatch:
+    """The images (`arr_0`) and labels (`arr_1`, if present) of an ADM sample batch."""
+    path = Path(path)
+    if not path.is_file():
+        raise SampleFileError(f"sample file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if IMAGES_KEY not in data.files:
+                raise SampleFileError(f"{path} has no '{IMAGES_KEY}' array (found: {', '.join(data.files)}); "
+                                      "ADM sample batches keep uint8 NHWC images there")
+            images = _check_images(data[IMAGES_KEY], str(path))
+            labels = data[LABELS_KEY] if LABELS_KEY in data.files else None
+    except (OSError, ValueError) as error:
+        if isinstance(error, SampleFileError):
+            raise
+        raise SampleFileError(f"{path} is not a readable .npz file: {error}") from error
+    return SampleBatch(images, _check_labels(labels, len(images), str(path)))
+
+
+def read_image_folder(folder: str | Path, channels: int | None = None) -> SampleBatch:
+    """All PNG/JPEG files of `folder` (sorted by name) as uint8 NHWC; one size for all.
+
+    `channels` 1 or 3 converts every image; None keeps grey when every file is grey, else RGB.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SampleFileError(f"image folder {folder} does not exist")
+    if channels not in (None, 1, 3):
+        raise SampleFileError(f"channels must be 1, 3 or None, got {channels}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_FILE_SUFFIXES)
+    if not files:
+        raise SampleFileError(f"{folder} holds no {'/'.join(IMAGE_FILE_SUFFIXES)} files")
+    pictures = []
+    for file in files:
+        try:
+            with Image.open(file) as picture:
+                picture.load()
+                pictures.append(picture.copy())
+        except (OSError, UnidentifiedImageError) as error:
+            raise SampleFileError(f"cannot read image {file}: {error}") from error
+    if channels is None:
+        channels = 1 if all(p.mode in ("L", "1") for p in pictures) else 3
+    mode = "L" if channels == 1 else "RGB"
+    sizes = {p.size for p in pictures}
+    if len(sizes) > 1:
+        raise SampleFileError(f"images in {folder} differ in size ({sorted(sizes)[:4]}); resize them to one size")
+    images = np.stack([np.asarray(p.convert(mode), dtype=np.uint8) for p in pictures])
+    return SampleBatch(_check_images(images, str(folder)))
+
+
+def read_samples(path: str | Path) -> SampleBatch:
+    """A `.npz` sample batch or a folder of images."""
+    path = Path(path)
+    if path.is_dir():
+        return read_image_folder(path)
+    if path.suffix == ".npz":
+        return read_npz(path)
+    raise SampleFileError(f"{path} is neither a .npz sample batch nor a folder of images")

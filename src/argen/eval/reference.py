@@ -1,0 +1,153 @@
+"""Reference statistics of a dataset, computed once, and `evaluate`: every metric of a sample set.
+
+A reference file (`.npz`, read with allow_pickle=False) holds the mean and covariance of the
+extractor's pool features (`mu`, `sigma`), the spatial ones when the extractor has them (`mu_s`,
+`sigma_s`, ADM's names), a seeded random subset of the pool features for precision/recall
+(`features`, at most 10k rows by default), and a JSON `meta` string: extractor name, weight checksum
+and image count. Samples are only ever compared with a reference made by the same extractor weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from argen.eval.features import FeatureExtractor, ImageSource
+from argen.eval.metrics import (MetricError, MomentAccumulator, class_accuracy, frechet_distance,
+                                inception_score, precision_recall, softmax)
+from argen.io.checkpoint import atomic_write
+
+FORMAT_VERSION = 1
+DEFAULT_MAX_FEATURES = 10_000
+
+
+@dataclass
+class ReferenceStatistics:
+    """Feature statistics of a reference image set, tied to one extractor's weights."""
+
+    extractor: str
+    checksum: str
+    count: int  # images the statistics were computed from
+    mu: np.ndarray  # (d,)
+    sigma: np.ndarray  # (d, d)
+    features: np.ndarray  # (M, d), M <= count: the precision/recall subset
+    spatial_mu: np.ndarray | None = None  # (s,)
+    spatial_sigma: np.ndarray | None = None  # (s, s)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the statistics as an `.npz` (atomic)."""
+        path = Path(path)
+        meta = {"format": FORMAT_VERSION, "extractor": self.extractor, "checksum": self.checksum,
+                "count": self.count}
+        arrays = {"mu": self.mu, "sigma": self.sigma, "features": self.features, "meta": np.array(json.dumps(meta))}
+        if self.spatial_mu is not None:
+            arrays.update(mu_s=self.spatial_mu, sigma_s=self.spatial_sigma)
+
+        def write(temporary: Path) -> None:
+            with open(temporary, "wb") as handle:
+                np.savez(handle, **arrays)
+
+        atomic_write(path, write)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReferenceStatistics:
+        """Read statistics written by `save`; refuses files without argen's metadata."""
+        path = Path(path)
+        if not path.is_file():
+            raise MetricError(f"reference statistics file {path} does not exist; compute it once with "
+                              "argen.eval.reference.compute_reference")
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in ("mu", "sigma", "features", "meta") if key not in data.files]
+            if missing:
+                raise MetricError(f"{path} is not an argen reference file (missing {', '.join(missing)}); "
+                                  "compute one from the reference images with compute_reference")
+            meta = json.loads(str(data["meta"]))
+            if meta.get("format") != FORMAT_VERSION:
+                raise MetricError(f"{path} has reference format {meta.get('format')}, expected {FORMAT_VERSION}")
+            spatial = "mu_s" in data.files
+            return cls(meta["extractor"], meta["checksum"], int(meta["count"]), data["mu"], data["sigma"],
+                       data["features"], data["mu_s"] if spatial else None, data["sigma_s"] if spatial else None)
+
+
+class _RandomSubset:
+    """A uniform random subset of at most `capacity` rows of a stream, reproducible from `seed`.
+
+    Every row gets a random key; the rows with the smallest keys are kept.
+    """
+
+    def __init__(self, capacity: int, seed: int):
+        self.capacity = capacity
+        self.random = np.random.default_rng(seed)
+        self.keys = np.empty(0)
+        self.rows: np.ndarray | None = None
+
+    def update(self, rows: np.ndarray) -> None:
+        keys = np.concatenate([self.keys, self.random.random(len(rows))])
+        rows = rows if self.rows is None else np.concatenate([self.rows, rows])
+        keep = np.sort(np.argsort(keys, kind="stable")[:self.capacity])  # stream order among the kept rows
+        self.keys, self.rows = keys[keep], rows[keep]
+
+
+def compute_reference(source: ImageSource, extractor: FeatureExtractor, max_features: int = DEFAULT_MAX_FEATURES,
+                      seed: int = 0) -> ReferenceStatistics:
+    """Statistics of the reference images `source` (an image array or an iterable of image arrays)."""
+    if max_features < 2:
+        raise MetricError(f"max_features must be >= 2, got {max_features}")
+    pool, spatial = MomentAccumulator(), MomentAccumulator()
+    subset = _RandomSubset(max_features, seed)
+    for outputs in extractor.batches(source):
+        pool.update(outputs["pool"])
+        subset.update(outputs["pool"])
+        if "spatial" in outputs:
+            spatial.update(outputs["spatial"])
+    mu, sigma = pool.statistics()
+    spatial_mu, spatial_sigma = spatial.statistics() if spatial.count else (None, None)
+    return ReferenceStatistics(extractor.name, extractor.checksum, pool.count, mu, sigma, subset.rows,
+                               spatial_mu, spatial_sigma)
+
+
+def check_compatible(reference: ReferenceStatistics, extractor: FeatureExtractor) -> None:
+    """Refuse to compare features of different networks (their numbers mean nothing together)."""
+    if (reference.extractor, reference.checksum) != (extractor.name, extractor.checksum):
+        raise MetricError(
+            f"the reference was computed with {reference.extractor} (weights sha256 {reference.checksum[:12]}...) "
+            f"but the extractor is {extractor.name} (sha256 {extractor.checksum[:12]}...); recompute the "
+            "reference with this extractor or evaluate with the reference's extractor")
+
+
+def evaluate(samples: ImageSource, reference: ReferenceStatistics, extractor: FeatureExtractor,
+             labels: np.ndarray | None = None, splits: int = 10, k: int = 3, seed: int = 0) -> dict[str, Any]:
+    """FID (and sFID), Inception Score, precision/recall and, given `labels`, class accuracy of `samples`.
+
+    Precision/recall compare the reference's feature subset with an equally large seeded random subset
+    of the samples (all samples when there are fewer). The result also names the extractor, its
+    checksum and both image counts.
+    """
+    check_compatible(reference, extractor)
+    pool, spatial = MomentAccumulator(), MomentAccumulator()
+    subset = _RandomSubset(len(reference.features), seed)
+    logits = []
+    for outputs in extractor.batches(samples):
+        pool.update(outputs["pool"])
+        subset.update(outputs["pool"])
+        logits.append(outputs["logits"])
+        if "spatial" in outputs:
+            spatial.update(outputs["spatial"])
+    logits = np.concatenate(logits)
+    count = len(logits)
+    mu, sigma = pool.statistics()
+    results: dict[str, Any] = {"fid": frechet_distance(mu, sigma, reference.mu, reference.sigma)}
+    if spatial.count and reference.spatial_mu is not None:
+        results["sfid"] = frechet_distance(*spatial.statistics(), reference.spatial_mu, reference.spatial_sigma)
+    results["inception_score"], results["inception_score_std"] = inception_score(softmax(logits), min(splits, count))
+    results["precision"], results["recall"] = precision_recall(reference.features, subset.rows, k)
+    if labels is not None:
+        results["class_accuracy"] = class_accuracy(logits, np.asarray(labels))
+    results.update(samples=count, reference_samples=reference.count, extractor=extractor.name,
+                   checksum=extractor.checksum)
+    return results

@@ -1,0 +1,244 @@
+"""The one decode loop: any Layout (raster, PAR, prologue), guidance, filters, sync-free sampling.
+
+Step j of the Layout feeds its input group at its slots (step 0, the prefill, feeds the class) into a
+static KV cache and samples the output group from the step's logits, restricted to the step's
+segment vocabulary. Classifier-free guidance doubles the batch (conditional rows first, then the
+null class) and mixes `uncond + s * (cond - uncond)`, with s computed on the host from the step.
+Tokens are drawn with the exponential race (argmax of probs / Exp(1) noise), so nothing in the loop
+waits for the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, fields
+from typing import NamedTuple
+
+import torch
+
+from argen.layout import PROLOGUE, SEPARATOR, VISUAL, Layout, Step
+from argen.model.kv_cache import KVCache
+from argen.model.transformer import Transformer
+
+SAMPLED_SEGMENTS = (PROLOGUE, VISUAL)
+SCHEDULES = ("constant", "linear", "cosine")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass
+class SamplingOptions:
+    """Sampling settings. Per-segment fields take one value or a dict {"prologue": .., "visual": ..}.
+
+    guidance_schedule ramps the guidance scale s over a segment's progress t in [0, 1) (the fraction
+    of its tokens already produced): "constant" s; "linear" 1 + (s - 1) * t**power;
+    "cosine" 1 + (s - 1) * (1 - cos(pi * t**power)) / 2 (the Prologue paper's ramp).
+    """
+
+    temperature: float | dict[str, float] = 1.0
+    top_k: int | dict[str, int] = 0  # 0 = no top-k filter
+    top_p: float | dict[str, float] = 1.0  # 1 = no nucleus filter
+    greedy: bool = False
+    guidance: float | dict[str, float] = 1.0  # 1 = no guidance
+    guidance_schedule: str | dict[str, str] = "constant"
+    guidance_power: float | dict[str, float] = 1.0
+    dtype: str = "fp32"  # "fp32" or "bf16" (autocast when the weights are fp32)
+    compile: bool = False  # torch.compile the model's step forward (static cache length)
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, dict):
+                unknown = sorted(set(value) - set(SAMPLED_SEGMENTS))
+                if unknown:
+                    raise ValueError(f"SamplingOptions.{item.name}: unknown segment(s) {unknown}; "
+                                     f"valid: {', '.join(SAMPLED_SEGMENTS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"SamplingOptions.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        for segment in SAMPLED_SEGMENTS:
+            if self.segment_value("guidance_schedule", segment) not in SCHEDULES:
+                raise ValueError(f"guidance_schedule must be one of {SCHEDULES}, "
+                                 f"got {self.segment_value('guidance_schedule', segment)!r}")
+            if self.segment_value("top_k", segment) < 0:
+                raise ValueError(f"top_k must be >= 0, got {self.segment_value('top_k', segment)}")
+            if not 0.0 < self.segment_value("top_p", segment) <= 1.0:
+                raise ValueError(f"top_p must be in (0, 1], got {self.segment_value('top_p', segment)}")
+
+    def segment_value(self, name: str, segment: str):
+        """The setting `name` for `segment` (a dict without the segment falls back to the default)."""
+        value = getattr(self, name)
+        if isinstance(value, dict):
+            return value.get(segment, next(f.default for f in fields(self) if f.name == name))
+        return value
+
+    def guidance_scale(self, step: Step) -> float:
+        """The guidance scale of `step` (host float, from the step's segment progress)."""
+        if step.segment not in SAMPLED_SEGMENTS:
+            return 1.0
+        scale = float(self.segment_value("guidance", step.segment))
+        schedule = self.segment_value("guidance_schedule", step.segment)
+        ramp = step.progress ** float(self.segment_value("guidance_power", step.segment))
+        if schedule == "linear":
+            return 1.0 + (scale - 1.0) * ramp
+        if schedule == "cosine":
+            return 1.0 + (scale - 1.0) * (1.0 - math.cos(math.pi * ramp)) / 2.0
+        return scale
+
+    def guided(self, layout: Layout) -> bool:
+        """True when some segment of `layout` uses a guidance scale other than 1 (batch doubling)."""
+        return any(float(self.segment_value("guidance", name)) != 1.0
+                   for name in SAMPLED_SEGMENTS if name in layout.segments)
+
+
+class Generated(NamedTuple):
+    """Sampler output: visual ids (B, *grid) in grid order and local vocabulary, prologue ids (B, P) or None."""
+
+    visual: torch.Tensor
+    prologue: torch.Tensor | None
+
+
+def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Top-k (ties with the k-th kept) then nucleus filtering (the first token crossing top_p kept)."""
+    if 0 < top_k < logits.shape[-1]:
+        pivot = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < pivot, float("-inf"))
+    if top_p < 1.0:
+        ordered, order = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(ordered, dim=-1)
+        remove = torch.cumsum(probs, dim=-1) - probs > top_p  # mass before this token already > top_p
+        logits = logits.scatter(-1, order, ordered.masked_fill(remove, float("-inf")))
+    return logits
+
+
+def sample_from_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, greedy: bool,
+                       generator: torch.Generator | None) -> torch.Tensor:
+    """(..., V) float logits -> (...) long ids, without a host sync (exponential race)."""
+    if greedy:
+        return logits.argmax(dim=-1)
+    logits = filter_logits(logits / max(temperature, 1e-5), top_k, top_p)
+    probs = torch.softmax(logits, dim=-1)
+    noise = torch.empty_like(probs).exponential_(1.0, generator=generator)
+    return torch.argmax(probs / noise, dim=-1)
+
+
+def _forced_sequence(layout: Layout, forced: dict[str, torch.Tensor], batch: int,
+                     device: torch.device) -> torch.Tensor:
+    """(B, n_generated) global ids to force, -1 where free, from {"prologue": (B, P), "visual": (B, *grid)}."""
+    unknown = sorted(set(forced) - set(SAMPLED_SEGMENTS))
+    if unknown:
+        raise ValueError(f"forced: unknown segment(s) {unknown}; valid: {', '.join(SAMPLED_SEGMENTS)}")
+    sequence = torch.full((batch, layout.generated_length), -1, dtype=torch.long, device=device)
+    for name, ids in forced.items():
+        if name not in layout.segments:
+            raise ValueError(f"forced {name!r} ids given, but the layout has no {name} segment")
+        segment = layout.segments[name]
+        ids = ids.to(device=device, dtype=torch.long)
+        if name == VISUAL:
+            if tuple(ids.shape) != (batch, *layout.grid):
+                raise ValueError(f"forced visual ids must be ({batch}, {layout.grid}), got {tuple(ids.shape)}")
+            ids = layout.to_generation_order(ids)
+        elif tuple(ids.shape) != (batch, segment.length):
+            raise ValueError(f"forced {name} ids must be ({batch}, {segment.length}), got {tuple(ids.shape)}")
+        if bool(((ids < -1) | (ids >= segment.vocab)).any()):
+            raise ValueError(f"forced {name} ids must be -1 (free) or in [0, {segment.vocab})")
+        sequence[:, segment.start:segment.start + segment.length] = torch.where(ids >= 0, ids + segment.offset, -1)
+    return sequence
+
+
+def _check_inputs(model: Transformer, layout: Layout, labels: torch.Tensor, guided: bool) -> None:
+    if model.config.vocab_size != layout.vocab_size:
+        raise ValueError(f"the model's vocab_size ({model.config.vocab_size}) differs from the layout's "
+                         f"({layout.vocab_size} = visual + prologue + separator)")
+    if model.n_transition < layout.n_transition:
+        raise ValueError(f"the layout needs {layout.n_transition} transition embeddings, "
+                         f"the model has {model.n_transition}")
+    if labels.dim() != 1 or labels.dtype != torch.long or labels.numel() == 0:
+        raise ValueError(f"labels must be a non-empty (B,) long tensor, got {labels.dtype} {tuple(labels.shape)}")
+    highest = model.config.num_classes + int(model.has_null_class)
+    if int(labels.min()) < 0 or int(labels.max()) >= highest:
+        raise ValueError(f"labels must be in [0, {highest}), got values in [{int(labels.min())}, {int(labels.max())}]")
+    if guided and not model.has_null_class:
+        raise ValueError("guidance needs a null class, but the model was built with class_dropout_prob = 0")
+
+
+@torch.no_grad()
+def generate(model: Transformer, layout: Layout, labels: torch.Tensor, *, options: SamplingOptions | None = None,
+             generator: torch.Generator | None = None, forced: dict[str, torch.Tensor] | None = None,
+             cache: KVCache | None = None) -> Generated:
+    """Sample one sequence per label (B,) through every step of `layout`.
+
+    `forced` fixes generated tokens: {"prologue": (B, P), "visual": (B, *grid)} local ids, -1 = sample.
+    `cache` is reused when it fits (batch, layout length, dtype, device), else a new one is allocated.
+    The generator (if any) must live on the model's device.
+    """
+    options = options or SamplingOptions()
+    guided = options.guided(layout)
+    _check_inputs(model, layout, labels, guided)
+    parameter = next(model.parameters())
+    device, dtype = parameter.device, DTYPES[options.dtype]
+    if parameter.dtype != dtype and not (parameter.dtype == torch.float32 and dtype == torch.bfloat16):
+        raise ValueError(f"options.dtype={options.dtype} cannot run a model whose weights are {parameter.dtype}")
+    autocast = torch.autocast(device.type, dtype=dtype) if parameter.dtype != dtype else contextlib.nullcontext()
+
+    batch = labels.shape[0]
+    labels = labels.to(device)
+    condition = torch.cat([labels, torch.full_like(labels, model.null_class)]) if guided else labels
+    rows = condition.shape[0]
+    length = layout.sequence_length
+    if cache is None or not cache.fits(rows, length, dtype, device):
+        cache = KVCache.allocate(model, rows, length, dtype, device)
+    forced_ids = _forced_sequence(layout, forced, batch, device) if forced else None
+
+    rope = layout.rope(model.head_dim, model.config.rope_base).to(device)
+    mask = layout.mask.to(device)
+    kinds = layout.kinds.to(device)
+    transitions = layout.transition_index.to(device)
+    slots = torch.arange(length, device=device)
+    generated = torch.zeros(batch, layout.generated_length, dtype=torch.long, device=device)  # global ids
+    forward = torch.compile(model, dynamic=False) if options.compile else model
+
+    was_training = model.training
+    model.eval()
+    try:
+        with autocast:
+            for step in layout.steps:
+                start, end = step.slot_start, step.slot_end
+                if step.index == 0:
+                    fed = condition[:, None]  # (rows, 1)
+                else:
+                    fed = generated[:, step.fed_start:step.fed_start + step.n_fed]  # (B, n_fed)
+                    fed = torch.cat([fed, fed]) if guided else fed
+                if step.n_transition:
+                    padding = transitions[None, end - step.n_transition:end].expand(rows, -1)
+                    fed = torch.cat([fed, padding], dim=1)  # (rows, n_slots)
+                logits = forward(fed, kinds[start:end], rope[start:end], mask[start:end], cache=cache,
+                                 cache_slots=slots[start:end], kv_length=length if options.compile else end)
+                tokens = _choose(logits[:, :step.n_output, step.id_low:step.id_high], step, options, guided,
+                                 batch, generator) + step.id_low  # (B, n_output) global ids
+                if forced_ids is not None:
+                    wanted = forced_ids[:, step.output_start:step.output_end]
+                    tokens = torch.where(wanted >= 0, wanted, tokens)
+                generated[:, step.output_start:step.output_end] = tokens
+    finally:
+        model.train(was_training)
+
+    visual = layout.segments[VISUAL]
+    prologue = layout.segments.get(PROLOGUE)
+    return Generated(
+        visual=layout.to_grid(generated[:, visual.start:] - visual.offset),
+        prologue=None if prologue is None else generated[:, :prologue.length] - prologue.offset)
+
+
+def _choose(logits: torch.Tensor, step: Step, options: SamplingOptions, guided: bool, batch: int,
+            generator: torch.Generator | None) -> torch.Tensor:
+    """Local ids (B, n_output) from the step's segment logits (rows, n_output, segment vocab)."""
+    if step.segment == SEPARATOR:
+        return torch.zeros(batch, step.n_output, dtype=torch.long, device=logits.device)
+    if guided:
+        conditional, unconditional = logits[:batch], logits[batch:]
+        scale = options.guidance_scale(step)
+        # s == 1 takes the conditional logits as they are, so a unit scale is exactly the conditional path.
+        logits = conditional if scale == 1.0 else unconditional + scale * (conditional - unconditional)
+    return sample_from_logits(logits, float(options.segment_value("temperature", step.segment)),
+                              int(options.segment_value("top_k", step.segment)),
+                              float(options.segment_value("top_p", step.segment)), options.greedy, generator)
