@@ -1,4 +1,6 @@
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,3 +16,24 @@ def digits_dataset():
     from argen.data import load_dataset
 
     return load_dataset(DataConfig(name="digits", image_size=8, channels=1))
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture
+def dump_dom(tmp_path):
+    """Render an HTML file in Debian's headless Chromium and return the DOM after its scripts ran."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium (scripts/setup.sh --dev installs it)")
+
+    def render(index: Path) -> str:
+        command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                   f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000", "--dump-dom",
+                   index.as_uri()]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    return render
