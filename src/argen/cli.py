@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     import argen
     from argen.eval.npz import write_npz
+    from argen.io.checkpoint import save_json
     from argen.io.images import save_grid
 
     pipeline = argen.load(args.model, tokenizer=args.tokenizer, ema=args.ema)
@@ -131,6 +133,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     generator = torch.Generator(pipeline.device).manual_seed(args.seed)
     out = Path(args.out)
     ids, images = [], []
+    started = time.perf_counter()
     for start in range(0, len(labels), args.batch):
         chunk = labels[start:start + args.batch]
         generated = pipeline.generate_ids(chunk, generator, **_sampling_options(args))
@@ -138,6 +141,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if pipeline.tokenizer is not None:
             images.append(pipeline.decode(generated.visual))
     ids = torch.cat(ids)
+    seconds = time.perf_counter() - started
     if args.save_ids:
         Path(args.save_ids).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save_ids).write_text(json.dumps({"classes": labels, "grid": list(ids.shape[1:]),
@@ -147,7 +151,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
         images = torch.cat(images)
         grid = save_grid(images, out / "samples.png", columns=args.columns, scale=2)
         npz = write_npz(out / "samples.npz", images.permute(0, 2, 3, 1).numpy(), labels=np.asarray(labels))
-        print(f"samples: {grid} and {npz}")
+        save_json(out / "sampling.json", {"model": str(args.model), "images": len(labels),
+                                          "steps": pipeline.layout.num_steps, "seconds": seconds,
+                                          "images_per_s": len(labels) / seconds, **_sampling_options(args)})
+        print(f"samples: {grid} and {npz} ({len(labels) / seconds:.1f} images/s)")
     elif not args.save_ids:
         raise ValueError("the model has no tokenizer to decode images; pass --tokenizer DIR or --save-ids FILE")
     return 0
@@ -255,6 +262,55 @@ def cmd_eval_tokenizer(args: argparse.Namespace) -> int:
                                         data_dir=args.data_dir, progress=_progress(),
                                         extractor=_extractor(args) if (args.classifier or args.inception) else None)
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def _named_paths(items: list[str], option: str) -> list[tuple[str, Path]]:
+    named = []
+    for item in items or []:
+        name, _, path = item.rpartition("=") if "=" in item else ("", "", item)
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{option} {path}: no such file")
+        named.append((name or path.parent.name or path.stem, path))
+    return named
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from argen.eval import report
+    from argen.eval.npz import read_samples
+
+    sections: list[Any] = [report.Text(args.title, args.text)] if args.text else []
+    rows = []
+    for name, path in _named_paths(args.metrics, "--metrics"):
+        row = {"name": name, **{k: v for k, v in json.loads(path.read_text()).items()
+                                if isinstance(v, (int, float, str)) and not k.endswith("file")}}
+        sampling = path.parent / "sampling.json"
+        if sampling.is_file():  # written by `argen sample`: steps and wall time
+            info = json.loads(sampling.read_text())
+            row.update(steps=info["steps"], images_per_s=info["images_per_s"],
+                       wall_time_s=info["seconds"] / max(info["images"], 1))
+        rows.append(row)
+    if rows:
+        sections.append(report.Table("Metrics", rows))
+        for metric in ("fid", "inception_score", "class_accuracy"):
+            for axis in ("steps", "wall_time_s"):
+                if sum(metric in r and axis in r for r in rows) >= 2:
+                    sections.append(report.quality_plot(rows, metric, x=axis, group="name"))
+    for name, path in _named_paths(args.samples, "--samples"):
+        batch = read_samples(path)
+        images = batch.images.transpose(0, 3, 1, 2)
+        columns = 10
+        if batch.labels is not None:  # one row per class, up to 10 samples each
+            order = [i for c in sorted(set(batch.labels.tolist())) for i in
+                     [j for j, label in enumerate(batch.labels.tolist()) if label == c][:columns]]
+            images = images[order]
+        sections.append(report.Grid(f"Samples: {name}", images, columns=columns))
+    for name, path in _named_paths(args.log, "--log"):
+        sections.append(report.training_curves(path, title=f"Training curves: {name}"))
+    if not sections:
+        raise ValueError("nothing to report: give --metrics, --samples and/or --log")
+    print(f"report: {report.write_report(args.out, sections, title=args.title)}")
     return 0
 
 
@@ -389,6 +445,16 @@ def build_parser() -> argparse.ArgumentParser:
     tokenizer_eval.add_argument("--count", type=int, default=0)
     tokenizer_eval.add_argument("--data-dir")
     tokenizer_eval.set_defaults(handler=cmd_eval_tokenizer)
+
+    report_parser = commands.add_parser("report", help="a self-contained HTML report of runs, samples and metrics")
+    report_parser.add_argument("--out", type=Path, default=Path("runs/report"))
+    report_parser.add_argument("--title", default="argen report")
+    report_parser.add_argument("--text", help="an introductory paragraph")
+    report_parser.add_argument("--metrics", nargs="*", metavar="[NAME=]FILE.json",
+                               help="results of `argen eval --out` (with sampling.json beside: steps, time)")
+    report_parser.add_argument("--samples", nargs="*", metavar="[NAME=]SAMPLES.npz", help="grids, a row per class")
+    report_parser.add_argument("--log", nargs="*", metavar="[NAME=]log.jsonl", help="training curves")
+    report_parser.set_defaults(handler=cmd_report)
 
     demo = commands.add_parser("demo", help="Fashion-MNIST end to end: samples, metrics and an HTML report")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
