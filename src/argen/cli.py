@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument("--checkpoints", type=Path, help="checkpoint folder (default: the shipped checkpoints)")
     demo.add_argument("--train", action="store_true", help="train a quick pipeline from scratch first")
-    demo.add_argument("--per-class", type=int, default=10, help="samples per class")
+    demo.add_argument("--per-class", type=int, default=50, help="samples per class")
     demo.set_defaults(handler=cmd_demo)
     return parser
 

@@ -119,8 +119,10 @@ def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | 
 
     ckpt.load_state_into(model, load_file(str(ar_dir / weights_file)), str(ar_dir))
     model.eval()
-    if tokenizer_dir is None and meta.get("tokenizer") and Path(meta["tokenizer"]).is_dir():
-        tokenizer_dir = meta["tokenizer"]
+    if tokenizer_dir is None and meta.get("tokenizer"):
+        named = ar_dir / meta["tokenizer"]  # relative names are relative to the AR directory
+        if named.is_dir():
+            tokenizer_dir = named
     tokenizer_model, tokenizer_config = (None, None)
     if tokenizer_dir is not None:
         tokenizer_model, tokenizer_config = load_tokenizer(tokenizer_dir)

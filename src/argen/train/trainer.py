@@ -97,6 +97,9 @@ class Trainer:
         self.context = context or distributed.DistributedContext()
         self.progress = progress
         self.out_dir = Path(train_config.out_dir)
+        if train_config.fsdp:
+            raise TrainingError("train.fsdp=true: FSDP sharding is not implemented yet; train with DDP "
+                                "(torchrun without train.fsdp) or set train.fsdp=false")
         self.modules = task.modules()
         if not self.modules:
             raise TrainingError("the task has no modules to train")
