@@ -6,13 +6,11 @@ decoder cannot beat, and `bandwidth_fraction` says how close a run comes. Warm-u
 min and median of the timed repeats are reported. Other processes' CPU use is measured during each
 run (from /proc/stat and os.times) and a warning is raised when the machine was not idle.
 
-    python benchmarks/bench_sample.py --preset GPT-B --grid 16 16 --batch 1 --dtype fp32
+    argen bench sample --preset GPT-B --random-weights --grid 16 --batch 1 --dtype fp32 --json
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import time
@@ -136,33 +134,31 @@ def benchmark_sampling(model: Transformer, layout: Layout, batch: int = 1, guida
     }
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description="Benchmark AR decoding speed on random weights.")
-    parser.add_argument("--preset", default="GPT-B", choices=list(GPT_PRESETS))
-    parser.add_argument("--grid", type=int, nargs="+", default=[16, 16])
-    parser.add_argument("--order", default="raster", choices=["raster", "region"])
-    parser.add_argument("--parallel", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--guidance", type=float, default=1.0)
-    parser.add_argument("--dtype", default="fp32", choices=list(DTYPES))
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--bandwidth", type=float, default=30.0, help="memory bandwidth in GB/s")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    layout = Layout(LayoutConfig(grid=tuple(args.grid), order=args.order, parallel=args.parallel),
-                    preset(GPT_PRESETS, args.preset, GPTConfig).vocab_size)
-    torch.manual_seed(0)
-    model = Transformer(preset(GPT_PRESETS, args.preset, GPTConfig), n_transition=layout.n_transition).eval()
-    if args.dtype == "bf16":
-        model = model.to(torch.bfloat16)  # bf16 weights: half the bytes per step (LlamaGen's inference setup)
-    result = benchmark_sampling(model, layout, args.batch, args.guidance, args.dtype, args.repeats,
-                                args.bandwidth, args.warmup)
-    print(json.dumps(result, indent=2))
+def run_sample_benchmark(model: str | Path | None = None, preset_name: str | None = None,
+                         random_weights: bool = False, batch: int = 1, guidance: float = 1.0, parallel: int = 1,
+                         grid: int = 16, dtype: str = "fp32", repeats: int = 3, bandwidth_gbs: float = 30.0,
+                         overrides: list[str] | None = None) -> dict:
+    """`argen bench sample`: a trained model (its own layout) or a preset with random weights."""
+    from argen.config import build, parse_overrides
+
+    if (model is None) == (preset_name is None):
+        raise ValueError("give --model DIR, or --preset NAME --random-weights")
+    if model is not None:
+        from argen.pipeline import load
+
+        pipeline = load(model)
+        network, layout = pipeline.model, pipeline.layout
+    else:
+        if not random_weights:
+            raise ValueError("--preset benchmarks random weights: add --random-weights")
+        config = build(GPTConfig, base=preset(GPT_PRESETS, preset_name, GPTConfig), overrides=overrides or [])
+        order = "region" if parallel > 1 else "raster"
+        layout = Layout(LayoutConfig(grid=(grid, grid), order=order, parallel=parallel), config.vocab_size)
+        torch.manual_seed(0)
+        network = Transformer(config, n_transition=layout.n_transition).eval()
+    if dtype == "bf16":
+        network = network.to(torch.bfloat16)  # bf16 weights: half the bytes per step (LlamaGen's inference setup)
+    result = benchmark_sampling(network, layout, batch, guidance, dtype, repeats, bandwidth_gbs)
+    result.update(model=str(model) if model else f"{preset_name} (random weights)",
+                  grid=list(layout.grid), parallel=layout.parallel)
     return result
-
-
-if __name__ == "__main__":
-    main()
