@@ -66,7 +66,8 @@ def test_resume_equals_uninterrupted(token_cache, tmp_path, layout):
     assert all(torch.equal(full[k], split[k]) for k in full)
 
 
-def test_torchrun_two_ranks_match_one_process(token_cache, tmp_path):
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_torchrun_two_ranks_match_one_process(token_cache, tmp_path, sharding):
     common = ["--cache", str(token_cache), "model.dim=32", "model.n_layer=2", "model.n_head=2",
               "model.multiple_of=16", "train.steps=4", "train.batch_size=16", "train.lr=3e-3", "train.log_every=1",
               "train.seed=1"]
@@ -76,13 +77,33 @@ def test_torchrun_two_ranks_match_one_process(token_cache, tmp_path):
     assert single.returncode == 0, single.stderr
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
                 "-m", "argen.cli"]
-    double = subprocess.run([*launcher, "train", "--out", str(tmp_path / "two"), *common], env=env,
-                            capture_output=True, text=True, timeout=300)
+    double = subprocess.run([*launcher, "train", "--out", str(tmp_path / "two"), *common,
+                             f"train.fsdp={str(sharding == 'fsdp').lower()}", "train.checkpoint_every=2"],
+                            env=env, capture_output=True, text=True, timeout=300)
     assert double.returncode == 0, double.stderr
     assert logged(tmp_path / "two") == pytest.approx(logged(tmp_path / "one"), rel=1e-5)
     one = argen.load(tmp_path / "one" / "checkpoint").model.state_dict()
     two = argen.load(tmp_path / "two" / "checkpoint").model.state_dict()
     assert all(torch.allclose(one[k], two[k], atol=1e-5) for k in one)
+    # Resuming the 2-rank run from its step-2 checkpoint (whole optimizer state) repeats steps 3 and 4.
+    checkpoint = tmp_path / "two" / "checkpoint"
+    meta = json.loads((checkpoint / "config.json").read_text())
+    assert meta["step"] == 4
+    (tmp_path / "resumed").mkdir()
+    resumed = subprocess.run([*launcher[:3], "--master_port=29532", *launcher[4:], "train", "--out",
+                              str(tmp_path / "resumed"), *common, f"train.fsdp={str(sharding == 'fsdp').lower()}",
+                              "train.checkpoint_every=2", "train.steps=2"], env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    meta_path = tmp_path / "resumed" / "checkpoint" / "config.json"
+    saved = json.loads(meta_path.read_text())
+    saved["config"]["train"]["steps"] = 4
+    meta_path.write_text(json.dumps(saved))
+    again = subprocess.run([*launcher[:3], "--master_port=29533", *launcher[4:], "train", "--out",
+                            str(tmp_path / "resumed"), *common, f"train.fsdp={str(sharding == 'fsdp').lower()}",
+                            "train.checkpoint_every=2"], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert logged(tmp_path / "resumed") == pytest.approx(logged(tmp_path / "two"), rel=1e-5)
 
 
 def test_cli_sample_pipeline_and_save_ids(token_cache, tmp_path):
@@ -110,3 +131,30 @@ def test_cli_sample_pipeline_and_save_ids(token_cache, tmp_path):
         pipeline([10])
     with pytest.raises(ValueError, match="unknown sampling option"):
         pipeline.generate_ids([1], temprature=2.0)
+
+
+def test_ema_weights_and_sample_grids(token_cache, tmp_path):
+    config = tiny_config(token_cache, tmp_path, steps=4)
+    config.train.ema_decay, config.train.sample_every = 0.5, 2
+    recipes.train_ar(config, progress=False)
+    assert (tmp_path / "samples" / "step-0000002.png").is_file() and (tmp_path / "samples" / "step-0000004.png").is_file()
+    raw = argen.load(tmp_path / "checkpoint").model.state_dict()
+    ema = argen.load(tmp_path / "checkpoint", ema=True).model.state_dict()
+    assert not torch.equal(raw["output.weight"], ema["output.weight"])
+    # EMA with decay 1/2 sits between the start (zero head) and the trained head.
+    assert ema["output.weight"].abs().sum() < raw["output.weight"].abs().sum()
+
+
+def test_save_ids_without_tokenizer(token_cache, tmp_path):
+    recipes.train_ar(tiny_config(token_cache, tmp_path / "run", steps=2), progress=False)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (bare / name).write_bytes((tmp_path / "run" / "checkpoint" / name).read_bytes())
+    meta = json.loads((bare / "config.json").read_text())
+    meta.pop("tokenizer")
+    (bare / "config.json").write_text(json.dumps(meta))
+    ids_file = tmp_path / "ids.json"
+    assert main(["sample", "--model", str(bare), "--classes", "1,2", "--greedy", "--save-ids", str(ids_file)]) == 0
+    assert json.loads(ids_file.read_text())["grid"] == [8, 8]
+    assert main(["sample", "--model", str(bare), "--classes", "1"]) == 2

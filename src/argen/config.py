@@ -139,7 +139,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 500
     sample_every: int = 0  # 0 disables sample grids during training
-    fsdp: bool = False  # reserved: FSDP sharding is not implemented yet (the trainer refuses it)
+    fsdp: bool = False  # under torchrun: shard weights, gradients and optimizer state (FSDP2) instead of DDP
     out_dir: str = "runs/run"
 
 

@@ -97,9 +97,9 @@ class Trainer:
         self.context = context or distributed.DistributedContext()
         self.progress = progress
         self.out_dir = Path(train_config.out_dir)
-        if train_config.fsdp:
-            raise TrainingError("train.fsdp=true: FSDP sharding is not implemented yet; train with DDP "
-                                "(torchrun without train.fsdp) or set train.fsdp=false")
+        if train_config.fsdp and (train_config.ema_decay > 0 or train_config.sample_every > 0):
+            raise TrainingError("train.fsdp=true does not support train.ema_decay > 0 or train.sample_every > 0 "
+                                "yet (both need the whole model on one rank); set them to 0 or use DDP")
         self.modules = task.modules()
         if not self.modules:
             raise TrainingError("the task has no modules to train")
@@ -118,8 +118,21 @@ class Trainer:
     # ---------------------------------------------------------------------------------------
     # set-up
 
+    @property
+    def sharded(self) -> bool:
+        """FSDP (train.fsdp under torchrun): parameters, gradients and optimizer state split across ranks."""
+        return self.config.fsdp and self.context.enabled
+
     def _wrap(self, module: nn.Module) -> nn.Module:
         if not self.context.enabled or not any(p.requires_grad for p in module.parameters()):
+            return module
+        if self.sharded:
+            from torch.distributed.fsdp import fully_shard
+
+            # One unit per transformer block (gathered just in time), then the rest of the module.
+            for block in getattr(module, "layers", []):
+                fully_shard(block)
+            fully_shard(module)
             return module
         device_ids = [self.context.device.index] if self.context.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=device_ids)
@@ -151,21 +164,34 @@ class Trainer:
     def checkpoint_dir(self) -> Path:
         return self.out_dir / CHECKPOINT_DIR
 
+    def _full_states(self) -> tuple[dict[str, dict], dict[str, dict]]:
+        """Unsharded module and optimizer states (a collective under FSDP: every rank calls it)."""
+        if not self.sharded:
+            return ({name: m.state_dict() for name, m in self.modules.items()},
+                    {name: opt.state_dict() for name, opt in self.optimizers.items()})
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                             get_optimizer_state_dict)
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return ({name: get_model_state_dict(m, options=options) for name, m in self.modules.items()},
+                {name: get_optimizer_state_dict(self.modules[name], opt, options=options)
+                 for name, opt in self.optimizers.items()})
+
     def save(self) -> Path:
         """Write the whole checkpoint into a fresh folder, then swap it in: never a half-written one."""
+        module_states, optimizer_states = self._full_states()
         if self.context.is_main:
             final = self.checkpoint_dir
             staging = self.out_dir / f".{CHECKPOINT_DIR}.staging"
             shutil.rmtree(staging, ignore_errors=True)
-            model = self.modules[self.model_name]
-            ckpt.save_checkpoint(staging, self.kind, to_dict(self.run_config), model.state_dict(),
+            ckpt.save_checkpoint(staging, self.kind, to_dict(self.run_config), module_states[self.model_name],
                                  extra={**self.metadata, "step": self.step})
             if self.ema is not None:
                 ckpt.save_weights(staging / "ema.safetensors", self.ema)
             ckpt.save_trainer_state(staging, {
                 "step": self.step,
-                "modules": {name: m.state_dict() for name, m in self.modules.items() if name != self.model_name},
-                "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+                "modules": {name: state for name, state in module_states.items() if name != self.model_name},
+                "optimizers": optimizer_states,
                 "ema": self.ema,
                 "rng": _rng_state(),
             })
@@ -191,11 +217,21 @@ class Trainer:
             saved = json.dumps(meta["config"], sort_keys=True)
             raise TrainingError(f"{directory} was written with a different config; use another train.out_dir "
                                 f"or the same settings (saved config: {saved[:400]}...)")
-        ckpt.load_state_into(self.modules[self.model_name], ckpt.load_weights(directory), str(directory))
-        for name, module_state in state["modules"].items():
-            self.modules[name].load_state_dict(module_state)
-        for name, optimizer_state in state["optimizers"].items():
-            self.optimizers[name].load_state_dict(optimizer_state)
+        module_states = {**state["modules"], self.model_name: ckpt.load_weights(directory)}
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                                 set_optimizer_state_dict)
+
+            options = StateDictOptions(full_state_dict=True)
+            for name, module in self.modules.items():
+                set_model_state_dict(module, module_states[name], options=options)
+                set_optimizer_state_dict(module, self.optimizers[name], state["optimizers"][name], options=options)
+        else:
+            ckpt.load_state_into(self.modules[self.model_name], module_states.pop(self.model_name), str(directory))
+            for name, module_state in module_states.items():
+                self.modules[name].load_state_dict(module_state)
+            for name, optimizer_state in state["optimizers"].items():
+                self.optimizers[name].load_state_dict(optimizer_state)
         self.ema = state["ema"]
         self.step = int(state["step"])
         _set_rng_state(state["rng"])
@@ -222,6 +258,8 @@ class Trainer:
             torch.manual_seed(step_seed(self.config.seed, self.step, global_micro))
             last = index == len(batches) - 1
             wrapped = self.wrapped[name]
+            if self.sharded and hasattr(wrapped, "set_requires_gradient_sync"):
+                wrapped.set_requires_gradient_sync(last)  # reduce-scatter only on the last micro-batch
             sync = wrapped.no_sync() if isinstance(wrapped, DistributedDataParallel) and not last \
                 else contextlib.nullcontext()
             with sync:
@@ -232,7 +270,7 @@ class Trainer:
                 logs[key] = logs.get(key, 0.0) + float(value) / len(batches)
         if self.config.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.modules[name].parameters(), self.config.grad_clip)
-            logs[f"{name}_grad_norm"] = float(norm)
+            logs[f"{name}_grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.step()
