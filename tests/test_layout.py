@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from argen.config import LayoutConfig
-from argen.layout import IGNORE_INDEX, PROLOGUE, SEPARATOR, VISUAL, Layout
+from argen.layout import IGNORE_INDEX, PROLOGUE, SEPARATOR, Layout
 from argen.model import SLOT_CLASS, SLOT_TOKEN, SLOT_TRANSITION, rope_table
 
 LAYOUTS = {

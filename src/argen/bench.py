@@ -139,7 +139,7 @@ def run_sample_benchmark(model: str | Path | None = None, preset_name: str | Non
                          grid: int = 16, dtype: str = "fp32", repeats: int = 3, bandwidth_gbs: float = 30.0,
                          overrides: list[str] | None = None) -> dict:
     """`argen bench sample`: a trained model (its own layout) or a preset with random weights."""
-    from argen.config import build, parse_overrides
+    from argen.config import build
 
     if (model is None) == (preset_name is None):
         raise ValueError("give --model DIR, or --preset NAME --random-weights")

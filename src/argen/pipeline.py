@@ -11,12 +11,10 @@ an AR checkpoint directory alone also loads (its tokenizer is found through its 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from argen.config import ARRunConfig, from_dict, to_dict

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from argen.config import ARRunConfig, DataConfig, TokenizerRunConfig, from_dict, to_dict
+from argen.config import ARRunConfig, DataConfig, TokenizerRunConfig, from_dict
 from argen.data import load_dataset
 from argen.data.token_cache import TokenDataset, write_token_cache
 from argen.data.transforms import to_uint8
