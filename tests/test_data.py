@@ -128,3 +128,15 @@ def test_transforms():
         to_resolution(big, 32, "stretch")
     values = torch.tensor([0, 127, 128, 255], dtype=torch.uint8)
     assert torch.equal(to_uint8(to_unit_range(values)), values)
+
+
+def test_pad_to_keeps_the_framing_before_resizing():
+    digits = load_dataset(DataConfig(name="digits", image_size=8)).images  # (N, 1, 8, 8)
+    framed = load_dataset(DataConfig(name="digits", image_size=20, pad_to=10, resize="resize")).images
+    assert framed.shape == (1797, 1, 20, 20)
+    expected = to_resolution(to_resolution(digits.numpy(), 10, "pad"), 20, "resize")
+    assert np.array_equal(framed.numpy(), expected)
+    # The 1-pixel black frame at 10x10 stays dark at 20x20 (up to the resampling filter's ringing).
+    assert framed[:, :, 0].float().mean() < 0.1 * framed[:, :, 8:12].float().mean()
+    with pytest.raises(DataError, match="pad_to=4 is smaller than the images"):
+        load_dataset(DataConfig(name="digits", image_size=8, pad_to=4))

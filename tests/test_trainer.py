@@ -104,3 +104,18 @@ def test_warmup_cosine_schedule():
     assert learning_rate(config, 9) == pytest.approx(1.0)
     assert learning_rate(config, 60) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert learning_rate(config, 110) == pytest.approx(0.1)
+
+
+def test_init_from_starts_from_a_checkpoint_and_resume_overrides_it(digits_dataset, tmp_path):
+    source = make_trainer(digits_dataset, tmp_path / "source")
+    source.fit()
+    tuned = make_trainer(digits_dataset, tmp_path / "tuned", init_from=str(source.checkpoint_dir))
+    for key, value in weights(source).items():
+        assert torch.equal(value, weights(tuned)[key]), key
+    tuned.fit(stop_after=4)
+    tuned.save()
+    resumed = make_trainer(digits_dataset, tmp_path / "tuned", init_from=str(source.checkpoint_dir))
+    resumed.resume()
+    assert resumed.step == 4 and not torch.equal(weights(resumed)["1.weight"], weights(source)["1.weight"])
+    with pytest.raises(ckpt.CheckpointError, match="no model.safetensors"):
+        make_trainer(digits_dataset, tmp_path / "other", init_from=str(tmp_path / "missing"))

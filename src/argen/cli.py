@@ -129,6 +129,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from argen.io.images import save_grid
 
     pipeline = argen.load(args.model, tokenizer=args.tokenizer, ema=args.ema)
+    layout = pipeline.layout
+    if args.parallel and args.parallel != layout.parallel:
+        # The layout is part of what a model learned (PAR's k - 1 transition embeddings, its attention groups).
+        raise ValueError(f"--parallel {args.parallel}: {args.model} was trained for {layout.parallel} token(s) per "
+                         f"step ({layout.describe()}); train or convert a model with layout.parallel="
+                         f"{args.parallel}")
+    print(f"decoding: {layout.describe()}")
     labels = _parse_classes(args.classes, args.count, pipeline.config.model.num_classes)
     generator = torch.Generator(pipeline.device).manual_seed(args.seed)
     out = Path(args.out)
@@ -152,7 +159,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         grid = save_grid(images, out / "samples.png", columns=args.columns, scale=2)
         npz = write_npz(out / "samples.npz", images.permute(0, 2, 3, 1).numpy(), labels=np.asarray(labels))
         save_json(out / "sampling.json", {"model": str(args.model), "images": len(labels),
-                                          "steps": pipeline.layout.num_steps, "seconds": seconds,
+                                          "steps": layout.num_steps, "parallel": layout.parallel,
+                                          "order": layout.config.order, "seconds": seconds,
                                           "images_per_s": len(labels) / seconds, **_sampling_options(args)})
         print(f"samples: {grid} and {npz} ({len(labels) / seconds:.1f} images/s)")
     elif not args.save_ids:
@@ -232,7 +240,7 @@ def cmd_eval_ref(args: argparse.Namespace) -> int:
     from argen.eval.reference import compute_reference
 
     data = DataConfig(name=args.dataset, path=args.data_dir or "", split=args.split, image_size=args.image_size,
-                      channels=args.channels)
+                      channels=args.channels, resize=args.resize, pad_to=args.pad_to)
     images = load_dataset(data, training=False).images.numpy().transpose(0, 2, 3, 1)
     reference = compute_reference(images, _extractor(args))
     path = reference.save(args.out)
@@ -368,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--count", type=int, default=10)
     sample.add_argument("--batch", type=int, default=64)
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--parallel", type=int, default=0,
+                        help="tokens per step the model must decode (PAR's k; 0 = the model's own layout)")
     sample.add_argument("--greedy", action="store_true", help="argmax decoding")
     sample.add_argument("--temperature", type=float, default=1.0)
     sample.add_argument("--top-k", type=int, default=0)
@@ -430,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument("--split", default="test", choices=["train", "test"])
     reference.add_argument("--image-size", type=int, default=32)
     reference.add_argument("--channels", type=int, default=1)
+    reference.add_argument("--resize", choices=["pad", "resize"], default="pad", help="see data.resize")
+    reference.add_argument("--pad-to", type=int, default=0, help="see data.pad_to (e.g. 32 for Fashion-MNIST at 64)")
     reference.add_argument("--out", required=True, type=Path)
     reference.set_defaults(handler=cmd_eval_ref)
     classifier = eval_commands.add_parser("train-classifier", help="train the project's metric classifier")

@@ -114,6 +114,7 @@ class DataConfig:
     image_size: int = 32
     channels: int = 1
     resize: str = "pad"  # "pad" (centre pad, then resize if still off) or "resize"
+    pad_to: int = 0  # centre-pad to this size first (0: off); 28 -> 32 -> 64 keeps Fashion-MNIST's 32x32 framing
     flip: bool = False  # random horizontal flip while training
     on_bad_image: str = "skip"  # "skip" (warn and count) or "error"
     limit: int = 0  # use only the first N samples (0 = all)
@@ -139,6 +140,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 500
     sample_every: int = 0  # 0 disables sample grids during training
+    init_from: str = ""  # start the model from this checkpoint's weights (fine-tuning); a resume overrides it
     fsdp: bool = False  # under torchrun: shard weights, gradients and optimizer state (FSDP2) instead of DDP
     out_dir: str = "runs/run"
 

@@ -187,6 +187,12 @@ def load_dataset(config: DataConfig, training: bool = True) -> ImageDataset:
         raise DataError(f"unknown dataset {config.name!r}; known: fashion-mnist, idx, imagefolder, digits, synthetic")
     if config.limit:
         images, labels = images[:config.limit], labels[:config.limit]
-    images = to_resolution(to_channels(images, config.channels), config.image_size, config.resize)
+    images = to_channels(images, config.channels)
+    if config.pad_to:
+        if config.pad_to < max(images.shape[-2:]):
+            raise DataError(f"data.pad_to={config.pad_to} is smaller than the images ({images.shape[-2]}x"
+                            f"{images.shape[-1]}); use 0 or a size >= theirs")
+        images = to_resolution(images, config.pad_to, "pad")
+    images = to_resolution(images, config.image_size, config.resize)
     return ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), class_names,
                         flip=config.flip and training)

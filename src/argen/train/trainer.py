@@ -103,9 +103,12 @@ class Trainer:
         self.modules = task.modules()
         if not self.modules:
             raise TrainingError("the task has no modules to train")
+        self.model_name = next(iter(self.modules))
+        if train_config.init_from:
+            ckpt.load_state_into(self.modules[self.model_name], ckpt.load_weights(train_config.init_from),
+                                 train_config.init_from)
         for module in self.modules.values():
             module.to(self.context.device)
-        self.model_name = next(iter(self.modules))
         self.wrapped = {name: self._wrap(module) for name, module in self.modules.items()}
         self.optimizers = {name: make_optimizer(module, train_config, self.context.device)
                            for name, module in self.modules.items()}
