@@ -158,3 +158,21 @@ def test_save_ids_without_tokenizer(token_cache, tmp_path):
     assert main(["sample", "--model", str(bare), "--classes", "1,2", "--greedy", "--save-ids", str(ids_file)]) == 0
     assert json.loads(ids_file.read_text())["grid"] == [8, 8]
     assert main(["sample", "--model", str(bare), "--classes", "1"]) == 2
+
+
+def test_cli_sample_parallel_model_checks_k_and_saves_grid_order(token_cache, tmp_path, capsys):
+    assert main(["train", "--cache", str(token_cache), "--out", str(tmp_path / "run"), "model.dim=32",
+                 "model.n_layer=2", "model.n_head=2", "model.multiple_of=16", "train.steps=2",
+                 "train.batch_size=16", "layout.order=region", "layout.parallel=4"]) == 0
+    model_dir = tmp_path / "run" / "checkpoint"
+    ids_file = tmp_path / "ids.json"
+    assert main(["sample", "--model", str(model_dir), "--parallel", "4", "--classes", "3,7", "--greedy",
+                 "--save-ids", str(ids_file), "--out", str(tmp_path / "samples")]) == 0
+    assert "parallel 4" in capsys.readouterr().out
+    pipeline = argen.load(model_dir)
+    greedy = pipeline.generate_ids([3, 7], greedy=True).visual  # (2, 8, 8) grid order
+    assert json.loads(ids_file.read_text())["ids"] == greedy.tolist()
+    sampling = json.loads((tmp_path / "samples" / "sampling.json").read_text())
+    assert (sampling["steps"], sampling["parallel"], sampling["order"]) == (4 + 16 - 1, 4, "region")
+    assert main(["sample", "--model", str(model_dir), "--parallel", "16", "--classes", "1"]) == 2
+    assert "trained for 4 token(s) per step" in capsys.readouterr().err
