@@ -209,7 +209,7 @@ def test_filters_keep_ties_and_the_first_token_over_top_p():
     assert torch.isfinite(filter_logits(probs.log(), 0, 0.4)).tolist() == [[True, False, False, False]]
 
 
-def test_exponential_race_follows_the_softmax():
+def test_sampling_follows_the_softmax_and_never_draws_excluded_ids():
     probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
     logits = probs.log().expand(40000, -1)
     draws = sample_from_logits(logits, 1.0, 0, 1.0, False, torch.Generator().manual_seed(0))
@@ -218,6 +218,11 @@ def test_exponential_race_follows_the_softmax():
     cooled = sample_from_logits(logits, 0.5, 0, 1.0, False, torch.Generator().manual_seed(0))
     expected = torch.softmax(probs.log() / 0.5, dim=0)
     assert torch.allclose(torch.bincount(cooled, minlength=4).float() / cooled.numel(), expected, atol=0.01)
+    holes = torch.tensor([0.0, 0.5, 0.0, 0.0, 0.5, 0.0]).log().expand(20000, -1)  # zero mass at both ends too
+    drawn = sample_from_logits(holes, 1.0, 0, 1.0, False, torch.Generator().manual_seed(1))
+    assert set(drawn.unique().tolist()) == {1, 4}
+    top2 = sample_from_logits(logits, 1.0, 2, 1.0, False, torch.Generator().manual_seed(2))
+    assert set(top2.unique().tolist()) == {2, 3}
 
 
 def test_bf16_and_cache_reuse_and_training_mode_restored():

@@ -316,9 +316,34 @@ def cmd_report(args: argparse.Namespace) -> int:
         sections.append(report.Grid(f"Samples: {name}", images, columns=columns))
     for name, path in _named_paths(args.log, "--log"):
         sections.append(report.training_curves(path, title=f"Training curves: {name}"))
+    for _, path in _named_paths(args.analysis, "--analysis"):
+        sections += report.analysis_sections(path)
     if not sections:
-        raise ValueError("nothing to report: give --metrics, --samples and/or --log")
+        raise ValueError("nothing to report: give --metrics, --samples, --log and/or --analysis")
     print(f"report: {report.write_report(args.out, sections, title=args.title)}")
+    return 0
+
+
+def _parse_position(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(value) for value in text.split(","))
+    except ValueError as error:
+        raise ValueError(f"--reference must be comma-separated grid indices such as 8,8, got {text!r}") from error
+
+
+def cmd_analyze_entropy(args: argparse.Namespace) -> int:
+    from argen.eval.entropy import write_entropy_analysis
+
+    result = write_entropy_analysis(args.cache, args.out, models=_named_paths(args.models, "--models"),
+                                    references=[_parse_position(r) for r in args.reference] or None,
+                                    limit=args.limit, model_limit=args.model_limit, coarse=args.coarse,
+                                    alphabet=args.alphabet, correction=args.correction, batch_size=args.batch,
+                                    device=args.device)
+    for model in result["models"]:
+        increase = model.get("entropy_increase", {}).get("bits", 0.0)
+        print(f"{model['name']}: entropy {model['entropy_bits']:.3f} bits/token, NLL {model['nll_bits']:.3f} "
+              f"bits/token, entropy increase {increase:+.3f} bits/token")
+    print(f"entropy analysis: {Path(args.out) / 'entropy.json'}")
     return 0
 
 
@@ -466,14 +491,36 @@ def build_parser() -> argparse.ArgumentParser:
                                help="results of `argen eval --out` (with sampling.json beside: steps, time)")
     report_parser.add_argument("--samples", nargs="*", metavar="[NAME=]SAMPLES.npz", help="grids, a row per class")
     report_parser.add_argument("--log", nargs="*", metavar="[NAME=]log.jsonl", help="training curves")
+    report_parser.add_argument("--analysis", nargs="*", metavar="DIR|FILE.json",
+                               help="analysis results with a report block (e.g. `argen analyze entropy --out`)")
     report_parser.set_defaults(handler=cmd_report)
 
     demo = commands.add_parser("demo", help="Fashion-MNIST end to end: samples, metrics and an HTML report")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument("--checkpoints", type=Path, help="checkpoint folder (default: the shipped checkpoints)")
     demo.add_argument("--train", action="store_true", help="train a quick pipeline from scratch first")
-    demo.add_argument("--per-class", type=int, default=50, help="samples per class")
+    demo.add_argument("--per-class", type=int, default=20, help="samples per class and method")
     demo.set_defaults(handler=cmd_demo)
+
+    analyze = commands.add_parser("analyze", help="analyses of data and models")
+    analyze_commands = analyze.add_subparsers(dest="subcommand", metavar="subcommand", required=True)
+    entropy = analyze_commands.add_parser("entropy", help="token dependency maps and per-position entropy "
+                                                          "of parallel vs sequential decoding (PAR)")
+    entropy.add_argument("--cache", required=True, type=Path, help="token cache (a test split for held-out numbers)")
+    entropy.add_argument("--models", nargs="*", default=[], metavar="[NAME=]DIR",
+                         help="AR checkpoints; the first is the baseline of the differences")
+    entropy.add_argument("--reference", action="extend", nargs="+", default=[], metavar="R,C",
+                         help="reference positions (default: centre, corner, edge)")
+    entropy.add_argument("--limit", type=int, default=0, help="use the first N images of the cache (0 = all)")
+    entropy.add_argument("--model-limit", type=int, default=1000, help="images teacher-forced per model (0 = all)")
+    entropy.add_argument("--coarse", type=Path, help="fine -> coarse table (.safetensors, .npy, .json)")
+    entropy.add_argument("--alphabet", type=int, default=64,
+                         help="without --coarse: merge codes into this many frequency quantiles (0 = full codebook)")
+    entropy.add_argument("--correction", default="miller-madow", choices=["miller-madow", "none"])
+    entropy.add_argument("--batch", type=int, default=64)
+    entropy.add_argument("--device", default="cpu")
+    entropy.add_argument("--out", required=True, type=Path)
+    entropy.set_defaults(handler=cmd_analyze_entropy)
     return parser
 
 

@@ -4,8 +4,8 @@ Step j of the Layout feeds its input group at its slots (step 0, the prefill, fe
 static KV cache and samples the output group from the step's logits, restricted to the step's
 segment vocabulary. Classifier-free guidance doubles the batch (conditional rows first, then the
 null class) and mixes `uncond + s * (cond - uncond)`, with s computed on the host from the step.
-Tokens are drawn with the exponential race (argmax of probs / Exp(1) noise), so nothing in the loop
-waits for the device.
+Tokens are drawn by inverse-CDF sampling (one uniform number per token, searched in the cumulative
+probabilities), so nothing in the loop waits for the device.
 """
 
 from __future__ import annotations
@@ -112,13 +112,20 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tenso
 
 def sample_from_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, greedy: bool,
                        generator: torch.Generator | None) -> torch.Tensor:
-    """(..., V) float logits -> (...) long ids, without a host sync (exponential race)."""
+    """(..., V) float logits -> (...) long ids, without a host sync.
+
+    Inverse-CDF sampling: one uniform number per token, found in the cumulative probabilities. An
+    exponential race (argmax of p / Exp(1)) needs V random numbers per token, which at 16 tokens per
+    PAR step and 16384 codes cost as much time as a fifth of the model's forward on a CPU.
+    """
     if greedy:
         return logits.argmax(dim=-1)
-    logits = filter_logits(logits / max(temperature, 1e-5), top_k, top_p)
-    probs = torch.softmax(logits, dim=-1)
-    noise = torch.empty_like(probs).exponential_(1.0, generator=generator)
-    return torch.argmax(probs / noise, dim=-1)
+    logits = filter_logits(logits.float() / max(temperature, 1e-5), top_k, top_p)
+    # Unnormalised probabilities: the uniform number is scaled by their total instead of dividing each.
+    cdf = (logits - logits.amax(dim=-1, keepdim=True)).exp_().cumsum_(dim=-1)
+    # right=True never lands on a zero-probability id (its cumulative sum equals its predecessor's).
+    target = torch.rand(*cdf.shape[:-1], 1, generator=generator, device=cdf.device) * cdf[..., -1:]
+    return torch.searchsorted(cdf, target, right=True).clamp_(max=cdf.shape[-1] - 1).squeeze(-1)
 
 
 def _forced_sequence(layout: Layout, forced: dict[str, torch.Tensor], batch: int,

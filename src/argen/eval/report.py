@@ -139,6 +139,35 @@ def quality_plot(rows: list[dict[str, Any]], metric: str, x: str = "step", group
     return Plot(title or f"{metric} vs {x}", series, x_label=x, y_label=metric)
 
 
+def analysis_sections(path: str | Path) -> list[Section]:
+    """Sections of an analysis result: a JSON file (or every such file in a folder) with a "report" block.
+
+    The block is {"title", "text", "tables": [{"title", "rows"}], "figures": [{"title", "file", "caption"}]},
+    figure files relative to the JSON file (e.g. `argen analyze entropy` writes entropy.json beside its PNGs).
+    """
+    path = Path(path)
+    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    blocks = []
+    for file in files:
+        try:
+            content = json.loads(file.read_text())
+        except json.JSONDecodeError as error:
+            raise ReportError(f"{file} is not valid JSON: {error}") from error
+        if isinstance(content, dict) and isinstance(content.get("report"), dict):
+            blocks.append((file, content["report"]))
+    if not blocks:
+        raise ReportError(f"{path}: no JSON file with a \"report\" block (write one with `argen analyze`)")
+    sections: list[Section] = []
+    for file, block in blocks:
+        title = str(block.get("title", file.stem))
+        if block.get("text"):
+            sections.append(Text(title, str(block["text"])))
+        sections += [Table(table["title"], table["rows"]) for table in block.get("tables", [])]
+        sections += [Media(figure["title"], file.parent / figure["file"], figure.get("caption", ""))
+                     for figure in block.get("figures", [])]
+    return sections
+
+
 # ------------------------------------------------------------------------------------------------
 # rendering
 
