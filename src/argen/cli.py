@@ -88,15 +88,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from argen.config import GPT_PRESETS, ARRunConfig, GPTConfig
 
     extra = [f"cache={args.cache}"] if args.cache else []
+    extra += [f"coarse_table={args.coarse_table}"] if args.coarse_table else []
     extra += [f"train.out_dir={args.out}"] if args.out else []
     config = _run_config(args, ARRunConfig, GPT_PRESETS, GPTConfig, extra)
     if config.cache:
-        from argen.data.token_cache import TokenDataset
-        from argen.train.recipes import ar_config_from_cache
+        from argen.train.recipes import ar_config_from_cache, open_token_cache
 
-        # The cache fixes grid, vocabulary and classes; explicit settings still win.
-        config = build(ARRunConfig, base=ar_config_from_cache(config, TokenDataset(config.cache)),
-                       yaml_path=args.config, overrides=[*extra, *args.overrides])
+        # The cache (and a CTF table) fix grid, vocabulary and classes; explicit settings still win.
+        cache = open_token_cache(config.cache, config.coarse_table)
+        config = build(ARRunConfig, base=ar_config_from_cache(config, cache), yaml_path=args.config,
+                       overrides=[*extra, *args.overrides])
     if _print_or_none(args, config):
         return 0
     from argen.train import recipes
@@ -119,6 +120,17 @@ def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
             "guidance": args.cfg, "guidance_schedule": args.cfg_schedule, "dtype": args.dtype}
 
 
+def _refine_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The refiner pass's options (CTF), or None without --refiner; --greedy applies to both stages."""
+    if args.refiner is None:
+        return None
+    options = {"temperature": args.refine_temperature, "top_k": args.refine_top_k, "top_p": args.refine_top_p,
+               "greedy": args.greedy, "guidance": args.refine_cfg, "dtype": args.dtype}
+    if args.refine_restrict is not None:
+        options["restrict_to_cluster"] = args.refine_restrict
+    return options
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -128,7 +140,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from argen.io.checkpoint import save_json
     from argen.io.images import save_grid
 
-    pipeline = argen.load(args.model, tokenizer=args.tokenizer, ema=args.ema)
+    pipeline = argen.load(args.model, tokenizer=args.tokenizer, ema=args.ema, refiner=args.refiner)
     layout = pipeline.layout
     if args.parallel and args.parallel != layout.parallel:
         # The layout is part of what a model learned (PAR's k - 1 transition embeddings, its attention groups).
@@ -139,29 +151,38 @@ def cmd_sample(args: argparse.Namespace) -> int:
     labels = _parse_classes(args.classes, args.count, pipeline.config.model.num_classes)
     generator = torch.Generator(pipeline.device).manual_seed(args.seed)
     out = Path(args.out)
-    ids, images = [], []
+    refine = _refine_options(args)
+    ids, coarse, images = [], [], []
     started = time.perf_counter()
     for start in range(0, len(labels), args.batch):
         chunk = labels[start:start + args.batch]
-        generated = pipeline.generate_ids(chunk, generator, **_sampling_options(args))
+        generated = pipeline.generate_ids(chunk, generator, refine, **_sampling_options(args))
         ids.append(generated.visual.cpu())
+        if generated.coarse is not None:
+            coarse.append(generated.coarse.cpu())
         if pipeline.tokenizer is not None:
             images.append(pipeline.decode(generated.visual))
     ids = torch.cat(ids)
     seconds = time.perf_counter() - started
     if args.save_ids:
+        saved = {"classes": labels, "grid": list(ids.shape[1:]), "ids": ids.tolist()}
+        if coarse:  # CTF: "ids" are the refined fine ids, "coarse" the AR's cluster labels
+            saved["coarse"] = torch.cat(coarse).tolist()
         Path(args.save_ids).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.save_ids).write_text(json.dumps({"classes": labels, "grid": list(ids.shape[1:]),
-                                                   "ids": ids.tolist()}))
+        Path(args.save_ids).write_text(json.dumps(saved))
         print(f"ids (grid order): {args.save_ids}")
     if images:
         images = torch.cat(images)
         grid = save_grid(images, out / "samples.png", columns=args.columns, scale=2)
         npz = write_npz(out / "samples.npz", images.permute(0, 2, 3, 1).numpy(), labels=np.asarray(labels))
+        # CTF counts its refiner pass as one more step (the paper's "256+1").
+        ctf = {} if refine is None else {"refiner": str(args.refiner), "ar_steps": layout.num_steps,
+                                         "refine": refine}
         save_json(out / "sampling.json", {"model": str(args.model), "images": len(labels),
-                                          "steps": layout.num_steps, "parallel": layout.parallel,
-                                          "order": layout.config.order, "seconds": seconds,
-                                          "images_per_s": len(labels) / seconds, **_sampling_options(args)})
+                                          "steps": layout.num_steps + (refine is not None),
+                                          "parallel": layout.parallel, "order": layout.config.order,
+                                          "seconds": seconds, "images_per_s": len(labels) / seconds,
+                                          **_sampling_options(args), **ctf})
         print(f"samples: {grid} and {npz} ({len(labels) / seconds:.1f} images/s)")
     elif not args.save_ids:
         raise ValueError("the model has no tokenizer to decode images; pass --tokenizer DIR or --save-ids FILE")
@@ -347,6 +368,41 @@ def cmd_analyze_entropy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ctf_cluster(args: argparse.Namespace) -> int:
+    from argen.ctf.table import cluster_tokenizer, histogram_path
+
+    table = cluster_tokenizer(args.tokenizer, args.clusters, args.out, method=args.method, restarts=args.restarts,
+                              seed=args.seed)
+    sizes = table.sizes
+    print(f"{table.fine_vocab} codes in {table.coarse_vocab} clusters ({args.method}): sizes {int(sizes.min())} to "
+          f"{int(sizes.max())}, inertia {table.metadata['inertia']:.6g}")
+    print(f"fine -> coarse table: {args.out} (histogram: {histogram_path(args.out)})")
+    return 0
+
+
+def cmd_ctf_train_refiner(args: argparse.Namespace) -> int:
+    from argen.config import GPT_PRESETS, GPTConfig, RefinerRunConfig
+
+    extra = [f"cache={args.cache}"] if args.cache else []
+    extra += [f"coarse_table={args.table}"] if args.table else []
+    extra += [f"train.out_dir={args.out}"] if args.out else []
+    config = _run_config(args, RefinerRunConfig, GPT_PRESETS, GPTConfig, extra)
+    if config.cache and config.coarse_table:
+        from argen.ctf.table import load_table
+        from argen.train.recipes import open_token_cache, refiner_config_from_cache
+
+        # The cache fixes the classes and the table the input vocabulary; explicit settings still win.
+        base = refiner_config_from_cache(config, open_token_cache(config.cache),
+                                         load_table(config.coarse_table).coarse_vocab)
+        config = build(RefinerRunConfig, base=base, yaml_path=args.config, overrides=[*extra, *args.overrides])
+    if _print_or_none(args, config):
+        return 0
+    from argen.train import recipes
+
+    print(f"refiner checkpoint: {recipes.train_refiner(config, progress=_progress())}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from argen.demo import run_demo
 
@@ -391,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_ar = commands.add_parser("train", help="train the AR transformer on a token cache")
     _add_config_arguments(train_ar, GPT_PRESETS)
     train_ar.add_argument("--cache", help="token cache directory (argen tokenize)")
+    train_ar.add_argument("--coarse-table", help="CTF: train on the coarse labels of this table (argen ctf cluster)")
     train_ar.add_argument("--out", help="output run directory (train.out_dir)")
     train_ar.set_defaults(handler=cmd_train)
 
@@ -414,7 +471,31 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--columns", type=int, default=10)
     sample.add_argument("--out", type=Path, default=Path("runs/samples"))
     sample.add_argument("--save-ids", type=Path, help="write the ids (grid order) to this JSON file")
+    sample.add_argument("--refiner", type=Path, help="CTF refiner checkpoint (for a model trained on coarse labels)")
+    sample.add_argument("--refine-temperature", type=float, default=1.0, help="CTF refiner pass temperature")
+    sample.add_argument("--refine-top-k", type=int, default=0, help="CTF refiner pass top-k (0 = all codes)")
+    sample.add_argument("--refine-top-p", type=float, default=1.0)
+    sample.add_argument("--refine-cfg", type=float, default=1.0, help="CTF refiner guidance scale (1 = off)")
+    sample.add_argument("--refine-restrict", action=argparse.BooleanOptionalAction, default=None,
+                        help="sample only codes of each position's cluster (default: as the refiner was trained)")
     sample.set_defaults(handler=cmd_sample)
+
+    ctf = commands.add_parser("ctf", help="CTF: codebook clusters and the coarse-to-fine refiner")
+    ctf_commands = ctf.add_subparsers(dest="subcommand", metavar="subcommand", required=True)
+    cluster = ctf_commands.add_parser("cluster", help="cluster a tokenizer's codebook into a fine -> coarse table")
+    cluster.add_argument("--tokenizer", required=True, type=Path, help="tokenizer checkpoint directory")
+    cluster.add_argument("--clusters", required=True, type=int, help="number of clusters K (coarse labels)")
+    cluster.add_argument("--method", default="kmeans", choices=["kmeans", "spherical", "balanced", "random"])
+    cluster.add_argument("--restarts", type=int, default=4, help="k-means restarts; the lowest inertia is kept")
+    cluster.add_argument("--seed", type=int, default=0)
+    cluster.add_argument("--out", required=True, type=Path, help="table file (.safetensors); a -sizes.png beside")
+    cluster.set_defaults(handler=cmd_ctf_cluster)
+    train_refiner = ctf_commands.add_parser("train-refiner", help="train the refiner: coarse map -> fine ids")
+    _add_config_arguments(train_refiner, GPT_PRESETS)
+    train_refiner.add_argument("--cache", help="token cache directory (argen tokenize)")
+    train_refiner.add_argument("--table", help="fine -> coarse table of the cache's tokenizer (argen ctf cluster)")
+    train_refiner.add_argument("--out", help="output run directory (train.out_dir)")
+    train_refiner.set_defaults(handler=cmd_ctf_train_refiner)
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="subcommand", metavar="subcommand", required=True)

@@ -341,4 +341,22 @@ class ARRunConfig:
     model: GPTConfig = field_default(GPTConfig)
     layout: LayoutConfig = field_default(LayoutConfig)
     cache: str = ""  # token cache directory written by `argen tokenize`
+    coarse_table: str = ""  # CTF: train on coarse labels, the cache's ids mapped by this table (argen ctf cluster)
+    train: TrainConfig = field_default(lambda: TrainConfig(lr=3e-4, schedule="cosine", warmup_steps=100))
+
+
+@dataclass
+class RefinerConfig:
+    """CTF refiner training options (the network's dimensions are a GPTConfig, see argen.model.refiner)."""
+
+    restrict_to_cluster: bool = False  # softmax over the members of each position's cluster only
+    coarse_noise: float = 0.0  # fraction of input coarse labels replaced by random ones while training
+
+
+@dataclass
+class RefinerRunConfig:
+    model: GPTConfig = field_default(GPTConfig)  # vocab_size = clusters K; class dropout enables refiner guidance
+    refiner: RefinerConfig = field_default(RefinerConfig)
+    cache: str = ""  # token cache directory written by `argen tokenize`
+    coarse_table: str = ""  # fine -> coarse table of the cache's tokenizer (argen ctf cluster)
     train: TrainConfig = field_default(lambda: TrainConfig(lr=3e-4, schedule="cosine", warmup_steps=100))

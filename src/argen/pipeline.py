@@ -4,6 +4,11 @@ into images.
     pipeline = argen.load("checkpoints/fmnist-ar")
     images = pipeline([3, 7], generator=torch.Generator().manual_seed(0), temperature=1.0, top_k=0)
 
+Under CTF the AR model predicts coarse labels and a refiner makes the fine ids:
+
+    pipeline = argen.load("runs/coarse-ar/checkpoint", refiner="runs/refiner/checkpoint")
+    images = pipeline([3, 7], temperature=1.1, refine={"temperature": 1.1, "top_k": 0})
+
 A pipeline directory (`save_pretrained`) holds `pipeline.json` and one checkpoint directory per component;
 an AR checkpoint directory alone also loads (its tokenizer is found through its config.json).
 """
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +26,10 @@ from argen.config import ARRunConfig, from_dict, to_dict
 from argen.data.transforms import to_uint8
 from argen.io import checkpoint as ckpt
 from argen.sample import Generated, SamplingOptions, generate
+
+if TYPE_CHECKING:
+    from argen.config import RefinerRunConfig
+    from argen.model.refiner import Refiner
 
 PIPELINE_FILE = "pipeline.json"
 
@@ -33,15 +42,24 @@ class Pipeline:
     tokenizer: torch.nn.Module | None = None
     tokenizer_config: Any = None  # the tokenizer's run config, saved with it
     class_names: tuple[str, ...] = ()
+    refiner: "Refiner | None" = None  # CTF: coarse labels -> fine ids
+    refiner_config: "RefinerRunConfig | None" = None
+    refiner_meta: dict | None = None  # the refiner checkpoint's metadata (table, grid, tokenizer)
+    coarse_table: dict | None = None  # CTF: what the AR checkpoint records about its fine -> coarse table
+
+    @property
+    def coarse(self) -> bool:
+        """True when the AR model predicts CTF coarse labels (decoding them needs the refiner)."""
+        return self.coarse_table is not None
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def to(self, device: str | torch.device) -> "Pipeline":
-        self.model.to(device)
-        if self.tokenizer is not None:
-            self.tokenizer.to(device)
+        for module in (self.model, self.tokenizer, self.refiner):
+            if module is not None:
+                module.to(device)
         return self
 
     def _labels(self, labels) -> torch.Tensor:
@@ -51,28 +69,43 @@ class Pipeline:
             raise ValueError(f"class labels must be integers in [0, {classes}), got {labels.tolist()}")
         return labels.to(self.device)
 
-    def generate_ids(self, labels, generator: torch.Generator | None = None, **options: Any) -> Generated:
-        """Token ids in grid order (and prologue ids) for each label; options are SamplingOptions fields."""
-        known = {f.name for f in fields(SamplingOptions)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown sampling option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return generate(self.model, self.layout, self._labels(labels), options=SamplingOptions(**options),
-                        generator=generator)
+    def generate_ids(self, labels, generator: torch.Generator | None = None, refine: dict | None = None,
+                     **options: Any) -> Generated:
+        """Token ids in grid order (and prologue ids) for each label; options are SamplingOptions fields.
+
+        With a refiner (CTF), `visual` holds the fine ids, `coarse` the AR's coarse labels, and `refine` the
+        RefineOptions fields of the refiner pass (restrict_to_cluster defaults to the refiner's training).
+        """
+        _check_fields(SamplingOptions, options, "sampling")
+        coarse_options = SamplingOptions(**options)
+        if self.refiner is None:
+            if refine:
+                raise ValueError("refine options were given but the pipeline has no refiner (load one with refiner=DIR)")
+            return generate(self.model, self.layout, self._labels(labels), options=coarse_options,
+                            generator=generator)
+        from argen.ctf.sample import RefineOptions, sample_ctf
+
+        _check_fields(RefineOptions, refine or {}, "refine")
+        refine_options = RefineOptions(**{"restrict_to_cluster": self.refiner_config.refiner.restrict_to_cluster,
+                                          **(refine or {})})
+        return sample_ctf(self.model, self.layout, self.refiner, self._labels(labels), coarse_options,
+                          refine_options, generator)
 
     @torch.no_grad()
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """Grid ids -> uint8 images (B, C, H, W)."""
         if self.tokenizer is None:
-            raise ValueError("this pipeline has no tokenizer; use generate_ids, or load one with a tokenizer")
+            hint = " and a refiner (its AR model predicts CTF coarse labels)" if self.coarse else ""
+            raise ValueError(f"this pipeline has no tokenizer{hint}; use generate_ids, or load one with a "
+                             f"tokenizer{hint}")
         return to_uint8(self.tokenizer.decode(ids.to(self.device))).cpu()
 
     def __call__(self, labels, generator: torch.Generator | None = None, output_type: str = "pil",
-                 **options: Any):
+                 refine: dict | None = None, **options: Any):
         """Images for `labels`: a list of PIL images ("pil"), uint8 NHWC ("np") or uint8 NCHW ("pt")."""
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
-        images = self.decode(self.generate_ids(labels, generator, **options).visual)
+        images = self.decode(self.generate_ids(labels, generator, refine, **options).visual)
         if output_type == "pt":
             return images
         array = images.permute(0, 2, 3, 1).numpy()
@@ -85,8 +118,15 @@ class Pipeline:
     def save_pretrained(self, directory: str | Path) -> Path:
         directory = Path(directory)
         ar_meta = {"class_names": list(self.class_names), "visual_vocab": self.layout.visual_vocab}
+        if self.coarse_table is not None:
+            ar_meta["coarse_table"] = self.coarse_table
         ckpt.save_checkpoint(directory / "ar", "ar", to_dict(self.config), self.model.state_dict(), ar_meta)
         components = {"ar": "ar"}
+        if self.refiner is not None:
+            ckpt.save_checkpoint(directory / "refiner", "refiner", to_dict(self.refiner_config),
+                                 self.refiner.state_dict(), {k: v for k, v in self.refiner_meta.items()
+                                                             if k not in ("kind", "config")})
+            components["refiner"] = "refiner"
         if self.tokenizer is not None:
             ckpt.save_checkpoint(directory / "tokenizer", "tokenizer", to_dict(self.tokenizer_config),
                                  self.tokenizer.state_dict())
@@ -96,17 +136,22 @@ class Pipeline:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | Path | None = None,
-         ema: bool = False) -> Pipeline:
-    """A pipeline from a pipeline directory or an AR checkpoint directory (strict loading, clear errors)."""
-    from argen.train.recipes import build_ar, load_tokenizer
+         ema: bool = False, refiner: str | Path | None = None) -> Pipeline:
+    """A pipeline from a pipeline directory or an AR checkpoint directory (strict loading, clear errors).
+
+    `refiner` (a CTF refiner checkpoint) is needed to decode an AR model trained on coarse labels.
+    """
+    from argen.train.recipes import build_ar, load_refiner, load_tokenizer
 
     path = Path(path)
-    ar_dir, tokenizer_dir = path, tokenizer
+    ar_dir, tokenizer_dir, refiner_dir = path, tokenizer, refiner
     if (path / PIPELINE_FILE).is_file():
         components = json.loads((path / PIPELINE_FILE).read_text())["components"]
         ar_dir = path / components["ar"]
         if tokenizer_dir is None and "tokenizer" in components:
             tokenizer_dir = path / components["tokenizer"]
+        if refiner_dir is None and "refiner" in components:
+            refiner_dir = path / components["refiner"]
     meta = ckpt.read_meta(ar_dir, "ar")
     config = from_dict(ARRunConfig, meta["config"])
     layout, model = build_ar(config, int(meta.get("visual_vocab", config.model.vocab_size)))
@@ -117,16 +162,50 @@ def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | 
 
     ckpt.load_state_into(model, load_file(str(ar_dir / weights_file)), str(ar_dir))
     model.eval()
-    if tokenizer_dir is None and meta.get("tokenizer"):
+    coarse_table = meta.get("coarse_table")
+    refiner_model = refiner_config = refiner_meta = None
+    if refiner_dir is not None:
+        refiner_model, refiner_config, refiner_meta = load_refiner(refiner_dir)
+        _check_refiner(ar_dir, coarse_table, refiner_dir, refiner_meta, layout)
+    fine_vocab = layout.visual_vocab if refiner_model is None else refiner_model.fine_vocab
+    if tokenizer_dir is None and meta.get("tokenizer") and (coarse_table is None or refiner_model is not None):
         named = ar_dir / meta["tokenizer"]  # relative names are relative to the AR directory
         if named.is_dir():
             tokenizer_dir = named
     tokenizer_model, tokenizer_config = (None, None)
     if tokenizer_dir is not None:
+        if coarse_table is not None and refiner_model is None:
+            raise ckpt.CheckpointError(f"{ar_dir} predicts CTF coarse labels: decoding them needs its refiner "
+                                       f"(refiner=DIR, or --refiner DIR)")
         tokenizer_model, tokenizer_config = load_tokenizer(tokenizer_dir)
         codebook = tokenizer_config.model.codebook_size
-        if codebook != layout.visual_vocab:
-            raise ckpt.CheckpointError(f"the tokenizer {tokenizer_dir} has {codebook} codes but the AR model "
-                                       f"predicts {layout.visual_vocab} visual ids")
-    return Pipeline(model, layout, config, tokenizer_model, tokenizer_config,
-                    tuple(meta.get("class_names", ()))).to(device)
+        if codebook != fine_vocab:
+            raise ckpt.CheckpointError(f"the tokenizer {tokenizer_dir} has {codebook} codes but the "
+                                       f"{'refiner' if refiner_model is not None else 'AR model'} predicts "
+                                       f"{fine_vocab} visual ids")
+    return Pipeline(model, layout, config, tokenizer_model, tokenizer_config, tuple(meta.get("class_names", ())),
+                    refiner_model, refiner_config, refiner_meta, coarse_table).to(device)
+
+
+def _check_refiner(ar_dir: Path, coarse_table: dict | None, refiner_dir: str | Path, refiner_meta: dict,
+                   layout: Any) -> None:
+    """The refiner must read the AR model's coarse labels: same table, same grid."""
+    if coarse_table is None:
+        raise ckpt.CheckpointError(f"a refiner was given but {ar_dir} predicts fine ids, not CTF coarse labels "
+                                   f"(train it with coarse_table=FILE)")
+    refiner_table = refiner_meta.get("coarse_table", {})
+    if refiner_table.get("checksum") != coarse_table.get("checksum"):
+        raise ckpt.CheckpointError(f"the refiner {refiner_dir} was trained with another fine -> coarse table than "
+                                   f"the AR model {ar_dir} (table checksums {str(refiner_table.get('checksum'))[:12]} "
+                                   f"and {str(coarse_table.get('checksum'))[:12]})")
+    grid = tuple(refiner_meta.get("grid", layout.grid))
+    if grid != layout.grid:
+        raise ckpt.CheckpointError(f"the refiner {refiner_dir} was trained on {grid} grids, the AR model makes "
+                                   f"{layout.grid}")
+
+
+def _check_fields(cls: type, options: dict, what: str) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")

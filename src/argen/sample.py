@@ -91,10 +91,14 @@ class SamplingOptions:
 
 
 class Generated(NamedTuple):
-    """Sampler output: visual ids (B, *grid) in grid order and local vocabulary, prologue ids (B, P) or None."""
+    """Sampler output: visual ids (B, *grid) in grid order and local vocabulary, prologue ids (B, P) or None.
+
+    Under CTF (`argen.ctf.sample_ctf`) `visual` holds the refined fine ids and `coarse` the AR's coarse labels.
+    """
 
     visual: torch.Tensor
     prologue: torch.Tensor | None
+    coarse: torch.Tensor | None = None
 
 
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

@@ -3,18 +3,24 @@
 Layout: `manifest.json` (tokenizer path and checksum, grid, count, shard files) and `shard-00000.safetensors`,
 ... each holding `ids` (n, *grid) int16/int32 and `labels` (n,) int64 (and `prologue_ids` (n, P) when the
 tokenizer has a prologue head).
+
+With a CTF fine -> coarse table, `TokenDataset` serves coarse labels instead of fine ids: the one cache
+feeds both the coarse AR (coarse ids) and the refiner (fine ids, mapped by its task).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from argen.io.checkpoint import atomic_write, save_json
+
+if TYPE_CHECKING:
+    from argen.ctf.table import CoarseTable
 
 MANIFEST = "manifest.json"
 
@@ -67,9 +73,13 @@ def write_token_cache(encode: Callable[[torch.Tensor], dict[str, torch.Tensor]],
 
 
 class TokenDataset:
-    """A token cache in memory; `batch(indices)` returns {"ids", "labels"[, "prologue_ids"]} as int64."""
+    """A token cache in memory; `batch(indices)` returns {"ids", "labels"[, "prologue_ids"]} as int64.
 
-    def __init__(self, directory: str | Path):
+    With `coarse_table`, "ids" are the coarse labels of the cached ids (the table must belong to the cache's
+    tokenizer: same codebook size and, when both record it, the same weights checksum).
+    """
+
+    def __init__(self, directory: str | Path, coarse_table: "CoarseTable | None" = None):
         import json
 
         directory = Path(directory)
@@ -91,6 +101,11 @@ class TokenDataset:
             raise TokenCacheError(f"{directory}: the manifest says {self.manifest['count']} samples, "
                                   f"the shards hold {count}")
         self.directory = directory
+        self.coarse_table = coarse_table
+        if coarse_table is not None:
+            tokenizer = self.manifest["tokenizer"]
+            coarse_table.check_tokenizer(tokenizer.get("sha256"), int(tokenizer["codebook_size"]),
+                                         f"the token cache {directory}")
 
     def __len__(self) -> int:
         return len(self.tensors["labels"])
@@ -99,5 +114,18 @@ class TokenDataset:
     def grid(self) -> tuple[int, ...]:
         return tuple(self.manifest["grid"])
 
+    @property
+    def codebook_size(self) -> int:
+        """The tokenizer's number of codes (the fine vocabulary)."""
+        return int(self.manifest["tokenizer"]["codebook_size"])
+
+    @property
+    def visual_vocab(self) -> int:
+        """The vocabulary of the ids `batch` serves: the codebook, or the clusters under a coarse table."""
+        return self.codebook_size if self.coarse_table is None else self.coarse_table.coarse_vocab
+
     def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {key: value[indices].long() for key, value in self.tensors.items()}
+        batch = {key: value[indices].long() for key, value in self.tensors.items()}
+        if self.coarse_table is not None:
+            batch["ids"] = self.coarse_table.coarse(batch["ids"])
+        return batch

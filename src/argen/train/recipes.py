@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from argen.config import ARRunConfig, DataConfig, TokenizerRunConfig, from_dict
+from argen.config import ARRunConfig, DataConfig, RefinerRunConfig, TokenizerRunConfig, from_dict
 from argen.data import load_dataset
 from argen.data.token_cache import TokenDataset, write_token_cache
 from argen.data.transforms import to_uint8
@@ -19,6 +19,7 @@ from argen.train.trainer import Trainer
 
 TOKENIZER_KIND = "tokenizer"
 AR_KIND = "ar"
+REFINER_KIND = "refiner"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -147,13 +148,21 @@ class _WithFlippedCopies:
 # AR transformer
 
 
+def open_token_cache(cache: str, coarse_table: str = "") -> TokenDataset:
+    """The token cache, serving coarse labels when a CTF table is given (checked against the cache's tokenizer)."""
+    from argen.ctf.table import load_table
+
+    if not cache:
+        raise ValueError("cache is not set: pass --cache DIR (a token cache written by `argen tokenize`)")
+    return TokenDataset(cache, load_table(coarse_table) if coarse_table else None)
+
+
 def ar_config_from_cache(config: ARRunConfig, cache: TokenDataset) -> ARRunConfig:
     """Fill what the token cache fixes (grid, visual vocabulary, class count) when left at defaults."""
     from argen.layout import Layout
 
     layout = dataclasses.replace(config.layout, grid=cache.grid)
-    visual_vocab = int(cache.manifest["tokenizer"]["codebook_size"])
-    vocab = Layout(layout, visual_vocab).vocab_size
+    vocab = Layout(layout, cache.visual_vocab).vocab_size
     num_classes = int(cache.tensors["labels"].max()) + 1
     model = dataclasses.replace(config.model, vocab_size=vocab, num_classes=num_classes)
     return dataclasses.replace(config, layout=layout, model=model)
@@ -172,28 +181,89 @@ def build_ar(config: ARRunConfig, visual_vocab: int):
 
 
 def train_ar(config: ARRunConfig, progress: bool = True) -> Path:
-    """Train the class-conditional AR transformer on a token cache under the config's Layout."""
+    """Train the class-conditional AR transformer on a token cache under the config's Layout (on coarse
+    labels when `config.coarse_table` is set: CTF's stage 1)."""
     from argen.train.ar_task import ARTask
 
-    if not config.cache:
-        raise ValueError("cache is not set: pass --cache DIR (a token cache written by `argen tokenize`)")
-    cache = TokenDataset(config.cache)
+    cache = open_token_cache(config.cache, config.coarse_table)
     if tuple(config.layout.grid) != cache.grid:
         raise ValueError(f"layout.grid={tuple(config.layout.grid)} but the token cache holds {cache.grid} grids")
     context = distributed.setup()
     try:
         torch.manual_seed(config.train.seed)
-        layout, model = build_ar(config, int(cache.manifest["tokenizer"]["codebook_size"]))
+        layout, model = build_ar(config, cache.visual_vocab)
         labels_max = int(cache.tensors["labels"].max())
         if labels_max >= config.model.num_classes:
             raise ValueError(f"the cache has class {labels_max} but model.num_classes={config.model.num_classes}")
         tokenizer_path = cache.manifest["tokenizer"].get("path")
+        # Coarse labels cannot be decoded without a refiner: no sample grids under CTF.
+        decodable = tokenizer_path and Path(tokenizer_path).is_dir() and cache.coarse_table is None
         task = ARTask(model, layout, config.model.num_classes, config.model.class_dropout_prob,
-                      tokenizer=tokenizer_path if tokenizer_path and Path(tokenizer_path).is_dir() else None)
+                      tokenizer=tokenizer_path if decodable else None)
         metadata = {"tokenizer": tokenizer_path, "tokenizer_sha256": cache.manifest["tokenizer"].get("sha256"),
-                    "visual_vocab": int(cache.manifest["tokenizer"]["codebook_size"]),
+                    "visual_vocab": cache.visual_vocab,
                     "class_names": cache.manifest["tokenizer"].get("class_names", [])}
+        if cache.coarse_table is not None:
+            metadata["coarse_table"] = cache.coarse_table.describe()
         trainer = Trainer(task, cache, config.train, config, AR_KIND, context, progress, metadata)
+        trainer.fit()
+        return trainer.checkpoint_dir
+    finally:
+        distributed.teardown(context)
+
+
+# ------------------------------------------------------------------------------------------------
+# CTF refiner
+
+
+def refiner_config_from_cache(config: RefinerRunConfig, cache: TokenDataset, clusters: int) -> RefinerRunConfig:
+    """Fill what the cache and the table fix: the input vocabulary (clusters) and the class count."""
+    num_classes = int(cache.tensors["labels"].max()) + 1
+    model = dataclasses.replace(config.model, vocab_size=clusters, num_classes=num_classes)
+    return dataclasses.replace(config, model=model)
+
+
+def load_refiner(directory: str | Path, device: str | torch.device = "cpu"):
+    """A trained CTF refiner (eval mode), its run config and its checkpoint metadata."""
+    from argen.model.refiner import Refiner
+
+    meta = ckpt.read_meta(directory, REFINER_KIND)
+    config = from_dict(RefinerRunConfig, meta["config"])
+    weights = ckpt.load_weights(directory)
+    if "fine_to_coarse" not in weights:
+        raise ckpt.CheckpointError(f"{directory} has no fine_to_coarse table in its weights")
+    model = Refiner(config.model, weights["fine_to_coarse"])
+    ckpt.load_state_into(model, weights, str(directory))
+    return model.to(device).eval(), config, meta
+
+
+def train_refiner(config: RefinerRunConfig, progress: bool = True) -> Path:
+    """Train the CTF refiner on a token cache: true coarse maps (from the table) in, fine ids out."""
+    from argen.ctf.table import load_table
+    from argen.model.refiner import Refiner
+    from argen.train.refiner_task import RefinerTask
+
+    if not config.coarse_table:
+        raise ValueError("coarse_table is not set: pass --table FILE (written by `argen ctf cluster`)")
+    cache = open_token_cache(config.cache)
+    table = load_table(config.coarse_table)
+    tokenizer = cache.manifest["tokenizer"]
+    table.check_tokenizer(tokenizer.get("sha256"), cache.codebook_size, f"the token cache {config.cache}")
+    if config.model.vocab_size != table.coarse_vocab:
+        raise ValueError(f"model.vocab_size={config.model.vocab_size} but the table has {table.coarse_vocab} "
+                         f"clusters; set model.vocab_size={table.coarse_vocab}")
+    labels_max = int(cache.tensors["labels"].max())
+    if labels_max >= config.model.num_classes:
+        raise ValueError(f"the cache has class {labels_max} but model.num_classes={config.model.num_classes}")
+    context = distributed.setup()
+    try:
+        torch.manual_seed(config.train.seed)
+        model = Refiner(config.model, table.fine_to_coarse)
+        task = RefinerTask(model, cache.grid, config.model.class_dropout_prob, config.refiner)
+        metadata = {"tokenizer": tokenizer.get("path"), "tokenizer_sha256": tokenizer.get("sha256"),
+                    "grid": list(cache.grid), "coarse_table": table.describe(),
+                    "class_names": tokenizer.get("class_names", [])}
+        trainer = Trainer(task, cache, config.train, config, REFINER_KIND, context, progress, metadata)
         trainer.fit()
         return trainer.checkpoint_dir
     finally:

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from argen.config import TrainConfig, to_dict
+from argen.config import TrainConfig, from_dict, to_dict
 from argen.io import checkpoint as ckpt
 from argen.train import distributed
 
@@ -216,7 +216,8 @@ class Trainer:
         if state is None:
             return False
         meta = ckpt.read_meta(directory, self.kind)
-        if meta["config"] != to_dict(self.run_config):
+        # Rebuilt through the config class, so keys added since the checkpoint was written take their defaults.
+        if to_dict(from_dict(type(self.run_config), meta["config"])) != to_dict(self.run_config):
             saved = json.dumps(meta["config"], sort_keys=True)
             raise TrainingError(f"{directory} was written with a different config; use another train.out_dir "
                                 f"or the same settings (saved config: {saved[:400]}...)")
