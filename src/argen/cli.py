@@ -121,11 +121,11 @@ def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _refine_options(args: argparse.Namespace) -> dict[str, Any] | None:
-    """The refiner pass's options (CTF), or None without --refiner; --greedy applies to both stages."""
+    """The refiner pass's options (CTF), or None without --refiner; --greedy and --dtype apply to both stages."""
     if args.refiner is None:
         return None
     options = {"temperature": args.refine_temperature, "top_k": args.refine_top_k, "top_p": args.refine_top_p,
-               "greedy": args.greedy, "guidance": args.refine_cfg, "dtype": args.dtype}
+               "guidance": args.refine_cfg}
     if args.refine_restrict is not None:
         options["restrict_to_cluster"] = args.refine_restrict
     return options

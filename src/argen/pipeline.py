@@ -74,7 +74,8 @@ class Pipeline:
         """Token ids in grid order (and prologue ids) for each label; options are SamplingOptions fields.
 
         With a refiner (CTF), `visual` holds the fine ids, `coarse` the AR's coarse labels, and `refine` the
-        RefineOptions fields of the refiner pass (restrict_to_cluster defaults to the refiner's training).
+        RefineOptions fields of the refiner pass; unless given there, `greedy` and `dtype` are the coarse stage's
+        and `restrict_to_cluster` is what the refiner was trained with.
         """
         _check_fields(SamplingOptions, options, "sampling")
         coarse_options = SamplingOptions(**options)
@@ -86,8 +87,9 @@ class Pipeline:
         from argen.ctf.sample import RefineOptions, sample_ctf
 
         _check_fields(RefineOptions, refine or {}, "refine")
-        refine_options = RefineOptions(**{"restrict_to_cluster": self.refiner_config.refiner.restrict_to_cluster,
-                                          **(refine or {})})
+        defaults = {"restrict_to_cluster": self.refiner_config.refiner.restrict_to_cluster,
+                    "greedy": coarse_options.greedy, "dtype": coarse_options.dtype}
+        refine_options = RefineOptions(**{**defaults, **(refine or {})})
         return sample_ctf(self.model, self.layout, self.refiner, self._labels(labels), coarse_options,
                           refine_options, generator)
 
