@@ -384,3 +384,38 @@ def test_refiner_restricted_training_and_pairing_checks(ctf_run, tmp_path):
     assert main(["train", "--cache", cache, "--out", str(tmp_path / "fine"), *SMALL_MODEL, "train.steps=1"]) == 0
     with pytest.raises(ValueError, match="predicts fine ids, not CTF coarse labels"):
         argen.load(tmp_path / "fine" / "checkpoint", refiner=directory)
+
+
+def test_refiner_resume_equals_uninterrupted(ctf_run, tmp_path):
+    common = ["--cache", str(ctf_run / "cache"), "--table", str(ctf_run / "table.safetensors"), *SMALL_MODEL,
+              "train.checkpoint_every=2", "refiner.coarse_noise=0.3"]
+    assert main(["ctf", "train-refiner", "--out", str(tmp_path / "full"), *common, "train.steps=4"]) == 0
+    assert main(["ctf", "train-refiner", "--out", str(tmp_path / "split"), *common, "train.steps=2"]) == 0
+    meta_path = tmp_path / "split" / "checkpoint" / "config.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config"]["train"]["steps"] = 4
+    meta_path.write_text(json.dumps(meta))
+    assert main(["ctf", "train-refiner", "--out", str(tmp_path / "split"), *common, "train.steps=4"]) == 0
+    assert logged(tmp_path / "split") == logged(tmp_path / "full")
+    full, _, _ = recipes.load_refiner(tmp_path / "full" / "checkpoint")
+    split, _, _ = recipes.load_refiner(tmp_path / "split" / "checkpoint")
+    assert all(torch.equal(a, b) for a, b in zip(full.state_dict().values(), split.state_dict().values()))
+
+
+def test_cli_coarse_model_without_refiner(ctf_run, tmp_path, capsys):
+    cache, table = str(ctf_run / "cache"), str(ctf_run / "table.safetensors")
+    assert main(["train", "--cache", cache, "--coarse-table", table, "--print-config"]) == 0
+    assert "coarse_table: " + table in capsys.readouterr().out
+    assert main(["ctf", "train-refiner", "--cache", cache, "--table", table, "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert "vocab_size: 8" in printed and "num_classes: 10" in printed
+    assert main(["train", "--cache", cache, "--coarse-table", table, "--out", str(tmp_path / "ar"), *SMALL_MODEL,
+                 "train.steps=1"]) == 0
+    ar = str(tmp_path / "ar" / "checkpoint")
+    assert main(["sample", "--model", ar, "--classes", "1"]) == 2
+    assert "predicts CTF coarse labels: pass --refiner DIR" in capsys.readouterr().err
+    ids_file = tmp_path / "coarse.json"
+    assert main(["sample", "--model", ar, "--classes", "1", "--greedy", "--save-ids", str(ids_file)]) == 0
+    assert int(torch.tensor(json.loads(ids_file.read_text())["ids"]).max()) < 8
+    assert main(["sample", "--model", ar, "--classes", "1", "--tokenizer", str(ctf_run / "tok" / "checkpoint")]) == 2
+    assert "decoding them needs its refiner" in capsys.readouterr().err

@@ -185,6 +185,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
                                           **_sampling_options(args), **ctf})
         print(f"samples: {grid} and {npz} ({len(labels) / seconds:.1f} images/s)")
     elif not args.save_ids:
+        if pipeline.coarse and pipeline.refiner is None:
+            raise ValueError(f"{args.model} predicts CTF coarse labels: pass --refiner DIR to decode images, or "
+                             f"--save-ids FILE for the coarse labels")
         raise ValueError("the model has no tokenizer to decode images; pass --tokenizer DIR or --save-ids FILE")
     return 0
 

@@ -79,10 +79,10 @@ class Refiner(nn.Module):
         class when trained with class dropout); rope (1 + N, head_dim/2, 2): the class row, then one row
         per listed position (see `rope`).
         """
-        batch, length = coarse.shape if coarse.dim() == 2 else (None, None)
-        if batch is None or labels.shape != (batch,):
+        if coarse.dim() != 2 or labels.shape != coarse.shape[:1]:
             raise ValueError(f"coarse must be (B, N) and labels (B,), got {tuple(coarse.shape)} and "
                              f"{tuple(labels.shape)}")
+        length = coarse.shape[1]
         if rope.shape != (length + 1, self.head_dim // 2, 2):
             raise ValueError(f"rope must be ({length + 1}, {self.head_dim // 2}, 2): the class row then one row "
                              f"per position; got {tuple(rope.shape)}")
