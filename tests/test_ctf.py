@@ -1,5 +1,6 @@
 """CTF: codebook clustering, the table file, the coarse AR, the refiner, CTF sampling (with PAR), recipes and CLI."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -380,6 +381,13 @@ def test_refiner_restricted_training_and_pairing_checks(ctf_run, tmp_path):
     assert logged(tmp_path / "r")[0] == pytest.approx(math.log(4), abs=1e-4)
     refiner, loaded_config, meta = recipes.load_refiner(directory)
     assert loaded_config.refiner.restrict_to_cluster and meta["coarse_table"]["coarse_vocab"] == 8
+    # Fine-tuning starts only from a refiner of the same table.
+    other = tmp_path / "other.safetensors"
+    save_table(CoarseTable(torch.arange(32) // 4), other)
+    retable = dataclasses.replace(config, coarse_table=str(other),
+                                  train=dataclasses.replace(config.train, init_from=str(directory)))
+    with pytest.raises(ValueError, match="is not a refiner trained with the table"):
+        recipes.train_refiner(retable, progress=False)
     # A fine-id AR model cannot be paired with a refiner.
     assert main(["train", "--cache", cache, "--out", str(tmp_path / "fine"), *SMALL_MODEL, "train.steps=1"]) == 0
     with pytest.raises(ValueError, match="predicts fine ids, not CTF coarse labels"):
@@ -419,3 +427,5 @@ def test_cli_coarse_model_without_refiner(ctf_run, tmp_path, capsys):
     assert int(torch.tensor(json.loads(ids_file.read_text())["ids"]).max()) < 8
     assert main(["sample", "--model", ar, "--classes", "1", "--tokenizer", str(ctf_run / "tok" / "checkpoint")]) == 2
     assert "decoding them needs its refiner" in capsys.readouterr().err
+    assert main(["sample", "--model", ar, "--classes", "1", "--refine-top-k", "4", "--save-ids", str(ids_file)]) == 2
+    assert "they need --refiner DIR" in capsys.readouterr().err

@@ -120,14 +120,19 @@ def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
             "guidance": args.cfg, "guidance_schedule": args.cfg_schedule, "dtype": args.dtype}
 
 
+REFINE_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "guidance": 1.0}
+
+
 def _refine_options(args: argparse.Namespace) -> dict[str, Any] | None:
     """The refiner pass's options (CTF), or None without --refiner; --greedy and --dtype apply to both stages."""
-    if args.refiner is None:
-        return None
     options = {"temperature": args.refine_temperature, "top_k": args.refine_top_k, "top_p": args.refine_top_p,
                "guidance": args.refine_cfg}
     if args.refine_restrict is not None:
         options["restrict_to_cluster"] = args.refine_restrict
+    if args.refiner is None:
+        if options != REFINE_DEFAULTS:
+            raise ValueError("--refine-* options set the CTF refiner pass; they need --refiner DIR")
+        return None
     return options
 
 
@@ -176,8 +181,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         grid = save_grid(images, out / "samples.png", columns=args.columns, scale=2)
         npz = write_npz(out / "samples.npz", images.permute(0, 2, 3, 1).numpy(), labels=np.asarray(labels))
         # CTF counts its refiner pass as one more step (the paper's "256+1").
-        ctf = {} if refine is None else {"refiner": str(args.refiner), "ar_steps": layout.num_steps,
-                                         "refine": refine}
+        ctf = {} if refine is None else {
+            "refiner": str(args.refiner), "ar_steps": layout.num_steps,
+            "refine": {"restrict_to_cluster": pipeline.refiner_config.refiner.restrict_to_cluster, **refine}}
         save_json(out / "sampling.json", {"model": str(args.model), "images": len(labels),
                                           "steps": layout.num_steps + (refine is not None),
                                           "parallel": layout.parallel, "order": layout.config.order,
@@ -475,10 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", type=Path, default=Path("runs/samples"))
     sample.add_argument("--save-ids", type=Path, help="write the ids (grid order) to this JSON file")
     sample.add_argument("--refiner", type=Path, help="CTF refiner checkpoint (for a model trained on coarse labels)")
-    sample.add_argument("--refine-temperature", type=float, default=1.0, help="CTF refiner pass temperature")
-    sample.add_argument("--refine-top-k", type=int, default=0, help="CTF refiner pass top-k (0 = all codes)")
-    sample.add_argument("--refine-top-p", type=float, default=1.0)
-    sample.add_argument("--refine-cfg", type=float, default=1.0, help="CTF refiner guidance scale (1 = off)")
+    sample.add_argument("--refine-temperature", type=float, default=REFINE_DEFAULTS["temperature"],
+                        help="CTF refiner pass temperature")
+    sample.add_argument("--refine-top-k", type=int, default=REFINE_DEFAULTS["top_k"],
+                        help="CTF refiner pass top-k (0 = all codes)")
+    sample.add_argument("--refine-top-p", type=float, default=REFINE_DEFAULTS["top_p"])
+    sample.add_argument("--refine-cfg", type=float, default=REFINE_DEFAULTS["guidance"],
+                        help="CTF refiner guidance scale (1 = off)")
     sample.add_argument("--refine-restrict", action=argparse.BooleanOptionalAction, default=None,
                         help="sample only codes of each position's cluster (default: as the refiner was trained)")
     sample.set_defaults(handler=cmd_sample)

@@ -81,7 +81,7 @@ class Pipeline:
         coarse_options = SamplingOptions(**options)
         if self.refiner is None:
             if refine:
-                raise ValueError("refine options were given but the pipeline has no refiner (load one with refiner=DIR)")
+                raise ValueError("refine options were given but the pipeline has no refiner (load with refiner=DIR)")
             return generate(self.model, self.layout, self._labels(labels), options=coarse_options,
                             generator=generator)
         from argen.ctf.sample import RefineOptions, sample_ctf

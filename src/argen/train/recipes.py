@@ -255,6 +255,12 @@ def train_refiner(config: RefinerRunConfig, progress: bool = True) -> Path:
     labels_max = int(cache.tensors["labels"].max())
     if labels_max >= config.model.num_classes:
         raise ValueError(f"the cache has class {labels_max} but model.num_classes={config.model.num_classes}")
+    if config.train.init_from:
+        # The table is part of the weights: starting from another table's refiner would silently bring it along.
+        start = ckpt.load_weights(config.train.init_from).get("fine_to_coarse")
+        if start is None or not torch.equal(start.long(), table.fine_to_coarse):
+            raise ValueError(f"train.init_from={config.train.init_from} is not a refiner trained with the table "
+                             f"{config.coarse_table}")
     context = distributed.setup()
     try:
         torch.manual_seed(config.train.seed)
