@@ -333,8 +333,10 @@ def test_coarse_ar_and_refiner_train_and_sample_through_the_cli(ctf_run, tmp_pat
     # Zero-initialised heads start at the uniform distribution over 8 clusters and over 32 codes.
     assert logged(tmp_path / "ar")[0] == pytest.approx(math.log(8), abs=1e-4)
     assert main(["ctf", "train-refiner", "--cache", cache, "--table", table, "--out", str(tmp_path / "refiner"),
-                 *SMALL_MODEL, "train.steps=3", "refiner.coarse_noise=0.2"]) == 0
+                 *SMALL_MODEL, "train.steps=3", "refiner.coarse_noise=0.2", "train.sample_every=3"]) == 0
     assert logged(tmp_path / "refiner")[0] == pytest.approx(math.log(32), abs=1e-4)
+    with Image.open(tmp_path / "refiner" / "samples" / "step-0000003.png") as grid:
+        assert grid.width > 3 * grid.height  # 8 decoded cache images over their 8 refinements
     ar, refiner_dir = tmp_path / "ar" / "checkpoint", tmp_path / "refiner" / "checkpoint"
     ids_file = tmp_path / "ids.json"
     assert main(["sample", "--model", str(ar), "--refiner", str(refiner_dir), "--classes", "1,2,3", "--cfg", "2",

@@ -265,10 +265,12 @@ def train_refiner(config: RefinerRunConfig, progress: bool = True) -> Path:
     try:
         torch.manual_seed(config.train.seed)
         model = Refiner(config.model, table.fine_to_coarse)
-        task = RefinerTask(model, cache.grid, config.model.class_dropout_prob, config.refiner)
-        metadata = {"tokenizer": tokenizer.get("path"), "tokenizer_sha256": tokenizer.get("sha256"),
-                    "grid": list(cache.grid), "coarse_table": table.describe(),
-                    "class_names": tokenizer.get("class_names", [])}
+        tokenizer_path = tokenizer.get("path")
+        task = RefinerTask(model, cache.grid, config.model.class_dropout_prob, config.refiner,
+                           tokenizer=tokenizer_path if tokenizer_path and Path(tokenizer_path).is_dir() else None,
+                           preview=cache.batch(torch.arange(min(8, len(cache)))))
+        metadata = {"tokenizer": tokenizer_path, "tokenizer_sha256": tokenizer.get("sha256"), "grid": list(cache.grid),
+                    "coarse_table": table.describe(), "class_names": tokenizer.get("class_names", [])}
         trainer = Trainer(task, cache, config.train, config, REFINER_KIND, context, progress, metadata)
         trainer.fit()
         return trainer.checkpoint_dir
