@@ -399,7 +399,7 @@ def test_refiner_restricted_training_and_pairing_checks(ctf_run, tmp_path):
 
 def test_refiner_resume_equals_uninterrupted(ctf_run, tmp_path):
     common = ["--cache", str(ctf_run / "cache"), "--table", str(ctf_run / "table.safetensors"), *SMALL_MODEL,
-              "train.checkpoint_every=2", "refiner.coarse_noise=0.3"]
+              "train.checkpoint_every=2", "train.schedule=constant", "refiner.coarse_noise=0.3"]
     assert main(["ctf", "train-refiner", "--out", str(tmp_path / "full"), *common, "train.steps=4"]) == 0
     assert main(["ctf", "train-refiner", "--out", str(tmp_path / "split"), *common, "train.steps=2"]) == 0
     meta_path = tmp_path / "split" / "checkpoint" / "config.json"
