@@ -61,7 +61,7 @@ class CoarseTable:
     @property
     def sizes(self) -> torch.Tensor:
         """(K,) codes per cluster."""
-        return cluster_sizes(self.fine_to_coarse, int(self.fine_to_coarse.max()) + 1)
+        return cluster_sizes(self.fine_to_coarse, self.coarse_vocab)
 
     @property
     def checksum(self) -> str:
