@@ -1,0 +1,43 @@
+"""Copy a trained checkpoint into the repository's checkpoints/ folder, compactly.
+
+    .venv/bin/python scripts/ship.py runs/fmnist64-ar1x/checkpoint checkpoints/fmnist64/ar-1x \
+        --fp16 --tokenizer ../tokenizer
+
+Writes model.safetensors (fp16 with --fp16: the loaders cast back to the model's dtype), config.json with
+the tokenizer named relative to the shipped folder (its sha256 is kept), and the run's training log
+(log.jsonl beside the checkpoint); the optimizer state is left behind.
+"""
+
+import argparse
+import shutil
+from pathlib import Path
+
+import torch
+
+from argen.io import checkpoint as ckpt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser.add_argument("source", type=Path, help="a checkpoint directory (config.json + model.safetensors)")
+    parser.add_argument("destination", type=Path)
+    parser.add_argument("--fp16", action="store_true", help="store floating weights in fp16")
+    parser.add_argument("--tokenizer", help="the tokenizer's path relative to the destination (AR checkpoints)")
+    args = parser.parse_args()
+    meta = ckpt.read_meta(args.source)
+    if args.tokenizer:
+        if "tokenizer" not in meta:
+            raise SystemExit(f"{args.source} names no tokenizer: --tokenizer is for AR checkpoints")
+        meta["tokenizer"] = args.tokenizer
+    kind, config = meta.pop("kind"), meta.pop("config")
+    ckpt.save_checkpoint(args.destination, kind, config, ckpt.load_weights(args.source), extra=meta,
+                         dtype=torch.float16 if args.fp16 else None)
+    log = args.source.parent / "log.jsonl"
+    if log.is_file():
+        shutil.copyfile(log, args.destination / "log.jsonl")
+    size = sum(path.stat().st_size for path in args.destination.iterdir()) / 2 ** 20
+    print(f"{args.destination}: {kind}, {size:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
