@@ -2,6 +2,9 @@
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -241,3 +244,17 @@ def test_tokenize_writes_prologue_ids_and_an_ar_trains_on_them(tmp_path):
     generated = pipeline.generate_ids([1, 2], generator=torch.Generator().manual_seed(0))
     assert generated.prologue.shape == (2, 4) and generated.visual.shape == (2, 8, 8)
     assert pipeline.decode(generated.visual).shape == (2, 1, 16, 16)
+
+
+def test_torchrun_two_ranks_match_one_process(tmp_path):
+    common = [*VISUAL_ARGS, *PROLOGUE_ARGS, "train.steps=2", "train.lr=1e-3", "train.log_every=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARGEN_NO_PROGRESS": "1"}
+    single = subprocess.run([sys.executable, "-m", "argen.cli", "tokenizer", "train", "--out", str(tmp_path / "one"),
+                             *common, "train.grad_accum=2"], env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             "--master_port=29533", "-m", "argen.cli", "tokenizer", "train", "--out",
+                             str(tmp_path / "two"), *common], env=env, capture_output=True, text=True, timeout=300)
+    assert double.returncode == 0, double.stderr
+    for key in ("tokenizer_loss", "ar_loss", "prior_loss"):
+        assert logged(tmp_path / "two", key) == pytest.approx(logged(tmp_path / "one", key), rel=1e-4), key
