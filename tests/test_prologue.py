@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import argen
 from argen.cli import main
@@ -233,6 +234,8 @@ def test_tokenize_writes_prologue_ids_and_an_ar_trains_on_them(tmp_path):
     batch = cache.batch(torch.arange(40))
     assert torch.equal(encoded["prologue_ids"], batch["prologue_ids"]) and torch.equal(encoded["ids"], batch["ids"])
     assert torch.equal(encoded["ids"], model.encode(dataset.batch(torch.arange(40))["images"]))
+    assert main(["probe", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "probe.json")]) == 0
+    assert json.loads((tmp_path / "probe.json").read_text())["prologue"]["features"] == 4 * 16
 
     ar = tmp_path / "ar"
     assert main(["train", "--cache", str(tmp_path / "cache"), "--out", str(ar), "--preset", "GPT-T",
@@ -258,3 +261,22 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
     assert double.returncode == 0, double.stderr
     for key in ("tokenizer_loss", "ar_loss", "prior_loss"):
         assert logged(tmp_path / "two", key) == pytest.approx(logged(tmp_path / "one", key), rel=1e-4), key
+
+
+def test_probe_separates_a_class_coded_prefix_from_noise(tmp_path):
+    labels = torch.arange(200) % 4
+    generator = torch.Generator().manual_seed(0)
+    prologue = torch.randint(16, (200, 4), generator=generator)
+    prologue[:, 2] = labels * 3  # one prologue position names the class
+    tensors = {"ids": torch.randint(32, (200, 8, 8), generator=generator).to(torch.int16), "labels": labels,
+               "prologue_ids": prologue.to(torch.int32)}
+    save_file(tensors, str(tmp_path / "shard-00000.safetensors"))
+    (tmp_path / "manifest.json").write_text(json.dumps({
+        "format": "argen-token-cache-1", "count": 200, "grid": [8, 8], "prologue_length": 4,
+        "tokenizer": {"codebook_size": 32, "prologue_codebook_size": 16},
+        "shards": [{"file": "shard-00000.safetensors", "count": 200}]}))
+    assert main(["probe", "--cache", str(tmp_path), "--out", str(tmp_path / "probe.json")]) == 0
+    result = json.loads((tmp_path / "probe.json").read_text())
+    assert result["prologue"]["test_accuracy"] == 1.0 and result["first_visual"]["test_accuracy"] < 0.6
+    assert result["test_images"] == 40 and result["prologue"]["features"] == 4 * 16
+    assert result["first_visual"]["features"] == 4 * 32
