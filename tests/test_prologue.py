@@ -17,7 +17,7 @@ from argen.config import (ConfigError, DataConfig, GPTConfig, PrologueTrainConfi
                           VQConfig, VQLossConfig)
 from argen.data import load_dataset
 from argen.data.token_cache import TokenDataset
-from argen.layout import PROLOGUE, SEPARATOR, VISUAL
+from argen.layout import PROLOGUE, SEPARATOR, VISUAL, Layout
 from argen.model.transformer import Transformer
 from argen.tokenizer.task import VQTask
 from argen.tokenizer.vq import VQModel
@@ -115,8 +115,12 @@ def test_decoder_never_reads_prologue_ids():
     assert not any(key.startswith("prologue.") for key in plain.state_dict())
 
 
-def test_prior_logits_are_masked_to_each_segment():
+@pytest.mark.parametrize("order", ["raster", "region"])
+def test_prior_logits_are_masked_to_each_segment(order):
     layout = prior_layout(TINY)
+    if order == "region":  # the mask follows any Layout, e.g. PAR's groups and transition slots
+        layout = Layout(dataclasses.replace(layout.config, order="region", parallel=4), 32)
+        assert layout.n_transition > 0
     allowed = layout.target_vocab_mask
     targets = layout.targets_index
     segments = layout.segments
