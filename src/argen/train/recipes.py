@@ -68,11 +68,13 @@ def _tokenizer_task(config: TokenizerRunConfig):
     from argen.model.transformer import Transformer
     from argen.train.prologue_task import PrologueTask, load_frozen_visual_path, prior_layout
 
-    prior = Transformer(config.prologue.prior)
-    if config.prologue.visual_tokenizer:
+    if config.prologue.visual_tokenizer:  # Post: the visual path is loaded, frozen and not trained
         load_frozen_visual_path(model, config.prologue.visual_tokenizer)
-        return PrologueTask(model, prior, prior_layout(config.model), config.prologue, visual_task=None)
-    return PrologueTask(model, prior, prior_layout(config.model), config.prologue, VQTask(model, config.loss))
+        visual_task = None
+    else:
+        visual_task = VQTask(model, config.loss)
+    return PrologueTask(model, Transformer(config.prologue.prior), prior_layout(config.model), config.prologue,
+                        visual_task)
 
 
 def _data_config(config: TokenizerRunConfig, split: str, data_dir: str | None) -> DataConfig:
