@@ -412,6 +412,18 @@ def cmd_ctf_train_refiner(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from argen.eval.probe import linear_probe
+    from argen.io.checkpoint import save_json
+
+    result = linear_probe(args.cache, args.test_cache, test_fraction=args.test_fraction,
+                          regularization=args.regularization, max_iterations=args.max_iterations, seed=args.seed)
+    print(json.dumps(result, indent=2))
+    if args.out:
+        save_json(args.out, result)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from argen.demo import run_demo
 
@@ -587,6 +599,16 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("--analysis", nargs="*", metavar="DIR|FILE.json",
                                help="analysis results with a report block (e.g. `argen analyze entropy --out`)")
     report_parser.set_defaults(handler=cmd_report)
+
+    probe = commands.add_parser("probe", help="linear probe of the class: P prologue ids vs the first P visual ids")
+    probe.add_argument("--cache", required=True, type=Path, help="token cache with prologue ids (training set)")
+    probe.add_argument("--test-cache", type=Path, help="token cache to test on (else a held-out part of --cache)")
+    probe.add_argument("--test-fraction", type=float, default=0.2, help="held-out fraction without --test-cache")
+    probe.add_argument("--regularization", type=float, default=1.0, help="inverse L2 strength (scikit-learn's C)")
+    probe.add_argument("--max-iterations", type=int, default=1000)
+    probe.add_argument("--seed", type=int, default=0)
+    probe.add_argument("--out", type=Path, help="also write the JSON here")
+    probe.set_defaults(handler=cmd_probe)
 
     demo = commands.add_parser("demo", help="Fashion-MNIST end to end: samples, metrics and an HTML report")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))

@@ -42,6 +42,15 @@ class VQConfig:
     commit_beta: float = 0.25
     entropy_weight: float = 0.0
     dropout: float = 0.0
+    # Prologue head (argen.tokenizer.prologue): P learned queries read the encoder's feature map through a
+    # small transformer and are quantised by cosine against their own codebook. 0 tokens = no head.
+    prologue_tokens: int = 0
+    prologue_codebook_size: int = 1024
+    prologue_codebook_dim: int = 8  # the small l2-normalised space the prologue codes live in
+    prologue_tau: float = 0.1  # temperature of the straight-through softmax(cos / tau)
+    prologue_width: int = 128
+    prologue_layers: int = 2
+    prologue_heads: int = 4
 
     @property
     def downsample(self) -> int:
@@ -102,6 +111,23 @@ class LayoutConfig:
     group_attention: str = "full"  # PAR: "full" or "causal" attention inside an input group
     prologue_length: int = 0  # Prologue: number of prologue tokens (0 = none)
     prologue_vocab: int = 0
+
+
+@dataclass
+class PrologueTrainConfig:
+    """Prologue stage 1 (argen.train.prologue_task), used when model.prologue_tokens > 0.
+
+    The tokenizer and a small unconditional AR prior are trained in alternating updates on each batch.
+    """
+
+    ar_weight: float = 3.0  # weight of the prior's cross-entropy in the tokenizer update (the paper's 3.0)
+    visual_dropout: float = 0.5  # fraction of samples whose visual inputs are all replaced by the separator
+    # "Post" variant: a trained visual tokenizer checkpoint, loaded and frozen; only the prologue path and
+    # the prior train. Empty: the whole tokenizer trains jointly.
+    visual_tokenizer: str = ""
+    # The prior: unconditional (one class, no null class); its vocab_size is set from the layout.
+    prior: GPTConfig = field(default_factory=lambda: GPTConfig(
+        dim=128, n_layer=2, n_head=4, multiple_of=64, num_classes=1, class_dropout_prob=0.0, vocab_size=0))
 
 
 @dataclass
@@ -332,6 +358,7 @@ def field_default(factory):
 class TokenizerRunConfig:
     model: VQConfig = field_default(VQConfig)
     loss: VQLossConfig = field_default(VQLossConfig)
+    prologue: PrologueTrainConfig = field_default(PrologueTrainConfig)
     data: DataConfig = field_default(DataConfig)
     train: TrainConfig = field_default(lambda: TrainConfig(lr=2e-4, weight_decay=0.0, steps=2000))
 

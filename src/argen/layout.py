@@ -295,6 +295,16 @@ class Layout:
         return earlier | same
 
     @cached_property
+    def target_vocab_mask(self) -> torch.Tensor:
+        """(L, vocab_size) bool: the global ids slot i may predict, its target segment's vocabulary (the
+        decode loop's per-step logit mask, for teacher forcing); slots without a target allow every id."""
+        allowed = torch.ones(self.sequence_length, self.vocab_size, dtype=torch.bool)
+        for step in self.steps:
+            allowed[step.slot_start:step.slot_start + step.n_output] = False
+            allowed[step.slot_start:step.slot_start + step.n_output, step.id_low:step.id_high] = True
+        return allowed
+
+    @cached_property
     def generated_coords(self) -> torch.Tensor:
         """(n_generated, n_axes) float coordinates of every generated token (see module docstring)."""
         axes = len(self.grid)

@@ -15,7 +15,7 @@ from torch import nn
 from argen.config import ConfigError, VQLossConfig
 from argen.tokenizer.losses import (RECONSTRUCTION_KINDS, PatchDiscriminator, PerceptualLoss,
                                     hinge_discriminator_loss, hinge_generator_loss, reconstruction_loss)
-from argen.tokenizer.vq import USAGE_RECORD_LENGTH, VQModel
+from argen.tokenizer.vq import USAGE_RECORD_LENGTH, QuantizerOutput, VQModel
 
 TOKENIZER = "tokenizer"
 DISCRIMINATOR = "discriminator"
@@ -76,8 +76,13 @@ class VQTask:
 
     def _tokenizer_loss(self, modules: dict[str, nn.Module], images: torch.Tensor,
                         step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        config = self.config
         reconstruction, quantizer = modules[TOKENIZER](images)
+        return self.tokenizer_objective(modules, images, reconstruction, quantizer, step)
+
+    def tokenizer_objective(self, modules: dict[str, nn.Module], images: torch.Tensor, reconstruction: torch.Tensor,
+                            quantizer: QuantizerOutput, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The tokenizer update's loss from one forward pass (shared with the Prologue task, which adds to it)."""
+        config = self.config
         reconstruction_term = reconstruction_loss(reconstruction, images, config.reconstruction)
         total = (config.reconstruction_weight * reconstruction_term + quantizer.codebook_loss
                  + quantizer.commit_loss + quantizer.entropy_loss)

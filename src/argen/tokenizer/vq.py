@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.config import ConfigError, VQConfig
+from argen.tokenizer.prologue import PrologueHead, PrologueOutput, validate_prologue_config
 
 # Length of LlamaGen's `quantize.codebook_used` buffer: a rolling record of the latest chosen ids.
 USAGE_RECORD_LENGTH = 65536
@@ -48,6 +49,7 @@ def validate_vq_config(config: VQConfig) -> None:
                           f"{config.downsample} (2 ** (len(ch_mult) - 1))")
     if not 0.0 <= config.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {config.dropout}")
+    validate_prologue_config(config)
 
 
 def norm_groups(ch: int) -> int:
@@ -209,11 +211,12 @@ class Decoder(nn.Module):
 
 
 class QuantizerOutput(NamedTuple):
-    """What the quantiser reports besides the straight-through vectors.
+    """What quantisation reports besides the straight-through vectors.
 
     `commit_loss` already includes beta; the vector-quantisation term of the loss is
     codebook_loss + commit_loss + entropy_loss. `latents` are the (normalised) encoder vectors that
-    were quantised, detached, for dead-code restarts.
+    were quantised, detached, for dead-code restarts. `prologue` is the prologue head's output when the
+    tokenizer has one (VQModel.forward fills it in).
     """
 
     ids: torch.Tensor  # (B, h, w) long
@@ -223,6 +226,7 @@ class QuantizerOutput(NamedTuple):
     perplexity: torch.Tensor  # scalar, exp(entropy of this batch's code histogram), detached
     usage: torch.Tensor  # scalar, fraction of the codebook used in this batch, detached
     latents: torch.Tensor  # (B*h*w, D) detached
+    prologue: PrologueOutput | None = None
 
 
 class VectorQuantizer(nn.Module):
@@ -326,7 +330,12 @@ def _entropy_loss(affinity: torch.Tensor) -> torch.Tensor:
 
 
 class VQModel(nn.Module):
-    """LlamaGen's VQ tokenizer: `encode(images) -> ids`, `decode(ids) -> images`, `forward` for training."""
+    """LlamaGen's VQ tokenizer: `encode(images) -> ids`, `decode(ids) -> images`, `forward` for training.
+
+    With `prologue_tokens > 0` it also has a Prologue head (`prologue.*` keys, argen.tokenizer.prologue)
+    reading the encoder's features; without one its keys are exactly LlamaGen's. The decoder reads
+    visual ids only.
+    """
 
     def __init__(self, config: VQConfig):
         super().__init__()
@@ -338,6 +347,7 @@ class VQModel(nn.Module):
                                         config.entropy_weight, config.codebook_l2_norm)
         self.quant_conv = nn.Conv2d(config.z_channels, config.codebook_dim, 1)
         self.post_quant_conv = nn.Conv2d(config.codebook_dim, config.z_channels, 1)
+        self.prologue = PrologueHead(config) if config.prologue_tokens > 0 else None
 
     def _check_images(self, images: torch.Tensor) -> None:
         factor = self.config.downsample
@@ -350,9 +360,12 @@ class VQModel(nn.Module):
             raise ValueError(f"images must be floating point in [-1, 1], got {images.dtype}")
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
-        """images (B, C, H, W) in [-1, 1] -> (reconstruction (B, C, H, W), QuantizerOutput)."""
+        """images (B, C, H, W) in [-1, 1] -> (reconstruction (B, C, H, W), QuantizerOutput [with .prologue])."""
         self._check_images(images)
-        quantized, output = self.quantize(self.quant_conv(self.encoder(images)))
+        features = self.encoder(images)  # (B, z_channels, h, w)
+        quantized, output = self.quantize(self.quant_conv(features))
+        if self.prologue is not None:
+            output = output._replace(prologue=self.prologue(features))
         return self.decoder(self.post_quant_conv(quantized)), output
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -361,6 +374,15 @@ class VQModel(nn.Module):
             return self.encode(images.flatten(0, 1)).unflatten(0, images.shape[:2])
         self._check_images(images)
         return self.quantize(self.quant_conv(self.encoder(images)))[1].ids
+
+    def encode_tokens(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """images (B, C, H, W) -> {"ids": (B, h, w)} plus "prologue_ids": (B, P) with a prologue head, from
+        one encoder pass (the token cache's `encode`)."""
+        if self.prologue is None:
+            return {"ids": self.encode(images)}
+        self._check_images(images)
+        features = self.encoder(images)
+        return {"ids": self.quantize(self.quant_conv(features))[1].ids, "prologue_ids": self.prologue(features).ids}
 
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, h, w) -> images (B, C, H, W) in about [-1, 1]; (B, T, h, w) -> (B, T, C, H, W)."""

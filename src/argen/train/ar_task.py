@@ -35,7 +35,9 @@ class ARTask:
             # The null class (index num_classes) teaches the unconditional half of guidance.
             dropped = torch.rand(labels.shape, device=labels.device) < self.class_dropout_prob
             labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
-        tensors = self.layout.training_tensors(batch["ids"], labels, batch.get("prologue_ids"))
+        # A cache's prologue ids are used only by a layout with a prologue segment.
+        prologue_ids = batch["prologue_ids"] if self.layout.prologue_length else None
+        tensors = self.layout.training_tensors(batch["ids"], labels, prologue_ids)
         device = labels.device
         logits = modules[name](tensors["ids"], tensors["kinds"].to(device), self.rope.to(device),
                                self.mask.to(device))  # (B, L, V)

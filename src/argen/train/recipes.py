@@ -38,9 +38,12 @@ def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu"):
 
 
 def train_tokenizer(config: TokenizerRunConfig, progress: bool = True) -> Path:
-    from argen.tokenizer.task import VQTask
-    from argen.tokenizer.vq import VQModel
+    """Train a tokenizer; with model.prologue_tokens > 0, Prologue stage 1 (tokenizer + prior, or Post)."""
+    from argen.train.prologue_task import resolve_prior_vocab, validate_prologue_training
 
+    validate_prologue_training(config)
+    if config.model.prologue_tokens > 0:
+        config = resolve_prior_vocab(config)
     if (config.data.image_size, config.data.channels) != (config.model.image_size, config.model.in_channels):
         raise ValueError(f"data.image_size/channels ({config.data.image_size}, {config.data.channels}) must match "
                          f"model.image_size/in_channels ({config.model.image_size}, {config.model.in_channels})")
@@ -48,12 +51,31 @@ def train_tokenizer(config: TokenizerRunConfig, progress: bool = True) -> Path:
     try:
         dataset = load_dataset(config.data)
         torch.manual_seed(config.train.seed)
-        task = VQTask(VQModel(config.model), config.loss)
+        task = _tokenizer_task(config)
         trainer = Trainer(task, dataset, config.train, config, TOKENIZER_KIND, context, progress)
         trainer.fit()
         return trainer.checkpoint_dir
     finally:
         distributed.teardown(context)
+
+
+def _tokenizer_task(config: TokenizerRunConfig):
+    from argen.tokenizer.task import VQTask
+    from argen.tokenizer.vq import VQModel
+
+    model = VQModel(config.model)
+    if config.model.prologue_tokens == 0:
+        return VQTask(model, config.loss)
+    from argen.model.transformer import Transformer
+    from argen.train.prologue_task import PrologueTask, load_frozen_visual_path, prior_layout
+
+    if config.prologue.visual_tokenizer:  # Post: the visual path is loaded, frozen and not trained
+        load_frozen_visual_path(model, config.prologue.visual_tokenizer)
+        visual_task = None
+    else:
+        visual_task = VQTask(model, config.loss)
+    return PrologueTask(model, Transformer(config.prologue.prior), prior_layout(config.model), config.prologue,
+                        visual_task)
 
 
 def _data_config(config: TokenizerRunConfig, split: str, data_dir: str | None) -> DataConfig:
@@ -114,18 +136,17 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
 def tokenize(directory: str | Path, out_dir: str | Path, split: str = "train", data_dir: str | None = None,
              flip_copies: bool = False, limit: int = 0, progress: bool = True) -> Path:
     """Write the token cache of a dataset split (the first `limit` images if > 0; optionally with flipped
-    copies as extra samples)."""
+    copies as extra samples); a tokenizer with a Prologue head also writes `prologue_ids` (n, P)."""
     model, config = load_tokenizer(directory)
     dataset = load_dataset(dataclasses.replace(_data_config(config, split, data_dir), limit=limit), training=False)
 
-    def encode(images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"ids": model.encode(images)}
-
     tokenizer = {"path": str(Path(directory).resolve()), "sha256": ckpt.checkpoint_checksum(directory),
                  "codebook_size": config.model.codebook_size, "class_names": list(dataset.class_names)}
+    if config.model.prologue_tokens > 0:
+        tokenizer["prologue_codebook_size"] = config.model.prologue_codebook_size
     if flip_copies:
         dataset = _WithFlippedCopies(dataset)
-    return write_token_cache(encode, dataset, out_dir, tokenizer, progress=progress)
+    return write_token_cache(model.encode_tokens, dataset, out_dir, tokenizer, progress=progress)
 
 
 class _WithFlippedCopies:
@@ -158,11 +179,17 @@ def open_token_cache(cache: str, coarse_table: str = "") -> TokenDataset:
 
 
 def ar_config_from_cache(config: ARRunConfig, cache: TokenDataset) -> ARRunConfig:
-    """Fill what the token cache fixes (grid, visual vocabulary, class count) when left at defaults."""
+    """Fill what the token cache fixes (grid, visual vocabulary, class count, prologue) when left at defaults.
+
+    A cache with prologue ids gives the layout its prologue segment: [class][prologue][separator][visual].
+    """
     from argen.layout import Layout
 
     layout = dataclasses.replace(config.layout, grid=cache.grid)
-    vocab = Layout(layout, cache.visual_vocab).vocab_size
+    if "prologue_ids" in cache.tensors:
+        layout = dataclasses.replace(layout, prologue_length=int(cache.tensors["prologue_ids"].shape[1]),
+                                     prologue_vocab=int(cache.manifest["tokenizer"]["prologue_codebook_size"]))
+    vocab = Layout(layout, cache.visual_vocab).vocab_size  # coarse labels under CTF
     num_classes = int(cache.tensors["labels"].max()) + 1
     model = dataclasses.replace(config.model, vocab_size=vocab, num_classes=num_classes)
     return dataclasses.replace(config, layout=layout, model=model)
@@ -188,6 +215,15 @@ def train_ar(config: ARRunConfig, progress: bool = True) -> Path:
     cache = open_token_cache(config.cache, config.coarse_table)
     if tuple(config.layout.grid) != cache.grid:
         raise ValueError(f"layout.grid={tuple(config.layout.grid)} but the token cache holds {cache.grid} grids")
+    if config.layout.prologue_length > 0:
+        prologue = cache.tensors.get("prologue_ids")
+        if prologue is None or prologue.shape[1] != config.layout.prologue_length:
+            found = "none" if prologue is None else str(prologue.shape[1])
+            raise ValueError(f"layout.prologue_length={config.layout.prologue_length} but the token cache holds "
+                             f"{found} prologue ids per image; tokenize with a Prologue tokenizer")
+        if int(prologue.max()) >= config.layout.prologue_vocab:
+            raise ValueError(f"the cache has prologue id {int(prologue.max())} but layout.prologue_vocab="
+                             f"{config.layout.prologue_vocab}")
     context = distributed.setup()
     try:
         torch.manual_seed(config.train.seed)

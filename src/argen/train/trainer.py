@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from argen.config import TrainConfig, from_dict, to_dict
+from argen.config import ConfigError, TrainConfig, from_dict, to_dict
 from argen.io import checkpoint as ckpt
 from argen.train import distributed
 
@@ -216,8 +216,7 @@ class Trainer:
         if state is None:
             return False
         meta = ckpt.read_meta(directory, self.kind)
-        # Rebuilt through the config class, so keys added since the checkpoint was written take their defaults.
-        if to_dict(from_dict(type(self.run_config), meta["config"])) != to_dict(self.run_config):
+        if _with_defaults(meta["config"], self.run_config) != to_dict(self.run_config):
             saved = json.dumps(meta["config"], sort_keys=True)
             raise TrainingError(f"{directory} was written with a different config; use another train.out_dir "
                                 f"or the same settings (saved config: {saved[:400]}...)")
@@ -354,6 +353,15 @@ class Trainer:
         bar.close()
         result.step = self.step
         return result
+
+
+def _with_defaults(saved: dict[str, Any], run_config: Any) -> dict[str, Any]:
+    """The saved config with the defaults of keys added since it was written (so older runs resume);
+    as saved when it no longer builds (then it differs, and resuming is refused)."""
+    try:
+        return to_dict(from_dict(type(run_config), saved))
+    except (ConfigError, TypeError):
+        return saved
 
 
 def _rng_state() -> dict[str, Any]:

@@ -1,0 +1,132 @@
+"""The Prologue head of the tokenizer: P learned queries that read the encoder, quantised against their own codebook.
+
+The Prologue paper's tokenizer is a ViT whose encoder takes 16 learned query vectors beside the patch
+embeddings; the query outputs become the prologue latents. argen's tokenizer is LlamaGen's conv VQ, which
+has no token sequence to append queries to, so the head puts a small bidirectional transformer on top of
+the encoder instead:
+
+    encoder feature map (B, z_channels, h, w) --1x1 projection + fixed 2D sin-cos positions--> h*w tokens
+    [h*w feature tokens ; P learned queries] --pre-norm transformer layers--> the P query outputs
+    --linear to prologue_codebook_dim, l2-normalised--> cosine logits against the l2-normalised codebook
+
+Every query attends to every feature token and every other query (the paper's "concat" context). The
+encoder is shared: the head's gradient reaches the encoder's weights, so in joint training the encoder
+learns from both the reconstruction and the prior's cross-entropy.
+
+Quantisation follows the paper's SemanticQuantizer: ids are the argmax of the cosine similarity; the
+straight-through one-hot is the hard one-hot in the forward pass and has the gradient of
+softmax(cos / tau). There is no commitment or codebook loss: the queries, the head and the codebook learn
+only through the AR prior's cross-entropy (argen.train.prologue_task). The decoder never reads prologue ids.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from argen.config import ConfigError, VQConfig
+
+
+def validate_prologue_config(config: VQConfig) -> None:
+    """Raise ConfigError naming the first prologue field that cannot build a head (0 tokens: nothing to check)."""
+    if config.prologue_tokens < 0:
+        raise ConfigError(f"model.prologue_tokens must be >= 0 (0 = no prologue), got {config.prologue_tokens}")
+    if config.prologue_tokens == 0:
+        return
+    if config.prologue_codebook_size < 2:
+        raise ConfigError(f"model.prologue_codebook_size must be >= 2, got {config.prologue_codebook_size}")
+    for name in ("prologue_codebook_dim", "prologue_width", "prologue_layers", "prologue_heads"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"model.{name} must be positive, got {getattr(config, name)}")
+    if config.prologue_width % config.prologue_heads:
+        raise ConfigError(f"model.prologue_width={config.prologue_width} must be divisible by "
+                          f"model.prologue_heads={config.prologue_heads}")
+    if config.prologue_width % 4:
+        raise ConfigError(f"model.prologue_width={config.prologue_width} must be a multiple of 4 "
+                          "(2D sin-cos positions: sine and cosine on two axes)")
+    if not config.prologue_tau > 0:
+        raise ConfigError(f"model.prologue_tau must be > 0, got {config.prologue_tau}")
+
+
+def sincos_positions_2d(height: int, width: int, dim: int, device: torch.device) -> torch.Tensor:
+    """(height*width, dim) fixed 2D sin-cos position embeddings (MAE's): half the channels per axis.
+
+    Fixed rather than learned so the head accepts any feature-map size the encoder produces.
+    """
+    quarter = dim // 4
+    frequencies = 1.0 / 10000 ** (torch.arange(quarter, device=device, dtype=torch.float32) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
+                                torch.arange(width, device=device, dtype=torch.float32), indexing="ij")
+    parts = []
+    for axis in (rows.flatten(), cols.flatten()):
+        angles = axis[:, None] * frequencies[None, :]  # (h*w, dim/4)
+        parts += [angles.sin(), angles.cos()]
+    return torch.cat(parts, dim=1)
+
+
+class PrologueOutput(NamedTuple):
+    """What the prologue head reports for a batch."""
+
+    ids: torch.Tensor  # (B, P) long
+    one_hot: torch.Tensor  # (B, P, K): forward value = hard one-hot; gradient = that of softmax(cos / tau)
+    perplexity: torch.Tensor  # scalar, exp(entropy of this batch's prologue-id histogram), detached
+    usage: torch.Tensor  # scalar, fraction of the prologue codebook used in this batch, detached
+
+
+class CosineQuantizer(nn.Module):
+    """Project to a small space, l2-normalise, pick the most cosine-similar code; straight-through soft one-hot."""
+
+    def __init__(self, width: int, codebook_size: int, codebook_dim: int, tau: float):
+        super().__init__()
+        self.tau = tau
+        self.projection = nn.Linear(width, codebook_dim)
+        self.codebook = nn.Parameter(torch.randn(codebook_size, codebook_dim) / math.sqrt(codebook_dim))
+
+    def forward(self, latents: torch.Tensor) -> PrologueOutput:
+        """latents (B, P, width) -> PrologueOutput."""
+        vectors = F.normalize(self.projection(latents).float(), dim=-1)  # (B, P, D)
+        cosine = vectors @ F.normalize(self.codebook.float(), dim=-1).t()  # (B, P, K)
+        probabilities = (cosine / self.tau).softmax(-1)
+        ids = cosine.argmax(-1)  # (B, P)
+        hard = F.one_hot(ids, self.codebook.shape[0]).to(probabilities.dtype)
+        one_hot = probabilities + (hard - probabilities).detach()
+        with torch.no_grad():
+            counts = torch.bincount(ids.flatten(), minlength=self.codebook.shape[0]).float()
+            frequencies = counts / counts.sum()
+            perplexity = torch.exp(-(frequencies * torch.log(frequencies.clamp_min(1e-10))).sum())
+            usage = (counts > 0).float().mean()
+        return PrologueOutput(ids, one_hot, perplexity, usage)
+
+
+class PrologueHead(nn.Module):
+    """Encoder features (B, z_channels, h, w) -> PrologueOutput for `prologue_tokens` queries (module docstring)."""
+
+    def __init__(self, config: VQConfig):
+        super().__init__()
+        validate_prologue_config(config)
+        if config.prologue_tokens == 0:
+            raise ConfigError("a prologue head needs model.prologue_tokens > 0")
+        width = config.prologue_width
+        self.feature_projection = nn.Linear(config.z_channels, width)
+        self.queries = nn.Parameter(torch.randn(config.prologue_tokens, width) * 0.02)
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(width, config.prologue_heads, dim_feedforward=4 * width, dropout=0.0,
+                                       activation="gelu", batch_first=True, norm_first=True)
+            for _ in range(config.prologue_layers))
+        self.norm = nn.LayerNorm(width)
+        self.quantize = CosineQuantizer(width, config.prologue_codebook_size, config.prologue_codebook_dim,
+                                        config.prologue_tau)
+
+    def forward(self, features: torch.Tensor) -> PrologueOutput:
+        batch, _, height, width = features.shape
+        tokens = self.feature_projection(features.flatten(2).transpose(1, 2))  # (B, h*w, width)
+        tokens = tokens + sincos_positions_2d(height, width, tokens.shape[-1], tokens.device).to(tokens.dtype)
+        queries = self.queries[None].expand(batch, -1, -1).to(tokens.dtype)  # (B, P, width)
+        h = torch.cat([tokens, queries], dim=1)  # (B, h*w + P, width)
+        for layer in self.layers:
+            h = layer(h)
+        return self.quantize(self.norm(h[:, -self.queries.shape[0]:]))

@@ -1,0 +1,213 @@
+"""Prologue stage 1: the tokenizer and a small unconditional AR prior, trained in alternating updates.
+
+Each trainer step runs these updates on the same batch, in this order:
+
+- "tokenizer": the usual tokenizer loss (`VQTask.tokenizer_objective`) plus `ar_weight` x the prior's
+  cross-entropy. The prior is frozen for this update but differentiable: it runs on detached copies of
+  its weights (`torch.func.functional_call`), so no gradient reaches its parameters, while its input
+  embeddings at the prologue slots are the straight-through one-hot times its embedding table. The
+  gradient therefore reaches the prologue codebook, the prologue head and the shared encoder; visual
+  and separator inputs are plain lookups and carry none. The decoder gets no gradient from this term.
+- "discriminator", when the tokenizer has one (`VQTask`).
+- "prior": plain cross-entropy on the ids of the tokenizer update, detached.
+
+Both prior passes read the Layout `[BOS][p_0 .. p_{P-1}][separator][visual tokens, raster]`. For a
+`visual_dropout` fraction of the samples every visual input is replaced by the separator id, so those
+samples must predict the whole image from the prologue alone; the same samples are dropped in both
+updates. Logits are masked to the vocabulary of each target's segment (`Layout.target_vocab_mask`).
+The cross-entropy is the mean over all predicted tokens (prologue, separator, visual), as in the paper.
+
+"Post" variant (`visual_tokenizer`): the visual path comes from a trained tokenizer and stays frozen;
+the tokenizer update is the prior's cross-entropy alone, so only the prologue head and the prior learn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from argen.config import ConfigError, LayoutConfig, PrologueTrainConfig, TokenizerRunConfig, VQConfig, from_dict
+from argen.layout import IGNORE_INDEX, PROLOGUE, SEPARATOR, VISUAL, Layout
+from argen.model.transformer import Transformer
+from argen.tokenizer.task import TOKENIZER, VQTask
+from argen.tokenizer.vq import VQModel
+
+PRIOR = "prior"
+
+
+def prior_layout(model: VQConfig) -> Layout:
+    """The stage-1 prior's Layout: P prologue tokens, the separator, then the visual grid in raster order."""
+    grid = (model.grid_size, model.grid_size)
+    return Layout(LayoutConfig(grid=grid, prologue_length=model.prologue_tokens,
+                               prologue_vocab=model.prologue_codebook_size), model.codebook_size)
+
+
+def resolve_prior_vocab(config: TokenizerRunConfig) -> TokenizerRunConfig:
+    """Set prologue.prior.vocab_size from the layout (visual + prologue + separator) when it is 0."""
+    needed = prior_layout(config.model).vocab_size
+    prior = config.prologue.prior
+    if prior.vocab_size == 0:
+        prior = dataclasses.replace(prior, vocab_size=needed)
+    elif prior.vocab_size != needed:
+        raise ConfigError(f"prologue.prior.vocab_size={prior.vocab_size} but the prior's layout needs {needed} "
+                          f"(visual {config.model.codebook_size} + prologue {config.model.prologue_codebook_size} "
+                          "+ separator); leave it at 0 to set it automatically")
+    return dataclasses.replace(config, prologue=dataclasses.replace(config.prologue, prior=prior))
+
+
+def validate_prologue_training(config: TokenizerRunConfig) -> None:
+    """Raise ConfigError for prologue training settings that cannot run."""
+    prologue = config.prologue
+    if config.model.prologue_tokens == 0:
+        if prologue.visual_tokenizer:
+            raise ConfigError("prologue.visual_tokenizer (the Post variant) needs model.prologue_tokens > 0")
+        return
+    if prologue.ar_weight < 0 or not 0.0 <= prologue.visual_dropout <= 1.0:
+        raise ConfigError(f"prologue.ar_weight must be >= 0 and prologue.visual_dropout in [0, 1], got "
+                          f"{prologue.ar_weight} and {prologue.visual_dropout}")
+    if prologue.prior.num_classes != 1 or prologue.prior.class_dropout_prob != 0:
+        raise ConfigError("the stage-1 prior is unconditional, so the prologue has to carry the class itself: "
+                          "set prologue.prior.num_classes=1 and prologue.prior.class_dropout_prob=0")
+    if config.train.fsdp:
+        raise ConfigError("prologue training runs the prior with detached copies of its weights, which FSDP "
+                          "shards; use DDP (train.fsdp=false)")
+    if prologue.visual_tokenizer:
+        loss = config.loss
+        if loss.disc_weight or loss.perceptual_weight or loss.restart_dead_codes_every:
+            raise ConfigError("the Post variant (prologue.visual_tokenizer) trains only the prologue path; set "
+                              "loss.disc_weight=0, loss.perceptual_weight=0 and loss.restart_dead_codes_every=0")
+
+
+def load_frozen_visual_path(model: VQModel, directory: str | Path) -> None:
+    """Post variant: load a trained tokenizer's visual path into `model` (strictly) and freeze it."""
+    from argen.io import checkpoint as ckpt
+
+    saved = from_dict(TokenizerRunConfig, ckpt.read_meta(directory, "tokenizer")["config"]).model
+    visual_fields = [f.name for f in dataclasses.fields(VQConfig) if not f.name.startswith("prologue_")]
+    differing = [f"model.{name}: {getattr(saved, name)} in {directory}, {getattr(model.config, name)} here"
+                 for name in visual_fields if getattr(saved, name) != getattr(model.config, name)]
+    if differing:
+        raise ConfigError("the visual tokenizer of the Post variant has another visual configuration; use its "
+                          "settings: " + "; ".join(differing))
+    own_prologue = {key: value for key, value in model.state_dict().items() if key.startswith("prologue.")}
+    visual = {key: value for key, value in ckpt.load_weights(directory).items() if not key.startswith("prologue.")}
+    ckpt.load_state_into(model, {**visual, **own_prologue}, str(directory))
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith("prologue."))
+
+
+class PrologueTask:
+    """Joint (or Post) stage-1 training of a tokenizer with a Prologue head (see the module docstring)."""
+
+    def __init__(self, model: VQModel, prior: Transformer, layout: Layout, config: PrologueTrainConfig,
+                 visual_task: VQTask | None):
+        if model.prologue is None:
+            raise ConfigError("prologue training needs a tokenizer with a prologue head (model.prologue_tokens > 0)")
+        if PROLOGUE not in layout.segments or layout.prologue_length != model.config.prologue_tokens:
+            raise ValueError(f"the prior's layout ({layout.describe()}) must have a prologue of "
+                             f"{model.config.prologue_tokens} tokens")
+        if prior.config.vocab_size != layout.vocab_size:
+            raise ValueError(f"the prior's vocab_size ({prior.config.vocab_size}) differs from its layout's "
+                             f"({layout.vocab_size})")
+        self.model, self.prior, self.layout, self.config = model, prior, layout, config
+        self.visual_task = visual_task  # None: Post, the visual path is frozen
+        self.rope = layout.rope(prior.head_dim, prior.config.rope_base)
+        self.mask = layout.mask
+        self.allowed = layout.target_vocab_mask  # (L, V)
+        source, targets = layout.input_source, layout.targets_index
+        prologue, visual = layout.segments[PROLOGUE], layout.segments[VISUAL]
+        self.prologue_slots = ((source >= prologue.start) & (source < prologue.start + prologue.length)).nonzero()[:, 0]
+        self.prologue_fed = source[self.prologue_slots] - prologue.start  # prologue token fed at each such slot
+        self.visual_inputs = source >= visual.start  # (L,)
+        self.separator_id = layout.segments[SEPARATOR].offset
+        self.target_segment = {PROLOGUE: (targets >= prologue.start) & (targets < prologue.start + prologue.length),
+                               VISUAL: targets >= visual.start}
+        # Per micro-batch of this step: (visual ids, prologue ids, dropped) from the tokenizer update, for the prior's.
+        self._pending: deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = deque()
+
+    def modules(self) -> dict[str, nn.Module]:
+        tokenizer_modules = self.visual_task.modules() if self.visual_task else {TOKENIZER: self.model}
+        return {**tokenizer_modules, PRIOR: self.prior}
+
+    def loss(self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor],
+             step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        if name == TOKENIZER:
+            return self._tokenizer_loss(modules, batch["images"], step)
+        if name == PRIOR:
+            return self._prior_loss(modules[PRIOR])
+        if self.visual_task is not None:
+            return self.visual_task.loss(name, modules, batch, step)
+        raise KeyError(f"unknown module {name!r}; this task trains {', '.join(self.modules())}")
+
+    def _tokenizer_loss(self, modules: dict[str, nn.Module], images: torch.Tensor,
+                        step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        reconstruction, quantizer = modules[TOKENIZER](images)
+        prologue = quantizer.prologue
+        dropped = torch.rand(images.shape[0], device=images.device) < self.config.visual_dropout  # (B,)
+        self._pending.append((quantizer.ids, prologue.ids, dropped))
+        ar_loss, logs = self.prior_cross_entropy(self.prior, quantizer.ids, prologue.ids, dropped, prologue.one_hot)
+        logs.update(prologue_perplexity=float(prologue.perplexity), prologue_usage_batch=float(prologue.usage))
+        if self.visual_task is None:
+            return self.config.ar_weight * ar_loss, logs
+        total, visual_logs = self.visual_task.tokenizer_objective(modules, images, reconstruction, quantizer, step)
+        return total + self.config.ar_weight * ar_loss, {**visual_logs, **logs}
+
+    def _prior_loss(self, prior: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
+        if not self._pending:
+            raise RuntimeError("the prior update reads the ids of this step's tokenizer update; update the "
+                               f"modules in the order of PrologueTask.modules() ({', '.join(self.modules())})")
+        visual_ids, prologue_ids, dropped = self._pending.popleft()
+        loss, logs = self.prior_cross_entropy(prior, visual_ids, prologue_ids, dropped)
+        return loss, {f"prior_{key}": value for key, value in logs.items()}
+
+    def prior_cross_entropy(self, prior: nn.Module, visual_ids: torch.Tensor, prologue_ids: torch.Tensor,
+                            dropped: torch.Tensor, prologue_one_hot: torch.Tensor | None = None
+                            ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean cross-entropy of the prior over every predicted token, with per-segment logs.
+
+        visual_ids (B, h, w), prologue_ids (B, P), dropped (B,) bool (visual inputs -> separator).
+        With `prologue_one_hot` (B, P, K) the prior (the bare Transformer, not a DDP wrapper) runs frozen
+        and its prologue inputs are `prologue_one_hot @ table` (straight-through); without it, it is an
+        ordinary trainable forward.
+        """
+        device = visual_ids.device
+        labels = torch.zeros(visual_ids.shape[0], dtype=torch.long, device=device)  # unconditional: one BOS
+        tensors = self.layout.training_tensors(visual_ids, labels, prologue_ids)
+        ids = torch.where(dropped[:, None] & self.visual_inputs.to(device)[None], self.separator_id, tensors["ids"])
+        arguments = (ids, tensors["kinds"], self.rope.to(device), self.mask.to(device))
+        if prologue_one_hot is None:
+            logits = prior(*arguments)
+        else:
+            with torch.no_grad():
+                embeddings = prior.embed(ids, tensors["kinds"])  # (B, L, dim) plain lookups
+            segment = self.layout.segments[PROLOGUE]
+            table = prior.tok_embeddings.weight.detach()[segment.offset:segment.offset + segment.vocab]  # (K, dim)
+            soft = prologue_one_hot[:, self.prologue_fed.to(device)] @ table.to(prologue_one_hot.dtype)
+            embeddings = embeddings.index_copy(1, self.prologue_slots.to(device), soft.to(embeddings.dtype))
+            # Detached weights: no gradient (and no DDP gradient hook) reaches the prior's parameters.
+            frozen = {name: parameter.detach() for name, parameter in prior.named_parameters()}
+            logits = functional_call(prior, frozen, arguments, {"embeddings": embeddings})  # (B, L, V)
+        logits = logits.masked_fill(~self.allowed.to(device), float("-inf"))
+        targets = tensors["targets"]
+        per_slot = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
+                                   reduction="none").view(targets.shape)  # (B, L), 0 where ignored
+        loss = per_slot.sum() / (targets != IGNORE_INDEX).sum()
+        with torch.no_grad():
+            logs = {"ar_loss": float(loss)}
+            for name, slots in self.target_segment.items():
+                logs[f"ar_{name}_loss"] = float(per_slot[:, slots.to(device)].mean())
+            valid = targets != IGNORE_INDEX
+            logs["ar_token_accuracy"] = float((logits.argmax(-1) == targets)[valid].float().mean())
+        return loss, logs
+
+    def after_step(self, modules: dict[str, nn.Module], step: int) -> dict[str, float]:
+        if self._pending:
+            raise RuntimeError(f"{len(self._pending)} tokenizer micro-batch(es) of step {step} were not used by a "
+                               "prior update")
+        return self.visual_task.after_step(modules, step) if self.visual_task is not None else {}
