@@ -21,7 +21,7 @@ evaluate() {  # evaluate RUN OUT: 1000 samples (100 per class) and their metrics
     done_or "$out/samples.npz" $argen sample --model "$run/checkpoint" --count 1000 --batch 250 --cfg 2 \
         --temperature 0.8 --seed 0 --out "$out"
     done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/fmnist64-reference.npz \
-        --classifier $classifier --out "$out/metrics.json"
+        --classifier $classifier --bootstrap 50 --out "$out/metrics.json"
 }
 
 # name, then the layout overrides of its training

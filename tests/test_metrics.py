@@ -10,7 +10,7 @@ import scipy.linalg
 import torch
 
 from argen.eval.metrics import (MetricError, MomentAccumulator, class_accuracy, feature_statistics,
-                                fid_from_features, frechet_distance, inception_score, manifold_radii,
+                                fid_bootstrap_std, fid_from_features, frechet_distance, inception_score, manifold_radii,
                                 precision_recall, softmax)
 from argen.eval.npz import SampleFileError, read_image_folder, read_npz, read_samples, write_npz
 
@@ -45,6 +45,18 @@ def test_frechet_distance_matches_the_closed_form_of_two_gaussians():
     shift = np.array([1.0, -1.0, 2.0])
     diagonal = frechet_distance(np.zeros(3), np.diag(std1 ** 2), shift, np.diag(std2 ** 2))
     assert diagonal == pytest.approx(float(shift @ shift + np.sum((std1 - std2) ** 2)), rel=1e-12)
+
+
+def test_fid_bootstrap_std_matches_the_spread_of_independent_sample_sets():
+    generator = np.random.default_rng(0)
+    mu, sigma = np.full(6, 0.3), np.eye(6)  # samples N(0, I) against N(0.3, I)
+    draws = [generator.standard_normal((400, 6)) for _ in range(60)]
+    spread = np.std([frechet_distance(*feature_statistics(draw), mu, sigma) for draw in draws], ddof=1)
+    estimates = [fid_bootstrap_std(draw, mu, sigma, rounds=40, seed=1) for draw in draws[:5]]
+    assert 0.6 * spread < np.median(estimates) < 1.6 * spread
+    assert fid_bootstrap_std(draws[0], mu, sigma, 40, seed=1) == estimates[0]  # seeded
+    with pytest.raises(MetricError, match="2 rounds"):
+        fid_bootstrap_std(draws[0], mu, sigma, 1)
 
 
 def test_fid_of_large_samples_approaches_the_closed_form():

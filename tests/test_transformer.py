@@ -233,7 +233,8 @@ def test_packed_bf16_linear_equals_bf16_product_and_follows_weight_updates(rows)
     copy = copy_module(layer)
     assert copy._packed is None
     with torch.no_grad():
-        torch.testing.assert_close(copy.to(torch.bfloat16)(x.bfloat16()), F.linear(x.bfloat16(), layer.weight.bfloat16()))
+        expected = F.linear(x.bfloat16(), layer.weight.bfloat16())
+        torch.testing.assert_close(copy.to(torch.bfloat16)(x.bfloat16()), expected)
     assert layer(x).dtype == torch.float32  # with gradients: the plain product, trainable
     assert layer(x).requires_grad
 

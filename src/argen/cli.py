@@ -285,7 +285,8 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
 
     batch = read_samples(args.samples)
     labels = batch.labels if batch.labels is not None and not args.unconditional else None
-    result = evaluate(batch.images, ReferenceStatistics.load(args.ref), _extractor(args), labels)
+    result = evaluate(batch.images, ReferenceStatistics.load(args.ref), _extractor(args), labels,
+                      bootstrap=args.bootstrap)
     result.update(samples_file=str(args.samples), reference_file=str(args.ref))
     print(json.dumps(result, indent=2))
     if args.out:
@@ -561,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     samples.add_argument("--ref", required=True, type=Path, help="reference statistics (argen eval ref)")
     add_extractor(samples)
     samples.add_argument("--unconditional", action="store_true", help="ignore labels stored with the samples")
+    samples.add_argument("--bootstrap", type=int, default=0, metavar="ROUNDS",
+                         help="also report the FID's standard deviation over ROUNDS resamples of the samples")
     samples.add_argument("--out", type=Path, help="also write the JSON here")
     samples.set_defaults(handler=cmd_eval_samples)
     reference = eval_commands.add_parser("ref", help="reference statistics of a dataset split")

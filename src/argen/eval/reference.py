@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from argen.eval.features import FeatureExtractor, ImageSource
-from argen.eval.metrics import (MetricError, MomentAccumulator, class_accuracy, frechet_distance,
-                                inception_score, precision_recall, softmax)
+from argen.eval.metrics import (MetricError, MomentAccumulator, class_accuracy, fid_bootstrap_std,
+                                frechet_distance, inception_score, precision_recall, softmax)
 from argen.io.checkpoint import atomic_write
 
 FORMAT_VERSION = 1
@@ -121,8 +121,12 @@ def check_compatible(reference: ReferenceStatistics, extractor: FeatureExtractor
 
 
 def evaluate(samples: ImageSource, reference: ReferenceStatistics, extractor: FeatureExtractor,
-             labels: np.ndarray | None = None, splits: int = 10, k: int = 3, seed: int = 0) -> dict[str, Any]:
+             labels: np.ndarray | None = None, splits: int = 10, k: int = 3, seed: int = 0,
+             bootstrap: int = 0) -> dict[str, Any]:
     """FID (and sFID), Inception Score, precision/recall and, given `labels`, class accuracy of `samples`.
+
+    With `bootstrap` >= 2 rounds it also reports `fid_bootstrap_std` (see `fid_bootstrap_std`); that keeps
+    every sample's features in memory.
 
     Precision/recall compare the reference's feature subset with an equally large seeded random subset
     of the samples (all samples when there are fewer). The result also names the extractor, its
@@ -131,9 +135,11 @@ def evaluate(samples: ImageSource, reference: ReferenceStatistics, extractor: Fe
     check_compatible(reference, extractor)
     pool, spatial = MomentAccumulator(), MomentAccumulator()
     subset = _RandomSubset(len(reference.features), seed)
-    logits = []
+    logits, kept = [], []
     for outputs in extractor.batches(samples):
         pool.update(outputs["pool"])
+        if bootstrap:
+            kept.append(outputs["pool"])
         subset.update(outputs["pool"])
         logits.append(outputs["logits"])
         if "spatial" in outputs:
@@ -142,6 +148,9 @@ def evaluate(samples: ImageSource, reference: ReferenceStatistics, extractor: Fe
     count = len(logits)
     mu, sigma = pool.statistics()
     results: dict[str, Any] = {"fid": frechet_distance(mu, sigma, reference.mu, reference.sigma)}
+    if bootstrap:
+        results["fid_bootstrap_std"] = fid_bootstrap_std(np.concatenate(kept), reference.mu, reference.sigma,
+                                                         bootstrap, seed)
     if spatial.count and reference.spatial_mu is not None:
         results["sfid"] = frechet_distance(*spatial.statistics(), reference.spatial_mu, reference.spatial_sigma)
     results["inception_score"], results["inception_score_std"] = inception_score(softmax(logits), min(splits, count))
