@@ -281,7 +281,7 @@ def test_cli_video_end_to_end(tmp_path, capsys):
     assert json.loads((samples / "sampling.json").read_text())["steps"] == 4 + 3 * 8 * 8 // 4 - 1
     real = tmp_path / "real.npz"
     assert main(["video", "make-dataset", "--tokenizer", str(tmp_path / "tok" / "checkpoint"), "--count", "30",
-                 "--out", str(real)]) == 0
+                 "--out", str(real), "data.video.speed=1"]) == 0
     assert real.with_suffix(".gif").is_file()
     from argen.eval.features import Classifier, ClassifierConfig, save_classifier
 

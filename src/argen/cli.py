@@ -335,8 +335,12 @@ def cmd_video_make_dataset(args: argparse.Namespace) -> int:
     base = DataConfig(name="moving-fashion-mnist")
     if args.tokenizer:  # the videos its token cache was written from
         base = from_dict(TokenizerRunConfig, ckpt.read_meta(args.tokenizer, "tokenizer")["config"]).data
+    unprefixed = [item for item in args.overrides if not item.startswith("data.")]
+    if unprefixed:
+        raise ValueError(f"make-dataset takes data.* overrides (as `argen tokenizer train` does), got {unprefixed}")
     extra = [f"split={args.split}", f"limit={args.count}", "flip=false"]
-    config = build(DataConfig, base=base, yaml_path=args.config, overrides=[*extra, *args.overrides])
+    overrides = [*extra, *(item[len("data."):] for item in args.overrides)]
+    config = build(DataConfig, base=base, overrides=overrides)
     if _print_or_none(args, config):
         return 0
     dataset = load_video_dataset(config)
@@ -650,9 +654,11 @@ def build_parser() -> argparse.ArgumentParser:
     video_commands = video.add_subparsers(dest="subcommand", metavar="subcommand", required=True)
     make_dataset = video_commands.add_parser(
         "make-dataset", help="write a video dataset split as a video batch (.npz) with a GIF and PNG preview",
-        description="Overrides are data.* keys without the prefix, e.g. name=moving-digits video.frames=4.")
-    _add_config_arguments(make_dataset, None)
-    make_dataset.add_argument("--tokenizer", type=Path, help="start from the data config of this tokenizer")
+        description="Overrides are data.* keys, e.g. data.name=moving-digits data.video.frames=4.")
+    make_dataset.add_argument("--print-config", action="store_true", help="print the data config and exit")
+    make_dataset.add_argument("overrides", nargs="*", metavar="data.key=value")
+    make_dataset.add_argument("--tokenizer", type=Path,
+                              help="start from the data config of this tokenizer (else moving-fashion-mnist)")
     make_dataset.add_argument("--split", default="test", choices=["train", "test"])
     make_dataset.add_argument("--count", type=int, default=0, help="the first N videos (0 = all)")
     make_dataset.add_argument("--preview", type=int, default=20, help="videos in the preview GIF and strip")
