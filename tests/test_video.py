@@ -273,7 +273,8 @@ def test_cli_video_end_to_end(tmp_path, capsys):
     assert manifest["grid"] == [3, 8, 8] and manifest["count"] == 48
     assert main(["train", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "ar"), "layout.order=region",
                  "layout.parallel=4", "model.dim=32", "model.n_layer=1", "model.n_head=2", "model.multiple_of=16",
-                 "train.steps=2", "train.batch_size=8"]) == 0
+                 "train.steps=2", "train.batch_size=8", "train.sample_every=2"]) == 0
+    assert read_gif(tmp_path / "ar" / "samples" / "step-0000002.gif").shape[0] == 3  # in-training samples
     samples = tmp_path / "samples"
     assert main(["sample", "--model", str(tmp_path / "ar" / "checkpoint"), "--count", "4", "--out",
                  str(samples)]) == 0

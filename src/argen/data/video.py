@@ -129,6 +129,8 @@ def _moving_dataset(config: DataConfig) -> VideoDataset:
     if is_video_dataset(source):
         raise DataError(f"data.name={config.name}: the sprites must come from an image dataset, not {source!r}")
     video = config.video
+    if video.sprite_size < 1:
+        raise DataError(f"data.video.sprite_size must be >= 1, got {video.sprite_size}")
     sprite_config = dataclasses.replace(config, name=source, image_size=video.sprite_size, pad_to=0, flip=False)
     sprites = load_dataset(sprite_config, training=False)
     videos, _ = moving_sprites(sprites.images.numpy(), sprites.labels.numpy(), video.frames, config.image_size,
