@@ -144,6 +144,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from argen.eval.npz import write_npz
     from argen.io.checkpoint import save_json
     from argen.io.images import save_grid
+    from argen.io.video import save_gif, save_strip
 
     pipeline = argen.load(args.model, tokenizer=args.tokenizer, ema=args.ema, refiner=args.refiner)
     layout = pipeline.layout
@@ -178,8 +179,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
         print(f"ids (grid order): {args.save_ids}")
     if images:
         images = torch.cat(images)
-        grid = save_grid(images, out / "samples.png", columns=args.columns, scale=2)
-        npz = write_npz(out / "samples.npz", images.permute(0, 2, 3, 1).numpy(), labels=np.asarray(labels))
+        if images.ndim == 5:  # videos (B, T, C, H, W): a strip per video, an animated grid, a video batch
+            grid = save_strip(images, out / "samples.png", scale=2)
+            save_gif(images, out / "samples.gif", columns=args.columns, fps=args.fps, scale=2)
+            npz = write_npz(out / "videos.npz", images.permute(0, 1, 3, 4, 2).numpy(), labels=np.asarray(labels),
+                            video=True)
+        else:
+            grid = save_grid(images, out / "samples.png", columns=args.columns, scale=2)
+            npz = write_npz(out / "samples.npz", images.permute(0, 2, 3, 1).numpy(), labels=np.asarray(labels))
         # CTF counts its refiner pass as one more step (the paper's "256+1").
         ctf = {} if refine is None else {
             "refiner": str(args.refiner), "ar_steps": layout.num_steps,
@@ -304,6 +311,50 @@ def cmd_eval_tokenizer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_video(args: argparse.Namespace) -> int:
+    from argen.eval.npz import read_npz
+    from argen.eval.video import evaluate_videos
+    from argen.io.checkpoint import save_json
+
+    samples, real = read_npz(args.samples, video=True), read_npz(args.real, video=True)
+    labels = samples.labels if not args.unconditional else None
+    result = evaluate_videos(samples.images, real.images, _extractor(args), labels)
+    result.update(samples_file=str(args.samples), real_file=str(args.real))
+    print(json.dumps(result, indent=2))
+    if args.out:
+        save_json(args.out, result)
+    return 0
+
+
+def cmd_video_make_dataset(args: argparse.Namespace) -> int:
+    from argen.config import DataConfig, TokenizerRunConfig, from_dict
+    from argen.data.video import load_video_dataset
+    from argen.eval.npz import write_npz
+    from argen.io import checkpoint as ckpt
+    from argen.io.video import save_gif, save_strip
+
+    base = DataConfig(name="moving-fashion-mnist")
+    if args.tokenizer:  # the videos its token cache was written from
+        base = from_dict(TokenizerRunConfig, ckpt.read_meta(args.tokenizer, "tokenizer")["config"]).data
+    unprefixed = [item for item in args.overrides if not item.startswith("data.")]
+    if unprefixed:
+        raise ValueError(f"make-dataset takes data.* overrides (as `argen tokenizer train` does), got {unprefixed}")
+    extra = [f"split={args.split}", f"limit={args.count}", "flip=false"]
+    overrides = [*extra, *(item[len("data."):] for item in args.overrides)]
+    config = build(DataConfig, base=base, overrides=overrides)
+    if _print_or_none(args, config):
+        return 0
+    dataset = load_video_dataset(config)
+    out = Path(args.out)
+    write_npz(out, dataset.videos.permute(0, 1, 3, 4, 2).numpy(), dataset.labels.numpy(), video=True)
+    preview = dataset.videos[:args.preview]
+    save_gif(preview, out.with_suffix(".gif"), columns=10, fps=args.fps, scale=2)
+    save_strip(preview, out.with_suffix(".png"), scale=2)
+    print(f"{len(dataset)} videos of {tuple(dataset.videos.shape[1:])} (T, C, H, W), {dataset.num_classes} classes: "
+          f"{out} (preview: {out.with_suffix('.gif')}, {out.with_suffix('.png')})")
+    return 0
+
+
 def _named_paths(items: list[str], option: str) -> list[tuple[str, Path]]:
     named = []
     for item in items or []:
@@ -345,12 +396,14 @@ def cmd_report(args: argparse.Namespace) -> int:
                      [j for j, label in enumerate(batch.labels.tolist()) if label == c][:columns]]
             images = images[order]
         sections.append(report.Grid(f"Samples: {name}", images, columns=columns))
+    for name, path in _named_paths(args.media, "--media"):
+        sections.append(report.Media(f"Media: {name}", path))
     for name, path in _named_paths(args.log, "--log"):
         sections.append(report.training_curves(path, title=f"Training curves: {name}"))
     for _, path in _named_paths(args.analysis, "--analysis"):
         sections += report.analysis_sections(path)
     if not sections:
-        raise ValueError("nothing to report: give --metrics, --samples, --log and/or --analysis")
+        raise ValueError("nothing to report: give --metrics, --samples, --media, --log and/or --analysis")
     print(f"report: {report.write_report(args.out, sections, title=args.title)}")
     return 0
 
@@ -473,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     train_ar.add_argument("--out", help="output run directory (train.out_dir)")
     train_ar.set_defaults(handler=cmd_train)
 
-    sample = commands.add_parser("sample", help="sample images (PNG grid + ADM .npz) or token ids")
+    sample = commands.add_parser("sample", help="sample images (PNG grid + ADM .npz), videos (GIF, PNG strip, "
+                                               ".npz) or token ids")
     sample.add_argument("--model", required=True, type=Path, help="AR checkpoint or pipeline directory")
     sample.add_argument("--tokenizer", type=Path, help="tokenizer checkpoint (else the one the model names)")
     sample.add_argument("--classes", help="comma-separated class ids, e.g. 3,7 (else --count cycling classes)")
@@ -491,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     sample.add_argument("--ema", action="store_true", help="use the EMA weights")
     sample.add_argument("--columns", type=int, default=10)
+    sample.add_argument("--fps", type=float, default=4.0, help="frames per second of video GIFs")
     sample.add_argument("--out", type=Path, default=Path("runs/samples"))
     sample.add_argument("--save-ids", type=Path, help="write the ids (grid order) to this JSON file")
     sample.add_argument("--refiner", type=Path, help="CTF refiner checkpoint (for a model trained on coarse labels)")
@@ -590,6 +645,29 @@ def build_parser() -> argparse.ArgumentParser:
     tokenizer_eval.add_argument("--count", type=int, default=0)
     tokenizer_eval.add_argument("--data-dir")
     tokenizer_eval.set_defaults(handler=cmd_eval_tokenizer)
+    video_eval = eval_commands.add_parser("video", help="frame FID, temporal distance and class accuracy of videos")
+    video_eval.add_argument("samples", type=Path, help="video batch (videos.npz of `argen sample`)")
+    video_eval.add_argument("--real", required=True, type=Path, help="real videos (argen video make-dataset)")
+    add_extractor(video_eval)
+    video_eval.add_argument("--unconditional", action="store_true", help="ignore labels stored with the samples")
+    video_eval.add_argument("--out", type=Path, help="also write the JSON here")
+    video_eval.set_defaults(handler=cmd_eval_video)
+
+    video = commands.add_parser("video", help="video datasets")
+    video_commands = video.add_subparsers(dest="subcommand", metavar="subcommand", required=True)
+    make_dataset = video_commands.add_parser(
+        "make-dataset", help="write a video dataset split as a video batch (.npz) with a GIF and PNG preview",
+        description="Overrides are data.* keys, e.g. data.name=moving-digits data.video.frames=4.")
+    make_dataset.add_argument("--print-config", action="store_true", help="print the data config and exit")
+    make_dataset.add_argument("overrides", nargs="*", metavar="data.key=value")
+    make_dataset.add_argument("--tokenizer", type=Path,
+                              help="start from the data config of this tokenizer (else moving-fashion-mnist)")
+    make_dataset.add_argument("--split", default="test", choices=["train", "test"])
+    make_dataset.add_argument("--count", type=int, default=0, help="the first N videos (0 = all)")
+    make_dataset.add_argument("--preview", type=int, default=20, help="videos in the preview GIF and strip")
+    make_dataset.add_argument("--fps", type=float, default=4.0)
+    make_dataset.add_argument("--out", required=True, type=Path, help="video batch file (.npz)")
+    make_dataset.set_defaults(handler=cmd_video_make_dataset)
 
     report_parser = commands.add_parser("report", help="a self-contained HTML report of runs, samples and metrics")
     report_parser.add_argument("--out", type=Path, default=Path("runs/report"))
@@ -598,6 +676,8 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("--metrics", nargs="*", metavar="[NAME=]FILE.json",
                                help="results of `argen eval --out` (with sampling.json beside: steps, time)")
     report_parser.add_argument("--samples", nargs="*", metavar="[NAME=]SAMPLES.npz", help="grids, a row per class")
+    report_parser.add_argument("--media", nargs="*", metavar="[NAME=]FILE.gif",
+                               help="image files shown as they are, e.g. the samples.gif of video samples")
     report_parser.add_argument("--log", nargs="*", metavar="[NAME=]log.jsonl", help="training curves")
     report_parser.add_argument("--analysis", nargs="*", metavar="DIR|FILE.json",
                                help="analysis results with a report block (e.g. `argen analyze entropy --out`)")
@@ -642,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-EVAL_SUBCOMMANDS = ("samples", "ref", "train-classifier", "tokenizer", "-h", "--help")
+EVAL_SUBCOMMANDS = ("samples", "ref", "train-classifier", "tokenizer", "video", "-h", "--help")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -131,10 +131,25 @@ class PrologueTrainConfig:
 
 
 @dataclass
+class VideoDataConfig:
+    """Video datasets (see argen.data.video): moving sprites, or a folder of videos."""
+
+    frames: int = 8  # T; a folder's longer videos are cut to their first T frames
+    objects: int = 1  # moving-*: sprites per video, all of the video's class
+    sprite_size: int = 16  # moving-*: sprites are resized to this side before they move on the canvas
+    speed: float = 2.0  # moving-*: pixels per frame, in a random direction, bouncing off the borders
+    seed: int = 0  # moving-*: start positions and directions (the test split draws its own stream)
+
+
+@dataclass
 class DataConfig:
     """Where images come from and how they are prepared (see argen.data)."""
 
-    name: str = "fashion-mnist"  # fashion-mnist | idx | imagefolder | digits | synthetic
+    # Images: fashion-mnist | idx | imagefolder | digits | synthetic.
+    # Videos (T frames of image_size, see `video`): moving-<image dataset> (e.g. moving-fashion-mnist) |
+    # videofolder. Trained on a video dataset, the tokenizer sees its frames; `argen tokenize` writes
+    # (T, h, w) token grids.
+    name: str = "fashion-mnist"
     path: str = ""  # directory for idx / imagefolder; fashion-mnist is found automatically
     split: str = "train"  # train | test
     image_size: int = 32
@@ -144,6 +159,7 @@ class DataConfig:
     flip: bool = False  # random horizontal flip while training
     on_bad_image: str = "skip"  # "skip" (warn and count) or "error"
     limit: int = 0  # use only the first N samples (0 = all)
+    video: VideoDataConfig = field(default_factory=VideoDataConfig)
 
 
 @dataclass

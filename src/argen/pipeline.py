@@ -95,7 +95,7 @@ class Pipeline:
 
     @torch.no_grad()
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
-        """Grid ids -> uint8 images (B, C, H, W)."""
+        """Grid ids -> uint8 images (B, C, H, W); (B, T, h, w) video grids -> uint8 videos (B, T, C, H, W)."""
         if self.tokenizer is None:
             hint = " and a refiner (its AR model predicts CTF coarse labels)" if self.coarse else ""
             raise ValueError(f"this pipeline has no tokenizer{hint}; use generate_ids, or load one with a "
@@ -104,18 +104,26 @@ class Pipeline:
 
     def __call__(self, labels, generator: torch.Generator | None = None, output_type: str = "pil",
                  refine: dict | None = None, **options: Any):
-        """Images for `labels`: a list of PIL images ("pil"), uint8 NHWC ("np") or uint8 NCHW ("pt")."""
+        """Images for `labels`: a list of PIL images ("pil"), uint8 NHWC ("np") or uint8 NCHW ("pt").
+
+        A model of (T, h, w) grids makes videos: a list of T PIL frames per label, (B, T, H, W, C) or
+        (B, T, C, H, W)."""
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
         images = self.decode(self.generate_ids(labels, generator, refine, **options).visual)
         if output_type == "pt":
             return images
-        array = images.permute(0, 2, 3, 1).numpy()
+        array = images.movedim(-3, -1).numpy()  # channels last
         if output_type == "np":
             return array
         from PIL import Image
 
-        return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in array]
+        def picture(a):
+            return Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+
+        if array.ndim == 5:
+            return [[picture(frame) for frame in video] for video in array]
+        return [picture(a) for a in array]
 
     def save_pretrained(self, directory: str | Path) -> Path:
         directory = Path(directory)

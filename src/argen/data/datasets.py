@@ -1,4 +1,5 @@
-"""Image datasets held in memory as uint8 tensors: IDX (Fashion-MNIST), ImageFolder, digits, synthetic."""
+"""Image datasets held in memory as uint8 tensors: IDX (Fashion-MNIST), ImageFolder, digits, synthetic
+(and the frames of the video datasets of argen.data.video)."""
 
 from __future__ import annotations
 
@@ -164,6 +165,10 @@ def synthetic_images(count: int, size: int, channels: int, num_classes: int = 10
 
 def load_dataset(config: DataConfig, training: bool = True) -> ImageDataset:
     """The dataset named by `config`, at `config.image_size` with `config.channels` channels."""
+    from argen.data.video import is_video_dataset, load_video_dataset
+
+    if is_video_dataset(config.name):  # an image view of a video dataset: its frames
+        return load_video_dataset(config).frames(flip=config.flip and training)
     class_names: tuple[str, ...]
     if config.name in ("fashion-mnist", "idx"):
         if config.name == "idx" and not config.path:
@@ -184,7 +189,8 @@ def load_dataset(config: DataConfig, training: bool = True) -> ImageDataset:
         images, labels = synthetic_images(config.limit or 512, config.image_size, config.channels)
         class_names = tuple(str(c) for c in range(10))
     else:
-        raise DataError(f"unknown dataset {config.name!r}; known: fashion-mnist, idx, imagefolder, digits, synthetic")
+        raise DataError(f"unknown dataset {config.name!r}; known: fashion-mnist, idx, imagefolder, digits, "
+                        f"synthetic, and the video datasets moving-<image dataset>, videofolder")
     if config.limit:
         images, labels = images[:config.limit], labels[:config.limit]
     images = to_channels(images, config.channels)

@@ -2,7 +2,8 @@
 
 An ADM sample batch (the format of guided-diffusion's and LlamaGen's evaluators) is an uncompressed
 `.npz` whose `arr_0` holds uint8 images (N, H, W, C) in [0, 255]; class-conditional samplers add the
-labels as `arr_1`. Files are read with allow_pickle=False, so a batch can never carry code.
+labels as `arr_1`. Files are read with allow_pickle=False, so a batch can never carry code. A video batch
+is the same file with uint8 videos (N, T, H, W, C) in `arr_0` (`video=True`).
 """
 
 from __future__ import annotations
@@ -27,18 +28,20 @@ class SampleFileError(ValueError):
 
 @dataclass
 class SampleBatch:
-    """uint8 images (N, H, W, C) and optional int64 labels (N,)."""
+    """uint8 images (N, H, W, C) (videos: (N, T, H, W, C)) and optional int64 labels (N,)."""
 
     images: np.ndarray
     labels: np.ndarray | None = None
 
 
-def _check_images(images: np.ndarray | torch.Tensor, where: str) -> np.ndarray:
+def _check_images(images: np.ndarray | torch.Tensor, where: str, video: bool = False) -> np.ndarray:
     array = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    if array.ndim == 3:  # (N, H, W) grey
+    if array.ndim == 3 and not video:  # (N, H, W) grey
         array = array[..., None]
-    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] not in (1, 3):
-        raise SampleFileError(f"{where}: expected uint8 images (N, H, W, 1|3), got {array.dtype} {array.shape}")
+    if array.dtype != np.uint8 or array.ndim != 4 + video or array.shape[-1] not in (1, 3):
+        expected = "videos (N, T, H, W, 1|3)" if video else "images (N, H, W, 1|3)"
+        hint = "; video batches are read by `argen eval video`" if array.ndim == 5 and not video else ""
+        raise SampleFileError(f"{where}: expected uint8 {expected}, got {array.dtype} {array.shape}{hint}")
     return array
 
 
@@ -52,10 +55,10 @@ def _check_labels(labels: np.ndarray | torch.Tensor | None, count: int, where: s
 
 
 def write_npz(path: str | Path, images: np.ndarray | torch.Tensor,
-              labels: np.ndarray | torch.Tensor | None = None) -> Path:
-    """Write uint8 NHWC images (and labels) as an ADM sample batch; atomic."""
+              labels: np.ndarray | torch.Tensor | None = None, video: bool = False) -> Path:
+    """Write uint8 NHWC images (videos: NTHWC) (and labels) as an ADM sample batch; atomic."""
     path = Path(path)
-    array = _check_images(images, str(path))
+    array = _check_images(images, str(path), video)
     arrays = {IMAGES_KEY: array}
     label_array = _check_labels(labels, len(array), str(path))
     if label_array is not None:
@@ -69,8 +72,8 @@ def write_npz(path: str | Path, images: np.ndarray | torch.Tensor,
     return path
 
 
-def read_npz(path: str | Path) -> SampleBatch:
-    """The images (`arr_0`) and labels (`arr_1`, if present) of an ADM sample batch."""
+def read_npz(path: str | Path, video: bool = False) -> SampleBatch:
+    """The images (`arr_0`; videos with `video`) and labels (`arr_1`, if present) of an ADM sample batch."""
     path = Path(path)
     if not path.is_file():
         raise SampleFileError(f"sample file {path} does not exist")
@@ -79,7 +82,7 @@ def read_npz(path: str | Path) -> SampleBatch:
             if IMAGES_KEY not in data.files:
                 raise SampleFileError(f"{path} has no '{IMAGES_KEY}' array (found: {', '.join(data.files)}); "
                                       "ADM sample batches keep uint8 NHWC images there")
-            images = _check_images(data[IMAGES_KEY], str(path))
+            images = _check_images(data[IMAGES_KEY], str(path), video)
             labels = data[LABELS_KEY] if LABELS_KEY in data.files else None
     except (OSError, ValueError) as error:
         if isinstance(error, SampleFileError):

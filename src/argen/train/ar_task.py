@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.io.images import save_grid
+from argen.io.video import save_gif, save_strip
 from argen.layout import Layout
 
 
@@ -49,7 +50,8 @@ class ARTask:
         return loss, {"token_accuracy": float(accuracy)}
 
     def sample(self, model: nn.Module, step: int, out_dir: Path) -> None:
-        """A grid with one row per class (8 samples each) at out_dir/samples/step-N.png."""
+        """A grid with one row per class (8 samples each) at out_dir/samples/step-N.png; videos: one row per
+        video (its frames left to right) and an animated GIF beside."""
         if self.tokenizer is None:
             return
         from argen.data.transforms import to_uint8
@@ -62,4 +64,9 @@ class ARTask:
         ids = generate(model, self.layout, labels.to(next(model.parameters()).device), generator=generator).visual
         with torch.no_grad():
             images = to_uint8(tokenizer.decode(ids)).cpu()
-        save_grid(images, out_dir / "samples" / f"step-{step:07d}.png", columns=8, scale=2)
+        path = out_dir / "samples" / f"step-{step:07d}.png"
+        if images.ndim == 5:  # (B, T, C, H, W)
+            save_strip(images, path, scale=2)
+            save_gif(images, path.with_suffix(".gif"), columns=8, scale=2)
+        else:
+            save_grid(images, path, columns=8, scale=2)

@@ -136,9 +136,21 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
 def tokenize(directory: str | Path, out_dir: str | Path, split: str = "train", data_dir: str | None = None,
              flip_copies: bool = False, limit: int = 0, progress: bool = True) -> Path:
     """Write the token cache of a dataset split (the first `limit` images if > 0; optionally with flipped
-    copies as extra samples); a tokenizer with a Prologue head also writes `prologue_ids` (n, P)."""
+    copies as extra samples); a tokenizer with a Prologue head also writes `prologue_ids` (n, P).
+    A video dataset (argen.data.video) gives (T, h, w) grids: the tokenizer encodes each frame."""
+    from argen.data.video import is_video_dataset, load_video_dataset
+
     model, config = load_tokenizer(directory)
-    dataset = load_dataset(dataclasses.replace(_data_config(config, split, data_dir), limit=limit), training=False)
+    data = dataclasses.replace(_data_config(config, split, data_dir), limit=limit)
+    batch_size = 256
+    if is_video_dataset(data.name):  # every frame is encoded: (T, h, w) grids
+        if config.model.prologue_tokens > 0:
+            raise ValueError(f"{directory} has a Prologue head, which summarises one image; video token caches "
+                             f"need a tokenizer without one (model.prologue_tokens=0)")
+        dataset = load_video_dataset(data)
+        batch_size = max(1, batch_size // data.video.frames)  # about as many frames per encoder pass as images
+    else:
+        dataset = load_dataset(data, training=False)
 
     tokenizer = {"path": str(Path(directory).resolve()), "sha256": ckpt.checkpoint_checksum(directory),
                  "codebook_size": config.model.codebook_size, "class_names": list(dataset.class_names)}
@@ -146,11 +158,12 @@ def tokenize(directory: str | Path, out_dir: str | Path, split: str = "train", d
         tokenizer["prologue_codebook_size"] = config.model.prologue_codebook_size
     if flip_copies:
         dataset = _WithFlippedCopies(dataset)
-    return write_token_cache(model.encode_tokens, dataset, out_dir, tokenizer, progress=progress)
+    return write_token_cache(model.encode_tokens, dataset, out_dir, tokenizer, batch_size=batch_size,
+                             progress=progress)
 
 
 class _WithFlippedCopies:
-    """Every image twice: as is, then mirrored (a fixed, stored augmentation)."""
+    """Every image (or video) twice: as is, then mirrored (a fixed, stored augmentation)."""
 
     def __init__(self, dataset):
         self.dataset = dataset
@@ -160,8 +173,9 @@ class _WithFlippedCopies:
 
     def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = self.dataset.batch(indices % len(self.dataset))
-        flip = (indices >= len(self.dataset))[:, None, None, None]
-        batch["images"] = torch.where(flip, batch["images"].flip(-1), batch["images"])
+        images = batch["images"]
+        flip = (indices >= len(self.dataset)).view(-1, *[1] * (images.ndim - 1))
+        batch["images"] = torch.where(flip, images.flip(-1), images)
         return batch
 
 

@@ -1,0 +1,82 @@
+"""Video metrics from per-frame features of an image feature extractor (argen.eval.features).
+
+- Frame FID: the Frechet distance between the "pool" features of every frame of the generated videos and
+  of every frame of the real videos. It measures what single frames look like, not motion.
+- Temporal distance: the mean Euclidean distance between the "pool" features of consecutive frames of a
+  video, averaged over videos; reported for the generated and the real videos and as the gap
+  (generated - real). Videos that stand still score below the real ones; flicker, or an object that
+  changes identity from frame to frame, scores above them.
+- Video class accuracy: the class of a video is the argmax of its frames' mean logits (frame accuracy,
+  the share of single frames classified as the video's class, is reported beside).
+
+FVD (Unterthiner et al. 2018) needs an I3D network trained on Kinetics; no such weights are available
+offline and argen ships none, so there is no FVD here. The numbers above depend on the extractor and are
+not comparable with published video metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from argen.eval.features import FeatureExtractor
+from argen.eval.metrics import MetricError, class_accuracy, fid_from_features
+
+
+def _check_videos(videos: np.ndarray, name: str) -> np.ndarray:
+    videos = np.asarray(videos)
+    if videos.dtype != np.uint8 or videos.ndim != 5 or videos.shape[-1] not in (1, 3) or videos.shape[1] < 2:
+        raise MetricError(f"{name} must be uint8 videos (N, T, H, W, 1|3) with T >= 2, got {videos.dtype} "
+                          f"{videos.shape}")
+    return videos
+
+
+def frame_features(videos: np.ndarray, extractor: FeatureExtractor) -> dict[str, np.ndarray]:
+    """Features of every frame of uint8 videos (N, T, H, W, C): each output (N, T, ...)."""
+    videos = _check_videos(videos, "videos")
+    count, frames = videos.shape[:2]
+    flat = extractor.features(videos.reshape(count * frames, *videos.shape[2:]))
+    return {key: value.reshape(count, frames, *value.shape[1:]) for key, value in flat.items()}
+
+
+def temporal_distance(features: np.ndarray) -> float:
+    """Mean Euclidean distance between the features (N, T, D) of consecutive frames."""
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 3 or features.shape[1] < 2:
+        raise MetricError(f"features must be (N, T, D) with T >= 2, got {features.shape}")
+    return float(np.linalg.norm(np.diff(features, axis=1), axis=-1).mean())
+
+
+def video_class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Share of videos whose mean frame logits (N, T, C) pick their label (N,)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 3:
+        raise MetricError(f"logits must be (N, T, C), got {logits.shape}")
+    return class_accuracy(logits.mean(axis=1), labels)
+
+
+def evaluate_videos(samples: np.ndarray, real: np.ndarray, extractor: FeatureExtractor,
+                    labels: np.ndarray | None = None) -> dict[str, Any]:
+    """Frame FID and temporal distances of uint8 videos `samples` against `real` (both (N, T, H, W, C), one T),
+    and with `labels` (the classes the samples were generated for) their class accuracies."""
+    samples, real = _check_videos(samples, "samples"), _check_videos(real, "real videos")
+    if samples.shape[1] != real.shape[1]:
+        raise MetricError(f"the samples have {samples.shape[1]} frames per video but the real videos "
+                          f"{real.shape[1]}; compare videos of one length")
+    generated, reference = frame_features(samples, extractor), frame_features(real, extractor)
+    pool, real_pool = generated["pool"], reference["pool"]
+    moving, real_moving = temporal_distance(pool), temporal_distance(real_pool)
+    result: dict[str, Any] = {
+        "videos": len(samples), "frames": samples.shape[1], "real_videos": len(real),
+        "frame_fid": fid_from_features(pool.reshape(-1, pool.shape[-1]), real_pool.reshape(-1, pool.shape[-1])),
+        "temporal_distance": moving, "real_temporal_distance": real_moving,
+        "temporal_distance_gap": moving - real_moving,
+        "extractor": extractor.name, "checksum": extractor.checksum,
+    }
+    if labels is not None:
+        logits = generated["logits"]
+        result["video_class_accuracy"] = video_class_accuracy(logits, labels)
+        result["frame_class_accuracy"] = class_accuracy(logits.reshape(-1, logits.shape[-1]),
+                                                        np.repeat(np.asarray(labels), logits.shape[1]))
+    return result
