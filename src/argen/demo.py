@@ -1,26 +1,44 @@
-"""`argen demo`: Fashion-MNIST end to end: tokenizer reconstructions, class-conditional samples, metrics, report.
+"""`argen demo`: Fashion-MNIST end to end: every decoding method side by side, with metrics and a report.
 
-By default it uses the small checkpoints shipped in the repository (`checkpoints/fmnist32/`, each with a
-model card naming the command that made it); `--train` (or a missing folder) trains a quick pipeline first.
+By default it uses the small checkpoints shipped in the repository (`checkpoints/fmnist64/`, each with a
+model card naming the command that made it); `--train` (or a missing folder) trains a quick set first.
+Each method samples the same classes with the same seed, one image per class per batch (the latency regime,
+where fewer steps mean less time), and is scored against the shipped reference statistics.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from argen.config import (ARRunConfig, DataConfig, GPT_PRESETS, GPTConfig, TokenizerRunConfig, TrainConfig,
-                          VQ_PRESETS, VQConfig, VQLossConfig, preset)
-from argen.data import load_dataset
+from argen.config import (ARRunConfig, DataConfig, GPT_PRESETS, GPTConfig, LayoutConfig, TokenizerRunConfig,
+                          TrainConfig, VQ_PRESETS, VQConfig, VQLossConfig, preset)
 
-SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "fmnist32"
-COMPONENTS = ("tokenizer", "ar", "classifier")
-# The settings measured best for class accuracy on the shipped model (README, "Results").
+SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "fmnist64"
+# Guidance 2 and temperature 0.8: the settings measured best for class accuracy (docs/results.md).
 SAMPLING = {"guidance": 2.0, "temperature": 0.8}
+QUICK_TRAIN_MINUTES = 9  # `--train` at scale 1 on 2 cores (tokenizer, one AR model per method, classifier)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    checkpoint: str  # folder name inside the checkpoint folder
+    layout: LayoutConfig  # what --train trains for it (the shipped checkpoints carry their own)
+
+
+METHODS = (
+    Method("1x raster", "ar-1x", LayoutConfig()),
+    Method("PAR-4x", "ar-par4", LayoutConfig(order="region", parallel=4)),
+    Method("PAR-16x", "ar-par16", LayoutConfig(order="region", parallel=16)),
+)
+COMPONENTS = ("tokenizer", "classifier", *(method.checkpoint for method in METHODS))
+DATA = DataConfig(name="fashion-mnist", image_size=64, channels=1, pad_to=32, resize="resize")
 
 
 def shipped_checkpoints() -> Path | None:
@@ -31,8 +49,9 @@ def shipped_checkpoints() -> Path | None:
 
 
 def quick_train(out_dir: Path, progress: bool = True, scale: float = 1.0) -> Path:
-    """Train tokenizer, AR model and classifier on Fashion-MNIST with short schedules (about 4 minutes
-    on 2 cores at scale 1); returns a folder laid out like the shipped checkpoints."""
+    """Train a tokenizer, one small AR model per method and a classifier on Fashion-MNIST with short
+    schedules; returns a folder laid out like the shipped checkpoints (symbolic links to the runs)."""
+    from argen.data.token_cache import TokenDataset
     from argen.eval.classifier_task import ClassifierRunConfig, train_classifier
     from argen.train import recipes
 
@@ -40,99 +59,133 @@ def quick_train(out_dir: Path, progress: bool = True, scale: float = 1.0) -> Pat
         return max(2, int(count * scale))
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = DataConfig(name="fashion-mnist", image_size=32, channels=1)
-    vq = dataclasses.replace(preset(VQ_PRESETS, "VQ-CPU-32", VQConfig), ch=32, codebook_size=1024)
-    tokenizer = recipes.train_tokenizer(TokenizerRunConfig(
-        model=vq, loss=VQLossConfig(restart_dead_codes_every=20), data=data,
-        train=TrainConfig(steps=steps(150), batch_size=32, lr=1e-3, schedule="cosine", warmup_steps=10,
-                          weight_decay=0.0, out_dir=str(out_dir / "tokenizer-run"))), progress)
-    cache = recipes.tokenize(tokenizer, out_dir / "cache", progress=progress, limit=steps(12000))
-    from argen.data.token_cache import TokenDataset
-
-    config = ARRunConfig(model=preset(GPT_PRESETS, "GPT-T", GPTConfig), cache=str(cache),
-                         train=TrainConfig(steps=steps(300), batch_size=64, lr=3e-3, schedule="cosine",
-                                           warmup_steps=20, out_dir=str(out_dir / "ar-run")))
-    config = recipes.ar_config_from_cache(config, TokenDataset(cache))
-    ar = recipes.train_ar(config, progress)
-    classifier_config = ClassifierRunConfig(data=data)
+    vq = dataclasses.replace(preset(VQ_PRESETS, "VQ-CPU-32", VQConfig), image_size=DATA.image_size)
+    runs = {"tokenizer": recipes.train_tokenizer(TokenizerRunConfig(
+        model=vq, loss=VQLossConfig(restart_dead_codes_every=20), data=DATA,
+        train=TrainConfig(steps=steps(150), batch_size=16, lr=1e-3, schedule="cosine", warmup_steps=10,
+                          weight_decay=0.0, out_dir=str(out_dir / "tokenizer-run"))), progress)}
+    cache_dir = recipes.tokenize(runs["tokenizer"], out_dir / "cache", progress=progress, limit=steps(8000))
+    cache = TokenDataset(cache_dir)
+    for method in METHODS:
+        config = ARRunConfig(model=preset(GPT_PRESETS, "GPT-T", GPTConfig), layout=method.layout,
+                             cache=str(cache_dir),
+                             train=TrainConfig(steps=steps(250), batch_size=32, lr=3e-3, schedule="cosine",
+                                               warmup_steps=20, out_dir=str(out_dir / f"{method.checkpoint}-run")))
+        runs[method.checkpoint] = recipes.train_ar(recipes.ar_config_from_cache(config, cache), progress)
+    classifier_config = ClassifierRunConfig(data=dataclasses.replace(DATA, image_size=32, pad_to=0, resize="pad"))
     classifier_config = dataclasses.replace(classifier_config, train=dataclasses.replace(
         classifier_config.train, steps=steps(200), out_dir=str(out_dir / "classifier-run")))
-    classifier = train_classifier(classifier_config, progress)
+    runs["classifier"] = train_classifier(classifier_config, progress)
     folder = out_dir / "checkpoints"
-    for name, source in zip(COMPONENTS, (tokenizer, ar, classifier)):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, source in runs.items():
         target = folder / name
         if target.is_symlink() or target.exists():
             target.unlink()
-        folder.mkdir(parents=True, exist_ok=True)
         target.symlink_to(Path(source).resolve(), target_is_directory=True)
     return folder
 
 
+def _side_by_side(grids: list[torch.Tensor], classes: int, columns: int) -> torch.Tensor:
+    """Per class row: `columns` samples of each method, methods separated by a white spacer image."""
+    rows = []
+    for row in range(classes):
+        blocks = []
+        for index, images in enumerate(grids):  # images (classes, per_class, C, H, W)
+            if index:
+                blocks.append(torch.full_like(images[row, :1], 255))
+            blocks.append(images[row, :columns])
+        rows.append(torch.cat(blocks))
+    return torch.cat(rows)  # (classes * (methods * (columns + 1) - 1), C, H, W)
+
+
+def _sample_method(pipeline, classes: int, per_class: int) -> tuple[torch.Tensor, float]:
+    """per_class batches of one image per class; returns uint8 images (classes, per_class, C, H, W) and the
+    sampling seconds (token generation only)."""
+    labels = torch.arange(classes)
+    generator = torch.Generator().manual_seed(0)
+    ids, seconds = [], 0.0
+    for _ in range(per_class):
+        started = time.perf_counter()
+        ids.append(pipeline.generate_ids(labels, generator, **SAMPLING).visual)
+        seconds += time.perf_counter() - started
+    images = pipeline.decode(torch.stack(ids, 1).flatten(0, 1))  # (classes * per_class, C, H, W)
+    return images.view(classes, per_class, *images.shape[1:]), seconds
+
+
 def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None = None, train: bool = False,
-             per_class: int = 50, progress: bool = True, train_scale: float = 1.0) -> dict[str, Any]:
+             per_class: int = 20, progress: bool = True, train_scale: float = 1.0) -> dict[str, Any]:
     """Run the demo; returns the numbers it printed and the report path."""
     import argen
+    from argen.data import load_dataset
     from argen.eval import report
     from argen.eval.features import ClassifierExtractor
     from argen.eval.reference import ReferenceStatistics, compute_reference, evaluate
     from argen.train.recipes import evaluate_tokenizer
 
+    if per_class < 2:
+        raise ValueError(f"per_class must be >= 2 (precision/recall need neighbours), got {per_class}")
     started = time.perf_counter()
     out_dir = Path(out_dir)
     folder = Path(checkpoints) if checkpoints else shipped_checkpoints()
     if train or folder is None:
-        print("argen demo: training tokenizer, AR model and classifier on Fashion-MNIST first "
-              f"(about {4 * train_scale:.0f} minutes on 2 cores) ...", flush=True)
+        print(f"argen demo: training a tokenizer, {len(METHODS)} AR models and a classifier on Fashion-MNIST "
+              f"first (about {QUICK_TRAIN_MINUTES * train_scale:.0f} minutes on 2 cores) ...", flush=True)
         folder = quick_train(out_dir / "train", progress, train_scale)
     for name in COMPONENTS:
         if not (folder / name / "config.json").is_file():
             raise FileNotFoundError(f"{folder / name} is not a checkpoint; run `argen demo --train`")
 
-    tokenizer_metrics = evaluate_tokenizer(folder / "tokenizer", out_dir / "tokenizer", count=1000,
+    tokenizer_metrics = evaluate_tokenizer(folder / "tokenizer", out_dir / "tokenizer", count=200,
                                            progress=progress)
-    pipeline = argen.load(folder / "ar", tokenizer=folder / "tokenizer")
-    classes = pipeline.config.model.num_classes
-    labels = torch.arange(classes).repeat_interleave(per_class)
-    generator = torch.Generator().manual_seed(0)
-    sampling_started = time.perf_counter()
-    ids = pipeline.generate_ids(labels, generator, **SAMPLING).visual
-    sampling_seconds = time.perf_counter() - sampling_started
-    samples = pipeline.decode(ids)  # (N, C, H, W) uint8
-
     extractor = ClassifierExtractor.from_checkpoint(folder / "classifier")
     reference_path = folder / "reference.npz"
     if reference_path.is_file():
         reference = ReferenceStatistics.load(reference_path)
     else:
-        test = load_dataset(DataConfig(name="fashion-mnist", split="test", image_size=32, channels=1),
-                            training=False)
+        test = load_dataset(dataclasses.replace(DATA, split="test"), training=False)
         reference = compute_reference(test.images.numpy().transpose(0, 2, 3, 1), extractor)
-    # One split: the demo's few hundred samples are too few for 10 Inception Score splits.
-    metrics = evaluate(samples.permute(0, 2, 3, 1).numpy(), reference, extractor, labels.numpy(), splits=1)
-    steps = pipeline.layout.num_steps
-    row = {"method": f"{pipeline.layout.config.order}, {pipeline.layout.config.parallel} token(s) per step",
-           "steps": steps, "images_per_s": round(len(labels) / sampling_seconds, 2),
-           "fid": round(metrics["fid"], 3), "inception_score": round(metrics["inception_score"], 3),
-           "precision": round(metrics["precision"], 3), "recall": round(metrics["recall"], 3),
-           "class_accuracy": round(metrics["class_accuracy"], 3)}
+
+    rows, grids, class_names = [], [], ()
+    for method in METHODS:
+        pipeline = argen.load(folder / method.checkpoint, tokenizer=folder / "tokenizer")
+        classes, class_names = pipeline.config.model.num_classes, pipeline.class_names
+        images, seconds = _sample_method(pipeline, classes, per_class)
+        grids.append(images)
+        labels = torch.arange(classes).repeat_interleave(per_class).numpy()
+        # One Inception Score split: a few hundred samples are too few for ten.
+        metrics = evaluate(images.flatten(0, 1).permute(0, 2, 3, 1).numpy(), reference, extractor, labels,
+                           splits=1)
+        rows.append({"method": method.name, "steps": pipeline.layout.num_steps,
+                     "ms_per_batch": round(1000 * seconds / per_class, 1),
+                     "images_per_s": round(classes * per_class / seconds, 2),
+                     "fid": round(metrics["fid"], 2), "inception_score": round(metrics["inception_score"], 3),
+                     "precision": round(metrics["precision"], 3), "recall": round(metrics["recall"], 3),
+                     "class_accuracy": round(metrics["class_accuracy"], 3)})
+    for row in rows:
+        row["speedup"] = round(row["images_per_s"] / rows[0]["images_per_s"], 2)
+
+    names = " | ".join(method.name for method in METHODS)
+    shown = min(per_class, 6)  # samples per class and method in the picture
     sections: list[Any] = [
-        report.Text("argen demo", f"Fashion-MNIST 32x32, checkpoints from {folder}. Metrics use the "
-                    f"{metrics['extractor']} features (sha256 {metrics['checksum'][:12]}...) against "
-                    f"{reference.count} Fashion-MNIST test images; they are not comparable with ImageNet FIDs."),
-        report.Table("Tokenizer (1000 test images)", [{
+        report.Text("argen demo", f"Fashion-MNIST 64x64 (16x16 tokens), checkpoints from {folder}. Every method "
+                    f"samples {per_class} images per class, one image per class per batch (batch "
+                    f"{len(class_names)}), guidance {SAMPLING['guidance']}, temperature {SAMPLING['temperature']}, "
+                    f"seed 0; times are wall time on this machine. Metrics use the {extractor.name} features "
+                    f"against {reference.count} Fashion-MNIST test images: they are only comparable with each "
+                    "other, not with ImageNet FIDs, and a few hundred samples inflate FID."),
+        report.Grid(f"Samples, one row per class ({', '.join(class_names)}); left to right: {names}",
+                    _side_by_side(grids, len(class_names), shown), columns=len(METHODS) * (shown + 1) - 1, scale=1),
+        report.Table("Steps, speed and quality", rows),
+        report.Plot("Quality against speed", [report.Series(row["method"], [row["images_per_s"]], [row["fid"]])
+                                              for row in rows], x_label="images/s", y_label="FID (lower is better)"),
+        report.Table("Tokenizer (200 test images)", [{
             "psnr_db": round(tokenizer_metrics["psnr_db"], 2), "mse": round(tokenizer_metrics["mse"], 5),
             "codebook_usage": round(tokenizer_metrics["codebook_usage"], 3),
             "perplexity": round(tokenizer_metrics["perplexity"], 1)}]),
-        report.Media("Originals (odd columns) and reconstructions (even columns)",
-                     Path(tokenizer_metrics["grid"])),
-        report.Grid("Samples: one row per class (" + ", ".join(pipeline.class_names) + ")",
-                    samples.view(classes, per_class, *samples.shape[1:])[:, :10].flatten(0, 1),
-                    columns=min(per_class, 10), scale=2),
-        report.Table("Sampling and quality", [row],
-                     caption=f"{len(labels)} samples, guidance {SAMPLING['guidance']}, temperature "
-                     f"{SAMPLING['temperature']}, seed 0; images/s is wall time on this machine"),
+        report.Media("Originals (odd columns) and reconstructions (even columns)", Path(tokenizer_metrics["grid"])),
     ]
-    for name in ("tokenizer", "ar"):
+    for name in ("tokenizer", *(method.checkpoint for method in METHODS)):
         # Shipped checkpoints keep their training log inside; fresh runs keep it beside the checkpoint.
         logs = [folder / name / "log.jsonl", (folder / name).resolve().parent / "log.jsonl"]
         log = next((path for path in logs if path.is_file()), None)
@@ -142,8 +195,14 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
     elapsed = time.perf_counter() - started
     print(f"\ntokenizer: PSNR {tokenizer_metrics['psnr_db']:.2f} dB, codebook usage "
           f"{tokenizer_metrics['codebook_usage']:.1%}")
-    width = max(len(k) for k in row)
-    for key, value in row.items():
-        print(f"  {key:<{width}}  {value}")
+    _print_table(rows)
     print(f"report: {page}  ({elapsed:.0f} s)")
-    return {"tokenizer": tokenizer_metrics, "samples": row, "report": str(page), "seconds": elapsed}
+    return {"tokenizer": tokenizer_metrics, "methods": rows, "report": str(page), "seconds": elapsed}
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
