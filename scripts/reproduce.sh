@@ -3,6 +3,7 @@
 #   scripts/reproduce.sh par                PAR at 64x64 (16x16 tokens): tokenizer, 6 AR models, evaluation,
 #                                           decode speed, entropy analysis, report (about 1.5 h on 2 cores)
 #   scripts/reproduce.sh par-models NAME... only these PAR models (train, sample, evaluate)
+#   scripts/reproduce.sh ctf [NAME...]      CTF at 64x64: codebook clusters, coarse AR, refiner, evaluation
 # Each step is skipped when its output exists, so an interrupted run continues where it stopped
 # (the trainers themselves resume from their last checkpoint).
 set -euo pipefail
@@ -74,11 +75,42 @@ par_analysis() {
     .venv/bin/python scripts/results_table.py par
 }
 
+ctf_model() {  # ctf_model NAME CLUSTERS METHOD [refiner overrides]: table, coarse AR, refiner, samples, metrics
+    local name=$1 clusters=$2 method=$3; shift 3
+    local table=runs/ctf64/$name.safetensors out=runs/eval64/$name
+    mkdir -p runs/ctf64 "$out"
+    done_or "$table" $argen ctf cluster --tokenizer runs/fmnist64-tokenizer/checkpoint --clusters "$clusters" \
+        --method "$method" --out "$table"
+    $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache runs/fmnist64-cache --coarse-table "$table" \
+        --out "runs/fmnist64-$name"
+    $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-ar.yaml --cache runs/fmnist64-cache \
+        --table "$table" --out "runs/fmnist64-$name-refiner" refiner.coarse_noise=0.1 "$@"
+    done_or "$out/samples.npz" $argen sample --model "runs/fmnist64-$name/checkpoint" \
+        --refiner "runs/fmnist64-$name-refiner/checkpoint" --count 1000 --batch 250 --cfg 2 --temperature 0.8 \
+        --seed 0 --out "$out"
+    done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/fmnist64-reference.npz \
+        --classifier $classifier --bootstrap 50 --out "$out/metrics.json"
+}
+
+# name, clusters, clustering method (the codes are l2-normalised: spherical k-means), refiner overrides
+CTF_MODELS="ctf128 128 spherical
+ctf128-random 128 random"
+
+ctf_models() {  # ctf_models [NAME...]: these CTF models (default: all)
+    local name clusters method overrides
+    while read -r name clusters method overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        # shellcheck disable=SC2086  # the overrides are separate words
+        ctf_model "$name" "$clusters" "$method" $overrides
+    done <<< "$CTF_MODELS"
+}
+
 case "${1:-}" in
     par) par_data && par_models && par_analysis ;;
     # e.g. two trainings at a time on 2 cores, one thread each, then `scripts/reproduce.sh par` for the rest:
     #   OMP_NUM_THREADS=1 scripts/reproduce.sh par-models ar1x par4 par16 &
     #   OMP_NUM_THREADS=1 scripts/reproduce.sh par-models raster4 par4-noinit par4-causal
     par-models) shift; par_data && par_models "$@" ;;
-    *) echo "usage: scripts/reproduce.sh par | par-models NAME..." >&2; exit 2 ;;
+    ctf) shift; par_data && ctf_models "$@" ;;
+    *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf" >&2; exit 2 ;;
 esac

@@ -23,8 +23,8 @@ def read(path: Path) -> dict:
 
 
 def par() -> None:
-    print("| model | steps | train min | loss | s/image (batch 1) | speed-up | FID | IS | precision | recall "
-          "| class acc. |")
+    print("| model | steps | train min | loss | s/image (batch 1) | speed-up | FID (± bootstrap std) | IS | precision "
+          "| recall | class acc. |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     baseline_seconds = None
     for name, description in PAR_MODELS.items():
@@ -37,10 +37,10 @@ def par() -> None:
         last = json.loads(log.read_text().splitlines()[-1])
         seconds = bench["ms_per_step_median"] * bench["steps"] / 1e3
         baseline_seconds = baseline_seconds or seconds
+        fid = f"{metrics['fid']:.1f} ± {metrics['fid_bootstrap_std']:.1f}"
         print(f"| {description} | {bench['steps']} | {last['elapsed_s'] / 60:.1f} | {last['model_loss']:.3f} | "
-              f"{seconds:.3f} | {baseline_seconds / seconds:.2f}x | {metrics['fid']:.1f} | "
-              f"{metrics['inception_score']:.2f} | {metrics['precision']:.3f} | {metrics['recall']:.3f} | "
-              f"{metrics['class_accuracy']:.1%} |")
+              f"{seconds:.3f} | {baseline_seconds / seconds:.2f}x | {fid} | {metrics['inception_score']:.2f} | "
+              f"{metrics['precision']:.3f} | {metrics['recall']:.3f} | {metrics['class_accuracy']:.1%} |")
 
 
 if __name__ == "__main__":
