@@ -75,33 +75,35 @@ par_analysis() {
     .venv/bin/python scripts/results_table.py par
 }
 
-ctf_model() {  # ctf_model NAME CLUSTERS METHOD [refiner overrides]: table, coarse AR, refiner, samples, metrics
-    local name=$1 clusters=$2 method=$3; shift 3
-    local table=runs/ctf64/$name.safetensors out=runs/eval64/$name
+ctf_model() {  # ctf_model NAME TABLE CLUSTERS METHOD [AR layout overrides]: coarse AR NAME over the clusters TABLE
+    # (one refiner per table: it learns from ground-truth coarse maps, whatever order the AR decodes in)
+    local name=$1 table_name=$2 clusters=$3 method=$4; shift 4
+    local table=runs/ctf64/$table_name.safetensors refiner=runs/fmnist64-$table_name-refiner out=runs/eval64/$name
     mkdir -p runs/ctf64 "$out"
     done_or "$table" $argen ctf cluster --tokenizer runs/fmnist64-tokenizer/checkpoint --clusters "$clusters" \
         --method "$method" --out "$table"
     $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache runs/fmnist64-cache --coarse-table "$table" \
-        --out "runs/fmnist64-$name"
+        --out "runs/fmnist64-$name" "$@"
     $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-ar.yaml --cache runs/fmnist64-cache \
-        --table "$table" --out "runs/fmnist64-$name-refiner" refiner.coarse_noise=0.1 "$@"
+        --table "$table" --out "$refiner" refiner.coarse_noise=0.1
     done_or "$out/samples.npz" $argen sample --model "runs/fmnist64-$name/checkpoint" \
-        --refiner "runs/fmnist64-$name-refiner/checkpoint" --count 1000 --batch 250 --cfg 2 --temperature 0.8 \
-        --seed 0 --out "$out"
+        --refiner "$refiner/checkpoint" --count 1000 --batch 250 --cfg 2 --temperature 0.8 --seed 0 --out "$out"
     done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/fmnist64-reference.npz \
         --classifier $classifier --bootstrap 50 --out "$out/metrics.json"
 }
 
-# name, clusters, clustering method (the codes are l2-normalised: spherical k-means), refiner overrides
-CTF_MODELS="ctf128 128 spherical
-ctf128-random 128 random"
+# name, clusters table, clusters, clustering method (the codes are l2-normalised: spherical k-means),
+# then the coarse AR's layout overrides
+CTF_MODELS="ctf128 ctf128 128 spherical
+ctf128-random ctf128-random 128 random
+ctf128-random-par4 ctf128-random 128 random layout.order=region layout.parallel=4"
 
 ctf_models() {  # ctf_models [NAME...]: these CTF models (default: all)
-    local name clusters method overrides
-    while read -r name clusters method overrides; do
+    local name table clusters method overrides
+    while read -r name table clusters method overrides; do
         if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
         # shellcheck disable=SC2086  # the overrides are separate words
-        ctf_model "$name" "$clusters" "$method" $overrides
+        ctf_model "$name" "$table" "$clusters" "$method" $overrides
     done <<< "$CTF_MODELS"
 }
 
