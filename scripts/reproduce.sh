@@ -96,7 +96,8 @@ ctf_model() {  # ctf_model NAME TABLE CLUSTERS METHOD [AR layout overrides]: coa
 # then the coarse AR's layout overrides
 CTF_MODELS="ctf128 ctf128 128 spherical
 ctf128-random ctf128-random 128 random
-ctf128-random-par4 ctf128-random 128 random layout.order=region layout.parallel=4"
+ctf128-random-par4 ctf128-random 128 random layout.order=region layout.parallel=4
+ctf128-balanced ctf128-balanced 128 balanced"
 
 ctf_models() {  # ctf_models [NAME...]: these CTF models (default: all)
     local name table clusters method overrides
