@@ -27,6 +27,11 @@ def _add_config_arguments(parser: argparse.ArgumentParser, presets: dict[str, An
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=3e-4")
 
 
+def _given(options: dict[str, Any]) -> list[str]:
+    """key=value overrides for the command-line options that were given (falsy values are left out)."""
+    return [f"{key}={value}" for key, value in options.items() if value]
+
+
 def _run_config(args: argparse.Namespace, cls: type, presets: dict[str, Any] | None, model_cls: type | None,
                 extra: list[str] | None = None) -> Any:
     """Defaults, then the named model preset, then --config YAML, then key=value overrides."""
@@ -54,8 +59,7 @@ def _print_or_none(args: argparse.Namespace, config: Any) -> bool:
 def cmd_tokenizer_train(args: argparse.Namespace) -> int:
     from argen.config import VQ_PRESETS, TokenizerRunConfig, VQConfig
 
-    extra = [f"data.path={args.data_dir}"] if args.data_dir else []
-    extra += [f"train.out_dir={args.out}"] if args.out else []
+    extra = _given({"data.path": args.data_dir, "train.out_dir": args.out})
     config = _run_config(args, TokenizerRunConfig, VQ_PRESETS, VQConfig, extra)
     if _print_or_none(args, config):
         return 0
@@ -87,9 +91,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from argen.config import GPT_PRESETS, ARRunConfig, GPTConfig
 
-    extra = [f"cache={args.cache}"] if args.cache else []
-    extra += [f"coarse_table={args.coarse_table}"] if args.coarse_table else []
-    extra += [f"train.out_dir={args.out}"] if args.out else []
+    extra = _given({"cache": args.cache, "coarse_table": args.coarse_table, "train.out_dir": args.out})
     config = _run_config(args, ARRunConfig, GPT_PRESETS, GPTConfig, extra)
     if config.cache:
         from argen.train.recipes import ar_config_from_cache, open_token_cache
@@ -243,8 +245,7 @@ def _extractor(args: argparse.Namespace):
 def cmd_eval_train_classifier(args: argparse.Namespace) -> int:
     from argen.eval.classifier_task import ClassifierRunConfig, train_classifier
 
-    extra = [f"data.path={args.data_dir}"] if args.data_dir else []
-    extra += [f"train.out_dir={args.out}"] if args.out else []
+    extra = _given({"data.path": args.data_dir, "train.out_dir": args.out})
     config = build(ClassifierRunConfig, yaml_path=args.config, overrides=[*extra, *args.overrides])
     if _print_or_none(args, config):
         return 0
@@ -446,9 +447,7 @@ def cmd_ctf_cluster(args: argparse.Namespace) -> int:
 def cmd_ctf_train_refiner(args: argparse.Namespace) -> int:
     from argen.config import GPT_PRESETS, GPTConfig, RefinerRunConfig
 
-    extra = [f"cache={args.cache}"] if args.cache else []
-    extra += [f"coarse_table={args.table}"] if args.table else []
-    extra += [f"train.out_dir={args.out}"] if args.out else []
+    extra = _given({"cache": args.cache, "coarse_table": args.table, "train.out_dir": args.out})
     config = _run_config(args, RefinerRunConfig, GPT_PRESETS, GPTConfig, extra)
     if config.cache and config.coarse_table:
         from argen.ctf.table import load_table

@@ -17,10 +17,10 @@ from torch import nn
 
 from argen.config import GPTConfig
 from argen.model.rope import rope_table
-from argen.model.transformer import ClassEmbedding, Linear, RMSNorm, TransformerBlock
+from argen.model.transformer import ClassConditionedModel, ClassEmbedding, Linear, RMSNorm, TransformerBlock
 
 
-class Refiner(nn.Module):
+class Refiner(ClassConditionedModel):
     """Coarse labels (config.vocab_size = K) + class -> logits over the V fine codes at every position."""
 
     def __init__(self, config: GPTConfig, fine_to_coarse: torch.Tensor):
@@ -43,25 +43,9 @@ class Refiner(nn.Module):
         self.apply(self._init_weights)
         nn.init.zeros_(self.output.weight)  # uniform fine logits at step 0, like the AR head
 
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
-
     @property
     def fine_vocab(self) -> int:
         return self.fine_to_coarse.numel()
-
-    @property
-    def head_dim(self) -> int:
-        return self.config.dim // self.config.n_head
-
-    @property
-    def has_null_class(self) -> bool:
-        return self.cls_embedding.embedding_table.num_embeddings > self.config.num_classes
-
-    @property
-    def null_class(self) -> int:
-        return self.config.num_classes
 
     def rope(self, grid: tuple[int, ...]) -> torch.Tensor:
         """(1 + N, head_dim/2, 2) RoPE rows: the class slot (null), then the grid positions in raster order."""

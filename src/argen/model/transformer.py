@@ -193,7 +193,32 @@ class TransformerBlock(nn.Module):
         return h + self.drop_path(self.feed_forward(self.ffn_norm(h)))
 
 
-class Transformer(nn.Module):
+class ClassConditionedModel(nn.Module):
+    """What the GPT and CTF's refiner share: a `config` (GPTConfig), a class table `cls_embedding`
+    (optionally with the null row) and LlamaGen's initialisation."""
+
+    config: GPTConfig
+    cls_embedding: ClassEmbedding
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+
+    @property
+    def has_null_class(self) -> bool:
+        """True when the class table has the null row that classifier-free guidance needs."""
+        return self.cls_embedding.embedding_table.num_embeddings > self.config.num_classes
+
+    @property
+    def null_class(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def head_dim(self) -> int:
+        return self.config.dim // self.config.n_head
+
+
+class Transformer(ClassConditionedModel):
     """LlamaGen GPT (c2i). `n_transition` > 0 adds PAR's transition embeddings."""
 
     def __init__(self, config: GPTConfig, n_transition: int = 0):
@@ -214,23 +239,6 @@ class Transformer(nn.Module):
         self.output = Linear(config.dim, config.vocab_size)
         self.apply(self._init_weights)
         nn.init.zeros_(self.output.weight)  # uniform logits at step 0, as in LlamaGen
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
-
-    @property
-    def has_null_class(self) -> bool:
-        """True when the class table has the null row that classifier-free guidance needs."""
-        return self.cls_embedding.embedding_table.num_embeddings > self.config.num_classes
-
-    @property
-    def null_class(self) -> int:
-        return self.config.num_classes
-
-    @property
-    def head_dim(self) -> int:
-        return self.config.dim // self.config.n_head
 
     def embed(self, ids: torch.Tensor, kinds: torch.Tensor) -> torch.Tensor:
         """(B, S) ids -> (B, S, dim), each slot looked up in the table its kind names (kinds (S,))."""
