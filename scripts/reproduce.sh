@@ -4,6 +4,7 @@
 #                                           decode speed, entropy analysis, report (about 1.5 h on 2 cores)
 #   scripts/reproduce.sh par-models NAME... only these PAR models (train, sample, evaluate)
 #   scripts/reproduce.sh ctf [NAME...]      CTF at 64x64: codebook clusters, coarse AR, refiner, evaluation
+#   scripts/reproduce.sh ctf-refiners [NAME...]  CTF's refiner size ablation
 # Each step is skipped when its output exists, so an interrupted run continues where it stopped
 # (the trainers themselves resume from their last checkpoint).
 set -euo pipefail
@@ -75,21 +76,32 @@ par_analysis() {
     .venv/bin/python scripts/results_table.py par
 }
 
+ctf_evaluate() {  # ctf_evaluate AR REFINER OUT: 1000 samples of the coarse AR refined in one pass, and their metrics
+    local out=$3
+    mkdir -p "$out"
+    done_or "$out/samples.npz" $argen sample --model "$1/checkpoint" --refiner "$2/checkpoint" --count 1000 \
+        --batch 250 --cfg 2 --temperature 0.8 --seed 0 --out "$out"
+    done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/fmnist64-reference.npz \
+        --classifier $classifier --bootstrap 50 --out "$out/metrics.json"
+}
+
+ctf_refiner() {  # ctf_refiner TABLE_NAME OUT [refiner overrides]: a refiner for the clusters TABLE_NAME
+    local table=runs/ctf64/$1.safetensors out=$2; shift 2
+    $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-ar.yaml --cache runs/fmnist64-cache \
+        --table "$table" --out "$out" refiner.coarse_noise=0.1 "$@"
+}
+
 ctf_model() {  # ctf_model NAME TABLE CLUSTERS METHOD [AR layout overrides]: coarse AR NAME over the clusters TABLE
     # (one refiner per table: it learns from ground-truth coarse maps, whatever order the AR decodes in)
     local name=$1 table_name=$2 clusters=$3 method=$4; shift 4
-    local table=runs/ctf64/$table_name.safetensors refiner=runs/fmnist64-$table_name-refiner out=runs/eval64/$name
-    mkdir -p runs/ctf64 "$out"
+    local table=runs/ctf64/$table_name.safetensors refiner=runs/fmnist64-$table_name-refiner
+    mkdir -p runs/ctf64
     done_or "$table" $argen ctf cluster --tokenizer runs/fmnist64-tokenizer/checkpoint --clusters "$clusters" \
         --method "$method" --out "$table"
     $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache runs/fmnist64-cache --coarse-table "$table" \
         --out "runs/fmnist64-$name" "$@"
-    $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-ar.yaml --cache runs/fmnist64-cache \
-        --table "$table" --out "$refiner" refiner.coarse_noise=0.1
-    done_or "$out/samples.npz" $argen sample --model "runs/fmnist64-$name/checkpoint" \
-        --refiner "$refiner/checkpoint" --count 1000 --batch 250 --cfg 2 --temperature 0.8 --seed 0 --out "$out"
-    done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/fmnist64-reference.npz \
-        --classifier $classifier --bootstrap 50 --out "$out/metrics.json"
+    ctf_refiner "$table_name" "$refiner"
+    ctf_evaluate "runs/fmnist64-$name" "$refiner" "runs/eval64/$name"
 }
 
 # name, clusters table, clusters, clustering method (the codes are l2-normalised: spherical k-means),
@@ -97,7 +109,24 @@ ctf_model() {  # ctf_model NAME TABLE CLUSTERS METHOD [AR layout overrides]: coa
 CTF_MODELS="ctf128 ctf128 128 spherical
 ctf128-random ctf128-random 128 random
 ctf128-random-par4 ctf128-random 128 random layout.order=region layout.parallel=4
-ctf128-balanced ctf128-balanced 128 balanced"
+ctf128-balanced ctf128-balanced 128 balanced
+ctf64-random ctf64-random 64 random
+ctf256-random ctf256-random 256 random"
+
+# Refiner size ablation on the ctf128-random coarse AR: name, then the refiner's model overrides
+# (the base refiner is the coarse AR's size: 6 layers, width 192).
+CTF_REFINERS="refiner-small model.n_layer=2 model.dim=96 model.n_head=2
+refiner-large model.n_layer=12"
+
+ctf_refiners() {  # ctf_refiners [NAME...]: the refiner size ablation (default: all)
+    local name overrides
+    while read -r name overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        # shellcheck disable=SC2086  # the overrides are separate words
+        ctf_refiner ctf128-random "runs/fmnist64-ctf128-random-$name" $overrides
+        ctf_evaluate runs/fmnist64-ctf128-random "runs/fmnist64-ctf128-random-$name" "runs/eval64/ctf128-random-$name"
+    done <<< "$CTF_REFINERS"
+}
 
 ctf_models() {  # ctf_models [NAME...]: these CTF models (default: all)
     local name table clusters method overrides
@@ -115,5 +144,6 @@ case "${1:-}" in
     #   OMP_NUM_THREADS=1 scripts/reproduce.sh par-models raster4 par4-noinit par4-causal
     par-models) shift; par_data && par_models "$@" ;;
     ctf) shift; par_data && ctf_models "$@" ;;
-    *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf" >&2; exit 2 ;;
+    ctf-refiners) shift; par_data && ctf_models ctf128-random && ctf_refiners "$@" ;;
+    *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...]" >&2; exit 2 ;;
 esac

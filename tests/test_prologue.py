@@ -203,6 +203,49 @@ def test_post_variant_trains_only_the_prologue_path(tmp_path):
                                            visual_tokenizer=str(visual)), progress=False)
 
 
+def test_joint_fine_tuning_starts_from_a_visual_tokenizer(tmp_path):
+    assert main(["tokenizer", "train", "--out", str(tmp_path / "visual"), *VISUAL_ARGS, "train.steps=1"]) == 0
+    visual = tmp_path / "visual" / "checkpoint"
+    start, _ = recipes.load_tokenizer(visual)
+    joint = run_config(tmp_path / "joint", steps=1, visual_tokenizer=str(visual), freeze_visual=False)
+    recipes.train_tokenizer(joint, progress=False)
+    after, _ = recipes.load_tokenizer(tmp_path / "joint" / "checkpoint")
+    trained = after.state_dict()
+    changed = [key for key, value in start.state_dict().items() if not torch.equal(value, trained[key])]
+    assert "encoder.conv_in.weight" in changed and "decoder.conv_out.weight" in changed  # everything trains
+    # One step from the visual tokenizer's weights, not from a fresh model's.
+    torch.manual_seed(0)
+    fresh = VQModel(TINY).state_dict()["encoder.conv_in.weight"]
+    moved = (trained["encoder.conv_in.weight"] - start.state_dict()["encoder.conv_in.weight"]).abs().max()
+    assert moved < (trained["encoder.conv_in.weight"] - fresh).abs().max()
+    with pytest.raises(ConfigError, match="leave train.init_from empty"):
+        config = run_config(tmp_path / "both", visual_tokenizer=str(visual))
+        recipes.train_tokenizer(dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                                      init_from=str(visual))))
+
+
+def test_dead_prologue_codes_restart_onto_current_latents():
+    torch.manual_seed(0)
+    quantizer = VQModel(TINY).prologue.quantize
+    latents = torch.nn.functional.normalize(torch.randn(40, TINY.prologue_codebook_dim), dim=-1)
+    quantizer.record_usage(torch.tensor([3, 3, 5]))
+    assert quantizer.restart_dead_codes(latents) == TINY.prologue_codebook_size - 2
+    codes = torch.nn.functional.normalize(quantizer.codebook.detach(), dim=-1)
+    dead = [k for k in range(TINY.prologue_codebook_size) if k not in (3, 5)]
+    # Every restarted code is one of the latents, so each such latent now quantises to a code of its own.
+    assert ((codes[dead] @ latents.t()).max(1).values > 1 - 1e-5).all()
+
+
+def test_prologue_entropy_loss_rewards_spread_codes():
+    torch.manual_seed(0)
+    quantize = VQModel(TINY).prologue.quantize
+    alike = quantize(torch.ones(8, 4, TINY.prologue_width))  # every latent the same: one code for all
+    spread = quantize(torch.randn(8, 4, TINY.prologue_width) * 5)
+    assert alike.usage < spread.usage and alike.entropy_loss > spread.entropy_loss
+    with pytest.raises(ConfigError, match="prologue.entropy_weight must be >= 0"):
+        recipes.train_tokenizer(run_config("unused", entropy_weight=-1.0))
+
+
 def test_older_tokenizer_checkpoints_load_and_resume(tmp_path):
     shipped = Path(__file__).parents[1] / "checkpoints" / "fmnist32" / "tokenizer"
     model, config = recipes.load_tokenizer(shipped)  # written before the prologue options existed (strict load)

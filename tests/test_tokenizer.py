@@ -8,7 +8,8 @@ import torch
 
 from argen.config import VQ_PRESETS, ConfigError, VQConfig, preset
 from argen.io.checkpoint import load_state_into
-from argen.tokenizer.vq import (USAGE_RECORD_LENGTH, VQModel, VectorQuantizer, convert_llamagen_vq,
+from argen.tokenizer.code_usage import USAGE_RECORD_LENGTH
+from argen.tokenizer.vq import (VQModel, VectorQuantizer, convert_llamagen_vq,
                                 load_llamagen_vq, read_llamagen_vq, vq_config_from_state)
 
 

@@ -122,9 +122,18 @@ class PrologueTrainConfig:
 
     ar_weight: float = 3.0  # weight of the prior's cross-entropy in the tokenizer update (the paper's 3.0)
     visual_dropout: float = 0.5  # fraction of samples whose visual inputs are all replaced by the separator
-    # "Post" variant: a trained visual tokenizer checkpoint, loaded and frozen; only the prologue path and
-    # the prior train. Empty: the whole tokenizer trains jointly.
+    # Restart prologue codes unused over this many steps onto current prologue latents (0: never). Not in the
+    # paper; without it the small CPU models collapse onto one or two prologue codes (docs/results.md).
+    restart_dead_codes_every: int = 20
+    # Weight of the prologue codes' assignment entropy loss (sure per latent, spread over the batch); not in
+    # the paper, 0 disables it. Against the prior's pull towards a few predictable codes (docs/results.md).
+    entropy_weight: float = 0.0
+    # A trained tokenizer (without a prologue) whose visual path is loaded; the prologue head starts fresh.
+    # With freeze_visual (the "Post" variant) the visual path stays frozen and only the prologue path and the
+    # prior train; without, everything fine-tunes jointly from it. Empty: joint training from train.init_from
+    # or from scratch.
     visual_tokenizer: str = ""
+    freeze_visual: bool = True
     # The prior: unconditional (one class, no null class); its vocab_size is set from the layout.
     prior: GPTConfig = field(default_factory=lambda: GPTConfig(
         dim=128, n_layer=2, n_head=4, multiple_of=64, num_classes=1, class_dropout_prob=0.0, vocab_size=0))

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.config import ConfigError, VQConfig
+from argen.tokenizer.code_usage import CodeUsage, assignment_entropy_loss
 
 
 def validate_prologue_config(config: VQConfig) -> None:
@@ -75,13 +76,22 @@ class PrologueOutput(NamedTuple):
     one_hot: torch.Tensor  # (B, P, K): forward value = hard one-hot; gradient = that of softmax(cos / tau)
     perplexity: torch.Tensor  # scalar, exp(entropy of this batch's prologue-id histogram), detached
     usage: torch.Tensor  # scalar, fraction of the prologue codebook used in this batch, detached
+    latents: torch.Tensor  # (B*P, D) the l2-normalised vectors that were quantised, detached (dead-code restarts)
+    entropy_loss: torch.Tensor  # scalar, assignment_entropy_loss of softmax(cos / tau) over the B*P latents
 
 
-class CosineQuantizer(nn.Module):
-    """Project to a small space, l2-normalise, pick the most cosine-similar code; straight-through soft one-hot."""
+class CosineQuantizer(CodeUsage):
+    """Project to a small space, l2-normalise, pick the most cosine-similar code; straight-through soft one-hot.
+
+    Dead codes can be restarted onto current latents (CodeUsage): at initialisation all P x B latents point
+    almost the same way, so without restarts one or two codes take every image and the prologue carries
+    nothing for the prior to learn from.
+    """
+
+    normalise_restarts = True
 
     def __init__(self, width: int, codebook_size: int, codebook_dim: int, tau: float):
-        super().__init__()
+        super().__init__(codebook_size, codebook_dim)
         self.tau = tau
         self.projection = nn.Linear(width, codebook_dim)
         self.codebook = nn.Parameter(torch.randn(codebook_size, codebook_dim) / math.sqrt(codebook_dim))
@@ -99,7 +109,11 @@ class CosineQuantizer(nn.Module):
             frequencies = counts / counts.sum()
             perplexity = torch.exp(-(frequencies * torch.log(frequencies.clamp_min(1e-10))).sum())
             usage = (counts > 0).float().mean()
-        return PrologueOutput(ids, one_hot, perplexity, usage)
+        return PrologueOutput(ids, one_hot, perplexity, usage, vectors.detach().flatten(0, 1),
+                              assignment_entropy_loss(probabilities.flatten(0, 1)))
+
+    def restart_target(self) -> torch.Tensor:
+        return self.codebook
 
 
 class PrologueHead(nn.Module):

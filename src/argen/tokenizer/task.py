@@ -9,13 +9,13 @@ buffer, so it is saved with every checkpoint and resuming restarts the same code
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from argen.config import ConfigError, VQLossConfig
 from argen.tokenizer.losses import (RECONSTRUCTION_KINDS, PatchDiscriminator, PerceptualLoss,
                                     hinge_discriminator_loss, hinge_generator_loss, reconstruction_loss)
-from argen.tokenizer.vq import USAGE_RECORD_LENGTH, QuantizerOutput, VQModel
+from argen.tokenizer.code_usage import usage_and_restarts
+from argen.tokenizer.vq import QuantizerOutput, VQModel
 
 TOKENIZER = "tokenizer"
 DISCRIMINATOR = "discriminator"
@@ -120,16 +120,10 @@ class VQTask:
 
     def after_step(self, modules: dict[str, nn.Module], step: int) -> dict[str, float]:
         """Codebook usage over the recent record; every `restart_dead_codes_every` steps, restart dead codes."""
-        quantizer = self.model.quantize
-        every = self.config.restart_dead_codes_every
-        # LlamaGen's measure: the fraction of codes among the last 65536 chosen ids.
-        logs = {"codebook_usage": float(quantizer.recent_usage().float().mean())}
-        if every and (step + 1) % every == 0 and self._latents is not None:
-            # Dead = unused over the last `every` steps (as far back as the record reaches).
-            window = min(USAGE_RECORD_LENGTH, every * self._tokens_this_step)
-            logs["restarted_codes"] = float(quantizer.restart_dead_codes(self._latents, window))
-            if dist.is_available() and dist.is_initialized():
-                # Ranks saw different batches: rank 0's codebook wins (DDP broadcasts the record buffer itself).
-                dist.broadcast(quantizer.embedding.weight.data, src=0)
+        usage, restarted = usage_and_restarts(self.model.quantize, self._latents, self._tokens_this_step,
+                                              self.config.restart_dead_codes_every, step)
+        logs = {"codebook_usage": usage}
+        if restarted is not None:
+            logs["restarted_codes"] = float(restarted)
         self._latents, self._tokens_this_step = None, 0
         return logs

@@ -23,10 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.config import ConfigError, VQConfig
+from argen.tokenizer.code_usage import CodeUsage, assignment_entropy_loss
 from argen.tokenizer.prologue import PrologueHead, PrologueOutput, validate_prologue_config
 
-# Length of LlamaGen's `quantize.codebook_used` buffer: a rolling record of the latest chosen ids.
-USAGE_RECORD_LENGTH = 65536
 ENTROPY_TEMPERATURE = 0.01  # LlamaGen's compute_entropy_loss temperature
 
 
@@ -229,21 +228,22 @@ class QuantizerOutput(NamedTuple):
     prologue: PrologueOutput | None = None
 
 
-class VectorQuantizer(nn.Module):
+class VectorQuantizer(CodeUsage):
     """Nearest-code quantisation with optional l2-normalised codes and latents (LlamaGen's VectorQuantizer)."""
 
     def __init__(self, codebook_size: int, codebook_dim: int, commit_beta: float, entropy_weight: float,
                  l2_norm: bool):
-        super().__init__()
-        self.codebook_size, self.codebook_dim = codebook_size, codebook_dim
+        super().__init__(codebook_size, codebook_dim)
         self.commit_beta, self.entropy_weight, self.l2_norm = commit_beta, entropy_weight, l2_norm
         self.embedding = nn.Embedding(codebook_size, codebook_dim)
         with torch.no_grad():
             self.embedding.weight.uniform_(-1.0 / codebook_size, 1.0 / codebook_size)
             if l2_norm:
                 self.embedding.weight.copy_(F.normalize(self.embedding.weight, dim=-1))
-        # Rolling record of the latest chosen ids (float, as LlamaGen stores it); -1 = empty slot.
-        self.register_buffer("codebook_used", torch.full((USAGE_RECORD_LENGTH,), -1.0))
+        self.normalise_restarts = l2_norm
+
+    def restart_target(self) -> torch.Tensor:
+        return self.embedding.weight
 
     def codebook(self) -> torch.Tensor:
         """The vectors latents are matched against and the decoder reads: (K, D)."""
@@ -265,7 +265,8 @@ class VectorQuantizer(nn.Module):
         codebook_loss = (quantized - latents.detach()).pow(2).mean()
         commit_loss = self.commit_beta * (quantized.detach() - latents).pow(2).mean()
         if self.entropy_weight > 0:
-            entropy_loss = self.entropy_weight * _entropy_loss(-distances)
+            assignment = (-distances / ENTROPY_TEMPERATURE).softmax(-1)
+            entropy_loss = self.entropy_weight * assignment_entropy_loss(assignment)
         else:
             entropy_loss = distances.new_zeros(())
         straight_through = latents + (quantized - latents).detach()  # gradients flow to the encoder
@@ -277,56 +278,6 @@ class VectorQuantizer(nn.Module):
         output = QuantizerOutput(ids.view(b, h, w), commit_loss, codebook_loss, entropy_loss, perplexity, usage,
                                  latents.detach())
         return straight_through.view(b, h, w, d).permute(0, 3, 1, 2), output
-
-    @torch.no_grad()
-    def record_usage(self, ids: torch.Tensor) -> None:
-        """Append ids to the rolling `codebook_used` record (the oldest entries drop out)."""
-        flat = ids.detach().flatten()[-USAGE_RECORD_LENGTH:].to(self.codebook_used.dtype)
-        count = flat.numel()
-        if count == 0:
-            return
-        record = self.codebook_used
-        record.copy_(torch.cat([record[count:], flat]))
-
-    @torch.no_grad()
-    def recent_usage(self, window: int = USAGE_RECORD_LENGTH) -> torch.Tensor:
-        """(K,) bool: which codes occur among the latest `window` recorded ids."""
-        entries = self.codebook_used[-max(1, min(window, USAGE_RECORD_LENGTH)):]
-        entries = entries[(entries >= 0) & (entries < self.codebook_size)].long()
-        return torch.bincount(entries, minlength=self.codebook_size) > 0
-
-    @torch.no_grad()
-    def restart_dead_codes(self, latents: torch.Tensor, window: int = USAGE_RECORD_LENGTH) -> int:
-        """Replace codes unused among the latest `window` recorded ids by random rows of `latents` (N, D).
-
-        Draws from the global torch RNG, so it is deterministic under the trainer's seeding. The record
-        is left as is: a restarted code is judged again only by the ids chosen after the restart.
-        Returns the number of codes replaced.
-        """
-        if latents.ndim != 2 or latents.shape[1] != self.codebook_dim or len(latents) == 0:
-            raise ValueError(f"latents must be (N > 0, {self.codebook_dim}), got {tuple(latents.shape)}")
-        dead = (~self.recent_usage(window)).nonzero().flatten()  # (dead,)
-        if len(dead) == 0:
-            return 0
-        if len(latents) >= len(dead):
-            picks = torch.randperm(len(latents), device=latents.device)[:len(dead)]
-        else:
-            picks = torch.randint(len(latents), (len(dead),), device=latents.device)
-        replacements = latents[picks].to(self.embedding.weight)
-        if self.l2_norm:
-            replacements = F.normalize(replacements, dim=-1)
-        self.embedding.weight[dead.to(self.embedding.weight.device)] = replacements
-        return len(dead)
-
-
-def _entropy_loss(affinity: torch.Tensor) -> torch.Tensor:
-    """Per-sample entropy minus batch-mean entropy of softmax(affinity / T): sharp and diverse assignments."""
-    logits = affinity / ENTROPY_TEMPERATURE  # (N, K)
-    probabilities = logits.softmax(-1)
-    sample_entropy = -(probabilities * logits.log_softmax(-1)).sum(-1).mean()
-    mean_probabilities = probabilities.mean(0)
-    batch_entropy = -(mean_probabilities * torch.log(mean_probabilities + 1e-5)).sum()
-    return sample_entropy - batch_entropy
 
 
 class VQModel(nn.Module):

@@ -17,7 +17,8 @@ samples must predict the whole image from the prologue alone; the same samples a
 updates. Logits are masked to the vocabulary of each target's segment (`Layout.target_vocab_mask`).
 The cross-entropy is the mean over all predicted tokens (prologue, separator, visual), as in the paper.
 
-"Post" variant (`visual_tokenizer`): the visual path comes from a trained tokenizer and stays frozen;
+`visual_tokenizer` starts the visual path from a trained tokenizer (the prologue head starts fresh). With
+`freeze_visual` (default) that is the "Post" variant: the visual path stays frozen;
 the tokenizer update is the prior's cross-entropy alone, so only the prologue head and the prior learn.
 """
 
@@ -35,6 +36,7 @@ from torch.func import functional_call
 from argen.config import ConfigError, LayoutConfig, PrologueTrainConfig, TokenizerRunConfig, VQConfig, from_dict
 from argen.layout import IGNORE_INDEX, PROLOGUE, SEPARATOR, VISUAL, Layout
 from argen.model.transformer import Transformer
+from argen.tokenizer.code_usage import usage_and_restarts
 from argen.tokenizer.task import TOKENIZER, VQTask
 from argen.tokenizer.vq import VQModel
 
@@ -66,26 +68,32 @@ def validate_prologue_training(config: TokenizerRunConfig) -> None:
     prologue = config.prologue
     if config.model.prologue_tokens == 0:
         if prologue.visual_tokenizer:
-            raise ConfigError("prologue.visual_tokenizer (the Post variant) needs model.prologue_tokens > 0")
+            raise ConfigError("prologue.visual_tokenizer needs model.prologue_tokens > 0")
         return
-    if prologue.ar_weight < 0 or not 0.0 <= prologue.visual_dropout <= 1.0:
-        raise ConfigError(f"prologue.ar_weight must be >= 0 and prologue.visual_dropout in [0, 1], got "
-                          f"{prologue.ar_weight} and {prologue.visual_dropout}")
+    for name in ("ar_weight", "restart_dead_codes_every", "entropy_weight"):
+        if getattr(prologue, name) < 0:
+            raise ConfigError(f"prologue.{name} must be >= 0, got {getattr(prologue, name)}")
+    if not 0.0 <= prologue.visual_dropout <= 1.0:
+        raise ConfigError(f"prologue.visual_dropout must be in [0, 1], got {prologue.visual_dropout}")
     if prologue.prior.num_classes != 1 or prologue.prior.class_dropout_prob != 0:
         raise ConfigError("the stage-1 prior is unconditional, so the prologue has to carry the class itself: "
                           "set prologue.prior.num_classes=1 and prologue.prior.class_dropout_prob=0")
     if config.train.fsdp:
         raise ConfigError("prologue training runs the prior with detached copies of its weights, which FSDP "
                           "shards; use DDP (train.fsdp=false)")
-    if prologue.visual_tokenizer:
+    if prologue.visual_tokenizer and config.train.init_from:
+        raise ConfigError("prologue.visual_tokenizer already gives the starting weights; leave train.init_from empty")
+    if prologue.visual_tokenizer and prologue.freeze_visual:
         loss = config.loss
         if loss.disc_weight or loss.perceptual_weight or loss.restart_dead_codes_every:
-            raise ConfigError("the Post variant (prologue.visual_tokenizer) trains only the prologue path; set "
+            raise ConfigError("the Post variant (prologue.visual_tokenizer, freeze_visual) trains only the prologue "
+                              "path; set "
                               "loss.disc_weight=0, loss.perceptual_weight=0 and loss.restart_dead_codes_every=0")
 
 
-def load_frozen_visual_path(model: VQModel, directory: str | Path) -> None:
-    """Post variant: load a trained tokenizer's visual path into `model` (strictly) and freeze it."""
+def load_visual_path(model: VQModel, directory: str | Path, freeze: bool) -> None:
+    """Load a trained tokenizer's visual path into `model` (strictly; its prologue head keeps its fresh
+    weights); with `freeze` (the Post variant) only the prologue head stays trainable."""
     from argen.io import checkpoint as ckpt
 
     saved = from_dict(TokenizerRunConfig, ckpt.read_meta(directory, "tokenizer")["config"]).model
@@ -93,13 +101,14 @@ def load_frozen_visual_path(model: VQModel, directory: str | Path) -> None:
     differing = [f"model.{name}: {getattr(saved, name)} in {directory}, {getattr(model.config, name)} here"
                  for name in visual_fields if getattr(saved, name) != getattr(model.config, name)]
     if differing:
-        raise ConfigError("the visual tokenizer of the Post variant has another visual configuration; use its "
+        raise ConfigError("prologue.visual_tokenizer has another visual configuration; use its "
                           "settings: " + "; ".join(differing))
     own_prologue = {key: value for key, value in model.state_dict().items() if key.startswith("prologue.")}
     visual = {key: value for key, value in ckpt.load_weights(directory).items() if not key.startswith("prologue.")}
     ckpt.load_state_into(model, {**visual, **own_prologue}, str(directory))
-    for name, parameter in model.named_parameters():
-        parameter.requires_grad_(name.startswith("prologue."))
+    if freeze:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name.startswith("prologue."))
 
 
 class PrologueTask:
@@ -130,6 +139,9 @@ class PrologueTask:
                                VISUAL: targets >= visual.start}
         # Per micro-batch of this step: (visual ids, prologue ids, dropped) from the tokenizer update, for the prior's.
         self._pending: deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = deque()
+        # Prologue latents of the latest micro-batch and the number of prologue ids recorded (for restarts).
+        self._latents: torch.Tensor | None = None
+        self._tokens_this_step = 0
 
     def modules(self) -> dict[str, nn.Module]:
         tokenizer_modules = self.visual_task.modules() if self.visual_task else {TOKENIZER: self.model}
@@ -151,12 +163,19 @@ class PrologueTask:
         prologue = quantizer.prologue
         dropped = torch.rand(images.shape[0], device=images.device) < self.config.visual_dropout  # (B,)
         self._pending.append((quantizer.ids, prologue.ids, dropped))
+        self.model.prologue.quantize.record_usage(prologue.ids)
+        self._latents = prologue.latents
+        self._tokens_this_step += prologue.ids.numel()
         ar_loss, logs = self.prior_cross_entropy(self.prior, quantizer.ids, prologue.ids, dropped, prologue.one_hot)
-        logs.update(prologue_perplexity=float(prologue.perplexity), prologue_usage_batch=float(prologue.usage))
+        logs.update(prologue_perplexity=float(prologue.perplexity), prologue_usage_batch=float(prologue.usage),
+                    prologue_entropy_loss=float(prologue.entropy_loss.detach()))
+        prologue_loss = self.config.ar_weight * ar_loss
+        if self.config.entropy_weight:
+            prologue_loss = prologue_loss + self.config.entropy_weight * prologue.entropy_loss
         if self.visual_task is None:
-            return self.config.ar_weight * ar_loss, logs
+            return prologue_loss, logs
         total, visual_logs = self.visual_task.tokenizer_objective(modules, images, reconstruction, quantizer, step)
-        return total + self.config.ar_weight * ar_loss, {**visual_logs, **logs}
+        return total + prologue_loss, {**visual_logs, **logs}
 
     def _prior_loss(self, prior: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
         if not self._pending:
@@ -210,4 +229,10 @@ class PrologueTask:
         if self._pending:
             raise RuntimeError(f"{len(self._pending)} tokenizer micro-batch(es) of step {step} were not used by a "
                                "prior update")
-        return self.visual_task.after_step(modules, step) if self.visual_task is not None else {}
+        usage, restarted = usage_and_restarts(self.model.prologue.quantize, self._latents, self._tokens_this_step,
+                                              self.config.restart_dead_codes_every, step)
+        logs = {"prologue_usage": usage}
+        if restarted is not None:
+            logs["restarted_prologue_codes"] = float(restarted)
+        self._latents, self._tokens_this_step = None, 0
+        return {**logs, **(self.visual_task.after_step(modules, step) if self.visual_task is not None else {})}

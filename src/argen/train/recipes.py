@@ -67,13 +67,13 @@ def _tokenizer_task(config: TokenizerRunConfig):
     if config.model.prologue_tokens == 0:
         return VQTask(model, config.loss)
     from argen.model.transformer import Transformer
-    from argen.train.prologue_task import PrologueTask, load_frozen_visual_path, prior_layout
+    from argen.train.prologue_task import PrologueTask, load_visual_path, prior_layout
 
-    if config.prologue.visual_tokenizer:  # Post: the visual path is loaded, frozen and not trained
-        load_frozen_visual_path(model, config.prologue.visual_tokenizer)
-        visual_task = None
-    else:
-        visual_task = VQTask(model, config.loss)
+    prologue = config.prologue
+    if prologue.visual_tokenizer:
+        load_visual_path(model, prologue.visual_tokenizer, freeze=prologue.freeze_visual)
+    # Post: the visual path is frozen and not trained, so it has no task of its own.
+    visual_task = None if prologue.visual_tokenizer and prologue.freeze_visual else VQTask(model, config.loss)
     return PrologueTask(model, Transformer(config.prologue.prior), prior_layout(config.model), config.prologue,
                         visual_task)
 
