@@ -134,20 +134,46 @@ def benchmark_sampling(model: Transformer, layout: Layout, batch: int = 1, guida
     }
 
 
+def benchmark_refiner(refiner, grid: tuple[int, ...], batch: int = 1, dtype: str = "fp32", repeats: int = 5,
+                      warmup: int = 1, seed: int = 0) -> dict:
+    """Time CTF's refiner pass (coarse labels -> fine ids, one forward) for a batch; the seconds do not depend on
+    the labels' values, so random coarse labels stand in for the AR's."""
+    from argen.ctf.sample import RefineOptions, refine
+
+    device = next(refiner.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.randint(refiner.config.vocab_size, (batch, *grid), generator=generator).to(device)
+    labels = torch.arange(batch, device=device) % refiner.config.num_classes
+    options = RefineOptions(dtype=dtype)
+    seconds = []
+    for index in range(warmup + repeats):
+        begin = time.perf_counter()
+        refine(refiner, coarse, labels, options)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if index >= warmup:
+            seconds.append(time.perf_counter() - begin)
+    return {"refiner_seconds_per_batch_median": statistics.median(seconds)}
+
+
 def run_sample_benchmark(model: str | Path | None = None, preset_name: str | None = None,
                          random_weights: bool = False, batch: int = 1, guidance: float = 1.0, parallel: int = 1,
                          grid: int = 16, dtype: str = "fp32", repeats: int = 3, bandwidth_gbs: float = 30.0,
-                         overrides: list[str] | None = None) -> dict:
-    """`argen bench sample`: a trained model (its own layout) or a preset with random weights."""
+                         overrides: list[str] | None = None, refiner: str | Path | None = None) -> dict:
+    """`argen bench sample`: a trained model (its own layout) or a preset with random weights; with a CTF
+    `refiner` the refiner pass is timed too and images/s covers both stages."""
     from argen.config import build
 
     if (model is None) == (preset_name is None):
         raise ValueError("give --model DIR, or --preset NAME --random-weights")
+    if refiner is not None and model is None:
+        raise ValueError("--refiner needs --model (the coarse AR trained with the refiner's clusters table)")
+    refiner_model = None
     if model is not None:
         from argen.pipeline import load
 
-        pipeline = load(model)
-        network, layout = pipeline.model, pipeline.layout
+        pipeline = load(model, refiner=refiner)
+        network, layout, refiner_model = pipeline.model, pipeline.layout, pipeline.refiner
     else:
         if not random_weights:
             raise ValueError("--preset benchmarks random weights: add --random-weights")
@@ -161,4 +187,12 @@ def run_sample_benchmark(model: str | Path | None = None, preset_name: str | Non
     result = benchmark_sampling(network, layout, batch, guidance, dtype, repeats, bandwidth_gbs)
     result.update(model=str(model) if model else f"{preset_name} (random weights)",
                   grid=list(layout.grid), parallel=layout.parallel)
+    if refiner_model is not None:
+        if dtype == "bf16":
+            refiner_model = refiner_model.to(torch.bfloat16)
+        result.update(benchmark_refiner(refiner_model, layout.grid, batch, dtype, repeats), refiner=str(refiner))
+        ar_seconds = result["seconds_per_batch_median"]
+        total = ar_seconds + result["refiner_seconds_per_batch_median"]
+        result.update(ar_images_per_s=result["images_per_s"], images_per_s=batch / total,
+                      refiner_share=result["refiner_seconds_per_batch_median"] / total)
     return result
