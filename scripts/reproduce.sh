@@ -5,6 +5,8 @@
 #   scripts/reproduce.sh par-models NAME... only these PAR models (train, sample, evaluate)
 #   scripts/reproduce.sh ctf [NAME...]      CTF at 64x64: codebook clusters, coarse AR, refiner, evaluation
 #   scripts/reproduce.sh ctf-refiners [NAME...]  CTF's refiner size ablation
+#   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
+#   scripts/reproduce.sh video-models NAME... only these video models (train, sample, evaluate)
 # Each step is skipped when its output exists, so an interrupted run continues where it stopped
 # (the trainers themselves resume from their last checkpoint).
 set -euo pipefail
@@ -137,6 +139,50 @@ ctf_models() {  # ctf_models [NAME...]: these CTF models (default: all)
     done <<< "$CTF_MODELS"
 }
 
+# Video: moving Fashion-MNIST, 4 frames of 32x32 -> (4, 8, 8) token grids; name, then the layout overrides
+VIDEO_MODELS="1x
+par4 layout.order=region layout.parallel=4
+par16 layout.order=region layout.parallel=16"
+
+video_data() {
+    done_or runs/mfm-tokenizer/checkpoint $argen tokenizer train --preset VQ-CPU-32 --config configs/mfm-tokenizer.yaml \
+        --out runs/mfm-tokenizer
+    done_or runs/mfm-classifier/checkpoint $argen eval train-classifier --config configs/mfm-classifier.yaml \
+        --out runs/mfm-classifier
+    done_or runs/mfm-tokenizer/eval/metrics.json $argen eval tokenizer --tokenizer runs/mfm-tokenizer/checkpoint \
+        --classifier runs/mfm-classifier/checkpoint --count 4000 --out runs/mfm-tokenizer/eval
+    done_or runs/mfm-cache $argen tokenize --tokenizer runs/mfm-tokenizer/checkpoint --out runs/mfm-cache --limit 30000
+    done_or runs/mfm-test.npz $argen video make-dataset --tokenizer runs/mfm-tokenizer/checkpoint --split test \
+        --count 1000 --out runs/mfm-test.npz
+}
+
+video_models() {  # video_models [NAME...]: train, sample (500 videos) and evaluate these models (default: all)
+    local name overrides out
+    while read -r name overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        out=runs/evalmfm/$name
+        mkdir -p "$out"
+        # shellcheck disable=SC2086  # the overrides are separate words
+        $argen train --preset GPT-S --config configs/mfm-ar.yaml --cache runs/mfm-cache --out "runs/mfm-$name" \
+            $overrides
+        done_or "$out/videos.npz" $argen sample --model "runs/mfm-$name/checkpoint" --count 500 --batch 250 --cfg 2 \
+            --temperature 0.8 --seed 0 --out "$out"
+        done_or "$out/metrics.json" $argen eval video "$out/videos.npz" --real runs/mfm-test.npz \
+            --classifier runs/mfm-classifier/checkpoint --out "$out/metrics.json"
+    done <<< "$VIDEO_MODELS"
+}
+
+video_analysis() {  # batch-1 decode speed of the three, back to back, and the report with the GIFs
+    local name media=()
+    for name in $(cut -d' ' -f1 <<< "$VIDEO_MODELS"); do
+        [[ -e runs/evalmfm/$name/bench-b1.json ]] || $argen bench sample --model "runs/mfm-$name/checkpoint" \
+            --batch 1 --repeats 3 --json > "runs/evalmfm/$name/bench-b1.json"
+        media+=("$name=runs/evalmfm/$name/samples.gif")
+    done
+    $argen report --out runs/report-video --title "PAR for video: moving Fashion-MNIST" \
+        --metrics runs/evalmfm/*/metrics.json --media "${media[@]}"
+}
+
 case "${1:-}" in
     par) par_data && par_models && par_analysis ;;
     # e.g. two trainings at a time on 2 cores, one thread each, then `scripts/reproduce.sh par` for the rest:
@@ -145,5 +191,8 @@ case "${1:-}" in
     par-models) shift; par_data && par_models "$@" ;;
     ctf) shift; par_data && ctf_models "$@" ;;
     ctf-refiners) shift; par_data && ctf_models ctf128-random && ctf_refiners "$@" ;;
-    *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...]" >&2; exit 2 ;;
+    video) shift; video_data && video_models && video_analysis ;;
+    video-models) shift; video_data && video_models "$@" ;;
+    *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
+            "video | video-models NAME..." >&2; exit 2 ;;
 esac

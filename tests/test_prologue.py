@@ -294,6 +294,19 @@ def test_tokenize_writes_prologue_ids_and_an_ar_trains_on_them(tmp_path):
     generated = pipeline.generate_ids([1, 2], generator=torch.Generator().manual_seed(0))
     assert generated.prologue.shape == (2, 4) and generated.visual.shape == (2, 8, 8)
     assert pipeline.decode(generated.visual).shape == (2, 1, 16, 16)
+    # Fixed-prologue resampling through the CLI: a row per cache image (its reconstruction, then samples), with
+    # split guidance and temperature.
+    out = tmp_path / "resampled"
+    assert main(["sample", "--model", str(ar / "checkpoint"), "--fixed-prologue", str(tmp_path / "cache"),
+                 "--count", "3", "--columns", "4", "--cfg", "2", "--cfg-schedule", "cosine", "--prologue-cfg", "1.5",
+                 "--prologue-temperature", "0.7", "--out", str(out)]) == 0
+    from PIL import Image
+
+    with Image.open(out / "fixed-prologue.png") as grid:
+        assert grid.height * 4 > grid.width * 3 * 0.9  # 3 rows of 4 tiles
+    kept = pipeline.generate_ids([1, 1], forced={"prologue": prologue_ids[:2].long()}, guidance={"prologue": 1.5,
+                                 "visual": 2.0}, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(kept.prologue, prologue_ids[:2].long())
 
 
 def test_torchrun_two_ranks_match_one_process(tmp_path):

@@ -118,8 +118,41 @@ def _parse_classes(text: str | None, count: int, num_classes: int) -> list[int]:
 
 
 def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "greedy": args.greedy,
-            "guidance": args.cfg, "guidance_schedule": args.cfg_schedule, "dtype": args.dtype}
+    options = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "greedy": args.greedy,
+               "guidance": args.cfg, "guidance_schedule": args.cfg_schedule, "dtype": args.dtype}
+    # Prologue's split settings: the prologue segment's own guidance (constant) and temperature.
+    for name, value in (("guidance", args.prologue_cfg), ("temperature", args.prologue_temperature)):
+        if value is not None:
+            options[name] = {"visual": options[name], "prologue": value}
+    if args.prologue_cfg is not None:
+        options["guidance_schedule"] = {"visual": args.cfg_schedule, "prologue": "constant"}
+    return options
+
+
+def _fixed_prologue_rows(pipeline: Any, cache_dir: Path, rows: int, per_row: int, generator: Any,
+                         options: dict[str, Any]) -> Any:
+    """Fixed-prologue resampling: for each of the first `rows` images of a token cache with prologue ids, the
+    image as the tokenizer reconstructs it, then `per_row` samples of its class whose prologue ids are kept
+    and only the visual tokens are drawn. uint8 (rows * (1 + per_row), C, H, W), row by row."""
+    import torch
+
+    from argen.data.token_cache import TokenDataset
+
+    cache = TokenDataset(cache_dir)
+    if "prologue_ids" not in cache.tensors:
+        raise ValueError(f"--fixed-prologue {cache_dir}: the cache has no prologue ids (tokenize with a Prologue "
+                         "tokenizer)")
+    if pipeline.layout.prologue_length != cache.tensors["prologue_ids"].shape[1]:
+        raise ValueError(f"--fixed-prologue {cache_dir}: its prologues have {cache.tensors['prologue_ids'].shape[1]} "
+                         f"ids, the model's {pipeline.layout.prologue_length}")
+    rows = min(rows, len(cache))
+    prologue = cache.tensors["prologue_ids"][:rows].long().repeat_interleave(per_row, 0)
+    labels = cache.tensors["labels"][:rows].long()
+    generated = pipeline.generate_ids(labels.repeat_interleave(per_row, 0), generator,
+                                      forced={"prologue": prologue.to(pipeline.device)}, **options)
+    originals = pipeline.decode(cache.tensors["ids"][:rows].long())  # (rows, C, H, W)
+    samples = pipeline.decode(generated.visual).view(rows, per_row, *originals.shape[1:])
+    return torch.cat([originals[:, None], samples], 1).flatten(0, 1)
 
 
 REFINE_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "guidance": 1.0}
@@ -150,6 +183,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     pipeline = argen.load(args.model, tokenizer=args.tokenizer, ema=args.ema, refiner=args.refiner)
     layout = pipeline.layout
+    if args.fixed_prologue:
+        generator = torch.Generator(pipeline.device).manual_seed(args.seed)
+        images = _fixed_prologue_rows(pipeline, args.fixed_prologue, args.count, args.columns - 1, generator,
+                                      _sampling_options(args))
+        grid = save_grid(images, Path(args.out) / "fixed-prologue.png", columns=args.columns, scale=2)
+        print(f"fixed-prologue resampling (first column: the cache image, then samples with its prologue): {grid}")
+        return 0
     if args.parallel and args.parallel != layout.parallel:
         # The layout is part of what a model learned (PAR's k - 1 transition embeddings, its attention groups).
         raise ValueError(f"--parallel {args.parallel}: {args.model} was trained for {layout.parallel} token(s) per "
@@ -541,6 +581,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--top-p", type=float, default=1.0)
     sample.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
     sample.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "cosine"])
+    sample.add_argument("--prologue-cfg", type=float, help="Prologue: constant guidance on the prologue tokens "
+                        "(--cfg and --cfg-schedule then apply to the visual tokens)")
+    sample.add_argument("--prologue-temperature", type=float, help="Prologue: temperature of the prologue tokens")
+    sample.add_argument("--fixed-prologue", type=Path, help="Prologue: a token cache with prologue ids; write a "
+                        "grid whose rows keep the prologue of the cache's first --count images and resample only "
+                        "the visual tokens (--columns - 1 samples per row)")
     sample.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     sample.add_argument("--ema", action="store_true", help="use the EMA weights")
     sample.add_argument("--columns", type=int, default=10)

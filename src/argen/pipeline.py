@@ -70,8 +70,11 @@ class Pipeline:
         return labels.to(self.device)
 
     def generate_ids(self, labels, generator: torch.Generator | None = None, refine: dict | None = None,
-                     **options: Any) -> Generated:
+                     forced: dict[str, torch.Tensor] | None = None, **options: Any) -> Generated:
         """Token ids in grid order (and prologue ids) for each label; options are SamplingOptions fields.
+
+        `forced` keeps given ids (see argen.sample.generate), e.g. {"prologue": ids (B, P)} resamples only the
+        visual tokens of fixed prologues.
 
         With a refiner (CTF), `visual` holds the fine ids, `coarse` the AR's coarse labels, and `refine` the
         RefineOptions fields of the refiner pass; unless given there, `greedy` and `dtype` are the coarse stage's
@@ -83,7 +86,7 @@ class Pipeline:
             if refine:
                 raise ValueError("refine options were given but the pipeline has no refiner (load with refiner=DIR)")
             return generate(self.model, self.layout, self._labels(labels), options=coarse_options,
-                            generator=generator)
+                            generator=generator, forced=forced)
         from argen.ctf.sample import RefineOptions, sample_ctf
 
         _check_fields(RefineOptions, refine or {}, "refine")
@@ -91,7 +94,7 @@ class Pipeline:
                     "greedy": coarse_options.greedy, "dtype": coarse_options.dtype}
         refine_options = RefineOptions(**{**defaults, **(refine or {})})
         return sample_ctf(self.model, self.layout, self.refiner, self._labels(labels), coarse_options,
-                          refine_options, generator)
+                          refine_options, generator, forced)
 
     @torch.no_grad()
     def decode(self, ids: torch.Tensor) -> torch.Tensor:

@@ -85,14 +85,16 @@ def refine(refiner: Refiner, coarse: torch.Tensor, labels: torch.Tensor, options
 
 def sample_ctf(coarse_model: Transformer, coarse_layout: Layout, refiner: Refiner, labels: torch.Tensor,
                coarse_options: SamplingOptions | None = None, refine_options: RefineOptions | None = None,
-               generator: torch.Generator | None = None) -> Generated:
-    """CTF: coarse labels through `generate` (any layout), then fine ids from one refiner pass.
+               generator: torch.Generator | None = None, forced: dict[str, torch.Tensor] | None = None
+               ) -> Generated:
+    """CTF: coarse labels through `generate` (any layout; `forced` as there), then fine ids from one refiner pass.
 
     Returns `Generated(visual=fine ids (B, *grid), prologue, coarse=coarse labels (B, *grid))`, grid order.
     """
     if coarse_layout.visual_vocab != refiner.config.vocab_size:
         raise ValueError(f"the coarse layout has {coarse_layout.visual_vocab} visual labels but the refiner reads "
                          f"{refiner.config.vocab_size} clusters; pair models trained with the same table")
-    coarse = generate(coarse_model, coarse_layout, labels, options=coarse_options, generator=generator)
+    coarse = generate(coarse_model, coarse_layout, labels, options=coarse_options, generator=generator,
+                      forced=forced)
     fine = refine(refiner, coarse.visual, labels, refine_options, generator)
     return Generated(visual=fine, prologue=coarse.prologue, coarse=coarse.visual)
