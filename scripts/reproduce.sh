@@ -5,6 +5,8 @@
 #   scripts/reproduce.sh par-models NAME... only these PAR models (train, sample, evaluate)
 #   scripts/reproduce.sh ctf [NAME...]      CTF at 64x64: codebook clusters, coarse AR, refiner, evaluation
 #   scripts/reproduce.sh ctf-refiners [NAME...]  CTF's refiner size ablation
+#   scripts/reproduce.sh prologue [NAME...] Prologue at 64x64: stage 1 (joint, Post), caches, stage-3 ARs, evaluation
+#   scripts/reproduce.sh prologue-evals     reconstruction with and without the prologue; baseline without guidance
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
 #   scripts/reproduce.sh video-models NAME... only these video models (train, sample, evaluate)
 # Each step is skipped when its output exists, so an interrupted run continues where it stopped
@@ -19,11 +21,12 @@ done_or() {  # done_or OUTPUT COMMAND...: run COMMAND unless OUTPUT exists
     [[ -e $output ]] || "$@"
 }
 
-evaluate() {  # evaluate RUN OUT: 1000 samples (100 per class) and their metrics
-    local run=$1 out=$2
+evaluate() {  # evaluate RUN OUT [SAMPLE OPTIONS]: 1000 samples (100 per class) and their metrics; the options
+    # replace the defaults (guidance 2, temperature 0.8)
+    local run=$1 out=$2; shift 2
     mkdir -p "$out"
     done_or "$out/samples.npz" $argen sample --model "$run/checkpoint" --count 1000 --batch 250 --cfg 2 \
-        --temperature 0.8 --seed 0 --out "$out"
+        --temperature 0.8 --seed 0 --out "$out" "$@"
     done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/fmnist64-reference.npz \
         --classifier $classifier --bootstrap 50 --out "$out/metrics.json"
 }
@@ -139,6 +142,55 @@ ctf_models() {  # ctf_models [NAME...]: these CTF models (default: all)
     done <<< "$CTF_MODELS"
 }
 
+# Prologue at 64x64: name of the stage-1 run, then its overrides of configs/fmnist64-prologue.yaml (joint
+# fine-tuning from the PAR section's tokenizer; "post" keeps that tokenizer frozen)
+PROLOGUE_TOKENIZERS="prologue
+prologue-post prologue.freeze_visual=true loss.restart_dead_codes_every=0"
+
+prologue_stage1() {  # prologue_stage1 [NAME...]: stage 1 and the token caches (train and test) of these runs
+    local name overrides
+    while read -r name overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        # shellcheck disable=SC2086  # the overrides are separate words
+        $argen tokenizer train --preset VQ-CPU-32 --config configs/fmnist64-prologue.yaml \
+            --out "runs/fmnist64-$name" $overrides
+        done_or "runs/fmnist64-$name-cache" $argen tokenize --tokenizer "runs/fmnist64-$name/checkpoint" \
+            --out "runs/fmnist64-$name-cache" --limit 30000
+        done_or "runs/fmnist64-$name-cache-test" $argen tokenize --tokenizer "runs/fmnist64-$name/checkpoint" \
+            --split test --out "runs/fmnist64-$name-cache-test"
+    done <<< "$PROLOGUE_TOKENIZERS"
+}
+
+prologue_models() {  # prologue_models [NAME...]: stage 3 (a fresh AR on each cache) and its evaluation
+    local name overrides out
+    while read -r name overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        out=runs/eval64/$name
+        $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache "runs/fmnist64-$name-cache" \
+            --out "runs/fmnist64-$name-ar"
+        evaluate "runs/fmnist64-$name-ar" "$out"
+        evaluate "runs/fmnist64-$name-ar" "$out-noguidance" --cfg 1 --temperature 1
+        # the paper's split guidance: constant on the prologue, a cosine ramp on the visual tokens
+        evaluate "runs/fmnist64-$name-ar" "$out-split" --prologue-cfg 2 --cfg-schedule cosine
+        done_or "$out/fixed-prologue.png" $argen sample --model "runs/fmnist64-$name-ar/checkpoint" \
+            --fixed-prologue "runs/fmnist64-$name-cache-test" --count 10 --columns 9 --cfg 2 --temperature 0.8 \
+            --seed 0 --out "$out"
+        done_or "$out/probe.json" $argen probe --cache "runs/fmnist64-$name-cache" \
+            --test-cache "runs/fmnist64-$name-cache-test" --out "$out/probe.json"
+    done <<< "$PROLOGUE_TOKENIZERS"
+}
+
+prologue_tokenizer_evals() {  # reconstruction (PSNR, rFID on 2000 test images) with and without the prologue
+    local name
+    for name in tokenizer prologue prologue-post; do
+        done_or "runs/eval64/tokenizer-$name/metrics.json" $argen eval tokenizer \
+            --tokenizer "runs/fmnist64-$name/checkpoint" --classifier $classifier --count 2000 \
+            --out "runs/eval64/tokenizer-$name"
+    done
+    # the baseline AR without guidance, for the no-guidance comparison
+    evaluate runs/fmnist64-ar1x runs/eval64/ar1x-noguidance --cfg 1 --temperature 1
+}
+
 # Video: moving Fashion-MNIST, 4 frames of 32x32 -> (4, 8, 8) token grids; name, then the layout overrides
 VIDEO_MODELS="1x
 par4 layout.order=region layout.parallel=4
@@ -191,8 +243,10 @@ case "${1:-}" in
     par-models) shift; par_data && par_models "$@" ;;
     ctf) shift; par_data && ctf_models "$@" ;;
     ctf-refiners) shift; par_data && ctf_models ctf128-random && ctf_refiners "$@" ;;
+    prologue) shift; par_data && prologue_stage1 "$@" && prologue_models "$@" ;;
+    prologue-evals) par_data && prologue_tokenizer_evals ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "video | video-models NAME..." >&2; exit 2 ;;
+            "prologue [NAME...] | prologue-evals | video | video-models NAME..." >&2; exit 2 ;;
 esac
