@@ -7,6 +7,7 @@
 #   scripts/reproduce.sh ctf-refiners [NAME...]  CTF's refiner size ablation
 #   scripts/reproduce.sh prologue [NAME...] Prologue at 64x64: stage 1 (joint, Post), caches, stage-3 ARs, evaluation
 #   scripts/reproduce.sh prologue-evals     reconstruction with and without the prologue; baseline without guidance
+#   scripts/reproduce.sh combined           Prologue + CTF + PAR-4x in one model (after `prologue prologue-post`)
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
 #   scripts/reproduce.sh video-models NAME... only these video models (train, sample, evaluate)
 # Each step is skipped when its output exists, so an interrupted run continues where it stopped
@@ -121,7 +122,7 @@ ctf256-random ctf256-random 256 random"
 # Refiner size ablation on the ctf128-random coarse AR: name, then the refiner's model overrides
 # (the base refiner is the coarse AR's size: 6 layers, width 192).
 CTF_REFINERS="refiner-small model.n_layer=2 model.dim=96 model.n_head=2
-refiner-large model.n_layer=12"
+refiner-medium model.n_layer=4 model.dim=128 model.n_head=4"
 
 ctf_refiners() {  # ctf_refiners [NAME...]: the refiner size ablation (default: all)
     local name overrides
@@ -191,6 +192,18 @@ prologue_tokenizer_evals() {  # reconstruction (PSNR, rFID on 2000 test images) 
     evaluate runs/fmnist64-ar1x runs/eval64/ar1x-noguidance --cfg 1 --temperature 1
 }
 
+combined() {  # Prologue (Post) + CTF (128 random groups) + PAR-4x in one model, and its own refiner
+    local table=runs/ctf64/prologue-post-ctf128-random.safetensors cache=runs/fmnist64-prologue-post-cache
+    mkdir -p runs/ctf64
+    done_or $table $argen ctf cluster --tokenizer runs/fmnist64-prologue-post/checkpoint --clusters 128 \
+        --method random --out $table
+    $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache $cache --coarse-table $table \
+        --out runs/fmnist64-combined layout.order=region layout.parallel=4
+    $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-ar.yaml --cache $cache --table $table \
+        --out runs/fmnist64-combined-refiner refiner.coarse_noise=0.1
+    ctf_evaluate runs/fmnist64-combined runs/fmnist64-combined-refiner runs/eval64/combined
+}
+
 # Video: moving Fashion-MNIST, 4 frames of 32x32 -> (4, 8, 8) token grids; name, then the layout overrides
 VIDEO_MODELS="1x
 par4 layout.order=region layout.parallel=4
@@ -245,8 +258,9 @@ case "${1:-}" in
     ctf-refiners) shift; par_data && ctf_models ctf128-random && ctf_refiners "$@" ;;
     prologue) shift; par_data && prologue_stage1 "$@" && prologue_models "$@" ;;
     prologue-evals) par_data && prologue_tokenizer_evals ;;
+    combined) par_data && prologue_stage1 prologue-post && combined ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "prologue [NAME...] | prologue-evals | video | video-models NAME..." >&2; exit 2 ;;
+            "prologue [NAME...] | prologue-evals | combined | video | video-models NAME..." >&2; exit 2 ;;
 esac
