@@ -5,6 +5,7 @@
 #   scripts/reproduce.sh par-models NAME... only these PAR models (train, sample, evaluate)
 #   scripts/reproduce.sh ctf [NAME...]      CTF at 64x64: codebook clusters, coarse AR, refiner, evaluation
 #   scripts/reproduce.sh ctf-refiners [NAME...]  CTF's refiner size ablation
+#   scripts/reproduce.sh ctf-temperatures   CTF's two sampling temperatures (sampling only)
 #   scripts/reproduce.sh prologue [NAME...] Prologue at 64x64: stage 1 (joint, Post), caches, stage-3 ARs, evaluation
 #   scripts/reproduce.sh prologue-evals     reconstruction with and without the prologue; baseline without guidance
 #   scripts/reproduce.sh combined           Prologue + CTF + PAR-4x in one model (after `prologue prologue-post`)
@@ -82,11 +83,12 @@ par_analysis() {
     .venv/bin/python scripts/results_table.py par
 }
 
-ctf_evaluate() {  # ctf_evaluate AR REFINER OUT: 1000 samples of the coarse AR refined in one pass, and their metrics
-    local out=$3
+ctf_evaluate() {  # ctf_evaluate AR REFINER OUT [SAMPLE OPTIONS]: 1000 samples of the coarse AR refined in one
+    # pass, and their metrics; the options replace the defaults (guidance 2, temperature 0.8, refiner at 1)
+    local ar=$1 refiner=$2 out=$3; shift 3
     mkdir -p "$out"
-    done_or "$out/samples.npz" $argen sample --model "$1/checkpoint" --refiner "$2/checkpoint" --count 1000 \
-        --batch 250 --cfg 2 --temperature 0.8 --seed 0 --out "$out"
+    done_or "$out/samples.npz" $argen sample --model "$ar/checkpoint" --refiner "$refiner/checkpoint" --count 1000 \
+        --batch 250 --cfg 2 --temperature 0.8 --seed 0 --out "$out" "$@"
     done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/fmnist64-reference.npz \
         --classifier $classifier --bootstrap 50 --out "$out/metrics.json"
 }
@@ -123,6 +125,17 @@ ctf256-random ctf256-random 256 random"
 # (the base refiner is the coarse AR's size: 6 layers, width 192).
 CTF_REFINERS="refiner-small model.n_layer=2 model.dim=96 model.n_head=2
 refiner-medium model.n_layer=4 model.dim=128 model.n_head=4"
+
+ctf_temperatures() {  # the two stages' temperatures, on the 128-random-groups models
+    local coarse refined
+    for coarse in 0.8 1.0; do
+        for refined in 0.8 1.0; do
+            [[ $coarse == 0.8 && $refined == 1.0 ]] && continue  # the default: runs/eval64/ctf128-random
+            ctf_evaluate runs/fmnist64-ctf128-random runs/fmnist64-ctf128-random-refiner \
+                "runs/eval64/ctf128-random-T$coarse-R$refined" --temperature $coarse --refine-temperature $refined
+        done
+    done
+}
 
 ctf_refiners() {  # ctf_refiners [NAME...]: the refiner size ablation (default: all)
     local name overrides
@@ -256,11 +269,12 @@ case "${1:-}" in
     par-models) shift; par_data && par_models "$@" ;;
     ctf) shift; par_data && ctf_models "$@" ;;
     ctf-refiners) shift; par_data && ctf_models ctf128-random && ctf_refiners "$@" ;;
+    ctf-temperatures) par_data && ctf_models ctf128-random && ctf_temperatures ;;
     prologue) shift; par_data && prologue_stage1 "$@" && prologue_models "$@" ;;
     prologue-evals) par_data && prologue_tokenizer_evals ;;
     combined) par_data && prologue_stage1 prologue-post && combined ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "prologue [NAME...] | prologue-evals | combined | video | video-models NAME..." >&2; exit 2 ;;
+            "ctf-temperatures | prologue [NAME...] | prologue-evals | combined | video | video-models NAME..." >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 """Print the markdown tables of docs/results.md from the outputs of `scripts/reproduce.sh`.
 
-    .venv/bin/python scripts/results_table.py par
+    .venv/bin/python scripts/results_table.py par|ctf|prologue|video
 """
 
 import json
@@ -43,5 +43,102 @@ def par() -> None:
               f"{metrics['precision']:.3f} | {metrics['recall']:.3f} | {metrics['class_accuracy']:.1%} |")
 
 
+def final(log: Path, key: str = "model_loss") -> str:
+    """`loss (minutes)` of a training log's last entry, or '' when the run is missing."""
+    if not log.is_file():
+        return ""
+    last = json.loads(log.read_text().splitlines()[-1])
+    return f"{last[key]:.3f} ({last['elapsed_s'] / 60:.1f} min)"
+
+
+def quality_rows(rows: list[tuple[str, Path, str]]) -> None:
+    """Rows of (description, evaluation folder, training column text): steps, FID, IS, precision, recall, acc."""
+    print("| model | steps | training: final loss (time) | FID (± bootstrap std) | IS | precision | recall | "
+          "class acc. |")
+    print("|---|---|---|---|---|---|---|---|")
+    for description, folder, training in rows:
+        metrics, sampling = read(folder / "metrics.json"), read(folder / "sampling.json")
+        if not metrics:
+            print(f"| {description} | (not run) |")
+            continue
+        fid = f"{metrics['fid']:.1f} ± {metrics['fid_bootstrap_std']:.1f}"
+        print(f"| {description} | {sampling.get('steps', '')} | {training} | {fid} | "
+              f"{metrics['inception_score']:.2f} | {metrics['precision']:.3f} | {metrics['recall']:.3f} | "
+              f"{metrics['class_accuracy']:.1%} |")
+
+
+CTF_MODELS = {  # eval name -> (description, coarse AR run, refiner run)
+    "ar1x": ("baseline 1x (fine ids)", "ar1x", None),
+    "ctf128": ("CTF, 128 spherical k-means clusters", "ctf128", "ctf128-refiner"),
+    "ctf128-balanced": ("CTF, 128 size-balanced k-means clusters", "ctf128-balanced", "ctf128-balanced-refiner"),
+    "ctf64-random": ("CTF, 64 random groups", "ctf64-random", "ctf64-random-refiner"),
+    "ctf128-random": ("CTF, 128 random groups", "ctf128-random", "ctf128-random-refiner"),
+    "ctf256-random": ("CTF, 256 random groups", "ctf256-random", "ctf256-random-refiner"),
+    "ctf128-random-refiner-small": ("CTF, 128 random groups, refiner 2 x 96", "ctf128-random",
+                                    "ctf128-random-refiner-small"),
+    "ctf128-random-refiner-medium": ("CTF, 128 random groups, refiner 4 x 128", "ctf128-random",
+                                     "ctf128-random-refiner-medium"),
+    "ctf128-random-T0.8-R0.8": ("CTF, 128 random groups, coarse T 0.8, refiner T 0.8", "ctf128-random",
+                                "ctf128-random-refiner"),
+    "ctf128-random-T1.0-R1.0": ("CTF, 128 random groups, coarse T 1.0, refiner T 1.0", "ctf128-random",
+                                "ctf128-random-refiner"),
+    "ctf128-random-T1.0-R0.8": ("CTF, 128 random groups, coarse T 1.0, refiner T 0.8", "ctf128-random",
+                                "ctf128-random-refiner"),
+    "ctf128-random-par4": ("CTF + PAR-4x, 128 random groups", "ctf128-random-par4", "ctf128-random-refiner"),
+    "combined": ("Prologue (Post) + CTF 128 random + PAR-4x", "combined", "combined-refiner"),
+}
+
+
+def ctf() -> None:
+    rows = []
+    for name, (description, ar, refiner) in CTF_MODELS.items():
+        training = final(RUNS / f"fmnist64-{ar}" / "log.jsonl")
+        if refiner:
+            training += f"; refiner {final(RUNS / f'fmnist64-{refiner}' / 'log.jsonl')}"
+        rows.append((description, RUNS / "eval64" / name, training))
+    quality_rows(rows)
+
+
+def prologue() -> None:
+    rows = []
+    for name, description, ar in (("ar1x", "baseline 1x", "ar1x"), ("prologue", "Prologue (joint)", "prologue-ar"),
+                                  ("prologue-post", "Prologue-Post", "prologue-post-ar")):
+        training = final(RUNS / f"fmnist64-{ar}" / "log.jsonl")
+        rows += [(f"{description}, guidance 2, T 0.8", RUNS / "eval64" / name, training),
+                 (f"{description}, no guidance, T 1", RUNS / "eval64" / f"{name}-noguidance", "")]
+        if name != "ar1x":
+            rows.append((f"{description}, split guidance (prologue 2, visual cosine to 2)",
+                         RUNS / "eval64" / f"{name}-split", ""))
+    quality_rows(rows)
+    print("\n| tokenizer | PSNR (dB) | rFID | codebook usage |\n|---|---|---|---|")
+    for name in ("tokenizer", "prologue", "prologue-post"):
+        metrics = read(RUNS / "eval64" / f"tokenizer-{name}" / "metrics.json")
+        if metrics:
+            print(f"| {name} | {metrics['psnr_db']:.2f} | {metrics['rfid']:.2f} | {metrics['codebook_usage']:.1%} |")
+    print("\n| cache | prologue ids: probe accuracy | first visual ids: probe accuracy |\n|---|---|---|")
+    for name in ("prologue", "prologue-post"):
+        probe = read(RUNS / "eval64" / name / "probe.json")
+        if probe:
+            prologue_ids, first_visual = probe["prologue"], probe["first_visual"]
+            print(f"| {name} | {prologue_ids['test_accuracy']:.1%} | {first_visual['test_accuracy']:.1%} |")
+
+
+def video() -> None:
+    print("| model | steps | training: final loss (time) | s/video (batch 1) | frame FID | temporal distance "
+          "(real) | video acc. | frame acc. |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, description in (("1x", "1x"), ("par4", "PAR-4x"), ("par16", "PAR-16x")):
+        folder = RUNS / "evalmfm" / name
+        metrics, bench = read(folder / "metrics.json"), read(folder / "bench-b1.json")
+        if not metrics:
+            print(f"| {description} | (not run) |")
+            continue
+        seconds = f"{bench['seconds_per_batch_median']:.3f}" if bench else ""
+        print(f"| {description} | {bench.get('steps', '')} | {final(RUNS / f'mfm-{name}' / 'log.jsonl')} | {seconds} | "
+              f"{metrics['frame_fid']:.1f} | {metrics['temporal_distance']:.3f} "
+              f"({metrics['real_temporal_distance']:.3f}) | {metrics['video_class_accuracy']:.1%} | "
+              f"{metrics['frame_class_accuracy']:.1%} |")
+
+
 if __name__ == "__main__":
-    {"par": par}[sys.argv[1] if len(sys.argv) > 1 else "par"]()
+    {"par": par, "ctf": ctf, "prologue": prologue, "video": video}[sys.argv[1] if len(sys.argv) > 1 else "par"]()
