@@ -6,6 +6,7 @@
 #   scripts/reproduce.sh ctf [NAME...]      CTF at 64x64: codebook clusters, coarse AR, refiner, evaluation
 #   scripts/reproduce.sh ctf-refiners [NAME...]  CTF's refiner size ablation
 #   scripts/reproduce.sh ctf-temperatures   CTF's two sampling temperatures (sampling only)
+#   scripts/reproduce.sh ctf-bench          images/s of 1x, PAR-4x, CTF and CTF+PAR-4x at batch 1 and 64 (quiet machine)
 #   scripts/reproduce.sh prologue [NAME...] Prologue at 64x64: stage 1 (joint, Post), caches, stage-3 ARs, evaluation
 #   scripts/reproduce.sh prologue-evals     reconstruction with and without the prologue; baseline without guidance
 #   scripts/reproduce.sh combined           Prologue + CTF + PAR-4x in one model (after `prologue prologue-post`)
@@ -133,6 +134,18 @@ ctf_temperatures() {  # the two stages' temperatures, on the 128-random-groups m
             [[ $coarse == 0.8 && $refined == 1.0 ]] && continue  # the default: runs/eval64/ctf128-random
             ctf_evaluate runs/fmnist64-ctf128-random runs/fmnist64-ctf128-random-refiner \
                 "runs/eval64/ctf128-random-T$coarse-R$refined" --temperature $coarse --refine-temperature $refined
+        done
+    done
+}
+
+ctf_bench() {  # images/s at batch 1 and 64 (guidance 2, fp32) of the baselines and CTF, back to back
+    local name model refiner batch
+    for name in ar1x par4 ctf128-random ctf128-random-par4; do
+        model=runs/fmnist64-$name/checkpoint refiner=()
+        [[ $name == ctf* ]] && refiner=(--refiner runs/fmnist64-ctf128-random-refiner/checkpoint)
+        for batch in 1 64; do
+            [[ -e runs/eval64/$name/bench-cfg-b$batch.json ]] || $argen bench sample --model "$model" "${refiner[@]}" \
+                --batch $batch --cfg 2 --repeats 3 --json > "runs/eval64/$name/bench-cfg-b$batch.json"
         done
     done
 }
@@ -270,11 +283,12 @@ case "${1:-}" in
     ctf) shift; par_data && ctf_models "$@" ;;
     ctf-refiners) shift; par_data && ctf_models ctf128-random && ctf_refiners "$@" ;;
     ctf-temperatures) par_data && ctf_models ctf128-random && ctf_temperatures ;;
+    ctf-bench) ctf_bench ;;
     prologue) shift; par_data && prologue_stage1 "$@" && prologue_models "$@" ;;
     prologue-evals) par_data && prologue_tokenizer_evals ;;
     combined) par_data && prologue_stage1 prologue-post && combined ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "ctf-temperatures | prologue [NAME...] | prologue-evals | combined | video | video-models NAME..." >&2; exit 2 ;;
+            "ctf-temperatures | ctf-bench | prologue [NAME...] | prologue-evals | combined | video | video-models NAME..." >&2; exit 2 ;;
 esac

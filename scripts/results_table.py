@@ -1,6 +1,6 @@
 """Print the markdown tables of docs/results.md from the outputs of `scripts/reproduce.sh`.
 
-    .venv/bin/python scripts/results_table.py par|ctf|prologue|video
+    .venv/bin/python scripts/results_table.py par|ctf|ctf-speed|prologue|video
 """
 
 import json
@@ -99,6 +99,21 @@ def ctf() -> None:
     quality_rows(rows)
 
 
+def ctf_speed() -> None:
+    print("| model | AR steps | images/s, batch 1 | refiner share | images/s, batch 64 | refiner share |")
+    print("|---|---|---|---|---|---|")
+    for name, description in (("ar1x", "1x"), ("par4", "PAR-4x"), ("ctf128-random", "CTF 128"),
+                              ("ctf128-random-par4", "CTF 128 + PAR-4x")):
+        cells = [description]
+        for batch in (1, 64):
+            bench = read(RUNS / "eval64" / name / f"bench-cfg-b{batch}.json")
+            if batch == 1:
+                cells.append(str(bench.get("steps", "")))
+            cells += [f"{bench['images_per_s']:.2f}" if bench else "", f"{bench['refiner_share']:.1%}"
+                      if "refiner_share" in bench else "-"]
+        print("| " + " | ".join(cells) + " |")
+
+
 def prologue() -> None:
     rows = []
     for name, description, ar in (("ar1x", "baseline 1x", "ar1x"), ("prologue", "Prologue (joint)", "prologue-ar"),
@@ -141,4 +156,4 @@ def video() -> None:
 
 
 if __name__ == "__main__":
-    {"par": par, "ctf": ctf, "prologue": prologue, "video": video}[sys.argv[1] if len(sys.argv) > 1 else "par"]()
+    {"par": par, "ctf": ctf, "ctf-speed": ctf_speed, "prologue": prologue, "video": video}[sys.argv[1] if len(sys.argv) > 1 else "par"]()
