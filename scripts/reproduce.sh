@@ -124,18 +124,12 @@ ctf256-random ctf256-random 256 random"
 
 # Refiner size ablation on the ctf128-random coarse AR: name, then the refiner's model overrides
 # (the base refiner is the coarse AR's size: 6 layers, width 192).
-CTF_REFINERS="refiner-small model.n_layer=2 model.dim=96 model.n_head=2
-refiner-medium model.n_layer=4 model.dim=128 model.n_head=4"
+CTF_REFINERS="refiner-small model.n_layer=2 model.dim=96 model.n_head=2"
 
 ctf_temperatures() {  # the two stages' temperatures, on the 128-random-groups models
-    local coarse refined
-    for coarse in 0.8 1.0; do
-        for refined in 0.8 1.0; do
-            [[ $coarse == 0.8 && $refined == 1.0 ]] && continue  # the default: runs/eval64/ctf128-random
-            ctf_evaluate runs/fmnist64-ctf128-random runs/fmnist64-ctf128-random-refiner \
-                "runs/eval64/ctf128-random-T$coarse-R$refined" --temperature $coarse --refine-temperature $refined
-        done
-    done
+    # (the default, coarse 0.8 and refiner 1.0, is runs/eval64/ctf128-random)
+    ctf_evaluate runs/fmnist64-ctf128-random runs/fmnist64-ctf128-random-refiner runs/eval64/ctf128-random-T1.0-R1.0 \
+        --temperature 1.0 --refine-temperature 1.0
 }
 
 ctf_bench() {  # images/s at batch 1 and 64 (guidance 2, fp32) of the baselines and CTF, back to back
@@ -197,8 +191,6 @@ prologue_models() {  # prologue_models [NAME...]: stage 3 (a fresh AR on each ca
             --out "runs/fmnist64-$name-ar"
         evaluate "runs/fmnist64-$name-ar" "$out"
         evaluate "runs/fmnist64-$name-ar" "$out-noguidance" --cfg 1 --temperature 1
-        # the paper's split guidance: constant on the prologue, a cosine ramp on the visual tokens
-        evaluate "runs/fmnist64-$name-ar" "$out-split" --prologue-cfg 2 --cfg-schedule cosine
         done_or "$out/fixed-prologue.png" $argen sample --model "runs/fmnist64-$name-ar/checkpoint" \
             --fixed-prologue "runs/fmnist64-$name-cache-test" --count 10 --columns 9 --cfg 2 --temperature 0.8 \
             --seed 0 --out "$out"

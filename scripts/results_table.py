@@ -76,13 +76,7 @@ CTF_MODELS = {  # eval name -> (description, coarse AR run, refiner run)
     "ctf256-random": ("CTF, 256 random groups", "ctf256-random", "ctf256-random-refiner"),
     "ctf128-random-refiner-small": ("CTF, 128 random groups, refiner 2 x 96", "ctf128-random",
                                     "ctf128-random-refiner-small"),
-    "ctf128-random-refiner-medium": ("CTF, 128 random groups, refiner 4 x 128", "ctf128-random",
-                                     "ctf128-random-refiner-medium"),
-    "ctf128-random-T0.8-R0.8": ("CTF, 128 random groups, coarse T 0.8, refiner T 0.8", "ctf128-random",
-                                "ctf128-random-refiner"),
-    "ctf128-random-T1.0-R1.0": ("CTF, 128 random groups, coarse T 1.0, refiner T 1.0", "ctf128-random",
-                                "ctf128-random-refiner"),
-    "ctf128-random-T1.0-R0.8": ("CTF, 128 random groups, coarse T 1.0, refiner T 0.8", "ctf128-random",
+        "ctf128-random-T1.0-R1.0": ("CTF, 128 random groups, coarse T 1.0, refiner T 1.0", "ctf128-random",
                                 "ctf128-random-refiner"),
     "ctf128-random-par4": ("CTF + PAR-4x, 128 random groups", "ctf128-random-par4", "ctf128-random-refiner"),
     "combined": ("Prologue (Post) + CTF 128 random + PAR-4x", "combined", "combined-refiner"),
@@ -121,9 +115,6 @@ def prologue() -> None:
         training = final(RUNS / f"fmnist64-{ar}" / "log.jsonl")
         rows += [(f"{description}, guidance 2, T 0.8", RUNS / "eval64" / name, training),
                  (f"{description}, no guidance, T 1", RUNS / "eval64" / f"{name}-noguidance", "")]
-        if name != "ar1x":
-            rows.append((f"{description}, split guidance (prologue 2, visual cosine to 2)",
-                         RUNS / "eval64" / f"{name}-split", ""))
     quality_rows(rows)
     print("\n| tokenizer | PSNR (dB) | rFID | codebook usage |\n|---|---|---|---|")
     for name in ("tokenizer", "prologue", "prologue-post"):
