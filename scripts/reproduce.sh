@@ -6,6 +6,7 @@
 #   scripts/reproduce.sh ctf [NAME...]      CTF at 64x64: codebook clusters, coarse AR, refiner, evaluation
 #   scripts/reproduce.sh ctf-refiners [NAME...]  CTF's refiner size ablation
 #   scripts/reproduce.sh ctf-temperatures   CTF's two sampling temperatures (sampling only)
+#   scripts/reproduce.sh ctf-report         the CTF models next to the baseline in one HTML report
 #   scripts/reproduce.sh ctf-bench          images/s of 1x, PAR-4x, CTF and CTF+PAR-4x at batch 1 and 64 (quiet machine)
 #   scripts/reproduce.sh prologue [NAME...] Prologue at 64x64: stage 1 (joint, Post), caches, stage-3 ARs, evaluation
 #   scripts/reproduce.sh prologue-evals     reconstruction with and without the prologue; baseline without guidance
@@ -276,11 +277,14 @@ case "${1:-}" in
     ctf-refiners) shift; par_data && ctf_models ctf128-random && ctf_refiners "$@" ;;
     ctf-temperatures) par_data && ctf_models ctf128-random && ctf_temperatures ;;
     ctf-bench) ctf_bench ;;
+    ctf-report) $argen report --out runs/report-ctf --title "CTF on Fashion-MNIST 64x64" \
+        --metrics runs/eval64/{ar1x,ctf*}/metrics.json \
+        --samples runs/eval64/{ar1x,ctf128-random,ctf256-random,ctf128-random-par4,ctf128}/samples.npz ;;
     prologue) shift; par_data && prologue_stage1 "$@" && prologue_models "$@" ;;
     prologue-evals) par_data && prologue_tokenizer_evals ;;
     combined) par_data && prologue_stage1 prologue-post && combined ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "ctf-temperatures | ctf-bench | prologue [NAME...] | prologue-evals | combined | video | video-models NAME..." >&2; exit 2 ;;
+            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | combined | video | video-models NAME..." >&2; exit 2 ;;
 esac
