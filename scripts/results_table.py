@@ -147,4 +147,5 @@ def video() -> None:
 
 
 if __name__ == "__main__":
-    {"par": par, "ctf": ctf, "ctf-speed": ctf_speed, "prologue": prologue, "video": video}[sys.argv[1] if len(sys.argv) > 1 else "par"]()
+    tables = {"par": par, "ctf": ctf, "ctf-speed": ctf_speed, "prologue": prologue, "video": video}
+    tables[sys.argv[1] if len(sys.argv) > 1 else "par"]()

@@ -626,7 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_commands = bench.add_subparsers(dest="subcommand", metavar="subcommand", required=True)
     bench_sample = bench_commands.add_parser("sample", help="decode speed: ms/step, images/s, bandwidth fraction")
     bench_sample.add_argument("--model", type=Path, help="AR checkpoint directory")
-    bench_sample.add_argument("--refiner", type=Path, help="CTF refiner checkpoint: time its pass too (--model is the coarse AR)")
+    bench_sample.add_argument("--refiner", type=Path,
+                              help="CTF refiner checkpoint: time its pass too (--model is the coarse AR)")
     bench_sample.add_argument("--preset", help=f"model preset with random weights: {', '.join(GPT_PRESETS)}")
     bench_sample.add_argument("--random-weights", action="store_true", help="build --preset with random weights")
     bench_sample.add_argument("--batch", type=int, default=1)
