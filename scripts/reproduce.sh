@@ -165,9 +165,11 @@ ctf_models() {  # ctf_models [NAME...]: these CTF models (default: all)
 }
 
 # Prologue at 64x64: name of the stage-1 run, then its overrides of configs/fmnist64-prologue.yaml (joint
-# fine-tuning from the PAR section's tokenizer; "post" keeps that tokenizer frozen)
+# fine-tuning from the PAR section's tokenizer; "post" keeps that tokenizer frozen; "e01": a 10x smaller
+# entropy weight, so the prologue codes can become predictable)
 PROLOGUE_TOKENIZERS="prologue
-prologue-post prologue.freeze_visual=true loss.restart_dead_codes_every=0"
+prologue-post prologue.freeze_visual=true loss.restart_dead_codes_every=0
+prologue-post-e01 prologue.freeze_visual=true loss.restart_dead_codes_every=0 prologue.entropy_weight=0.1"
 
 prologue_stage1() {  # prologue_stage1 [NAME...]: stage 1 and the token caches (train and test) of these runs
     local name overrides
