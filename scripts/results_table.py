@@ -111,7 +111,8 @@ def ctf_speed() -> None:
 def prologue() -> None:
     rows = []
     for name, description, ar in (("ar1x", "baseline 1x", "ar1x"), ("prologue", "Prologue (joint)", "prologue-ar"),
-                                  ("prologue-post", "Prologue-Post", "prologue-post-ar")):
+                                  ("prologue-post", "Prologue-Post", "prologue-post-ar"),
+                                  ("prologue-post-e01", "Prologue-Post, entropy weight 0.1", "prologue-post-e01-ar")):
         training = final(RUNS / f"fmnist64-{ar}" / "log.jsonl")
         rows += [(f"{description}, guidance 2, T 0.8", RUNS / "eval64" / name, training),
                  (f"{description}, no guidance, T 1", RUNS / "eval64" / f"{name}-noguidance", "")]
@@ -122,7 +123,7 @@ def prologue() -> None:
         if metrics:
             print(f"| {name} | {metrics['psnr_db']:.2f} | {metrics['rfid']:.2f} | {metrics['codebook_usage']:.1%} |")
     print("\n| cache | prologue ids: probe accuracy | first visual ids: probe accuracy |\n|---|---|---|")
-    for name in ("prologue", "prologue-post"):
+    for name in ("prologue", "prologue-post", "prologue-post-e01"):
         probe = read(RUNS / "eval64" / name / "probe.json")
         if probe:
             prologue_ids, first_visual = probe["prologue"], probe["first_visual"]
