@@ -75,6 +75,31 @@ def bytes_per_step(model: Transformer, layout: Layout, rows: int, cache_dtype: t
     return {"weights": float(weights), "kv_cache": kv, "total": weights + kv}
 
 
+def _timed(run, device: torch.device, warmup: int, repeats: int) -> tuple[list[float], float | None]:
+    """Wall seconds of `repeats` calls of `run` after `warmup` untimed ones, and the busiest other-process load
+    seen (cores; None if unmeasurable), warning when the machine was not idle."""
+    def synchronised() -> None:
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        synchronised()
+    seconds, loads = [], []
+    load = OtherLoad()
+    for _ in range(repeats):
+        load.start()
+        begin = time.perf_counter()
+        synchronised()
+        seconds.append(time.perf_counter() - begin)
+        loads.append(load.stop())
+    busiest = max((value for value in loads if value is not None), default=None)
+    if busiest is not None and busiest > BUSY_OTHERS_WARNING:
+        warnings.warn(f"other processes used up to {busiest:.2f} CPU cores during the benchmark; "
+                      f"the timings are not trustworthy", RuntimeWarning, stacklevel=3)
+    return seconds, busiest
+
+
 def benchmark_sampling(model: Transformer, layout: Layout, batch: int = 1, guidance: float = 1.0,
                        dtype: str = "fp32", repeats: int = 5, bandwidth_gbs: float = 30.0, warmup: int = 1,
                        seed: int = 0) -> dict:
@@ -93,26 +118,8 @@ def benchmark_sampling(model: Transformer, layout: Layout, batch: int = 1, guida
     cache = KVCache.allocate(model, rows, layout.sequence_length, DTYPES[dtype], device)
     generator = torch.Generator(device=device).manual_seed(seed)
 
-    def run() -> None:
-        generate(model, layout, labels, options=options, generator=generator, cache=cache)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(warmup):
-        run()
-    seconds, loads = [], []
-    load = OtherLoad()
-    for _ in range(repeats):
-        load.start()
-        begin = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - begin)
-        loads.append(load.stop())
-    busiest = max((value for value in loads if value is not None), default=None)
-    if busiest is not None and busiest > BUSY_OTHERS_WARNING:
-        warnings.warn(f"other processes used up to {busiest:.2f} CPU cores during the benchmark; "
-                      f"the timings are not trustworthy", RuntimeWarning, stacklevel=2)
-
+    seconds, busiest = _timed(lambda: generate(model, layout, labels, options=options, generator=generator,
+                                                cache=cache), device, warmup, repeats)
     steps = layout.num_steps
     traffic = bytes_per_step(model, layout, rows, DTYPES[dtype])
     bound_ms = traffic["total"] / (bandwidth_gbs * 1e9) * 1e3
@@ -145,15 +152,8 @@ def benchmark_refiner(refiner, grid: tuple[int, ...], batch: int = 1, dtype: str
     coarse = torch.randint(refiner.config.vocab_size, (batch, *grid), generator=generator).to(device)
     labels = torch.arange(batch, device=device) % refiner.config.num_classes
     options = RefineOptions(dtype=dtype)
-    seconds = []
-    for index in range(warmup + repeats):
-        begin = time.perf_counter()
-        refine(refiner, coarse, labels, options)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if index >= warmup:
-            seconds.append(time.perf_counter() - begin)
-    return {"refiner_seconds_per_batch_median": statistics.median(seconds)}
+    seconds, busiest = _timed(lambda: refine(refiner, coarse, labels, options), device, warmup, repeats)
+    return {"refiner_seconds_per_batch_median": statistics.median(seconds), "refiner_other_load_max_cores": busiest}
 
 
 def run_sample_benchmark(model: str | Path | None = None, preset_name: str | None = None,

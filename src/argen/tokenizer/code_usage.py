@@ -75,10 +75,11 @@ class CodeUsage(nn.Module):
         return len(dead)
 
 
-def assignment_entropy_loss(probabilities: torch.Tensor) -> torch.Tensor:
-    """Per-sample entropy minus the entropy of the batch mean of code probabilities (N, K): low when every
-    latent is sure of its code and the batch spreads over many codes (LlamaGen's entropy loss)."""
-    sample_entropy = -(probabilities * torch.log(probabilities + 1e-10)).sum(-1).mean()
+def assignment_entropy_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Per-sample entropy minus the entropy of the batch mean of softmax(logits) over codes (N, K): low when
+    every latent is sure of its code and the batch spreads over many codes (LlamaGen's entropy loss)."""
+    probabilities = logits.softmax(-1)
+    sample_entropy = -(probabilities * logits.log_softmax(-1)).sum(-1).mean()
     mean = probabilities.mean(0)
     return sample_entropy + (mean * torch.log(mean + 1e-5)).sum()
 

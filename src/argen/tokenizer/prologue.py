@@ -110,7 +110,7 @@ class CosineQuantizer(CodeUsage):
             perplexity = torch.exp(-(frequencies * torch.log(frequencies.clamp_min(1e-10))).sum())
             usage = (counts > 0).float().mean()
         return PrologueOutput(ids, one_hot, perplexity, usage, vectors.detach().flatten(0, 1),
-                              assignment_entropy_loss(probabilities.flatten(0, 1)))
+                              assignment_entropy_loss((cosine / self.tau).flatten(0, 1)))
 
     def restart_target(self) -> torch.Tensor:
         return self.codebook

@@ -240,7 +240,10 @@ class VectorQuantizer(CodeUsage):
             self.embedding.weight.uniform_(-1.0 / codebook_size, 1.0 / codebook_size)
             if l2_norm:
                 self.embedding.weight.copy_(F.normalize(self.embedding.weight, dim=-1))
-        self.normalise_restarts = l2_norm
+
+    @property
+    def normalise_restarts(self) -> bool:
+        return self.l2_norm
 
     def restart_target(self) -> torch.Tensor:
         return self.embedding.weight
@@ -265,8 +268,7 @@ class VectorQuantizer(CodeUsage):
         codebook_loss = (quantized - latents.detach()).pow(2).mean()
         commit_loss = self.commit_beta * (quantized.detach() - latents).pow(2).mean()
         if self.entropy_weight > 0:
-            assignment = (-distances / ENTROPY_TEMPERATURE).softmax(-1)
-            entropy_loss = self.entropy_weight * assignment_entropy_loss(assignment)
+            entropy_loss = self.entropy_weight * assignment_entropy_loss(-distances / ENTROPY_TEMPERATURE)
         else:
             entropy_loss = distances.new_zeros(())
         straight_through = latents + (quantized - latents).detach()  # gradients flow to the encoder
