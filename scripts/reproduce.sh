@@ -26,7 +26,7 @@ done_or() {  # done_or OUTPUT COMMAND...: run COMMAND unless OUTPUT exists
 }
 
 evaluate() {  # evaluate RUN OUT [SAMPLE OPTIONS]: 1000 samples (100 per class) and their metrics; the options
-    # replace the defaults (guidance 2, temperature 0.8)
+    # replace the defaults (guidance 2, temperature 0.8) or add to them (a CTF model's --refiner DIR)
     local run=$1 out=$2; shift 2
     mkdir -p "$out"
     done_or "$out/samples.npz" $argen sample --model "$run/checkpoint" --count 1000 --batch 250 --cfg 2 \
@@ -85,16 +85,6 @@ par_analysis() {
     .venv/bin/python scripts/results_table.py par
 }
 
-ctf_evaluate() {  # ctf_evaluate AR REFINER OUT [SAMPLE OPTIONS]: 1000 samples of the coarse AR refined in one
-    # pass, and their metrics; the options replace the defaults (guidance 2, temperature 0.8, refiner at 1)
-    local ar=$1 refiner=$2 out=$3; shift 3
-    mkdir -p "$out"
-    done_or "$out/samples.npz" $argen sample --model "$ar/checkpoint" --refiner "$refiner/checkpoint" --count 1000 \
-        --batch 250 --cfg 2 --temperature 0.8 --seed 0 --out "$out" "$@"
-    done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/fmnist64-reference.npz \
-        --classifier $classifier --bootstrap 50 --out "$out/metrics.json"
-}
-
 ctf_refiner() {  # ctf_refiner TABLE_NAME OUT [refiner overrides]: a refiner for the clusters TABLE_NAME
     local table=runs/ctf64/$1.safetensors out=$2; shift 2
     $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-ar.yaml --cache runs/fmnist64-cache \
@@ -111,7 +101,7 @@ ctf_model() {  # ctf_model NAME TABLE CLUSTERS METHOD [AR layout overrides]: coa
     $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache runs/fmnist64-cache --coarse-table "$table" \
         --out "runs/fmnist64-$name" "$@"
     ctf_refiner "$table_name" "$refiner"
-    ctf_evaluate "runs/fmnist64-$name" "$refiner" "runs/eval64/$name"
+    evaluate "runs/fmnist64-$name" "runs/eval64/$name" --refiner "$refiner/checkpoint"
 }
 
 # name, clusters table, clusters, clustering method (the codes are l2-normalised: spherical k-means),
@@ -129,8 +119,8 @@ CTF_REFINERS="refiner-small model.n_layer=2 model.dim=96 model.n_head=2"
 
 ctf_temperatures() {  # the two stages' temperatures, on the 128-random-groups models
     # (the default, coarse 0.8 and refiner 1.0, is runs/eval64/ctf128-random)
-    ctf_evaluate runs/fmnist64-ctf128-random runs/fmnist64-ctf128-random-refiner runs/eval64/ctf128-random-T1.0-R1.0 \
-        --temperature 1.0 --refine-temperature 1.0
+    evaluate runs/fmnist64-ctf128-random runs/eval64/ctf128-random-T1.0-R1.0 \
+        --refiner runs/fmnist64-ctf128-random-refiner/checkpoint --temperature 1.0 --refine-temperature 1.0
 }
 
 ctf_bench() {  # images/s at batch 1 and 64 (guidance 2, fp32) of the baselines and CTF, back to back
@@ -151,7 +141,8 @@ ctf_refiners() {  # ctf_refiners [NAME...]: the refiner size ablation (default: 
         if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
         # shellcheck disable=SC2086  # the overrides are separate words
         ctf_refiner ctf128-random "runs/fmnist64-ctf128-random-$name" $overrides
-        ctf_evaluate runs/fmnist64-ctf128-random "runs/fmnist64-ctf128-random-$name" "runs/eval64/ctf128-random-$name"
+        evaluate runs/fmnist64-ctf128-random "runs/eval64/ctf128-random-$name" \
+            --refiner "runs/fmnist64-ctf128-random-$name/checkpoint"
     done <<< "$CTF_REFINERS"
 }
 
@@ -222,7 +213,7 @@ combined() {  # Prologue (Post) + CTF (128 random groups) + PAR-4x in one model,
         --out runs/fmnist64-combined layout.order=region layout.parallel=4
     $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-ar.yaml --cache $cache --table $table \
         --out runs/fmnist64-combined-refiner refiner.coarse_noise=0.1
-    ctf_evaluate runs/fmnist64-combined runs/fmnist64-combined-refiner runs/eval64/combined
+    evaluate runs/fmnist64-combined runs/eval64/combined --refiner runs/fmnist64-combined-refiner/checkpoint
 }
 
 # Video: moving Fashion-MNIST, 4 frames of 32x32 -> (4, 8, 8) token grids; name, then the layout overrides
