@@ -10,7 +10,9 @@
 #   scripts/reproduce.sh ctf-bench          images/s of 1x, PAR-4x, CTF and CTF+PAR-4x at batch 1 and 64 (quiet machine)
 #   scripts/reproduce.sh prologue [NAME...] Prologue at 64x64: stage 1 (joint, Post), caches, stage-3 ARs, evaluation
 #   scripts/reproduce.sh prologue-evals     reconstruction with and without the prologue; baseline without guidance
-#   scripts/reproduce.sh combined           Prologue + CTF + PAR-4x in one model (after `prologue prologue-post`)
+#   scripts/reproduce.sh demo [NAME...]     the demo's small models (every method, Prologue + CTF + PAR-4x
+#                                           combined), trained and evaluated; then `demo-ship` copies them
+#                                           into checkpoints/fmnist64 in fp16
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
 #   scripts/reproduce.sh video-models NAME... only these video models (train, sample, evaluate)
 # Each step is skipped when its output exists, so an interrupted run continues where it stopped
@@ -156,11 +158,11 @@ ctf_models() {  # ctf_models [NAME...]: these CTF models (default: all)
 }
 
 # Prologue at 64x64: name of the stage-1 run, then its overrides of configs/fmnist64-prologue.yaml (joint
-# fine-tuning from the PAR section's tokenizer; "post" keeps that tokenizer frozen; "e01": a 10x smaller
-# entropy weight, so the prologue codes can become predictable)
+# fine-tuning from the PAR section's tokenizer; "post" keeps that tokenizer frozen; "k64": Post with 64 prologue
+# codes instead of 1024 and a 10x smaller entropy weight, so that the prologue ids can become predictable)
 PROLOGUE_TOKENIZERS="prologue
 prologue-post prologue.freeze_visual=true loss.restart_dead_codes_every=0
-prologue-post-e01 prologue.freeze_visual=true loss.restart_dead_codes_every=0 prologue.entropy_weight=0.1"
+prologue-post-k64 prologue.freeze_visual=true loss.restart_dead_codes_every=0 prologue.entropy_weight=0.1 model.prologue_codebook_size=64"
 
 prologue_stage1() {  # prologue_stage1 [NAME...]: stage 1 and the token caches (train and test) of these runs
     local name overrides
@@ -185,12 +187,15 @@ prologue_models() {  # prologue_models [NAME...]: stage 3 (a fresh AR on each ca
             --out "runs/fmnist64-$name-ar"
         evaluate "runs/fmnist64-$name-ar" "$out"
         evaluate "runs/fmnist64-$name-ar" "$out-noguidance" --cfg 1 --temperature 1
-        done_or "$out/fixed-prologue.png" $argen sample --model "runs/fmnist64-$name-ar/checkpoint" \
-            --fixed-prologue "runs/fmnist64-$name-cache-test" --count 10 --columns 9 --cfg 2 --temperature 0.8 \
-            --seed 0 --out "$out"
-        done_or "$out/probe.json" $argen probe --cache "runs/fmnist64-$name-cache" \
-            --test-cache "runs/fmnist64-$name-cache-test" --out "$out/probe.json"
+        prologue_analysis "runs/fmnist64-$name-ar" "$name" "$out"
     done <<< "$PROLOGUE_TOKENIZERS"
+}
+
+prologue_analysis() {  # prologue_analysis RUN STAGE1_NAME OUT: fixed-prologue rows and the linear probe
+    local run=$1 cache=runs/fmnist64-$2-cache out=$3
+    done_or "$out/fixed-prologue.png" $argen sample --model "$run/checkpoint" --fixed-prologue "$cache-test" \
+        --count 10 --columns 9 --cfg 2 --temperature 0.8 --seed 0 --out "$out"
+    done_or "$out/probe.json" $argen probe --cache "$cache" --test-cache "$cache-test" --out "$out/probe.json"
 }
 
 prologue_tokenizer_evals() {  # reconstruction (PSNR, rFID on 2000 test images) with and without the prologue
@@ -204,16 +209,67 @@ prologue_tokenizer_evals() {  # reconstruction (PSNR, rFID on 2000 test images) 
     evaluate runs/fmnist64-ar1x runs/eval64/ar1x-noguidance --cfg 1 --temperature 1
 }
 
-combined() {  # Prologue (Post) + CTF (128 random groups) + PAR-4x in one model, and its own refiner
-    local table=runs/ctf64/prologue-post-ctf128-random.safetensors cache=runs/fmnist64-prologue-post-cache
+# The demo's models (checkpoints/fmnist64, what `argen demo` loads): every method at one small size, dim 128
+# (1.5 M parameters; the PAR section's recipe otherwise), so that all of them fit the 40 MB budget in fp16.
+# They train in fp32: at this size bf16 autocast is 1.5x slower than fp32 on these CPUs.
+# The Prologue models read the Post stage 1 $DEMO_PROLOGUE: its visual tokenizer is the baseline's, frozen, so
+# its table has the same content as the baseline's and the combined model shares the CTF model's refiner.
+# name, token cache (base: the baseline's; post: $DEMO_PROLOGUE's), CTF table (- for fine ids), layout overrides
+DEMO_PROLOGUE=prologue-post-k64
+DEMO_MODELS="ar1x base -
+par4 base - layout.order=region layout.parallel=4
+par16 base - layout.order=region layout.parallel=16
+ctf base ctf128-random
+prologue post -
+combined post ctf128-random layout.order=region layout.parallel=4"
+
+demo_models() {  # demo_models [NAME...]: train and evaluate these demo models (default: all)
+    local name cache table overrides tokenizer table_file cache_dir options
+    local refiner=runs/demo64-ctf-refiner
     mkdir -p runs/ctf64
-    done_or $table $argen ctf cluster --tokenizer runs/fmnist64-prologue-post/checkpoint --clusters 128 \
-        --method random --out $table
-    $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache $cache --coarse-table $table \
-        --out runs/fmnist64-combined layout.order=region layout.parallel=4
-    $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-ar.yaml --cache $cache --table $table \
-        --out runs/fmnist64-combined-refiner refiner.coarse_noise=0.1
-    evaluate runs/fmnist64-combined runs/eval64/combined --refiner runs/fmnist64-combined-refiner/checkpoint
+    while read -r name cache table overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        tokenizer=runs/fmnist64-tokenizer/checkpoint cache_dir=runs/fmnist64-cache options=()
+        if [[ $cache == post ]]; then
+            prologue_stage1 $DEMO_PROLOGUE
+            tokenizer=runs/fmnist64-$DEMO_PROLOGUE/checkpoint cache_dir=runs/fmnist64-$DEMO_PROLOGUE-cache
+        fi
+        if [[ $table != - ]]; then
+            table_file=runs/ctf64/$table.safetensors
+            [[ $cache == post ]] && table_file=runs/ctf64/$DEMO_PROLOGUE-$table.safetensors
+            done_or "$table_file" $argen ctf cluster --tokenizer "$tokenizer" --clusters 128 --method random \
+                --out "$table_file"
+            # one refiner, trained on the baseline's cache and table (the same content as the Post table's)
+            ctf_refiner "$table" $refiner model.dim=128 train.precision=fp32
+            options=(--coarse-table "$table_file")
+        fi
+        # shellcheck disable=SC2086  # the overrides are separate words
+        $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache "$cache_dir" "${options[@]}" \
+            --out "runs/demo64-$name" model.dim=128 train.precision=fp32 $overrides
+        options=()
+        [[ $table != - ]] && options=(--refiner $refiner/checkpoint)
+        evaluate "runs/demo64-$name" "runs/eval64/demo-$name" "${options[@]}"
+        if [[ $name == ar1x || $name == prologue ]]; then  # Prologue's comparison: also without guidance
+            evaluate "runs/demo64-$name" "runs/eval64/demo-$name-noguidance" --cfg 1 --temperature 1
+        fi
+        if [[ $name == prologue ]]; then
+            prologue_analysis "runs/demo64-$name" $DEMO_PROLOGUE "runs/eval64/demo-$name"
+        fi
+    done <<< "$DEMO_MODELS"
+}
+
+demo_ship() {  # copy the demo's models into checkpoints/fmnist64 (fp16) beside the tokenizer and classifier
+    local ship=".venv/bin/python scripts/ship.py" to=checkpoints/fmnist64
+    $ship "runs/fmnist64-$DEMO_PROLOGUE/checkpoint" $to/prologue-tokenizer --fp16
+    $ship runs/demo64-ar1x/checkpoint $to/ar-1x --fp16 --tokenizer ../tokenizer
+    $ship runs/demo64-par4/checkpoint $to/ar-par4 --fp16 --tokenizer ../tokenizer
+    $ship runs/demo64-par16/checkpoint $to/ar-par16 --fp16 --tokenizer ../tokenizer
+    $ship runs/demo64-ctf/checkpoint $to/ctf-ar --fp16 --tokenizer ../tokenizer
+    $ship runs/demo64-ctf-refiner/checkpoint $to/ctf-refiner --fp16 --tokenizer ../tokenizer
+    $ship runs/demo64-prologue/checkpoint $to/prologue-ar --fp16 --tokenizer ../prologue-tokenizer
+    $ship runs/demo64-combined/checkpoint $to/combined-ar --fp16 --tokenizer ../prologue-tokenizer
+    $ship runs/fmnist64-reference.npz $to/reference.npz --fp16
+    du -sh checkpoints
 }
 
 # Video: moving Fashion-MNIST, 4 frames of 32x32 -> (4, 8, 8) token grids; name, then the layout overrides
@@ -275,9 +331,10 @@ case "${1:-}" in
         --samples runs/eval64/{ar1x,ctf128-random,ctf256-random,ctf128-random-par4,ctf128}/samples.npz ;;
     prologue) shift; par_data && prologue_stage1 "$@" && prologue_models "$@" ;;
     prologue-evals) par_data && prologue_tokenizer_evals ;;
-    combined) par_data && prologue_stage1 prologue-post && combined ;;
+    demo) shift; par_data && demo_models "$@" ;;
+    demo-ship) demo_ship ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | combined | video | video-models NAME..." >&2; exit 2 ;;
+            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo [NAME...] | demo-ship | video | video-models NAME..." >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 """Print the markdown tables of docs/results.md from the outputs of `scripts/reproduce.sh`.
 
-    .venv/bin/python scripts/results_table.py par|ctf|ctf-speed|prologue|video
+    .venv/bin/python scripts/results_table.py par|ctf|ctf-speed|prologue|demo|video
 """
 
 import json
@@ -79,7 +79,6 @@ CTF_MODELS = {  # eval name -> (description, coarse AR run, refiner run)
         "ctf128-random-T1.0-R1.0": ("CTF, 128 random groups, coarse T 1.0, refiner T 1.0", "ctf128-random",
                                 "ctf128-random-refiner"),
     "ctf128-random-par4": ("CTF + PAR-4x, 128 random groups", "ctf128-random-par4", "ctf128-random-refiner"),
-    "combined": ("Prologue (Post) + CTF 128 random + PAR-4x", "combined", "combined-refiner"),
 }
 
 
@@ -112,7 +111,8 @@ def prologue() -> None:
     rows = []
     for name, description, ar in (("ar1x", "baseline 1x", "ar1x"), ("prologue", "Prologue (joint)", "prologue-ar"),
                                   ("prologue-post", "Prologue-Post", "prologue-post-ar"),
-                                  ("prologue-post-e01", "Prologue-Post, entropy weight 0.1", "prologue-post-e01-ar")):
+                                  ("prologue-post-k64", "Prologue-Post, 64 codes, entropy weight 0.1",
+                                   "prologue-post-k64-ar")):
         training = final(RUNS / f"fmnist64-{ar}" / "log.jsonl")
         rows += [(f"{description}, guidance 2, T 0.8", RUNS / "eval64" / name, training),
                  (f"{description}, no guidance, T 1", RUNS / "eval64" / f"{name}-noguidance", "")]
@@ -123,11 +123,31 @@ def prologue() -> None:
         if metrics:
             print(f"| {name} | {metrics['psnr_db']:.2f} | {metrics['rfid']:.2f} | {metrics['codebook_usage']:.1%} |")
     print("\n| cache | prologue ids: probe accuracy | first visual ids: probe accuracy |\n|---|---|---|")
-    for name in ("prologue", "prologue-post", "prologue-post-e01"):
+    for name in ("prologue", "prologue-post", "prologue-post-k64"):
         probe = read(RUNS / "eval64" / name / "probe.json")
         if probe:
             prologue_ids, first_visual = probe["prologue"], probe["first_visual"]
             print(f"| {name} | {prologue_ids['test_accuracy']:.1%} | {first_visual['test_accuracy']:.1%} |")
+
+
+DEMO_MODELS = {  # demo run name -> (description, refiner run)
+    "ar1x": ("1x raster", None),
+    "par4": ("PAR-4x", None),
+    "par16": ("PAR-16x", None),
+    "ctf": ("CTF, 128 random groups", "demo64-ctf-refiner"),
+    "prologue": ("Prologue (Post, 64 codes)", None),
+    "combined": ("Prologue + CTF + PAR-4x", "demo64-ctf-refiner"),
+}
+
+
+def demo() -> None:
+    rows = []
+    for name, (description, refiner) in DEMO_MODELS.items():
+        training = final(RUNS / f"demo64-{name}" / "log.jsonl")
+        if refiner:
+            training += f"; refiner {final(RUNS / refiner / 'log.jsonl')}"
+        rows.append((description, RUNS / "eval64" / f"demo-{name}", training))
+    quality_rows(rows)
 
 
 def video() -> None:
@@ -148,5 +168,6 @@ def video() -> None:
 
 
 if __name__ == "__main__":
-    tables = {"par": par, "ctf": ctf, "ctf-speed": ctf_speed, "prologue": prologue, "video": video}
+    tables = {"par": par, "ctf": ctf, "ctf-speed": ctf_speed, "prologue": prologue, "demo": demo,
+              "video": video}
     tables[sys.argv[1] if len(sys.argv) > 1 else "par"]()

@@ -4,15 +4,21 @@
         --fp16 --tokenizer ../tokenizer
 
 Writes model.safetensors (fp16 with --fp16: the loaders cast back to the model's dtype), config.json with
-the tokenizer named relative to the shipped folder (its sha256 is kept), and the run's training log
-(log.jsonl beside the checkpoint); the optimizer state is left behind.
+the tokenizer named relative to the shipped folder (its sha256, that of the weights it was trained with, is
+kept), and the run's training log (log.jsonl beside the checkpoint); the optimizer state is left behind.
+Reference statistics (`.npz` from `argen eval ref`) keep mu and sigma exact; --fp16 stores the
+precision/recall feature vectors in fp16.
 """
 
 import argparse
+import dataclasses
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from argen.eval.reference import ReferenceStatistics
 
 from argen.io import checkpoint as ckpt
 
@@ -24,6 +30,9 @@ def main() -> None:
     parser.add_argument("--fp16", action="store_true", help="store floating weights in fp16")
     parser.add_argument("--tokenizer", help="the tokenizer's path relative to the destination (AR checkpoints)")
     args = parser.parse_args()
+    if args.source.suffix == ".npz":
+        ship_reference(args.source, args.destination, args.fp16)
+        return
     meta = ckpt.read_meta(args.source)
     if args.tokenizer:
         if "tokenizer" not in meta:
@@ -37,6 +46,14 @@ def main() -> None:
         shutil.copyfile(log, args.destination / "log.jsonl")
     size = sum(path.stat().st_size for path in args.destination.iterdir()) / 2 ** 20
     print(f"{args.destination}: {kind}, {size:.1f} MB")
+
+
+def ship_reference(source: Path, destination: Path, fp16: bool) -> None:
+    reference = ReferenceStatistics.load(source)
+    if fp16:
+        reference = dataclasses.replace(reference, features=reference.features.astype(np.float16))
+    reference.save(destination)
+    print(f"{destination}: reference statistics, {destination.stat().st_size / 2 ** 20:.1f} MB")
 
 
 if __name__ == "__main__":

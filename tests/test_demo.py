@@ -1,11 +1,16 @@
-"""`argen demo` on the shipped Fashion-MNIST checkpoints: numbers, files, and a report that renders."""
+"""`argen demo`: the shipped Fashion-MNIST checkpoints give every method's numbers, files and a report that
+renders; `--train` builds the same set from scratch."""
 
 import re
 
 import pytest
 
 from argen.cli import main
-from argen.demo import COMPONENTS, SHIPPED, shipped_checkpoints
+from argen.demo import COMPONENTS, METHODS, SHIPPED, run_demo, shipped_checkpoints
+
+# Forward passes per image on the 16x16 grid: 256 raster steps; PAR-4x 4 initial + 63 groups; PAR-16x 16 + 15;
+# CTF adds its refiner pass; a prologue adds 16 tokens and the separator.
+STEPS = {"1x raster": 256, "PAR-4x": 67, "PAR-16x": 31, "CTF": 257, "Prologue": 273, "Prologue+CTF+PAR-4x": 85}
 
 
 @pytest.mark.slow
@@ -15,10 +20,27 @@ def test_demo_with_shipped_checkpoints_renders_report(tmp_path, capsys, dump_dom
     assert main(["demo", "--out", str(tmp_path), "--per-class", "3"]) == 0
     printed = capsys.readouterr().out
     assert re.search(r"tokenizer: PSNR [23]\d\.\d\d dB", printed)
-    # One row per method with its step count (16x16 tokens: 256, 67 and 31 steps) and a speed-up over 1x.
-    for method, steps in (("1x raster", 256), ("PAR-4x", 67), ("PAR-16x", 31)):
+    assert set(STEPS) == {method.name for method in METHODS}
+    for method, steps in STEPS.items():  # one row per method with its step count
         assert re.search(rf"^{re.escape(method)}\s+{steps}\s", printed, re.MULTILINE), method
     index = tmp_path / "report" / "index.html"
     dom = dump_dom(index)
     assert 'data-images-ok="true"' in dom
     assert dom.count("<table>") >= 2
+
+
+def test_shipped_checkpoints_fit_the_size_budget():
+    size = sum(path.stat().st_size for path in SHIPPED.parent.rglob("*") if path.is_file())
+    assert size <= 40 * 2 ** 20, f"checkpoints/ holds {size / 2 ** 20:.1f} MB, over the 40 MB budget"
+
+
+@pytest.mark.slow
+def test_demo_train_builds_every_component_from_scratch(tmp_path, capsys):
+    # A tiny schedule: every trainer runs a few steps on a few hundred Fashion-MNIST images.
+    result = run_demo(tmp_path, train=True, per_class=2, progress=False, train_scale=0.01)
+    printed = capsys.readouterr().out
+    assert "minutes on 2 cores" in printed.splitlines()[0]
+    for name in COMPONENTS:
+        assert (tmp_path / "train" / "checkpoints" / name / "config.json").is_file(), name
+    assert {row["method"]: row["steps"] for row in result["methods"]} == STEPS
+    assert (tmp_path / "report" / "index.html").is_file()

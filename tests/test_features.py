@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -276,6 +277,11 @@ def test_reference_round_trip_and_self_evaluation(tmp_path, digits_dataset):
     assert 1.0 <= result["inception_score"] <= 10.0
     shifted = evaluate(images[::-1][:200], loaded, extractor)
     assert shifted["fid"] > 0 and "class_accuracy" not in shifted
+    # Shipped references may store the precision/recall features in fp16 (scripts/ship.py): read back as fp32.
+    compact = dataclasses.replace(reference, features=reference.features.astype(np.float16))
+    half = ReferenceStatistics.load(compact.save(tmp_path / "compact.npz"))
+    assert half.features.dtype == np.float32 and np.allclose(half.features, reference.features, rtol=1e-3)
+    assert evaluate(images, half, extractor)["precision"] == 1.0
 
 
 def test_evaluate_refuses_another_extractor(tmp_path, digits_dataset):

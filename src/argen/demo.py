@@ -16,29 +16,37 @@ from typing import Any
 
 import torch
 
-from argen.config import (ARRunConfig, DataConfig, GPT_PRESETS, GPTConfig, LayoutConfig, TokenizerRunConfig,
-                          TrainConfig, VQ_PRESETS, VQConfig, VQLossConfig, preset)
+from argen.config import (ARRunConfig, DataConfig, GPT_PRESETS, GPTConfig, LayoutConfig, PrologueTrainConfig,
+                          RefinerConfig, RefinerRunConfig, TokenizerRunConfig, TrainConfig, VQ_PRESETS, VQConfig,
+                          VQLossConfig, preset)
+from argen.ctf.table import load_table
 
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "fmnist64"
 # Guidance 2 and temperature 0.8: the settings measured best for class accuracy (docs/results.md).
 SAMPLING = {"guidance": 2.0, "temperature": 0.8}
-QUICK_TRAIN_MINUTES = 9  # `--train` at scale 1 on 2 cores (tokenizer, one AR model per method, classifier)
+QUICK_TRAIN_MINUTES = 14  # `--train` at scale 1 on 2 cores (tokenizers, every model, classifier)
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
-    checkpoint: str  # folder name inside the checkpoint folder
-    layout: LayoutConfig  # what --train trains for it (the shipped checkpoints carry their own)
+    checkpoint: str  # the AR model's folder inside the checkpoint folder
+    tokenizer: str = "tokenizer"  # the tokenizer folder it decodes with
+    refiner: str | None = None  # CTF: the refiner folder that turns its coarse labels into fine ids
 
 
 METHODS = (
-    Method("1x raster", "ar-1x", LayoutConfig()),
-    Method("PAR-4x", "ar-par4", LayoutConfig(order="region", parallel=4)),
-    Method("PAR-16x", "ar-par16", LayoutConfig(order="region", parallel=16)),
+    Method("1x raster", "ar-1x"),
+    Method("PAR-4x", "ar-par4"),
+    Method("PAR-16x", "ar-par16"),
+    Method("CTF", "ctf-ar", refiner="ctf-refiner"),
+    Method("Prologue", "prologue-ar", tokenizer="prologue-tokenizer"),
+    Method("Prologue+CTF+PAR-4x", "combined-ar", tokenizer="prologue-tokenizer", refiner="ctf-refiner"),
 )
-COMPONENTS = ("tokenizer", "classifier", *(method.checkpoint for method in METHODS))
+COMPONENTS = ("tokenizer", "prologue-tokenizer", "classifier", "ctf-refiner",
+              *(method.checkpoint for method in METHODS))
 DATA = DataConfig(name="fashion-mnist", image_size=64, channels=1, pad_to=32, resize="resize")
+CTF_CLUSTERS = 128  # random groups of the 1024 codes: the best CTF setting measured (docs/results.md)
 
 
 def shipped_checkpoints() -> Path | None:
@@ -49,8 +57,11 @@ def shipped_checkpoints() -> Path | None:
 
 
 def quick_train(out_dir: Path, progress: bool = True, scale: float = 1.0) -> Path:
-    """Train a tokenizer, one small AR model per method and a classifier on Fashion-MNIST with short
-    schedules; returns a folder laid out like the shipped checkpoints (symbolic links to the runs)."""
+    """Train everything the demo shows on Fashion-MNIST with short schedules: a tokenizer, its Post prologue
+    variant, a classifier and one tiny model per method (CTF's refiner is shared by the combined model: the
+    Post variant keeps the visual codebook); returns a folder laid out like the shipped checkpoints
+    (symbolic links to the runs)."""
+    from argen.ctf.table import cluster_tokenizer
     from argen.data.token_cache import TokenDataset
     from argen.eval.classifier_task import ClassifierRunConfig, train_classifier
     from argen.train import recipes
@@ -58,20 +69,45 @@ def quick_train(out_dir: Path, progress: bool = True, scale: float = 1.0) -> Pat
     def steps(count: int) -> int:
         return max(2, int(count * scale))
 
+    def train(steps_count: int, lr: float, run: str, batch_size: int, warmup: int) -> TrainConfig:
+        return TrainConfig(steps=steps(steps_count), batch_size=batch_size, lr=lr, schedule="cosine",
+                           warmup_steps=warmup, weight_decay=0.0, out_dir=str(out_dir / run))
+
     out_dir.mkdir(parents=True, exist_ok=True)
     vq = dataclasses.replace(preset(VQ_PRESETS, "VQ-CPU-32", VQConfig), image_size=DATA.image_size)
     runs = {"tokenizer": recipes.train_tokenizer(TokenizerRunConfig(
         model=vq, loss=VQLossConfig(restart_dead_codes_every=20), data=DATA,
-        train=TrainConfig(steps=steps(150), batch_size=16, lr=1e-3, schedule="cosine", warmup_steps=10,
-                          weight_decay=0.0, out_dir=str(out_dir / "tokenizer-run"))), progress)}
-    cache_dir = recipes.tokenize(runs["tokenizer"], out_dir / "cache", progress=progress, limit=steps(8000))
-    cache = TokenDataset(cache_dir)
-    for method in METHODS:
-        config = ARRunConfig(model=preset(GPT_PRESETS, "GPT-T", GPTConfig), layout=method.layout,
-                             cache=str(cache_dir),
-                             train=TrainConfig(steps=steps(250), batch_size=32, lr=3e-3, schedule="cosine",
-                                               warmup_steps=20, out_dir=str(out_dir / f"{method.checkpoint}-run")))
-        runs[method.checkpoint] = recipes.train_ar(recipes.ar_config_from_cache(config, cache), progress)
+        train=train(150, 1e-3, "tokenizer-run", 16, 10)), progress)}
+    # Prologue "Post": the visual tokenizer frozen, 16 prologue tokens over 64 codes (the demo's recipe).
+    runs["prologue-tokenizer"] = recipes.train_tokenizer(TokenizerRunConfig(
+        model=dataclasses.replace(vq, prologue_tokens=16, prologue_codebook_size=64),
+        loss=VQLossConfig(restart_dead_codes_every=0), data=DATA,
+        prologue=PrologueTrainConfig(visual_tokenizer=str(runs["tokenizer"]), freeze_visual=True,
+                                     entropy_weight=0.1),
+        train=train(60, 3e-4, "prologue-tokenizer-run", 16, 5)), progress)
+    caches = {name: recipes.tokenize(runs[name], out_dir / f"{name}-cache", progress=progress,
+                                     limit=steps(8000)) for name in ("tokenizer", "prologue-tokenizer")}
+    tables = {name: out_dir / f"{name}-ctf{CTF_CLUSTERS}.safetensors" for name in caches}
+    for name, table in tables.items():
+        cluster_tokenizer(runs[name], CTF_CLUSTERS, table, method="random")
+    tiny = preset(GPT_PRESETS, "GPT-T", GPTConfig)
+    parallel4 = LayoutConfig(order="region", parallel=4)
+    models = (("ar-1x", "tokenizer", LayoutConfig(), False), ("ar-par4", "tokenizer", parallel4, False),
+              ("ar-par16", "tokenizer", LayoutConfig(order="region", parallel=16), False),
+              ("ctf-ar", "tokenizer", LayoutConfig(), True), ("prologue-ar", "prologue-tokenizer", LayoutConfig(), False),
+              ("combined-ar", "prologue-tokenizer", parallel4, True))
+    for name, tokenizer, layout, coarse in models:
+        config = ARRunConfig(model=tiny, layout=layout, cache=str(caches[tokenizer]),
+                             coarse_table=str(tables[tokenizer]) if coarse else "",
+                             train=dataclasses.replace(train(250, 3e-3, f"{name}-run", 32, 20), weight_decay=0.05))
+        cache = TokenDataset(caches[tokenizer], load_table(tables[tokenizer]) if coarse else None)
+        runs[name] = recipes.train_ar(recipes.ar_config_from_cache(config, cache), progress)
+    refiner = RefinerRunConfig(model=tiny, refiner=RefinerConfig(coarse_noise=0.1), cache=str(caches["tokenizer"]),
+                               coarse_table=str(tables["tokenizer"]),
+                               train=dataclasses.replace(train(250, 3e-3, "ctf-refiner-run", 32, 20),
+                                                         weight_decay=0.05))
+    runs["ctf-refiner"] = recipes.train_refiner(recipes.refiner_config_from_cache(
+        refiner, TokenDataset(caches["tokenizer"]), CTF_CLUSTERS), progress)
     classifier_config = ClassifierRunConfig(data=dataclasses.replace(DATA, image_size=32, pad_to=0, resize="pad"))
     classifier_config = dataclasses.replace(classifier_config, train=dataclasses.replace(
         classifier_config.train, steps=steps(200), out_dir=str(out_dir / "classifier-run")))
@@ -129,8 +165,9 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
     out_dir = Path(out_dir)
     folder = Path(checkpoints) if checkpoints else shipped_checkpoints()
     if train or folder is None:
-        print(f"argen demo: training a tokenizer, {len(METHODS)} AR models and a classifier on Fashion-MNIST "
-              f"first (about {QUICK_TRAIN_MINUTES * train_scale:.0f} minutes on 2 cores) ...", flush=True)
+        print(f"argen demo: training two tokenizers, {len(METHODS)} AR models, a CTF refiner and a classifier on "
+              f"Fashion-MNIST first (about {QUICK_TRAIN_MINUTES * train_scale:.0f} minutes on 2 cores) ...",
+              flush=True)
         folder = quick_train(out_dir / "train", progress, train_scale)
     for name in COMPONENTS:
         if not (folder / name / "config.json").is_file():
@@ -148,7 +185,8 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
 
     rows, grids, class_names = [], [], ()
     for method in METHODS:
-        pipeline = argen.load(folder / method.checkpoint, tokenizer=folder / "tokenizer")
+        pipeline = argen.load(folder / method.checkpoint, tokenizer=folder / method.tokenizer,
+                              refiner=folder / method.refiner if method.refiner else None)
         classes, class_names = pipeline.config.model.num_classes, pipeline.class_names
         images, seconds = _sample_method(pipeline, classes, per_class)
         grids.append(images)
@@ -156,7 +194,8 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
         # One Inception Score split: a few hundred samples are too few for ten.
         metrics = evaluate(images.flatten(0, 1).permute(0, 2, 3, 1).numpy(), reference, extractor, labels,
                            splits=1)
-        rows.append({"method": method.name, "steps": pipeline.layout.num_steps,
+        # Forward passes per image: the AR steps (prologue included), plus CTF's one refiner pass.
+        rows.append({"method": method.name, "steps": pipeline.layout.num_steps + (method.refiner is not None),
                      "ms_per_batch": round(1000 * seconds / per_class, 1),
                      "images_per_s": round(classes * per_class / seconds, 2),
                      "fid": round(metrics["fid"], 2), "inception_score": round(metrics["inception_score"], 3),
@@ -166,12 +205,14 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
         row["speedup"] = round(row["images_per_s"] / rows[0]["images_per_s"], 2)
 
     names = " | ".join(method.name for method in METHODS)
-    shown = min(per_class, 6)  # samples per class and method in the picture
+    shown = min(per_class, 4)  # samples per class and method in the picture
     sections: list[Any] = [
         report.Text("argen demo", f"Fashion-MNIST 64x64 (16x16 tokens), checkpoints from {folder}. Every method "
                     f"samples {per_class} images per class, one image per class per batch (batch "
                     f"{len(class_names)}), guidance {SAMPLING['guidance']}, temperature {SAMPLING['temperature']}, "
-                    f"seed 0; times are wall time on this machine. Metrics use the {extractor.name} features "
+                    f"seed 0; times are wall time on this machine, CTF's refiner pass included. Steps count the forward "
+                    "passes per image: the AR steps (a prologue adds 16 and a separator) plus CTF's one refiner "
+                    "pass. Metrics use the {extractor.name} features "
                     f"against {reference.count} Fashion-MNIST test images: they are only comparable with each "
                     "other, not with ImageNet FIDs, and a few hundred samples inflate FID."),
         report.Grid(f"Samples, one row per class ({', '.join(class_names)}); left to right: {names}",
@@ -185,7 +226,7 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
             "perplexity": round(tokenizer_metrics["perplexity"], 1)}]),
         report.Media("Originals (odd columns) and reconstructions (even columns)", Path(tokenizer_metrics["grid"])),
     ]
-    for name in ("tokenizer", *(method.checkpoint for method in METHODS)):
+    for name in ("tokenizer", "prologue-tokenizer", "ctf-refiner", *(method.checkpoint for method in METHODS)):
         # Shipped checkpoints keep their training log inside; fresh runs keep it beside the checkpoint.
         logs = [folder / name / "log.jsonl", (folder / name).resolve().parent / "log.jsonl"]
         log = next((path for path in logs if path.is_file()), None)

@@ -70,8 +70,10 @@ class ReferenceStatistics:
             if meta.get("format") != FORMAT_VERSION:
                 raise MetricError(f"{path} has reference format {meta.get('format')}, expected {FORMAT_VERSION}")
             spatial = "mu_s" in data.files
+            # Shipped files may hold the features in fp16 (scripts/ship.py); distances are computed in fp32.
             return cls(meta["extractor"], meta["checksum"], int(meta["count"]), data["mu"], data["sigma"],
-                       data["features"], data["mu_s"] if spatial else None, data["sigma_s"] if spatial else None)
+                       data["features"].astype(np.float32), data["mu_s"] if spatial else None,
+                       data["sigma_s"] if spatial else None)
 
 
 class _RandomSubset:
