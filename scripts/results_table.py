@@ -147,7 +147,13 @@ def demo() -> None:
         if refiner:
             training += f"; refiner {final(RUNS / refiner / 'log.jsonl')}"
         rows.append((description, RUNS / "eval64" / f"demo-{name}", training))
+    for name in ("ar1x", "prologue"):  # Prologue's comparison without guidance (temperature 1)
+        rows.append((f"{DEMO_MODELS[name][0]}, no guidance, T 1", RUNS / "eval64" / f"demo-{name}-noguidance", ""))
     quality_rows(rows)
+    probe = read(RUNS / "eval64" / "demo-prologue" / "probe.json")
+    if probe:
+        print(f"\nLinear probe: prologue ids {probe['prologue']['test_accuracy']:.1%}, first visual ids "
+              f"{probe['first_visual']['test_accuracy']:.1%}")
 
 
 def video() -> None:

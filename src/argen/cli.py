@@ -521,7 +521,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from argen.demo import run_demo
 
     run_demo(args.out, checkpoints=args.checkpoints, train=args.train, per_class=args.per_class,
-             progress=_progress())
+             per_batch=args.per_batch, progress=_progress())
     return 0
 
 
@@ -745,6 +745,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--checkpoints", type=Path, help="checkpoint folder (default: the shipped checkpoints)")
     demo.add_argument("--train", action="store_true", help="train a quick pipeline from scratch first")
     demo.add_argument("--per-class", type=int, default=20, help="samples per class and method")
+    demo.add_argument("--per-batch", type=int, default=4,
+                      help="images of each class in one sampling batch (1: the latency regime, batch = classes)")
     demo.set_defaults(handler=cmd_demo)
 
     analyze = commands.add_parser("analyze", help="analyses of data and models")
