@@ -216,7 +216,8 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
     sections: list[Any] = [
         report.Text("argen demo", f"Fashion-MNIST 64x64 (16x16 tokens), checkpoints from {folder}. Every method "
                     f"samples {per_class} images per class, {min(per_batch, per_class)} of every class per batch "
-                    f"(batch {len(class_names) * min(per_batch, per_class)}), guidance {SAMPLING['guidance']}, temperature {SAMPLING['temperature']}, "
+                    f"(batch {len(class_names) * min(per_batch, per_class)}), guidance {SAMPLING['guidance']}, "
+                    f"temperature {SAMPLING['temperature']}, "
                     "seed 0; times are wall time on this machine, CTF's refiner pass included. Steps count the "
                     "forward passes per image: the AR steps (a prologue adds 16 and a separator) plus CTF's one "
                     f"refiner pass. Metrics use the {extractor.name} features against {reference.count} "
