@@ -211,7 +211,7 @@ prologue_tokenizer_evals() {  # reconstruction (PSNR, rFID on 2000 test images) 
 
 # The demo's models (checkpoints/fmnist64, what `argen demo` loads): every method at one small size, dim 128
 # (1.5 M parameters; the PAR section's recipe otherwise), so that all of them fit the 40 MB budget in fp16.
-# They train in fp32: at this size bf16 autocast is 1.5x slower than fp32 on these CPUs.
+# They train in fp32: at this size bf16 autocast trained slower than fp32 on these CPUs (docs/results.md).
 # The Prologue models read the Post stage 1 $DEMO_PROLOGUE: its visual tokenizer is the baseline's, frozen, so
 # its table has the same content as the baseline's and the combined model shares the CTF model's refiner.
 # name, token cache (base: the baseline's; post: $DEMO_PROLOGUE's), CTF table (- for fine ids), layout overrides

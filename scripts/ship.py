@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from argen.eval.reference import ReferenceStatistics
-
 from argen.io import checkpoint as ckpt
 
 

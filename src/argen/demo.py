@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +32,20 @@ QUICK_TRAIN_MINUTES = 10  # `--train` at scale 1 on 2 idle cores: 10.1 minutes m
 class Method:
     name: str
     checkpoint: str  # the AR model's folder inside the checkpoint folder
-    tokenizer: str = "tokenizer"  # the tokenizer folder it decodes with
+    tokenizer: str = "tokenizer"  # the tokenizer folder it decodes with (and, for --train, is trained on)
     refiner: str | None = None  # CTF: the refiner folder that turns its coarse labels into fine ids
+    # What --train trains for it (the shipped checkpoints carry their own layout).
+    layout: LayoutConfig = field(default_factory=LayoutConfig)
 
 
+PAR4 = LayoutConfig(order="region", parallel=4)
 METHODS = (
     Method("1x raster", "ar-1x"),
-    Method("PAR-4x", "ar-par4"),
-    Method("PAR-16x", "ar-par16"),
+    Method("PAR-4x", "ar-par4", layout=PAR4),
+    Method("PAR-16x", "ar-par16", layout=LayoutConfig(order="region", parallel=16)),
     Method("CTF", "ctf-ar", refiner="ctf-refiner"),
     Method("Prologue", "prologue-ar", tokenizer="prologue-tokenizer"),
-    Method("Prologue+CTF+PAR-4x", "combined-ar", tokenizer="prologue-tokenizer", refiner="ctf-refiner"),
+    Method("Prologue+CTF+PAR-4x", "combined-ar", tokenizer="prologue-tokenizer", refiner="ctf-refiner", layout=PAR4),
 )
 COMPONENTS = ("tokenizer", "prologue-tokenizer", "classifier", "ctf-refiner",
               *(method.checkpoint for method in METHODS))
@@ -70,9 +73,10 @@ def quick_train(out_dir: Path, progress: bool = True, scale: float = 1.0) -> Pat
     def steps(count: int) -> int:
         return max(2, int(count * scale))
 
-    def train(steps_count: int, lr: float, run: str, batch_size: int, warmup: int) -> TrainConfig:
+    def train(steps_count: int, lr: float, run: str, batch_size: int, warmup: int,
+              weight_decay: float = 0.0) -> TrainConfig:
         return TrainConfig(steps=steps(steps_count), batch_size=batch_size, lr=lr, schedule="cosine",
-                           warmup_steps=warmup, weight_decay=0.0, out_dir=str(out_dir / run))
+                           warmup_steps=warmup, weight_decay=weight_decay, out_dir=str(out_dir / run))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     vq = dataclasses.replace(preset(VQ_PRESETS, "VQ-CPU-32", VQConfig), image_size=DATA.image_size)
@@ -92,22 +96,16 @@ def quick_train(out_dir: Path, progress: bool = True, scale: float = 1.0) -> Pat
     for name, table in tables.items():
         cluster_tokenizer(runs[name], CTF_CLUSTERS, table, method="random")
     tiny = preset(GPT_PRESETS, "GPT-T", GPTConfig)
-    parallel4 = LayoutConfig(order="region", parallel=4)
-    models = (("ar-1x", "tokenizer", LayoutConfig(), False), ("ar-par4", "tokenizer", parallel4, False),
-              ("ar-par16", "tokenizer", LayoutConfig(order="region", parallel=16), False),
-              ("ctf-ar", "tokenizer", LayoutConfig(), True),
-              ("prologue-ar", "prologue-tokenizer", LayoutConfig(), False),
-              ("combined-ar", "prologue-tokenizer", parallel4, True))  # name, tokenizer, layout, CTF
-    for name, tokenizer, layout, coarse in models:
-        config = ARRunConfig(model=tiny, layout=layout, cache=str(caches[tokenizer]),
-                             coarse_table=str(tables[tokenizer]) if coarse else "",
-                             train=dataclasses.replace(train(250, 3e-3, f"{name}-run", 32, 20), weight_decay=0.05))
-        cache = TokenDataset(caches[tokenizer], load_table(tables[tokenizer]) if coarse else None)
-        runs[name] = recipes.train_ar(recipes.ar_config_from_cache(config, cache), progress)
+    for method in METHODS:
+        coarse = method.refiner is not None  # CTF: the AR predicts the cluster labels of its tokenizer's table
+        table = str(tables[method.tokenizer]) if coarse else ""
+        config = ARRunConfig(model=tiny, layout=method.layout, cache=str(caches[method.tokenizer]), coarse_table=table,
+                             train=train(250, 3e-3, f"{method.checkpoint}-run", 32, 20, weight_decay=0.05))
+        cache = TokenDataset(caches[method.tokenizer], load_table(table) if coarse else None)
+        runs[method.checkpoint] = recipes.train_ar(recipes.ar_config_from_cache(config, cache), progress)
     refiner = RefinerRunConfig(model=tiny, refiner=RefinerConfig(coarse_noise=0.1), cache=str(caches["tokenizer"]),
                                coarse_table=str(tables["tokenizer"]),
-                               train=dataclasses.replace(train(250, 3e-3, "ctf-refiner-run", 32, 20),
-                                                         weight_decay=0.05))
+                               train=train(250, 3e-3, "ctf-refiner-run", 32, 20, weight_decay=0.05))
     runs["ctf-refiner"] = recipes.train_refiner(recipes.refiner_config_from_cache(
         refiner, TokenDataset(caches["tokenizer"]), CTF_CLUSTERS), progress)
     classifier_config = ClassifierRunConfig(data=dataclasses.replace(DATA, image_size=32, pad_to=0, resize="pad"))
