@@ -10,9 +10,10 @@
 #   scripts/reproduce.sh ctf-bench          images/s of 1x, PAR-4x, CTF and CTF+PAR-4x at batch 1 and 64 (quiet machine)
 #   scripts/reproduce.sh prologue [NAME...] Prologue at 64x64: stage 1 (joint, Post), caches, stage-3 ARs, evaluation
 #   scripts/reproduce.sh prologue-evals     reconstruction with and without the prologue; baseline without guidance
-#   scripts/reproduce.sh demo [NAME...]     the demo's small models (every method, Prologue + CTF + PAR-4x
+#   scripts/reproduce.sh demo [NAME...]     the demo's small models (every method, Prologue + CTF + PAR-16x
 #                                           combined), trained and evaluated; then `demo-ship` copies them
 #                                           into checkpoints/fmnist64 in fp16
+#   scripts/reproduce.sh demo-bench         images/s of the shipped demo models at batch 1 and 40 (quiet machine)
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
 #   scripts/reproduce.sh video-models NAME... only these video models (train, sample, evaluate)
 # Each step is skipped when its output exists, so an interrupted run continues where it stopped
@@ -125,16 +126,38 @@ ctf_temperatures() {  # the two stages' temperatures, on the 128-random-groups m
         --refiner runs/fmnist64-ctf128-random-refiner/checkpoint --temperature 1.0 --refine-temperature 1.0
 }
 
-ctf_bench() {  # images/s at batch 1 and 64 (guidance 2, fp32) of the baselines and CTF, back to back
-    local name model refiner batch
+bench() {  # bench MODEL OUT BATCH [--refiner DIR]: images/s (guidance 2, fp32) into OUT/bench-cfg-bBATCH.json
+    local model=$1 out=$2 batch=$3; shift 3
+    mkdir -p "$out"
+    [[ -e $out/bench-cfg-b$batch.json ]] || $argen bench sample --model "$model" "$@" --batch "$batch" --cfg 2 \
+        --repeats 3 --json > "$out/bench-cfg-b$batch.json"
+}
+
+ctf_bench() {  # images/s at batch 1 and 64 of the baselines and CTF, back to back
+    local name refiner batch
     for name in ar1x par4 ctf128-random ctf128-random-par4; do
-        model=runs/fmnist64-$name/checkpoint refiner=()
+        refiner=()
         [[ $name == ctf* ]] && refiner=(--refiner runs/fmnist64-ctf128-random-refiner/checkpoint)
         for batch in 1 64; do
-            [[ -e runs/eval64/$name/bench-cfg-b$batch.json ]] || $argen bench sample --model "$model" "${refiner[@]}" \
-                --batch $batch --cfg 2 --repeats 3 --json > "runs/eval64/$name/bench-cfg-b$batch.json"
+            bench "runs/fmnist64-$name/checkpoint" "runs/eval64/$name" $batch "${refiner[@]}"
         done
     done
+}
+
+demo_bench() {  # images/s at batch 1 and 40 (the demo's batch) of the shipped demo models, back to back
+    local name folder refiner batch
+    while read -r name folder; do
+        refiner=()
+        [[ $name == ctf || $name == combined ]] && refiner=(--refiner checkpoints/fmnist64/ctf-refiner)
+        for batch in 1 40; do
+            bench "checkpoints/fmnist64/$folder" "runs/eval64/demo-$name" $batch "${refiner[@]}"
+        done
+    done <<< "ar1x ar-1x
+par4 ar-par4
+par16 ar-par16
+ctf ctf-ar
+prologue prologue-ar
+combined combined-ar"
 }
 
 ctf_refiners() {  # ctf_refiners [NAME...]: the refiner size ablation (default: all)
@@ -221,7 +244,9 @@ par4 base - layout.order=region layout.parallel=4
 par16 base - layout.order=region layout.parallel=16
 ctf base ctf128-random
 prologue post -
-combined post ctf128-random layout.order=region layout.parallel=4"
+combined post ctf128-random layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4
+combined-par4 post ctf128-random layout.order=region layout.parallel=4
+combined-par16 post ctf128-random layout.order=region layout.parallel=16"
 
 demo_models() {  # demo_models [NAME...]: train and evaluate these demo models (default: all)
     local name cache table overrides tokenizer table_file cache_dir options
@@ -326,6 +351,7 @@ case "${1:-}" in
     ctf-refiners) shift; par_data && ctf_models ctf128-random && ctf_refiners "$@" ;;
     ctf-temperatures) par_data && ctf_models ctf128-random && ctf_temperatures ;;
     ctf-bench) ctf_bench ;;
+    demo-bench) demo_bench ;;
     ctf-report) $argen report --out runs/report-ctf --title "CTF on Fashion-MNIST 64x64" \
         --metrics runs/eval64/{ar1x,ctf*}/metrics.json \
         --samples runs/eval64/{ar1x,ctf128-random,ctf256-random,ctf128-random-par4,ctf128}/samples.npz ;;

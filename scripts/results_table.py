@@ -1,6 +1,6 @@
 """Print the markdown tables of docs/results.md from the outputs of `scripts/reproduce.sh`.
 
-    .venv/bin/python scripts/results_table.py par|ctf|ctf-speed|prologue|demo|video
+    .venv/bin/python scripts/results_table.py par|ctf|ctf-speed|prologue|demo|demo-speed|video
 """
 
 import json
@@ -92,19 +92,31 @@ def ctf() -> None:
     quality_rows(rows)
 
 
-def ctf_speed() -> None:
-    print("| model | AR steps | images/s, batch 1 | refiner share | images/s, batch 64 | refiner share |")
+def speed_rows(models: list[tuple[str, Path]], batches: tuple[int, int]) -> None:
+    """Rows of (description, evaluation folder holding bench-cfg-b{batch}.json): steps, images/s, refiner share."""
+    print(f"| model | AR steps | images/s, batch {batches[0]} | refiner share | images/s, batch {batches[1]} "
+          "| refiner share |")
     print("|---|---|---|---|---|---|")
-    for name, description in (("ar1x", "1x"), ("par4", "PAR-4x"), ("ctf128-random", "CTF 128"),
-                              ("ctf128-random-par4", "CTF 128 + PAR-4x")):
+    for description, folder in models:
         cells = [description]
-        for batch in (1, 64):
-            bench = read(RUNS / "eval64" / name / f"bench-cfg-b{batch}.json")
-            if batch == 1:
+        for batch in batches:
+            bench = read(folder / f"bench-cfg-b{batch}.json")
+            if batch == batches[0]:
                 cells.append(str(bench.get("steps", "")))
             cells += [f"{bench['images_per_s']:.2f}" if bench else "", f"{bench['refiner_share']:.1%}"
                       if "refiner_share" in bench else "-"]
         print("| " + " | ".join(cells) + " |")
+
+
+def ctf_speed() -> None:
+    speed_rows([(description, RUNS / "eval64" / name) for name, description in (
+        ("ar1x", "1x"), ("par4", "PAR-4x"), ("ctf128-random", "CTF 128"), ("ctf128-random-par4", "CTF 128 + PAR-4x"))],
+        (1, 64))
+
+
+def demo_speed() -> None:
+    speed_rows([(description, RUNS / "eval64" / f"demo-{name}") for name, (description, _) in DEMO_MODELS.items()
+                if (RUNS / "eval64" / f"demo-{name}" / "bench-cfg-b1.json").is_file()], (1, 40))
 
 
 def prologue() -> None:
@@ -136,7 +148,9 @@ DEMO_MODELS = {  # demo run name -> (description, refiner run)
     "par16": ("PAR-16x", None),
     "ctf": ("CTF, 128 random groups", "demo64-ctf-refiner"),
     "prologue": ("Prologue (Post, 64 codes)", None),
-    "combined": ("Prologue + CTF + PAR-4x", "demo64-ctf-refiner"),
+    "combined": ("Prologue (4 per step) + CTF + PAR-16x, no sequential initial tokens", "demo64-ctf-refiner"),
+    "combined-par4": ("Prologue + CTF + PAR-4x", "demo64-ctf-refiner"),
+    "combined-par16": ("Prologue + CTF + PAR-16x", "demo64-ctf-refiner"),
 }
 
 
@@ -175,5 +189,5 @@ def video() -> None:
 
 if __name__ == "__main__":
     tables = {"par": par, "ctf": ctf, "ctf-speed": ctf_speed, "prologue": prologue, "demo": demo,
-              "video": video}
+              "demo-speed": demo_speed, "video": video}
     tables[sys.argv[1] if len(sys.argv) > 1 else "par"]()

@@ -1,5 +1,5 @@
-"""All three methods in one model: prologue tokens first, then CTF coarse labels in PAR's region order, then one
-refiner pass, trained and sampled through the ordinary CLI (the one Layout, Sampler and Trainer)."""
+"""All three methods in one model: prologue tokens first (in parallel pairs), then CTF coarse labels in PAR's
+region order, then one refiner pass, trained and sampled through the ordinary CLI (the one Layout, Sampler and Trainer)."""
 
 import json
 
@@ -29,7 +29,8 @@ def test_prologue_ctf_par_model_trains_and_samples_complete_sequences(tmp_path):
                  "--out", str(table)]) == 0
     cache, ar, refiner = str(tmp_path / "cache"), tmp_path / "ar", tmp_path / "refiner"
     assert main(["train", "--cache", cache, "--coarse-table", str(table), "--out", str(ar), *SMALL,
-                 "layout.order=region", "layout.parallel=4"]) == 0
+                 "layout.order=region", "layout.parallel=16", "layout.sequential_initial=false",
+                 "layout.prologue_parallel=2"]) == 0
     meta = json.loads((ar / "checkpoint" / "config.json").read_text())["config"]
     # [class][4 prologue][separator][64 coarse labels]: vocabulary 8 clusters + 16 prologue codes + separator
     assert (meta["layout"]["prologue_length"], meta["model"]["vocab_size"]) == (4, 8 + 16 + 1)
@@ -44,8 +45,9 @@ def test_prologue_ctf_par_model_trains_and_samples_complete_sequences(tmp_path):
     assert generated.visual.shape == generated.coarse.shape == (3, 8, 8)
     assert int(generated.visual.min()) >= 0 and int(generated.visual.max()) < 32
     assert torch.equal(load_table(table).coarse(generated.visual.cpu()), generated.coarse.cpu())
-    # One sequence: 4 prologue steps, the separator, then PAR-4x over 64 positions (4 + 64/4 - 1 steps).
-    assert pipeline.layout.num_steps == 4 + 1 + (4 + 16 - 1)
+    # One sequence, as the demo's combination: the prologue 2 tokens per step, the separator, then 4 groups of 16
+    # coarse labels; fewer steps than PAR-16x alone on this grid (16 initial tokens + 3 groups).
+    assert pipeline.layout.num_steps == 2 + 1 + 4 < 16 + 3
     fixed = TokenDataset(cache).tensors["prologue_ids"][:2].long()
     kept = pipeline.generate_ids([1, 2], torch.Generator().manual_seed(1), forced={"prologue": fixed})
     assert torch.equal(kept.prologue.cpu(), fixed)

@@ -18,6 +18,8 @@ LAYOUTS = {
     "video": dict(grid=(2, 4, 4), order="region", parallel=4),
     "prologue": dict(grid=(4, 4), prologue_length=3, prologue_vocab=6),
     "prologue-par": dict(grid=(8, 8), order="region", parallel=4, prologue_length=3, prologue_vocab=6),
+    "prologue-parallel": dict(grid=(8, 8), order="region", parallel=16, sequential_initial=False,
+                              prologue_length=4, prologue_vocab=6, prologue_parallel=2),
 }
 VISUAL_VOCAB = 24
 GUIDED = SamplingOptions(greedy=True, guidance={"prologue": 0.7, "visual": 3.0},

@@ -26,6 +26,9 @@ from argen.sample import DTYPES, SamplingOptions, generate
 
 EMBEDDING_TABLES = ("tok_embeddings.", "cls_embedding.", "spe_tok_embeddings.")
 BUSY_OTHERS_WARNING = 0.2  # CPU cores used by other processes above which a run is suspect
+# /proc/stat and os.times count in clock ticks (10 ms): over a 10 ms window one tick reads as a whole core, so the
+# load is read over windows of consecutive repeats at least this long.
+LOAD_WINDOW_SECONDS = 0.5
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:
@@ -48,6 +51,9 @@ class OtherLoad:
 
     def start(self) -> None:
         self.jiffies, self.own, self.wall = _cpu_jiffies(), _own_cpu_seconds(), time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.wall
 
     def stop(self) -> float | None:
         jiffies = _cpu_jiffies()
@@ -77,7 +83,8 @@ def bytes_per_step(model: Transformer, layout: Layout, rows: int, cache_dtype: t
 
 def _timed(run, device: torch.device, warmup: int, repeats: int) -> tuple[list[float], float | None]:
     """Wall seconds of `repeats` calls of `run` after `warmup` untimed ones, and the busiest other-process load
-    seen (cores; None if unmeasurable), warning when the machine was not idle."""
+    seen over windows of at least LOAD_WINDOW_SECONDS (cores; None if unmeasurable), warning when the machine was
+    not idle. A final window shorter than that is read only when it is the only one."""
     def synchronised() -> None:
         run()
         if device.type == "cuda":
@@ -87,12 +94,14 @@ def _timed(run, device: torch.device, warmup: int, repeats: int) -> tuple[list[f
         synchronised()
     seconds, loads = [], []
     load = OtherLoad()
-    for _ in range(repeats):
-        load.start()
+    load.start()
+    for index in range(repeats):
         begin = time.perf_counter()
         synchronised()
         seconds.append(time.perf_counter() - begin)
-        loads.append(load.stop())
+        if load.elapsed() >= LOAD_WINDOW_SECONDS or (index == repeats - 1 and not loads):
+            loads.append(load.stop())
+            load.start()
     busiest = max((value for value in loads if value is not None), default=None)
     if busiest is not None and busiest > BUSY_OTHERS_WARNING:
         warnings.warn(f"other processes used up to {busiest:.2f} CPU cores during the benchmark; "

@@ -111,6 +111,7 @@ class LayoutConfig:
     group_attention: str = "full"  # PAR: "full" or "causal" attention inside an input group
     prologue_length: int = 0  # Prologue: number of prologue tokens (0 = none)
     prologue_vocab: int = 0
+    prologue_parallel: int = 1  # Prologue: prologue tokens per step (1 = one by one, as in the paper)
 
 
 @dataclass

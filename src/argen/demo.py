@@ -38,14 +38,17 @@ class Method:
     layout: LayoutConfig = field(default_factory=LayoutConfig)
 
 
-PAR4 = LayoutConfig(order="region", parallel=4)
+# The combination decodes its prologue 4 tokens per step and drops PAR's sequential initial tokens (the
+# prologue already fixes the image's global content): 4 + 1 (separator) + 16 steps + the refiner's pass.
+COMBINED = LayoutConfig(order="region", parallel=16, sequential_initial=False, prologue_parallel=4)
 METHODS = (
     Method("1x raster", "ar-1x"),
-    Method("PAR-4x", "ar-par4", layout=PAR4),
+    Method("PAR-4x", "ar-par4", layout=LayoutConfig(order="region", parallel=4)),
     Method("PAR-16x", "ar-par16", layout=LayoutConfig(order="region", parallel=16)),
     Method("CTF", "ctf-ar", refiner="ctf-refiner"),
     Method("Prologue", "prologue-ar", tokenizer="prologue-tokenizer"),
-    Method("Prologue+CTF+PAR-4x", "combined-ar", tokenizer="prologue-tokenizer", refiner="ctf-refiner", layout=PAR4),
+    Method("Prologue+CTF+PAR-16x", "combined-ar", tokenizer="prologue-tokenizer", refiner="ctf-refiner",
+           layout=COMBINED),
 )
 COMPONENTS = ("tokenizer", "prologue-tokenizer", "classifier", "ctf-refiner",
               *(method.checkpoint for method in METHODS))

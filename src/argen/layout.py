@@ -12,8 +12,9 @@ the regions (inner loop, raster). A (T, H, W) grid is cut over H and W only by d
 after frame, each frame in PAR order. An explicit `regions` tuple may cut time too.
 
 Steps G_0..G_{S-1} partition the generated sequence into consecutive groups produced together:
-prologue and separator one per step; visual tokens one per step (parallel k = 1), or groups of k
-consecutive tokens (PAR), optionally after k single steps (`sequential_initial`).
+prologue tokens one per step, or groups of `prologue_parallel`; the separator alone; visual tokens one
+per step (parallel k = 1), or groups of k consecutive tokens (PAR), optionally after k single steps
+(`sequential_initial`).
 
 One rule derives both the training sequence and the decode plan. Input group I_0 is the class slot;
 I_j (j > 0) feeds the tokens of G_{j-1}. When |G_j| exceeds what I_j feeds, I_j is padded with
@@ -127,6 +128,9 @@ class Layout:
             raise ValueError("layout.regions applies to order='region' only; set order=region or drop regions")
         if config.prologue_length < 0:
             raise ValueError(f"layout.prologue_length must be >= 0, got {config.prologue_length}")
+        if config.prologue_parallel < 1 or config.prologue_length % config.prologue_parallel:
+            raise ValueError(f"layout.prologue_parallel={config.prologue_parallel} must be >= 1 and divide "
+                             f"layout.prologue_length={config.prologue_length}")
         if (config.prologue_length > 0) != (config.prologue_vocab > 0):
             raise ValueError(f"layout.prologue_length ({config.prologue_length}) and layout.prologue_vocab "
                              f"({config.prologue_vocab}) must both be > 0 (prologue) or both 0 (none)")
@@ -167,7 +171,8 @@ class Layout:
         return segments
 
     def _group_sizes(self) -> list[int]:
-        sizes = [1] * (self.generated_length - self.visual_count)
+        prologue = self.config.prologue_parallel
+        sizes = [prologue] * (self.prologue_length // prologue) + [1] * (self.prologue_length > 0)  # + separator
         k, count = self.parallel, self.visual_count
         if k == 1:
             return sizes + [1] * count
@@ -403,5 +408,5 @@ class Layout:
     def describe(self) -> str:
         """One line for logs: order, steps and sequence length."""
         return (f"grid {self.grid}, order {self.config.order}, parallel {self.parallel}, regions {self.regions}, "
-                f"prologue {self.prologue_length}, {self.num_steps} steps, {self.sequence_length} slots, "
+                f"prologue {self.prologue_length} ({self.config.prologue_parallel} per step), {self.num_steps} steps, {self.sequence_length} slots, "
                 f"{self.n_transition} transition embeddings, vocab {self.vocab_size}")
