@@ -14,6 +14,7 @@
 #                                           combined), trained and evaluated; then `demo-ship` copies them
 #                                           into checkpoints/fmnist64 in fp16
 #   scripts/reproduce.sh demo-bench         images/s of the shipped demo models at batch 1 and 40 (quiet machine)
+#   scripts/reproduce.sh combined           the demo's combination at 3 M parameters (the PAR section's size)
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
 #   scripts/reproduce.sh video-models NAME... only these video models (train, sample, evaluate)
 # Each step is skipped when its output exists, so an interrupted run continues where it stopped
@@ -239,12 +240,14 @@ prologue_tokenizer_evals() {  # reconstruction (PSNR, rFID on 2000 test images) 
 # its table has the same content as the baseline's and the combined model shares the CTF model's refiner.
 # name, token cache (base: the baseline's; post: $DEMO_PROLOGUE's), CTF table (- for fine ids), layout overrides
 DEMO_PROLOGUE=prologue-post-k64
+# The combination: prologue 4 tokens per step, then 16 coarse labels per step without PAR's sequential initial tokens
+COMBINED_LAYOUT="layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4"
 DEMO_MODELS="ar1x base -
 par4 base - layout.order=region layout.parallel=4
 par16 base - layout.order=region layout.parallel=16
 ctf base ctf128-random
 prologue post -
-combined post ctf128-random layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4
+combined post ctf128-random $COMBINED_LAYOUT
 combined-par4 post ctf128-random layout.order=region layout.parallel=4
 combined-par16 post ctf128-random layout.order=region layout.parallel=16"
 
@@ -281,6 +284,21 @@ demo_models() {  # demo_models [NAME...]: train and evaluate these demo models (
             prologue_analysis "runs/demo64-$name" $DEMO_PROLOGUE "runs/eval64/demo-$name"
         fi
     done <<< "$DEMO_MODELS"
+}
+
+combined_3m() {  # the demo's combination at the PAR section's size (3 M parameters, its bf16 recipe), decoded by
+    # the CTF section's refiner of that size (the Post table has the baseline table's content)
+    local table=runs/ctf64/$DEMO_PROLOGUE-ctf128-random.safetensors refiner=runs/fmnist64-ctf128-random-refiner
+    prologue_stage1 $DEMO_PROLOGUE
+    done_or runs/ctf64/ctf128-random.safetensors $argen ctf cluster --tokenizer runs/fmnist64-tokenizer/checkpoint \
+        --clusters 128 --method random --out runs/ctf64/ctf128-random.safetensors
+    done_or "$table" $argen ctf cluster --tokenizer "runs/fmnist64-$DEMO_PROLOGUE/checkpoint" --clusters 128 \
+        --method random --out "$table"
+    ctf_refiner ctf128-random $refiner
+    # shellcheck disable=SC2086  # the overrides are separate words
+    $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache "runs/fmnist64-$DEMO_PROLOGUE-cache" \
+        --coarse-table "$table" --out runs/fmnist64-combined $COMBINED_LAYOUT
+    evaluate runs/fmnist64-combined runs/eval64/combined --refiner $refiner/checkpoint
 }
 
 demo_ship() {  # copy the demo's models into checkpoints/fmnist64 (fp16) beside the tokenizer and classifier
@@ -352,6 +370,7 @@ case "${1:-}" in
     ctf-temperatures) par_data && ctf_models ctf128-random && ctf_temperatures ;;
     ctf-bench) ctf_bench ;;
     demo-bench) demo_bench ;;
+    combined) par_data && combined_3m ;;
     ctf-report) $argen report --out runs/report-ctf --title "CTF on Fashion-MNIST 64x64" \
         --metrics runs/eval64/{ar1x,ctf*}/metrics.json \
         --samples runs/eval64/{ar1x,ctf128-random,ctf256-random,ctf128-random-par4,ctf128}/samples.npz ;;
