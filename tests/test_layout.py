@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from argen.config import LayoutConfig
-from argen.layout import IGNORE_INDEX, PROLOGUE, SEPARATOR, Layout
+from argen.layout import IGNORE_INDEX, PROLOGUE, SEPARATOR, VISUAL, Layout
 from argen.model import SLOT_CLASS, SLOT_TOKEN, SLOT_TRANSITION, rope_table
 
 LAYOUTS = {
@@ -100,7 +100,7 @@ def test_step_counts_of_ablations_and_prologue():
 def test_parallel_prologue_groups():
     layout = make("prologue-parallel", vocab=16)
     assert [(step.segment, step.n_fed, step.n_transition, step.n_output) for step in layout.steps[:4]] == [
-        (PROLOGUE, 1, 1, 2), (PROLOGUE, 2, 0, 2), (SEPARATOR, 2, 0, 1), ("visual", 1, 15, 16)]
+        (PROLOGUE, 1, 1, 2), (PROLOGUE, 2, 0, 2), (SEPARATOR, 2, 0, 1), (VISUAL, 1, 15, 16)]
     assert [step.progress for step in layout.steps[:2]] == [0.0, 0.5]
     # The separator's group feeds two prologue tokens; the second slot has nothing to predict.
     visual = torch.zeros(1, 8, 8, dtype=torch.long)
