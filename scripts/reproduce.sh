@@ -182,11 +182,12 @@ ctf_models() {  # ctf_models [NAME...]: these CTF models (default: all)
 }
 
 # Prologue at 64x64: name of the stage-1 run, then its overrides of configs/fmnist64-prologue.yaml (joint
-# fine-tuning from the PAR section's tokenizer; "post" keeps that tokenizer frozen; "k64": Post with 64 prologue
-# codes instead of 1024 and a 10x smaller entropy weight, so that the prologue ids can become predictable)
+# fine-tuning from the PAR section's tokenizer; "post" keeps that tokenizer frozen; "k64": 64 prologue codes
+# instead of 1024 and a 10x smaller entropy weight, so that the prologue ids can become predictable)
 PROLOGUE_TOKENIZERS="prologue
 prologue-post prologue.freeze_visual=true loss.restart_dead_codes_every=0
-prologue-post-k64 prologue.freeze_visual=true loss.restart_dead_codes_every=0 prologue.entropy_weight=0.1 model.prologue_codebook_size=64"
+prologue-post-k64 prologue.freeze_visual=true loss.restart_dead_codes_every=0 prologue.entropy_weight=0.1 model.prologue_codebook_size=64
+prologue-k64 prologue.entropy_weight=0.1 model.prologue_codebook_size=64"
 
 prologue_stage1() {  # prologue_stage1 [NAME...]: stage 1 and the token caches (train and test) of these runs
     local name overrides
@@ -224,7 +225,7 @@ prologue_analysis() {  # prologue_analysis RUN STAGE1_NAME OUT: fixed-prologue r
 
 prologue_tokenizer_evals() {  # reconstruction (PSNR, rFID on 2000 test images) with and without the prologue
     local name
-    for name in tokenizer prologue prologue-post; do
+    for name in tokenizer prologue prologue-post prologue-k64; do
         done_or "runs/eval64/tokenizer-$name/metrics.json" $argen eval tokenizer \
             --tokenizer "runs/fmnist64-$name/checkpoint" --classifier $classifier --count 2000 \
             --out "runs/eval64/tokenizer-$name"

@@ -1,6 +1,6 @@
 """Print the markdown tables of docs/results.md from the outputs of `scripts/reproduce.sh`.
 
-    .venv/bin/python scripts/results_table.py par|ctf|ctf-speed|prologue|demo|demo-speed|video
+    .venv/bin/python scripts/results_table.py par|ctf|ctf-speed|prologue|demo|demo-speed|combined|video
 """
 
 import json
@@ -124,18 +124,19 @@ def prologue() -> None:
     for name, description, ar in (("ar1x", "baseline 1x", "ar1x"), ("prologue", "Prologue (joint)", "prologue-ar"),
                                   ("prologue-post", "Prologue-Post", "prologue-post-ar"),
                                   ("prologue-post-k64", "Prologue-Post, 64 codes, entropy weight 0.1",
-                                   "prologue-post-k64-ar")):
+                                   "prologue-post-k64-ar"),
+                                  ("prologue-k64", "Prologue (joint), 64 codes, entropy weight 0.1", "prologue-k64-ar")):
         training = final(RUNS / f"fmnist64-{ar}" / "log.jsonl")
         rows += [(f"{description}, guidance 2, T 0.8", RUNS / "eval64" / name, training),
                  (f"{description}, no guidance, T 1", RUNS / "eval64" / f"{name}-noguidance", "")]
     quality_rows(rows)
     print("\n| tokenizer | PSNR (dB) | rFID | codebook usage |\n|---|---|---|---|")
-    for name in ("tokenizer", "prologue", "prologue-post"):
+    for name in ("tokenizer", "prologue", "prologue-post", "prologue-k64"):
         metrics = read(RUNS / "eval64" / f"tokenizer-{name}" / "metrics.json")
         if metrics:
             print(f"| {name} | {metrics['psnr_db']:.2f} | {metrics['rfid']:.2f} | {metrics['codebook_usage']:.1%} |")
     print("\n| cache | prologue ids: probe accuracy | first visual ids: probe accuracy |\n|---|---|---|")
-    for name in ("prologue", "prologue-post", "prologue-post-k64"):
+    for name in ("prologue", "prologue-post", "prologue-post-k64", "prologue-k64"):
         probe = read(RUNS / "eval64" / name / "probe.json")
         if probe:
             prologue_ids, first_visual = probe["prologue"], probe["first_visual"]
@@ -170,6 +171,23 @@ def demo() -> None:
               f"{probe['first_visual']['test_accuracy']:.1%}")
 
 
+def combined() -> None:
+    """The combination at 3 M parameters beside the single methods of the same size and recipe."""
+    models = (("ar1x", "1x raster", "fmnist64-ar1x", None), ("par4", "PAR-4x", "fmnist64-par4", None),
+              ("par16", "PAR-16x", "fmnist64-par16", None),
+              ("ctf128-random", "CTF, 128 random groups", "fmnist64-ctf128-random", "fmnist64-ctf128-random-refiner"),
+              ("prologue-post-k64", "Prologue-Post, 64 codes", "fmnist64-prologue-post-k64-ar", None),
+              ("combined", "Prologue (4 per step) + CTF + PAR-16x, no sequential initial tokens", "fmnist64-combined",
+               "fmnist64-ctf128-random-refiner"))
+    rows = []
+    for name, description, run, refiner in models:
+        training = final(RUNS / run / "log.jsonl")
+        if refiner:
+            training += f"; refiner {final(RUNS / refiner / 'log.jsonl')}"
+        rows.append((description, RUNS / "eval64" / name, training))
+    quality_rows(rows)
+
+
 def video() -> None:
     print("| model | steps | training: final loss (time) | s/video (batch 1) | frame FID | temporal distance "
           "(real) | video acc. | frame acc. |")
@@ -189,5 +207,5 @@ def video() -> None:
 
 if __name__ == "__main__":
     tables = {"par": par, "ctf": ctf, "ctf-speed": ctf_speed, "prologue": prologue, "demo": demo,
-              "demo-speed": demo_speed, "video": video}
+              "demo-speed": demo_speed, "combined": combined, "video": video}
     tables[sys.argv[1] if len(sys.argv) > 1 else "par"]()
