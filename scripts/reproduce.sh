@@ -300,6 +300,7 @@ combined_3m() {  # the demo's combination at the PAR section's size (3 M paramet
     $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache "runs/fmnist64-$DEMO_PROLOGUE-cache" \
         --coarse-table "$table" --out runs/fmnist64-combined $COMBINED_LAYOUT
     evaluate runs/fmnist64-combined runs/eval64/combined --refiner $refiner/checkpoint
+    evaluate runs/fmnist64-combined runs/eval64/combined-noguidance --refiner $refiner/checkpoint --cfg 1 --temperature 1
 }
 
 demo_ship() {  # copy the demo's models into checkpoints/fmnist64 (fp16) beside the tokenizer and classifier

@@ -185,6 +185,7 @@ def combined() -> None:
         if refiner:
             training += f"; refiner {final(RUNS / refiner / 'log.jsonl')}"
         rows.append((description, RUNS / "eval64" / name, training))
+    rows.append((f"{models[-1][1]}, no guidance, T 1", RUNS / "eval64" / "combined-noguidance", ""))
     quality_rows(rows)
 
 
