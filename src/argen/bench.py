@@ -83,8 +83,8 @@ def bytes_per_step(model: Transformer, layout: Layout, rows: int, cache_dtype: t
 
 def _timed(run, device: torch.device, warmup: int, repeats: int) -> tuple[list[float], float | None]:
     """Wall seconds of `repeats` calls of `run` after `warmup` untimed ones, and the busiest other-process load
-    seen over windows of at least LOAD_WINDOW_SECONDS (cores; None if unmeasurable), warning when the machine was
-    not idle. A final window shorter than that is read only when it is the only one."""
+    seen over windows of at least LOAD_WINDOW_SECONDS (cores; None if unmeasurable: no /proc/stat, or all repeats
+    together shorter than a window), warning when the machine was not idle. A shorter final window is not read."""
     def synchronised() -> None:
         run()
         if device.type == "cuda":
@@ -99,7 +99,7 @@ def _timed(run, device: torch.device, warmup: int, repeats: int) -> tuple[list[f
         begin = time.perf_counter()
         synchronised()
         seconds.append(time.perf_counter() - begin)
-        if load.elapsed() >= LOAD_WINDOW_SECONDS or (index == repeats - 1 and not loads):
+        if load.elapsed() >= LOAD_WINDOW_SECONDS:
             loads.append(load.stop())
             load.start()
     busiest = max((value for value in loads if value is not None), default=None)
