@@ -95,7 +95,7 @@ def _timed(run, device: torch.device, warmup: int, repeats: int) -> tuple[list[f
     seconds, loads = [], []
     load = OtherLoad()
     load.start()
-    for index in range(repeats):
+    for _ in range(repeats):
         begin = time.perf_counter()
         synchronised()
         seconds.append(time.perf_counter() - begin)
