@@ -95,13 +95,16 @@ ctf_refiner() {  # ctf_refiner TABLE_NAME OUT [refiner overrides]: a refiner for
         --table "$table" --out "$out" refiner.coarse_noise=0.1 "$@"
 }
 
+ctf_table() {  # ctf_table TOKENIZER CLUSTERS METHOD OUT: cluster the tokenizer's codebook (once) into OUT
+    mkdir -p "$(dirname "$4")"
+    done_or "$4" $argen ctf cluster --tokenizer "$1" --clusters "$2" --method "$3" --out "$4"
+}
+
 ctf_model() {  # ctf_model NAME TABLE CLUSTERS METHOD [AR layout overrides]: coarse AR NAME over the clusters TABLE
     # (one refiner per table: it learns from ground-truth coarse maps, whatever order the AR decodes in)
     local name=$1 table_name=$2 clusters=$3 method=$4; shift 4
     local table=runs/ctf64/$table_name.safetensors refiner=runs/fmnist64-$table_name-refiner
-    mkdir -p runs/ctf64
-    done_or "$table" $argen ctf cluster --tokenizer runs/fmnist64-tokenizer/checkpoint --clusters "$clusters" \
-        --method "$method" --out "$table"
+    ctf_table runs/fmnist64-tokenizer/checkpoint "$clusters" "$method" "$table"
     $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache runs/fmnist64-cache --coarse-table "$table" \
         --out "runs/fmnist64-$name" "$@"
     ctf_refiner "$table_name" "$refiner"
@@ -255,7 +258,6 @@ combined-par16 post ctf128-random layout.order=region layout.parallel=16"
 demo_models() {  # demo_models [NAME...]: train and evaluate these demo models (default: all)
     local name cache table overrides tokenizer table_file cache_dir options
     local refiner=runs/demo64-ctf-refiner
-    mkdir -p runs/ctf64
     while read -r name cache table overrides; do
         if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
         tokenizer=runs/fmnist64-tokenizer/checkpoint cache_dir=runs/fmnist64-cache options=()
@@ -266,8 +268,7 @@ demo_models() {  # demo_models [NAME...]: train and evaluate these demo models (
         if [[ $table != - ]]; then
             table_file=runs/ctf64/$table.safetensors
             [[ $cache == post ]] && table_file=runs/ctf64/$DEMO_PROLOGUE-$table.safetensors
-            done_or "$table_file" $argen ctf cluster --tokenizer "$tokenizer" --clusters 128 --method random \
-                --out "$table_file"
+            ctf_table "$tokenizer" 128 random "$table_file"
             # one refiner, trained on the baseline's cache and table (the same content as the Post table's)
             ctf_refiner "$table" $refiner model.dim=128 train.precision=fp32
             options=(--coarse-table "$table_file")
@@ -291,16 +292,15 @@ combined_3m() {  # the demo's combination at the PAR section's size (3 M paramet
     # the CTF section's refiner of that size (the Post table has the baseline table's content)
     local table=runs/ctf64/$DEMO_PROLOGUE-ctf128-random.safetensors refiner=runs/fmnist64-ctf128-random-refiner
     prologue_stage1 $DEMO_PROLOGUE
-    done_or runs/ctf64/ctf128-random.safetensors $argen ctf cluster --tokenizer runs/fmnist64-tokenizer/checkpoint \
-        --clusters 128 --method random --out runs/ctf64/ctf128-random.safetensors
-    done_or "$table" $argen ctf cluster --tokenizer "runs/fmnist64-$DEMO_PROLOGUE/checkpoint" --clusters 128 \
-        --method random --out "$table"
+    ctf_table runs/fmnist64-tokenizer/checkpoint 128 random runs/ctf64/ctf128-random.safetensors
+    ctf_table "runs/fmnist64-$DEMO_PROLOGUE/checkpoint" 128 random "$table"
     ctf_refiner ctf128-random $refiner
     # shellcheck disable=SC2086  # the overrides are separate words
     $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache "runs/fmnist64-$DEMO_PROLOGUE-cache" \
         --coarse-table "$table" --out runs/fmnist64-combined $COMBINED_LAYOUT
     evaluate runs/fmnist64-combined runs/eval64/combined --refiner $refiner/checkpoint
-    evaluate runs/fmnist64-combined runs/eval64/combined-noguidance --refiner $refiner/checkpoint --cfg 1 --temperature 1
+    evaluate runs/fmnist64-combined runs/eval64/combined-noguidance --refiner $refiner/checkpoint \
+        --cfg 1 --temperature 1
 }
 
 demo_ship() {  # copy the demo's models into checkpoints/fmnist64 (fp16) beside the tokenizer and classifier

@@ -51,6 +51,12 @@ def final(log: Path, key: str = "model_loss") -> str:
     return f"{last[key]:.3f} ({last['elapsed_s'] / 60:.1f} min)"
 
 
+def trained(run: str, refiner: str | None = None) -> str:
+    """The training column of a run under runs/ (and of the CTF refiner that decodes it)."""
+    text = final(RUNS / run / "log.jsonl")
+    return f"{text}; refiner {final(RUNS / refiner / 'log.jsonl')}" if refiner else text
+
+
 def quality_rows(rows: list[tuple[str, Path, str]]) -> None:
     """Rows of (description, evaluation folder, training column text): steps, FID, IS, precision, recall, acc."""
     print("| model | steps | training: final loss (time) | FID (± bootstrap std) | IS | precision | recall | "
@@ -85,9 +91,7 @@ CTF_MODELS = {  # eval name -> (description, coarse AR run, refiner run)
 def ctf() -> None:
     rows = []
     for name, (description, ar, refiner) in CTF_MODELS.items():
-        training = final(RUNS / f"fmnist64-{ar}" / "log.jsonl")
-        if refiner:
-            training += f"; refiner {final(RUNS / f'fmnist64-{refiner}' / 'log.jsonl')}"
+        training = trained(f"fmnist64-{ar}", refiner and f"fmnist64-{refiner}")
         rows.append((description, RUNS / "eval64" / name, training))
     quality_rows(rows)
 
@@ -125,7 +129,8 @@ def prologue() -> None:
                                   ("prologue-post", "Prologue-Post", "prologue-post-ar"),
                                   ("prologue-post-k64", "Prologue-Post, 64 codes, entropy weight 0.1",
                                    "prologue-post-k64-ar"),
-                                  ("prologue-k64", "Prologue (joint), 64 codes, entropy weight 0.1", "prologue-k64-ar")):
+                                  ("prologue-k64", "Prologue (joint), 64 codes, entropy weight 0.1",
+                                   "prologue-k64-ar")):
         training = final(RUNS / f"fmnist64-{ar}" / "log.jsonl")
         rows += [(f"{description}, guidance 2, T 0.8", RUNS / "eval64" / name, training),
                  (f"{description}, no guidance, T 1", RUNS / "eval64" / f"{name}-noguidance", "")]
@@ -158,10 +163,7 @@ DEMO_MODELS = {  # demo run name -> (description, refiner run)
 def demo() -> None:
     rows = []
     for name, (description, refiner) in DEMO_MODELS.items():
-        training = final(RUNS / f"demo64-{name}" / "log.jsonl")
-        if refiner:
-            training += f"; refiner {final(RUNS / refiner / 'log.jsonl')}"
-        rows.append((description, RUNS / "eval64" / f"demo-{name}", training))
+        rows.append((description, RUNS / "eval64" / f"demo-{name}", trained(f"demo64-{name}", refiner)))
     for name in ("ar1x", "prologue"):  # Prologue's comparison without guidance (temperature 1)
         rows.append((f"{DEMO_MODELS[name][0]}, no guidance, T 1", RUNS / "eval64" / f"demo-{name}-noguidance", ""))
     quality_rows(rows)
@@ -176,15 +178,12 @@ def combined() -> None:
     models = (("ar1x", "1x raster", "fmnist64-ar1x", None), ("par4", "PAR-4x", "fmnist64-par4", None),
               ("par16", "PAR-16x", "fmnist64-par16", None),
               ("ctf128-random", "CTF, 128 random groups", "fmnist64-ctf128-random", "fmnist64-ctf128-random-refiner"),
+              ("ctf128-random-par4", "CTF + PAR-4x, 128 random groups", "fmnist64-ctf128-random-par4",
+               "fmnist64-ctf128-random-refiner"),
               ("prologue-post-k64", "Prologue-Post, 64 codes", "fmnist64-prologue-post-k64-ar", None),
               ("combined", "Prologue (4 per step) + CTF + PAR-16x, no sequential initial tokens", "fmnist64-combined",
                "fmnist64-ctf128-random-refiner"))
-    rows = []
-    for name, description, run, refiner in models:
-        training = final(RUNS / run / "log.jsonl")
-        if refiner:
-            training += f"; refiner {final(RUNS / refiner / 'log.jsonl')}"
-        rows.append((description, RUNS / "eval64" / name, training))
+    rows = [(description, RUNS / "eval64" / name, trained(run, refiner)) for name, description, run, refiner in models]
     rows.append((f"{models[-1][1]}, no guidance, T 1", RUNS / "eval64" / "combined-noguidance", ""))
     quality_rows(rows)
 

@@ -1,5 +1,6 @@
 """All three methods in one model: prologue tokens first (in parallel pairs), then CTF coarse labels in PAR's
-region order, then one refiner pass, trained and sampled through the ordinary CLI (the one Layout, Sampler and Trainer)."""
+region order, then one refiner pass, trained and sampled through the ordinary CLI (the one Layout, Sampler and
+Trainer)."""
 
 import json
 

@@ -220,8 +220,8 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
                     f"(batch {len(class_names) * min(per_batch, per_class)}), guidance {SAMPLING['guidance']}, "
                     f"temperature {SAMPLING['temperature']}, "
                     "seed 0; times are wall time on this machine, CTF's refiner pass included. Steps count the "
-                    "forward passes per image: the AR steps (a prologue adds 16 and a separator) plus CTF's one "
-                    f"refiner pass. Metrics use the {extractor.name} features against {reference.count} "
+                    "forward passes per image: the AR steps (the prologue's and the separator's included) plus CTF's "
+                    f"one refiner pass. Metrics use the {extractor.name} features against {reference.count} "
                     "Fashion-MNIST test images: they are only comparable with each other, not with ImageNet FIDs, "
                     "and a few hundred samples inflate FID."),
         report.Grid(f"Samples, one row per class ({', '.join(class_names)}); left to right: {names}",

@@ -408,5 +408,5 @@ class Layout:
     def describe(self) -> str:
         """One line for logs: order, steps and sequence length."""
         return (f"grid {self.grid}, order {self.config.order}, parallel {self.parallel}, regions {self.regions}, "
-                f"prologue {self.prologue_length} ({self.config.prologue_parallel} per step), {self.num_steps} steps, {self.sequence_length} slots, "
-                f"{self.n_transition} transition embeddings, vocab {self.vocab_size}")
+                f"prologue {self.prologue_length} ({self.config.prologue_parallel} per step), {self.num_steps} steps, "
+                f"{self.sequence_length} slots, {self.n_transition} transition embeddings, vocab {self.vocab_size}")
