@@ -1,0 +1,104 @@
+"""Every YAML file in configs/ builds through the command that uses it, and its model can be instantiated.
+
+A config is matched to its command by the RULES below (file-name suffix -> argen command line). The config is
+merged exactly as that command merges it (`argen ... --config FILE --print-config`, which applies the preset,
+the YAML and the command's own checks), and its model is built on the meta device (no memory, no weights).
+A file that no rule matches fails, so a new kind of config needs a rule here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+import yaml
+
+from argen import cli
+from argen.config import ARRunConfig, TokenizerRunConfig, from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def _tokenizer_models(config: TokenizerRunConfig) -> list[torch.nn.Module]:
+    from argen.model.transformer import Transformer
+    from argen.tokenizer.vq import VQModel
+    from argen.train.prologue_task import resolve_prior_vocab, validate_prologue_training
+
+    validate_prologue_training(config)
+    assert (config.data.image_size, config.data.channels) == (config.model.image_size, config.model.in_channels)
+    models = [VQModel(config.model)]
+    if config.model.prologue_tokens > 0:  # Prologue stage 1 also trains its unconditional prior
+        models.append(Transformer(resolve_prior_vocab(config).prologue.prior))
+    return models
+
+
+def _ar_models(config: ARRunConfig) -> list[torch.nn.Module]:
+    from argen.train.recipes import build_ar
+
+    # The token cache sets grid, vocabulary and classes at training time; the config's own values stand in.
+    _, model = build_ar(config, config.model.vocab_size)
+    return [model]
+
+
+def _classifier_models(config: Any) -> list[torch.nn.Module]:
+    from argen.eval.features import Classifier
+
+    assert (config.data.image_size, config.data.channels) == (config.model.image_size, config.model.in_channels)
+    return [Classifier(config.model)]
+
+
+def _classifier_config() -> type:
+    from argen.eval.classifier_task import ClassifierRunConfig
+
+    return ClassifierRunConfig
+
+
+# suffix -> (the command that reads such a file, its run-config class, what builds its models)
+RULES: dict[str, tuple[list[str], Callable[[], type], Callable[[Any], list[torch.nn.Module]]]] = {
+    "-tokenizer.yaml": (["tokenizer", "train", "--preset", "VQ-CPU-32"], lambda: TokenizerRunConfig,
+                        _tokenizer_models),
+    "-prologue.yaml": (["tokenizer", "train", "--preset", "VQ-CPU-32"], lambda: TokenizerRunConfig,
+                       _tokenizer_models),
+    "-ar.yaml": (["train", "--preset", "GPT-S"], lambda: ARRunConfig, _ar_models),
+    "-classifier.yaml": (["eval", "train-classifier"], _classifier_config, _classifier_models),
+}
+
+
+def _rule(path: Path):
+    matches = [suffix for suffix in RULES if path.name.endswith(suffix)]
+    assert len(matches) == 1, (f"{path.name}: {len(matches)} rules match; add one to RULES in {__file__} "
+                               f"(suffixes: {', '.join(RULES)})")
+    return RULES[matches[0]]
+
+
+def _shipped_paths(data: Any) -> list[str]:
+    """Every string value of the config that names a shipped checkpoint (checkpoints/...)."""
+    if isinstance(data, dict):
+        return [path for value in data.values() for path in _shipped_paths(value)]
+    return [data] if isinstance(data, str) and data.startswith("checkpoints/") else []
+
+
+def test_there_are_configs():
+    assert CONFIGS, "no configs/*.yaml found"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[path.name for path in CONFIGS])
+def test_config_builds_and_its_model_instantiates(path, monkeypatch):
+    command, config_class, build_models = _rule(path)
+    monkeypatch.chdir(ROOT)  # configs name repository paths (checkpoints/..., runs/...) relative to the root
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = cli.main([*command, "--config", str(path.relative_to(ROOT)), "--print-config"])
+    assert code == 0, f"argen {' '.join(command)} --config {path.name} --print-config failed"
+    merged = yaml.safe_load(output.getvalue())
+    config = from_dict(config_class(), merged)
+    with torch.device("meta"):
+        models = build_models(config)
+    assert all(sum(p.numel() for p in model.parameters()) > 0 for model in models)
+    for shipped in _shipped_paths(merged):
+        assert (ROOT / shipped).exists(), f"{path.name} names {shipped}, which is not in the repository"
