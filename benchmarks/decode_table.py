@@ -1,4 +1,4 @@
-"""The README's decode-speed table, measured in one run: GPT-B-sized, random weights, 16x16 tokens.
+"""The decode-speed table of docs/speed.md, measured in one run: GPT-B-sized, random weights, 16x16 tokens.
 
     .venv/bin/python benchmarks/decode_table.py            # about 5 minutes on 2 cores
 

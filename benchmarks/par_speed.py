@@ -1,4 +1,4 @@
-"""The README's PAR speed table, measured in one run: one GPT-B-sized model with random weights, 16x16 tokens.
+"""The PAR speed table of docs/speed.md, measured in one run: one GPT-B-sized model with random weights, 16x16 tokens.
 
     .venv/bin/python benchmarks/par_speed.py            # about 6 minutes on 2 cores
 
