@@ -1,5 +1,7 @@
 import os
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,17 @@ def dump_dom(tmp_path):
         return result.stdout
 
     return render
+
+
+@pytest.fixture
+def torchrun():
+    """A function giving a 2-rank torchrun command line for `python -m argen.cli` on a port free at that moment,
+    so that test runs side by side on one machine do not collide on a fixed rendezvous port."""
+    def command() -> list[str]:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                "-m", "argen.cli"]
+
+    return command

@@ -13,6 +13,7 @@ import argen
 from argen.cli import main
 from argen.config import ARRunConfig, GPTConfig, LayoutConfig, TrainConfig
 from argen.data.token_cache import TokenDataset
+from argen.io.load import ar_config_from_cache
 from argen.train import recipes
 
 TOKENIZER_ARGS = ["data.name=synthetic", "data.limit=96", "data.image_size=16", "model.image_size=16",
@@ -36,7 +37,7 @@ def tiny_config(cache, out_dir, steps=6, **layout):
         layout=LayoutConfig(**layout), cache=str(cache),
         train=TrainConfig(steps=steps, batch_size=16, lr=3e-3, log_every=1, checkpoint_every=3, seed=1,
                           out_dir=str(out_dir)))
-    return recipes.ar_config_from_cache(config, dataset)
+    return ar_config_from_cache(config, dataset)
 
 
 def logged(out_dir, key="model_loss"):
@@ -67,7 +68,7 @@ def test_resume_equals_uninterrupted(token_cache, tmp_path, layout):
 
 
 @pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
-def test_torchrun_two_ranks_match_one_process(token_cache, tmp_path, sharding):
+def test_torchrun_two_ranks_match_one_process(token_cache, tmp_path, sharding, torchrun):
     common = ["--cache", str(token_cache), "model.dim=32", "model.n_layer=2", "model.n_head=2",
               "model.multiple_of=16", "train.steps=4", "train.batch_size=16", "train.lr=3e-3", "train.log_every=1",
               "train.seed=1"]
@@ -75,9 +76,7 @@ def test_torchrun_two_ranks_match_one_process(token_cache, tmp_path, sharding):
     single = subprocess.run([sys.executable, "-m", "argen.cli", "train", "--out", str(tmp_path / "one"), *common,
                              "train.grad_accum=2"], env=env, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
-                "-m", "argen.cli"]
-    double = subprocess.run([*launcher, "train", "--out", str(tmp_path / "two"), *common,
+    double = subprocess.run([*torchrun(), "train", "--out", str(tmp_path / "two"), *common,
                              f"train.fsdp={str(sharding == 'fsdp').lower()}", "train.checkpoint_every=2"],
                             env=env, capture_output=True, text=True, timeout=300)
     assert double.returncode == 0, double.stderr
@@ -90,7 +89,7 @@ def test_torchrun_two_ranks_match_one_process(token_cache, tmp_path, sharding):
     meta = json.loads((checkpoint / "config.json").read_text())
     assert meta["step"] == 4
     (tmp_path / "resumed").mkdir()
-    resumed = subprocess.run([*launcher[:3], "--master_port=29532", *launcher[4:], "train", "--out",
+    resumed = subprocess.run([*torchrun(), "train", "--out",
                               str(tmp_path / "resumed"), *common, f"train.fsdp={str(sharding == 'fsdp').lower()}",
                               "train.checkpoint_every=2", "train.steps=2"], env=env, capture_output=True, text=True,
                              timeout=300)
@@ -99,7 +98,7 @@ def test_torchrun_two_ranks_match_one_process(token_cache, tmp_path, sharding):
     saved = json.loads(meta_path.read_text())
     saved["config"]["train"]["steps"] = 4
     meta_path.write_text(json.dumps(saved))
-    again = subprocess.run([*launcher[:3], "--master_port=29533", *launcher[4:], "train", "--out",
+    again = subprocess.run([*torchrun(), "train", "--out",
                             str(tmp_path / "resumed"), *common, f"train.fsdp={str(sharding == 'fsdp').lower()}",
                             "train.checkpoint_every=2"], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

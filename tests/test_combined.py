@@ -8,7 +8,7 @@ import torch
 
 import argen
 from argen.cli import main
-from argen.ctf import load_table
+from argen.ctf.table import load_table
 from argen.data.token_cache import TokenDataset
 
 TOKENIZER = ["data.name=synthetic", "data.limit=64", "data.image_size=16", "model.image_size=16", "model.ch=32",

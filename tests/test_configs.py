@@ -53,7 +53,7 @@ def _classifier_models(config: Any) -> list[torch.nn.Module]:
 
 
 def _classifier_config() -> type:
-    from argen.eval.classifier_task import ClassifierRunConfig
+    from argen.train.classifier_task import ClassifierRunConfig
 
     return ClassifierRunConfig
 

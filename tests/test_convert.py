@@ -188,7 +188,7 @@ def test_convert_checkpoint_writes_a_loadable_ar_directory(tmp_path):
     from argen.config import ARRunConfig, from_dict
     from argen.io.checkpoint import load_weights, read_meta
     from argen.io.convert import convert_checkpoint
-    from argen.train.recipes import build_ar
+    from argen.io.load import build_ar
 
     k = 4
     state = llamagen_state(n_special=k - 1, seed=4)
@@ -214,7 +214,7 @@ def test_convert_checkpoint_writes_a_loadable_tokenizer_directory(tmp_path):
     from argen.config import VQ_PRESETS, VQConfig, preset
     from argen.io.convert import convert_checkpoint
     from argen.tokenizer.vq import VQModel
-    from argen.train.recipes import load_tokenizer
+    from argen.io.load import load_tokenizer
 
     torch.manual_seed(0)
     vq = VQModel(preset(VQ_PRESETS, "VQ-CPU-32", VQConfig))

@@ -13,10 +13,12 @@ import argen
 from argen.cli import main
 from argen.config import (GPT_PRESETS, ARRunConfig, GPTConfig, LayoutConfig, RefinerConfig, RefinerRunConfig,
                           TrainConfig)
-from argen.ctf import CoarseTable, cluster_codebook, load_table, save_table
+from argen.ctf.cluster import cluster_codebook
 from argen.ctf.cluster import METHODS
 from argen.ctf.sample import RefineOptions, refine, sample_ctf
+from argen.ctf.table import CoarseTable, load_table, save_table
 from argen.ctf.table import histogram_path
+from argen.io.load import build_ar, load_refiner, open_token_cache, refiner_config_from_cache
 from argen.layout import Layout
 from argen.model import KVCache, Transformer
 from argen.model.refiner import Refiner
@@ -104,10 +106,6 @@ def test_table_file_round_trip_with_checksum_and_histogram(tmp_path):
     assert loaded.metadata["method"] == "kmeans" and loaded.tokenizer_sha256 == "ab" * 32
     with Image.open(histogram_path(path)) as image:
         assert image.format == "PNG" and image.size[0] > 100
-    # The entropy analysis reads the same file.
-    from argen.eval.entropy import load_coarse_table
-
-    assert torch.equal(load_coarse_table(path), table.fine_to_coarse)
     table.check_tokenizer("ab" * 32, 7, "the cache")
     with pytest.raises(ValueError, match="made for the tokenizer with sha256 ababab"):
         table.check_tokenizer("cd" * 32, 7, "the cache")
@@ -140,7 +138,7 @@ def test_coarse_vocabulary_removes_embedding_and_head_rows_at_gpt_b():
         config = GPTConfig(**{**GPT_PRESETS["GPT-B"], "vocab_size": vocab})
         layout = Layout(LayoutConfig(grid=(16, 16)), vocab)
         with torch.device("meta"):
-            _, model = recipes.build_ar(ARRunConfig(model=config, layout=layout.config), vocab)
+            _, model = build_ar(ARRunConfig(model=config, layout=layout.config), vocab)
         return sum(p.numel() for p in model.parameters())
 
     assert parameters(16384) == 110_888_448  # LlamaGen GPT-B
@@ -372,25 +370,25 @@ def test_coarse_training_refuses_a_table_of_another_tokenizer(ctf_run, tmp_path)
     other = CoarseTable(torch.arange(32) % 8, {"tokenizer_sha256": "0" * 64})
     save_table(other, tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="made for the tokenizer with sha256 000000"):
-        recipes.open_token_cache(str(ctf_run / "cache"), str(tmp_path / "other.safetensors"))
+        open_token_cache(str(ctf_run / "cache"), str(tmp_path / "other.safetensors"))
     small = CoarseTable(torch.arange(16) % 8)
     save_table(small, tmp_path / "small.safetensors")
     with pytest.raises(ValueError, match="table has 16 codes but the token cache"):
-        recipes.open_token_cache(str(ctf_run / "cache"), str(tmp_path / "small.safetensors"))
+        open_token_cache(str(ctf_run / "cache"), str(tmp_path / "small.safetensors"))
 
 
 def test_refiner_restricted_training_and_pairing_checks(ctf_run, tmp_path):
     cache, table = str(ctf_run / "cache"), str(ctf_run / "table.safetensors")
-    config = recipes.refiner_config_from_cache(
+    config = refiner_config_from_cache(
         RefinerRunConfig(model=GPTConfig(dim=32, n_layer=1, n_head=2, multiple_of=16),
                                  refiner=RefinerConfig(restrict_to_cluster=True, coarse_noise=0.5), cache=cache,
                                  coarse_table=table,
                                  train=TrainConfig(steps=2, batch_size=16, log_every=1, out_dir=str(tmp_path / "r"))),
-        recipes.open_token_cache(cache), 8)
+        open_token_cache(cache), 8)
     directory = recipes.train_refiner(config, progress=False)
     # Restricted to the 4 codes of each true cluster, the first loss is the uniform one over 4 codes.
     assert logged(tmp_path / "r")[0] == pytest.approx(math.log(4), abs=1e-4)
-    refiner, loaded_config, meta = recipes.load_refiner(directory)
+    refiner, loaded_config, meta = load_refiner(directory)
     assert loaded_config.refiner.restrict_to_cluster and meta["coarse_table"]["coarse_vocab"] == 8
     # Fine-tuning starts only from a refiner of the same table.
     other = tmp_path / "other.safetensors"
@@ -416,8 +414,8 @@ def test_refiner_resume_equals_uninterrupted(ctf_run, tmp_path):
     meta_path.write_text(json.dumps(meta))
     assert main(["ctf", "train-refiner", "--out", str(tmp_path / "split"), *common, "train.steps=4"]) == 0
     assert logged(tmp_path / "split") == logged(tmp_path / "full")
-    full, _, _ = recipes.load_refiner(tmp_path / "full" / "checkpoint")
-    split, _, _ = recipes.load_refiner(tmp_path / "split" / "checkpoint")
+    full, _, _ = load_refiner(tmp_path / "full" / "checkpoint")
+    split, _, _ = load_refiner(tmp_path / "split" / "checkpoint")
     assert all(torch.equal(a, b) for a, b in zip(full.state_dict().values(), split.state_dict().values()))
 
 

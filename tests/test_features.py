@@ -11,13 +11,14 @@ import torch
 from safetensors.torch import save_file
 
 from argen.config import DataConfig, TrainConfig
-from argen.eval.classifier_task import ClassifierRunConfig, ClassifierTask, random_shift, train_classifier
 from argen.eval.features import (Classifier, ClassifierConfig, ClassifierExtractor, ClassifierFeatureMaps,
-                                 FeatureError, FeatureExtractor, InceptionE, InceptionExtractor, InceptionV3,
-                                 load_classifier, match_channels, save_classifier, to_unit_images)
+                                 FeatureError, FeatureExtractor, load_classifier, match_channels, save_classifier,
+                                 to_unit_images)
+from argen.eval.inception import InceptionE, InceptionExtractor, InceptionV3
 from argen.eval.metrics import MetricError
 from argen.eval.reference import ReferenceStatistics, compute_reference, evaluate
 from argen.io.checkpoint import CheckpointError
+from argen.train.classifier_task import ClassifierRunConfig, ClassifierTask, random_shift, train_classifier
 
 TINY = ClassifierConfig(image_size=8, in_channels=1, widths=(8, 16), feature_dim=12, num_classes=10)
 
@@ -207,7 +208,7 @@ def test_inception_blocks_pool_like_tensorflow():
         assert average(x).shape == (1, 2048, 4, 4)
         assert not torch.allclose(average(x)[:, -192:], maximum(x)[:, -192:])
         assert torch.equal(average(x)[:, :-192], maximum(x)[:, :-192])
-    from argen.eval.features import _average_pool
+    from argen.eval.inception import _average_pool
 
     assert torch.equal(_average_pool(torch.ones(1, 1, 3, 3)), torch.ones(1, 1, 3, 3))  # padding not counted
 

@@ -17,12 +17,13 @@ from argen.config import (ConfigError, DataConfig, GPTConfig, PrologueTrainConfi
                           VQConfig, VQLossConfig)
 from argen.data import load_dataset
 from argen.data.token_cache import TokenDataset
+from argen.io.load import load_tokenizer
 from argen.layout import PROLOGUE, SEPARATOR, VISUAL, Layout
 from argen.model.transformer import Transformer
-from argen.tokenizer.task import VQTask
 from argen.tokenizer.vq import VQModel
 from argen.train import recipes
 from argen.train.prologue_task import PRIOR, PrologueTask, prior_layout, resolve_prior_vocab
+from argen.train.tokenizer_task import VQTask
 
 VISUAL_ONLY = VQConfig(image_size=16, in_channels=1, ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=16,
                        codebook_size=32, codebook_dim=4)
@@ -175,8 +176,8 @@ def test_joint_training_resumes_exactly(tmp_path):
     for key in ("tokenizer_loss", "ar_loss", "prior_loss", "prior_ar_visual_loss"):
         assert logged(tmp_path / "split", key) == logged(tmp_path / "full", key), key
     assert logged(tmp_path / "full", "prior_loss")[-1] < logged(tmp_path / "full", "prior_loss")[0]
-    full, _ = recipes.load_tokenizer(tmp_path / "full" / "checkpoint")
-    split, _ = recipes.load_tokenizer(tmp_path / "split" / "checkpoint")
+    full, _ = load_tokenizer(tmp_path / "full" / "checkpoint")
+    split, _ = load_tokenizer(tmp_path / "split" / "checkpoint")
     for (key, a), b in zip(full.state_dict().items(), split.state_dict().values()):
         assert torch.equal(a, b), key
     priors = [torch.load(tmp_path / run / "checkpoint" / "trainer_state.pt")["modules"][PRIOR]
@@ -189,8 +190,8 @@ def test_post_variant_trains_only_the_prologue_path(tmp_path):
     visual = tmp_path / "visual" / "checkpoint"
     post = run_config(tmp_path / "post", steps=2, visual_tokenizer=str(visual))
     recipes.train_tokenizer(post, progress=False)
-    before, _ = recipes.load_tokenizer(visual)
-    after, _ = recipes.load_tokenizer(tmp_path / "post" / "checkpoint")
+    before, _ = load_tokenizer(visual)
+    after, _ = load_tokenizer(tmp_path / "post" / "checkpoint")
     trained = after.state_dict()
     for key, value in before.state_dict().items():
         assert torch.equal(value, trained[key]), key  # the visual path is frozen
@@ -206,10 +207,10 @@ def test_post_variant_trains_only_the_prologue_path(tmp_path):
 def test_joint_fine_tuning_starts_from_a_visual_tokenizer(tmp_path):
     assert main(["tokenizer", "train", "--out", str(tmp_path / "visual"), *VISUAL_ARGS, "train.steps=1"]) == 0
     visual = tmp_path / "visual" / "checkpoint"
-    start, _ = recipes.load_tokenizer(visual)
+    start, _ = load_tokenizer(visual)
     joint = run_config(tmp_path / "joint", steps=1, visual_tokenizer=str(visual), freeze_visual=False)
     recipes.train_tokenizer(joint, progress=False)
-    after, _ = recipes.load_tokenizer(tmp_path / "joint" / "checkpoint")
+    after, _ = load_tokenizer(tmp_path / "joint" / "checkpoint")
     trained = after.state_dict()
     changed = [key for key, value in start.state_dict().items() if not torch.equal(value, trained[key])]
     assert "encoder.conv_in.weight" in changed and "decoder.conv_out.weight" in changed  # everything trains
@@ -248,7 +249,7 @@ def test_prologue_entropy_loss_rewards_spread_codes():
 
 def test_older_tokenizer_checkpoints_load_and_resume(tmp_path):
     shipped = Path(__file__).parents[1] / "checkpoints" / "fmnist32" / "tokenizer"
-    model, config = recipes.load_tokenizer(shipped)  # written before the prologue options existed (strict load)
+    model, config = load_tokenizer(shipped)  # written before the prologue options existed (strict load)
     assert model.prologue is None and config.model.prologue_tokens == 0
     plain = dataclasses.replace(run_config(tmp_path, steps=2, model=VISUAL_ONLY), prologue=PrologueTrainConfig())
     recipes.train_tokenizer(plain, progress=False)
@@ -274,7 +275,7 @@ def test_tokenize_writes_prologue_ids_and_an_ar_trains_on_them(tmp_path):
     prologue_ids = cache.tensors["prologue_ids"]
     assert prologue_ids.shape == (40, 4) and int(prologue_ids.min()) >= 0 and int(prologue_ids.max()) < 16
     assert cache.manifest["prologue_length"] == 4 and cache.manifest["tokenizer"]["prologue_codebook_size"] == 16
-    model, _ = recipes.load_tokenizer(run / "checkpoint")
+    model, _ = load_tokenizer(run / "checkpoint")
     dataset = load_dataset(DataConfig(name="synthetic", image_size=16, channels=1, limit=40), training=False)
     with torch.no_grad():
         encoded = model.encode_tokens(dataset.batch(torch.arange(40))["images"])
@@ -309,15 +310,14 @@ def test_tokenize_writes_prologue_ids_and_an_ar_trains_on_them(tmp_path):
     assert torch.equal(kept.prologue, prologue_ids[:2].long())
 
 
-def test_torchrun_two_ranks_match_one_process(tmp_path):
+def test_torchrun_two_ranks_match_one_process(tmp_path, torchrun):
     common = [*VISUAL_ARGS, *PROLOGUE_ARGS, "train.steps=2", "train.lr=1e-3", "train.log_every=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ARGEN_NO_PROGRESS": "1"}
     single = subprocess.run([sys.executable, "-m", "argen.cli", "tokenizer", "train", "--out", str(tmp_path / "one"),
                              *common, "train.grad_accum=2"], env=env, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
-    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                             "--master_port=29533", "-m", "argen.cli", "tokenizer", "train", "--out",
-                             str(tmp_path / "two"), *common], env=env, capture_output=True, text=True, timeout=300)
+    double = subprocess.run([*torchrun(), "tokenizer", "train", "--out", str(tmp_path / "two"), *common], env=env,
+                            capture_output=True, text=True, timeout=300)
     assert double.returncode == 0, double.stderr
     for key in ("tokenizer_loss", "ar_loss", "prior_loss"):
         assert logged(tmp_path / "two", key) == pytest.approx(logged(tmp_path / "one", key), rel=1e-4), key

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from argen import cli
+from argen import cli, cli_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -113,16 +113,10 @@ def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ())
 
 def parse(arguments: list[str], where: object) -> tuple[str, ...]:
     """Parse with the real parser (nothing runs) and return the command path it selects."""
-    parser = cli.build_parser()
-    arguments = list(arguments)
-    # `argen eval SAMPLES ...` is short for `argen eval samples SAMPLES ...` (see cli.main).
-    if len(arguments) > 1 and arguments[0] == "eval" and not arguments[1].startswith("-") \
-            and arguments[1] not in subcommands(subcommands(parser)["eval"]):
-        arguments.insert(1, "samples")
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            namespace = parser.parse_args(arguments)
+            namespace = cli_arguments.parse(cli.build_parser(), arguments)
     except SystemExit:
         pytest.fail(f"{where}: `argen {shlex.join(arguments)}` does not parse:\n{errors.getvalue()}")
     return tuple(part for part in (namespace.command, getattr(namespace, "subcommand", None)) if part)

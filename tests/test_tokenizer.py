@@ -8,9 +8,9 @@ import torch
 
 from argen.config import VQ_PRESETS, ConfigError, VQConfig, preset
 from argen.io.checkpoint import load_state_into
+from argen.io.convert import convert_llamagen_vq, load_llamagen_vq, read_llamagen_vq, vq_config_from_state
 from argen.tokenizer.code_usage import USAGE_RECORD_LENGTH
-from argen.tokenizer.vq import (VQModel, VectorQuantizer, convert_llamagen_vq,
-                                load_llamagen_vq, read_llamagen_vq, vq_config_from_state)
+from argen.tokenizer.vq import VQModel, VectorQuantizer
 
 
 def tiny_config(**overrides) -> VQConfig:

@@ -10,8 +10,8 @@ from argen.config import ConfigError, TrainConfig, VQConfig, VQLossConfig
 from argen.io import checkpoint as ckpt
 from argen.tokenizer.losses import (PatchDiscriminator, PerceptualLoss, hinge_discriminator_loss,
                                     hinge_generator_loss, reconstruction_loss)
-from argen.tokenizer.task import VQTask, psnr_db
 from argen.tokenizer.vq import VQModel
+from argen.train.tokenizer_task import VQTask, psnr_db
 from argen.train.trainer import Trainer
 
 

@@ -8,6 +8,7 @@ import torch
 from argen.cli import main
 from argen.config import DataConfig, TokenizerRunConfig, TrainConfig, VQConfig, VQLossConfig
 from argen.data.token_cache import TokenDataset
+from argen.io.load import load_tokenizer
 from argen.train import recipes
 
 TINY = VQConfig(image_size=16, in_channels=1, ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=16,
@@ -43,8 +44,8 @@ def test_resume_equals_uninterrupted_with_discriminator(tmp_path):
     (tmp_path / "split" / "checkpoint" / "config.json").write_text(json.dumps(meta))
     recipes.train_tokenizer(config, progress=False)
     assert losses(tmp_path / "split") == losses(tmp_path / "full")
-    full, _ = recipes.load_tokenizer(tmp_path / "full" / "checkpoint")
-    split, _ = recipes.load_tokenizer(tmp_path / "split" / "checkpoint")
+    full, _ = load_tokenizer(tmp_path / "full" / "checkpoint")
+    split, _ = load_tokenizer(tmp_path / "split" / "checkpoint")
     for (key, a), b in zip(full.state_dict().items(), split.state_dict().values()):
         assert torch.equal(a, b), key
 

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import torch
 
-from argen.config import GPT_PRESETS, GPTConfig, LayoutConfig, preset
+from argen.config import GPTConfig, GPT_PRESETS, LayoutConfig, build, preset
+from argen.ctf.sample import RefineOptions, refine
 from argen.layout import Layout
 from argen.model import KVCache, Transformer
+from argen.pipeline import load
 from argen.sample import DTYPES, SamplingOptions, generate
 
 EMBEDDING_TABLES = ("tok_embeddings.", "cls_embedding.", "spe_tok_embeddings.")
@@ -154,8 +156,6 @@ def benchmark_refiner(refiner, grid: tuple[int, ...], batch: int = 1, dtype: str
                       warmup: int = 1, seed: int = 0) -> dict:
     """Time CTF's refiner pass (coarse labels -> fine ids, one forward) for a batch; the seconds do not depend on
     the labels' values, so random coarse labels stand in for the AR's."""
-    from argen.ctf.sample import RefineOptions, refine
-
     device = next(refiner.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.randint(refiner.config.vocab_size, (batch, *grid), generator=generator).to(device)
@@ -171,16 +171,12 @@ def run_sample_benchmark(model: str | Path | None = None, preset_name: str | Non
                          overrides: list[str] | None = None, refiner: str | Path | None = None) -> dict:
     """`argen bench sample`: a trained model (its own layout) or a preset with random weights; with a CTF
     `refiner` the refiner pass is timed too and images/s covers both stages."""
-    from argen.config import build
-
     if (model is None) == (preset_name is None):
         raise ValueError("give --model DIR, or --preset NAME --random-weights")
     if refiner is not None and model is None:
         raise ValueError("--refiner needs --model (the coarse AR trained with the refiner's clusters table)")
     refiner_model = None
     if model is not None:
-        from argen.pipeline import load
-
         pipeline = load(model, refiner=refiner)
         network, layout, refiner_model = pipeline.model, pipeline.layout, pipeline.refiner
     else:

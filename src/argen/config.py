@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -358,6 +358,27 @@ def build(cls: type, base: Any | None = None, yaml_path: str | Path | None = Non
     if overrides:
         config = merge(config, parse_overrides(overrides))
     return config
+
+
+def build_run(cls: type, preset_name: str | None = None, yaml_path: str | Path | None = None,
+              overrides: list[str] | None = None, derive: Callable[[Any], Any] | None = None) -> Any:
+    """A run config: defaults, then the model preset `preset_name` (of the run's model class), then what
+    `derive` fills in from the config so far (e.g. a token cache's grid, vocabulary and classes; a falsy result
+    derives nothing), then the YAML file, then `key=value` overrides. Explicit settings win over derived ones."""
+    base = cls()
+    if preset_name:
+        model_cls = type(base.model)
+        presets = {GPTConfig: GPT_PRESETS, VQConfig: VQ_PRESETS}.get(model_cls)
+        if presets is None:
+            raise ConfigError(f"{cls.__name__} has no model presets")
+        base = dataclasses.replace(base, model=preset(presets, preset_name, model_cls))
+        if hasattr(base, "data") and hasattr(base.model, "image_size"):
+            # The tokenizer fixes the image format: keep the data in step with the preset.
+            base = dataclasses.replace(base, data=dataclasses.replace(
+                base.data, image_size=base.model.image_size, channels=base.model.in_channels))
+    config = build(cls, base=base, yaml_path=yaml_path, overrides=overrides)
+    derived = derive(config) if derive is not None else None
+    return build(cls, base=derived, yaml_path=yaml_path, overrides=overrides) if derived else config
 
 
 def preset(table: dict[str, dict[str, Any]], name: str, cls: type) -> Any:

@@ -20,7 +20,19 @@ import torch
 from argen.config import (ARRunConfig, DataConfig, GPT_PRESETS, GPTConfig, LayoutConfig, PrologueTrainConfig,
                           RefinerConfig, RefinerRunConfig, TokenizerRunConfig, TrainConfig, VQ_PRESETS, VQConfig,
                           VQLossConfig, preset)
+from argen.ctf.cluster import cluster_tokenizer
 from argen.ctf.table import load_table
+from argen.data import load_dataset
+from argen.data.token_cache import TokenDataset
+from argen.data.tokenize import tokenize
+from argen.eval import report
+from argen.eval.features import ClassifierExtractor
+from argen.eval.reference import ReferenceStatistics, compute_reference, evaluate
+from argen.eval.tokenizer import evaluate_tokenizer
+from argen.io.load import ar_config_from_cache, refiner_config_from_cache
+from argen.pipeline import load as load_pipeline
+from argen.train import recipes
+from argen.train.classifier_task import ClassifierRunConfig, train_classifier
 
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "fmnist64"
 # Guidance 2 and temperature 0.8: the settings measured best for class accuracy (docs/results.md).
@@ -68,11 +80,6 @@ def quick_train(out_dir: Path, progress: bool = True, scale: float = 1.0) -> Pat
     variant, a classifier and one tiny model per method (CTF's refiner is shared by the combined model: the
     Post variant keeps the visual codebook); returns a folder laid out like the shipped checkpoints
     (symbolic links to the runs)."""
-    from argen.ctf.table import cluster_tokenizer
-    from argen.data.token_cache import TokenDataset
-    from argen.eval.classifier_task import ClassifierRunConfig, train_classifier
-    from argen.train import recipes
-
     def steps(count: int) -> int:
         return max(2, int(count * scale))
 
@@ -93,7 +100,7 @@ def quick_train(out_dir: Path, progress: bool = True, scale: float = 1.0) -> Pat
         prologue=PrologueTrainConfig(visual_tokenizer=str(runs["tokenizer"]), freeze_visual=True,
                                      entropy_weight=0.1),
         train=train(60, 3e-4, "prologue-tokenizer-run", 16, 5)), progress)
-    caches = {name: recipes.tokenize(runs[name], out_dir / f"{name}-cache", progress=progress,
+    caches = {name: tokenize(runs[name], out_dir / f"{name}-cache", progress=progress,
                                      limit=steps(8000)) for name in ("tokenizer", "prologue-tokenizer")}
     tables = {name: out_dir / f"{name}-ctf{CTF_CLUSTERS}.safetensors" for name in caches}
     for name, table in tables.items():
@@ -105,11 +112,11 @@ def quick_train(out_dir: Path, progress: bool = True, scale: float = 1.0) -> Pat
         config = ARRunConfig(model=tiny, layout=method.layout, cache=str(caches[method.tokenizer]), coarse_table=table,
                              train=train(250, 3e-3, f"{method.checkpoint}-run", 32, 20, weight_decay=0.05))
         cache = TokenDataset(caches[method.tokenizer], load_table(table) if coarse else None)
-        runs[method.checkpoint] = recipes.train_ar(recipes.ar_config_from_cache(config, cache), progress)
+        runs[method.checkpoint] = recipes.train_ar(ar_config_from_cache(config, cache), progress)
     refiner = RefinerRunConfig(model=tiny, refiner=RefinerConfig(coarse_noise=0.1), cache=str(caches["tokenizer"]),
                                coarse_table=str(tables["tokenizer"]),
                                train=train(250, 3e-3, "ctf-refiner-run", 32, 20, weight_decay=0.05))
-    runs["ctf-refiner"] = recipes.train_refiner(recipes.refiner_config_from_cache(
+    runs["ctf-refiner"] = recipes.train_refiner(refiner_config_from_cache(
         refiner, TokenDataset(caches["tokenizer"]), CTF_CLUSTERS), progress)
     classifier_config = ClassifierRunConfig(data=dataclasses.replace(DATA, image_size=32, pad_to=0, resize="pad"))
     classifier_config = dataclasses.replace(classifier_config, train=dataclasses.replace(
@@ -141,30 +148,18 @@ def _side_by_side(grids: list[torch.Tensor], classes: int, columns: int) -> torc
 def _sample_method(pipeline, classes: int, per_class: int, per_batch: int) -> tuple[torch.Tensor, float, int]:
     """Batches of `per_batch` images of every class until each class has `per_class`; returns uint8 images
     (classes, per_class, C, H, W), the sampling seconds (token generation only) and the number of batches."""
-    generator = torch.Generator().manual_seed(0)
-    ids, seconds, batches = [], 0.0, 0
-    for start in range(0, per_class, per_batch):
-        labels = torch.arange(classes).repeat_interleave(min(per_batch, per_class - start))
-        started = time.perf_counter()
-        ids.append(pipeline.generate_ids(labels, generator, **SAMPLING).visual.view(classes, -1,
-                                                                                    *pipeline.layout.grid))
-        seconds += time.perf_counter() - started
-        batches += 1
-    images = pipeline.decode(torch.cat(ids, 1).flatten(0, 1))  # (classes * per_class, C, H, W), class-major
-    return images.view(classes, per_class, *images.shape[1:]), seconds, batches
+    counts = [min(per_batch, per_class - start) for start in range(0, per_class, per_batch)]  # per class, per batch
+    labels = torch.cat([torch.arange(classes).repeat_interleave(count) for count in counts])
+    samples = pipeline.sample(labels, classes * per_batch, torch.Generator().manual_seed(0), **SAMPLING)
+    parts = samples.images.split([classes * count for count in counts])
+    images = torch.cat([part.view(classes, count, *part.shape[1:]) for part, count in zip(parts, counts)], 1)
+    return images, samples.seconds, len(counts)
 
 
 def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None = None, train: bool = False,
              per_class: int = 20, progress: bool = True, train_scale: float = 1.0,
              per_batch: int = 4) -> dict[str, Any]:
     """Run the demo; returns the numbers it printed and the report path."""
-    import argen
-    from argen.data import load_dataset
-    from argen.eval import report
-    from argen.eval.features import ClassifierExtractor
-    from argen.eval.reference import ReferenceStatistics, compute_reference, evaluate
-    from argen.train.recipes import evaluate_tokenizer
-
     if per_class < 2:
         raise ValueError(f"per_class must be >= 2 (precision/recall need neighbours), got {per_class}")
     if per_batch < 1:
@@ -193,7 +188,7 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
 
     rows, grids, class_names = [], [], ()
     for method in METHODS:
-        pipeline = argen.load(folder / method.checkpoint, tokenizer=folder / method.tokenizer,
+        pipeline = load_pipeline(folder / method.checkpoint, tokenizer=folder / method.tokenizer,
                               refiner=folder / method.refiner if method.refiner else None)
         classes, class_names = pipeline.config.model.num_classes, pipeline.class_names
         images, seconds, batches = _sample_method(pipeline, classes, per_class, per_batch)

@@ -16,34 +16,73 @@ an AR checkpoint directory alone also loads (its tokenizer is found through its 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from argen.config import ARRunConfig, from_dict, to_dict
+from argen.config import ARRunConfig, RefinerRunConfig, to_dict
+from argen.ctf.sample import RefineOptions, sample_ctf
+from argen.data.token_cache import TokenDataset
 from argen.data.transforms import to_uint8
+from argen.eval.npz import write_npz
 from argen.io import checkpoint as ckpt
+from argen.io.images import save_grid
+from argen.io.load import AR_KIND, REFINER_KIND, TOKENIZER_KIND, load_ar, load_refiner, load_tokenizer
+from argen.io.video import save_gif, save_strip
+from argen.layout import Layout
+from argen.model.refiner import Refiner
 from argen.sample import Generated, SamplingOptions, generate
-
-if TYPE_CHECKING:
-    from argen.config import RefinerRunConfig
-    from argen.model.refiner import Refiner
 
 PIPELINE_FILE = "pipeline.json"
 
 
 @dataclass
+class Samples:
+    """What `Pipeline.sample` made: ids in grid order, CTF's coarse labels, decoded images, and timings."""
+
+    labels: torch.Tensor  # (N,) long
+    visual: torch.Tensor  # (N, *grid) visual ids (CTF: the refined fine ids)
+    coarse: torch.Tensor | None  # (N, *grid) CTF coarse labels
+    images: torch.Tensor | None  # uint8 (N, C, H, W) or videos (N, T, C, H, W); None without a tokenizer
+    seconds: float  # token generation (CTF's refiner pass included)
+    decode_seconds: float  # ids -> pixels
+
+    def save(self, out_dir: str | Path, columns: int = 10, fps: float = 4.0) -> tuple[Path, Path]:
+        """Images: samples.png (a grid) and samples.npz (ADM format, with labels); videos: samples.png (a strip
+        per video), samples.gif (an animated grid) and videos.npz. Returns (picture, npz)."""
+        if self.images is None:
+            raise ValueError("these samples were not decoded to pixels (no tokenizer)")
+        out_dir, labels = Path(out_dir), self.labels.numpy()
+        if self.images.ndim == 5:  # (N, T, C, H, W)
+            save_gif(self.images, out_dir / "samples.gif", columns=columns, fps=fps, scale=2)
+            return (save_strip(self.images, out_dir / "samples.png", scale=2),
+                    write_npz(out_dir / "videos.npz", self.images.permute(0, 1, 3, 4, 2).numpy(), labels=labels,
+                              video=True))
+        return (save_grid(self.images, out_dir / "samples.png", columns=columns, scale=2),
+                write_npz(out_dir / "samples.npz", self.images.permute(0, 2, 3, 1).numpy(), labels=labels))
+
+    def save_ids(self, path: str | Path) -> Path:
+        """The ids (grid order) as JSON: classes, grid, ids, and under CTF the coarse labels."""
+        saved = {"classes": self.labels.tolist(), "grid": list(self.visual.shape[1:]), "ids": self.visual.tolist()}
+        if self.coarse is not None:  # "ids" are the refined fine ids, "coarse" the AR's cluster labels
+            saved["coarse"] = self.coarse.tolist()
+        ckpt.atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(saved)))
+        return Path(path)
+
+
+@dataclass
 class Pipeline:
     model: torch.nn.Module
-    layout: Any
+    layout: Layout
     config: ARRunConfig
     tokenizer: torch.nn.Module | None = None
     tokenizer_config: Any = None  # the tokenizer's run config, saved with it
     class_names: tuple[str, ...] = ()
-    refiner: "Refiner | None" = None  # CTF: coarse labels -> fine ids
-    refiner_config: "RefinerRunConfig | None" = None
+    refiner: Refiner | None = None  # CTF: coarse labels -> fine ids
+    refiner_config: RefinerRunConfig | None = None
     refiner_meta: dict | None = None  # the refiner checkpoint's metadata (table, grid, tokenizer)
     coarse_table: dict | None = None  # CTF: what the AR checkpoint records about its fine -> coarse table
 
@@ -87,14 +126,56 @@ class Pipeline:
                 raise ValueError("refine options were given but the pipeline has no refiner (load with refiner=DIR)")
             return generate(self.model, self.layout, self._labels(labels), options=coarse_options,
                             generator=generator, forced=forced)
-        from argen.ctf.sample import RefineOptions, sample_ctf
-
         _check_fields(RefineOptions, refine or {}, "refine")
         defaults = {"restrict_to_cluster": self.refiner_config.refiner.restrict_to_cluster,
                     "greedy": coarse_options.greedy, "dtype": coarse_options.dtype}
         refine_options = RefineOptions(**{**defaults, **(refine or {})})
         return sample_ctf(self.model, self.layout, self.refiner, self._labels(labels), coarse_options,
                           refine_options, generator, forced)
+
+    def sample(self, labels, batch_size: int = 64, generator: torch.Generator | None = None,
+               refine: dict | None = None, decode: bool = True, **options: Any) -> Samples:
+        """`generate_ids` over `labels` in batches of `batch_size` with one generator throughout, each batch
+        decoded to pixels unless `decode` is False or there is no tokenizer."""
+        labels = self._labels(labels).cpu()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        decode = decode and self.tokenizer is not None
+        visual, coarse, images, seconds, decode_seconds = [], [], [], 0.0, 0.0
+        for start in range(0, len(labels), batch_size):
+            started = time.perf_counter()
+            generated = self.generate_ids(labels[start:start + batch_size], generator, refine, **options)
+            seconds += time.perf_counter() - started
+            visual.append(generated.visual.cpu())
+            if generated.coarse is not None:
+                coarse.append(generated.coarse.cpu())
+            if decode:
+                started = time.perf_counter()
+                images.append(self.decode(generated.visual))
+                decode_seconds += time.perf_counter() - started
+        return Samples(labels, torch.cat(visual), torch.cat(coarse) if coarse else None,
+                       torch.cat(images) if images else None, seconds, decode_seconds)
+
+    def fixed_prologue_rows(self, cache: TokenDataset, rows: int, per_row: int,
+                            generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
+        """Fixed-prologue resampling: for each of the first `rows` images of a token cache with prologue ids,
+        the image as the tokenizer reconstructs it, then `per_row` samples of its class that keep its prologue
+        ids and draw only the visual tokens. uint8 (rows * (1 + per_row), C, H, W), row by row."""
+        if "prologue_ids" not in cache.tensors:
+            raise ValueError(f"the token cache {cache.directory} has no prologue ids (tokenize with a Prologue "
+                             "tokenizer)")
+        stored = cache.tensors["prologue_ids"].shape[1]
+        if self.layout.prologue_length != stored:
+            raise ValueError(f"the prologues of {cache.directory} have {stored} ids, the model's "
+                             f"{self.layout.prologue_length}")
+        rows = min(rows, len(cache))
+        prologue = cache.tensors["prologue_ids"][:rows].long().repeat_interleave(per_row, 0)
+        labels = cache.tensors["labels"][:rows].long()
+        generated = self.generate_ids(labels.repeat_interleave(per_row, 0), generator,
+                                      forced={"prologue": prologue.to(self.device)}, **options)
+        originals = self.decode(cache.tensors["ids"][:rows].long())  # (rows, C, H, W)
+        samples = self.decode(generated.visual).view(rows, per_row, *originals.shape[1:])
+        return torch.cat([originals[:, None], samples], 1).flatten(0, 1)
 
     @torch.no_grad()
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
@@ -133,15 +214,15 @@ class Pipeline:
         ar_meta = {"class_names": list(self.class_names), "visual_vocab": self.layout.visual_vocab}
         if self.coarse_table is not None:
             ar_meta["coarse_table"] = self.coarse_table
-        ckpt.save_checkpoint(directory / "ar", "ar", to_dict(self.config), self.model.state_dict(), ar_meta)
+        ckpt.save_checkpoint(directory / "ar", AR_KIND, to_dict(self.config), self.model.state_dict(), ar_meta)
         components = {"ar": "ar"}
         if self.refiner is not None:
-            ckpt.save_checkpoint(directory / "refiner", "refiner", to_dict(self.refiner_config),
+            ckpt.save_checkpoint(directory / "refiner", REFINER_KIND, to_dict(self.refiner_config),
                                  self.refiner.state_dict(), {k: v for k, v in self.refiner_meta.items()
                                                              if k not in ("kind", "config")})
             components["refiner"] = "refiner"
         if self.tokenizer is not None:
-            ckpt.save_checkpoint(directory / "tokenizer", "tokenizer", to_dict(self.tokenizer_config),
+            ckpt.save_checkpoint(directory / "tokenizer", TOKENIZER_KIND, to_dict(self.tokenizer_config),
                                  self.tokenizer.state_dict())
             components["tokenizer"] = "tokenizer"
         ckpt.save_json(directory / PIPELINE_FILE, {"format": "argen-pipeline-1", "components": components})
@@ -154,8 +235,6 @@ def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | 
 
     `refiner` (a CTF refiner checkpoint) is needed to decode an AR model trained on coarse labels.
     """
-    from argen.train.recipes import build_ar, load_refiner, load_tokenizer
-
     path = Path(path)
     ar_dir, tokenizer_dir, refiner_dir = path, tokenizer, refiner
     if (path / PIPELINE_FILE).is_file():
@@ -165,16 +244,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | 
             tokenizer_dir = path / components["tokenizer"]
         if refiner_dir is None and "refiner" in components:
             refiner_dir = path / components["refiner"]
-    meta = ckpt.read_meta(ar_dir, "ar")
-    config = from_dict(ARRunConfig, meta["config"])
-    layout, model = build_ar(config, int(meta.get("visual_vocab", config.model.vocab_size)))
-    weights_file = "ema.safetensors" if ema else ckpt.WEIGHTS_FILE
-    if ema and not (ar_dir / weights_file).is_file():
-        raise ckpt.CheckpointError(f"{ar_dir} has no EMA weights (train with train.ema_decay > 0)")
-    from safetensors.torch import load_file
-
-    ckpt.load_state_into(model, load_file(str(ar_dir / weights_file)), str(ar_dir))
-    model.eval()
+    layout, model, config, meta = load_ar(ar_dir, ema)
     coarse_table = meta.get("coarse_table")
     refiner_model = refiner_config = refiner_meta = None
     if refiner_dir is not None:

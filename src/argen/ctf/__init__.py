@@ -2,10 +2,5 @@
 
 The AR model predicts each token's cluster (coarse label) with the ordinary Layout and decode loop; one
 bidirectional refiner pass (`argen.model.refiner`) then predicts every fine token from the coarse map.
+`cluster.py` partitions a codebook, `table.py` is the fine -> coarse table file, `sample.py` the two stages.
 """
-
-from argen.ctf.cluster import METHODS, Clustering, cluster_codebook, cluster_sizes
-from argen.ctf.table import CoarseTable, cluster_tokenizer, load_table, save_table
-
-__all__ = ["METHODS", "Clustering", "CoarseTable", "cluster_codebook", "cluster_sizes", "cluster_tokenizer",
-           "load_table", "save_table"]

@@ -17,9 +17,14 @@ function of (vectors, clusters, method, restarts, seed): all randomness comes fr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from argen.ctf.table import CoarseTable, save_table
+from argen.io.checkpoint import checkpoint_checksum
+from argen.io.load import load_tokenizer
 
 METHODS = ("kmeans", "spherical", "balanced", "random")
 
@@ -63,6 +68,22 @@ def cluster_codebook(vectors: torch.Tensor, clusters: int, method: str = "kmeans
         if best is None or result.inertia < best.inertia:
             best = result
     return best
+
+
+def cluster_tokenizer(tokenizer: str | Path, clusters: int, out: str | Path, method: str = "kmeans",
+                      restarts: int = 4, seed: int = 0) -> CoarseTable:
+    """Cluster a tokenizer checkpoint's codebook (the vectors its decoder looks up) and save the table."""
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out must name a .safetensors file, got {out}")
+    model, config = load_tokenizer(tokenizer)
+    result = cluster_codebook(model.codebook_vectors(), clusters, method=method, restarts=restarts, seed=seed)
+    table = CoarseTable(result.fine_to_coarse, {
+        "tokenizer": str(Path(tokenizer).resolve()), "tokenizer_sha256": checkpoint_checksum(tokenizer),
+        "codebook_l2_norm": config.model.codebook_l2_norm, "method": method, "clusters": clusters,
+        "restarts": restarts, "seed": seed, "inertia": result.inertia})
+    save_table(table, out)
+    return table
 
 
 def cluster_sizes(fine_to_coarse: torch.Tensor, clusters: int) -> torch.Tensor:

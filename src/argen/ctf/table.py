@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from argen.ctf.cluster import cluster_sizes
 from argen.io.checkpoint import atomic_write
 
 TABLE_KEY = "fine_to_coarse"
@@ -61,7 +61,7 @@ class CoarseTable:
     @property
     def sizes(self) -> torch.Tensor:
         """(K,) codes per cluster."""
-        return cluster_sizes(self.fine_to_coarse, self.coarse_vocab)
+        return torch.bincount(self.fine_to_coarse, minlength=self.coarse_vocab)
 
     @property
     def checksum(self) -> str:
@@ -113,10 +113,18 @@ def histogram_path(path: str | Path) -> Path:
 
 
 def load_table(path: str | Path) -> CoarseTable:
-    """A table written by `save_table`; the recorded checksum must match the contents."""
+    """A table written by `save_table` (its recorded checksum must match the contents), or a bare table of
+    one coarse label per code from elsewhere: a .npy array or a .json list (no metadata)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"fine -> coarse table {path}: no such file (make one with `argen ctf cluster`)")
+    if path.suffix in (".npy", ".json"):
+        try:
+            values = np.load(path, allow_pickle=False) if path.suffix == ".npy" else json.loads(path.read_text())
+            return CoarseTable(torch.as_tensor(values), {"path": str(path.resolve())})
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{path} is not a fine -> coarse table (one integer cluster per code): {error}") \
+                from error
     try:
         with safe_open(str(path), framework="pt") as handle:
             keys, stored = list(handle.keys()), handle.metadata() or {}
@@ -153,23 +161,3 @@ def plot_sizes(table: CoarseTable, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
     return path
-
-
-def cluster_tokenizer(tokenizer: str | Path, clusters: int, out: str | Path, method: str = "kmeans",
-                      restarts: int = 4, seed: int = 0) -> CoarseTable:
-    """Cluster a tokenizer checkpoint's codebook (the vectors its decoder looks up) and save the table."""
-    from argen.ctf.cluster import cluster_codebook
-    from argen.io.checkpoint import checkpoint_checksum
-    from argen.train.recipes import load_tokenizer
-
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise ValueError(f"--out must name a .safetensors file, got {out}")
-    model, config = load_tokenizer(tokenizer)
-    result = cluster_codebook(model.codebook_vectors(), clusters, method=method, restarts=restarts, seed=seed)
-    table = CoarseTable(result.fine_to_coarse, {
-        "tokenizer": str(Path(tokenizer).resolve()), "tokenizer_sha256": checkpoint_checksum(tokenizer),
-        "codebook_l2_norm": config.model.codebook_l2_norm, "method": method, "clusters": clusters,
-        "restarts": restarts, "seed": seed, "inertia": result.inertia})
-    save_table(table, out)
-    return table

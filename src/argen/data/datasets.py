@@ -163,12 +163,8 @@ def synthetic_images(count: int, size: int, channels: int, num_classes: int = 10
     return images, labels
 
 
-def load_dataset(config: DataConfig, training: bool = True) -> ImageDataset:
-    """The dataset named by `config`, at `config.image_size` with `config.channels` channels."""
-    from argen.data.video import is_video_dataset, load_video_dataset
-
-    if is_video_dataset(config.name):  # an image view of a video dataset: its frames
-        return load_video_dataset(config).frames(flip=config.flip and training)
+def load_image_dataset(config: DataConfig, training: bool = True) -> ImageDataset:
+    """The image dataset named by `config`, at `config.image_size` with `config.channels` channels."""
     class_names: tuple[str, ...]
     if config.name in ("fashion-mnist", "idx"):
         if config.name == "idx" and not config.path:

@@ -124,6 +124,11 @@ class TokenDataset:
         """The vocabulary of the ids `batch` serves: the codebook, or the clusters under a coarse table."""
         return self.codebook_size if self.coarse_table is None else self.coarse_table.coarse_vocab
 
+    @property
+    def num_classes(self) -> int:
+        """Classes the labels use (the largest label + 1)."""
+        return int(self.tensors["labels"].max()) + 1
+
     def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = {key: value[indices].long() for key, value in self.tensors.items()}
         if self.coarse_table is not None:

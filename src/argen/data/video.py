@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from argen.config import DataConfig
-from argen.data.datasets import IMAGE_SUFFIXES, DataError, ImageDataset, load_dataset
+from argen.data.datasets import IMAGE_SUFFIXES, DataError, ImageDataset, load_image_dataset
 from argen.data.transforms import to_resolution, to_unit_range
 from argen.io.video import VideoFileError, read_gif
 
@@ -132,7 +132,7 @@ def _moving_dataset(config: DataConfig) -> VideoDataset:
     if video.sprite_size < 1:
         raise DataError(f"data.video.sprite_size must be >= 1, got {video.sprite_size}")
     sprite_config = dataclasses.replace(config, name=source, image_size=video.sprite_size, pad_to=0, flip=False)
-    sprites = load_dataset(sprite_config, training=False)
+    sprites = load_image_dataset(sprite_config, training=False)
     videos, _ = moving_sprites(sprites.images.numpy(), sprites.labels.numpy(), video.frames, config.image_size,
                                video.objects, video.speed, seed=[video.seed, SPLIT_STREAMS[config.split]])
     return VideoDataset(torch.from_numpy(np.ascontiguousarray(videos)), sprites.labels, sprites.class_names)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from argen.eval.npz import SampleBatch, read_samples
 from argen.io.checkpoint import atomic_write
 from argen.io.images import save_grid
 
@@ -283,3 +284,61 @@ def write_report(out_dir: str | Path, sections: Sequence[Section], title: str = 
     path = out_dir / "index.html"
     atomic_write(path, lambda temporary: temporary.write_text(page, encoding="utf-8"))
     return path
+
+
+# What `report_from_files` shows, in this order: --metrics, --samples, --media, --log, --analysis.
+REPORT_FILES = ("metrics", "samples", "media", "log", "analysis")
+
+
+def report_from_files(out_dir: str | Path, title: str, text: str | None = None, **files: list[tuple[str, Path]]
+                      ) -> Path:
+    """A report of named files (REPORT_FILES kinds): metrics JSONs as a table and plots, sample batches as grids
+    (one row per class), media shown as they are, training logs as curves, analysis results as their blocks."""
+    unknown = sorted(set(files) - set(REPORT_FILES))
+    if unknown:
+        raise ReportError(f"unknown report inputs {unknown}; known: {', '.join(REPORT_FILES)}")
+    sections: list[Section] = [Text(title, text)] if text else []
+    rows = [metrics_row(name, path) for name, path in files.get("metrics", [])]
+    if rows:
+        sections += metrics_sections(rows)
+    sections += [sample_grid(name, read_samples(path)) for name, path in files.get("samples", [])]
+    sections += [Media(f"Media: {name}", path) for name, path in files.get("media", [])]
+    sections += [training_curves(path, title=f"Training curves: {name}") for name, path in files.get("log", [])]
+    for _, path in files.get("analysis", []):
+        sections += analysis_sections(path)
+    if not sections:
+        raise ValueError("nothing to report: give --metrics, --samples, --media, --log and/or --analysis")
+    return write_report(out_dir, sections, title=title)
+
+
+def metrics_row(name: str, path: Path) -> dict[str, Any]:
+    """A table row from a metrics JSON (`argen eval --out`), with steps and wall time from the sampling.json that
+    `argen sample` wrote beside it."""
+    row = {"name": name, **{key: value for key, value in json.loads(Path(path).read_text()).items()
+                            if isinstance(value, (int, float, str)) and not key.endswith("file")}}
+    sampling = Path(path).parent / "sampling.json"
+    if sampling.is_file():
+        info = json.loads(sampling.read_text())
+        row.update(steps=info["steps"], images_per_s=info["images_per_s"],
+                   wall_time_s=info["seconds"] / max(info["images"], 1))
+    return row
+
+
+def sample_grid(name: str, batch: SampleBatch, columns: int = 10) -> Grid:
+    """A grid of a sample batch: one row per class when it has labels."""
+    images = batch.images.transpose(0, 3, 1, 2)
+    if batch.labels is not None:  # up to `columns` samples of each class, class by class
+        labels = batch.labels.tolist()
+        images = images[[i for c in sorted(set(labels)) for i in [j for j, label in enumerate(labels)
+                                                                    if label == c][:columns]]]
+    return Grid(f"Samples: {name}", images, columns=columns)
+
+
+def metrics_sections(rows: list[dict[str, Any]]) -> list[Section]:
+    """The metrics table and, for each metric two or more rows share, its plots against steps and wall time."""
+    sections: list[Section] = [Table("Metrics", rows)]
+    for metric in ("fid", "inception_score", "class_accuracy"):
+        for axis in ("steps", "wall_time_s"):
+            if sum(metric in row and axis in row for row in rows) >= 2:
+                sections.append(quality_plot(rows, metric, x=axis, group="name"))
+    return sections

@@ -16,12 +16,15 @@ not comparable with published video metrics.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from argen.eval.features import FeatureExtractor
 from argen.eval.metrics import MetricError, class_accuracy, fid_from_features
+from argen.eval.npz import write_npz
+from argen.io.video import save_gif, save_strip
 
 
 def _check_videos(videos: np.ndarray, name: str) -> np.ndarray:
@@ -80,3 +83,14 @@ def evaluate_videos(samples: np.ndarray, real: np.ndarray, extractor: FeatureExt
         result["frame_class_accuracy"] = class_accuracy(logits.reshape(-1, logits.shape[-1]),
                                                         np.repeat(np.asarray(labels), logits.shape[1]))
     return result
+
+
+def write_real_videos(dataset: Any, out: str | Path, preview: int = 20, fps: float = 4.0) -> Path:
+    """A video dataset (argen.data.video.VideoDataset) as the real batch of `evaluate_videos`: a video .npz
+    with labels, and a GIF and PNG strip of its first `preview` videos beside it."""
+    out = Path(out)
+    write_npz(out, dataset.videos.permute(0, 1, 3, 4, 2).numpy(), dataset.labels.numpy(), video=True)
+    shown = dataset.videos[:preview]
+    save_gif(shown, out.with_suffix(".gif"), columns=10, fps=fps, scale=2)
+    save_strip(shown, out.with_suffix(".png"), scale=2)
+    return out

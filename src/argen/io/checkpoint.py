@@ -7,9 +7,11 @@ refuses a mismatch with a message that says what differs.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -112,6 +114,23 @@ def load_state_into(module: torch.nn.Module, state_dict: dict[str, torch.Tensor]
     module.load_state_dict(cast, strict=True)
 
 
+def read_torch_file(path: str | Path) -> Any:
+    """The contents of a torch `.pt`/`.pth` file, read without unpickling code (`weights_only=True`).
+
+    Tensors, numbers, strings and containers only; the one class allowed besides is `argparse.Namespace`
+    (a plain attribute bag), which LlamaGen's training checkpoints use for their run arguments.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise CheckpointError(f"{path} is not a loadable tensor checkpoint (read with weights_only=True, so "
+                              f"arbitrary pickled objects are refused): {error}") from error
+
+
 def save_trainer_state(directory: str | Path, state: dict[str, Any]) -> None:
     atomic_write(Path(directory) / TRAINER_STATE_FILE, lambda tmp: torch.save(state, tmp))
 
@@ -120,8 +139,7 @@ def load_trainer_state(directory: str | Path) -> dict[str, Any] | None:
     path = Path(directory) / TRAINER_STATE_FILE
     if not path.is_file():
         return None
-    # weights_only: tensors, numbers, strings and containers only; never arbitrary objects.
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_torch_file(path)
 
 
 def file_checksum(path: str | Path) -> str:

@@ -1,15 +1,14 @@
-"""LlamaGen and PAR GPT checkpoints (`.pt`) -> argen Transformer state dicts and checkpoint directories.
+"""LlamaGen and PAR checkpoints (`.pt`: GPT and VQ) -> argen state dicts and checkpoint directories.
 
 argen's Transformer uses LlamaGen's parameter names, so conversion only unwraps the container and
 drops what is not a weight: the RoPE table and causal mask some exports carry, and KV-cache buffers
 left by `setup_caches`. PAR checkpoints add `spe_tok_embeddings.special_embeddings.weight` (the
-transition embeddings) and convert the same way. Files are read with `weights_only=True`: tensors
-and plain containers only, never arbitrary pickled objects.
+transition embeddings) and convert the same way; LlamaGen's VQ keys equal argen's VQModel's. Files are
+read by `argen.io.checkpoint.read_torch_file`: tensors and plain containers only, never pickled code.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from pathlib import Path
@@ -19,7 +18,10 @@ import torch
 
 from argen.config import (GPT_PRESETS, VQ_PRESETS, ARRunConfig, DataConfig, GPTConfig, LayoutConfig,
                           TokenizerRunConfig, VQConfig, build, preset, to_dict)
+from argen.io.checkpoint import file_checksum, load_state_into, read_torch_file, save_checkpoint
+from argen.io.load import AR_KIND, TOKENIZER_KIND, build_ar
 from argen.model.transformer import ffn_hidden_dim
+from argen.tokenizer.vq import VQModel
 
 logger = logging.getLogger(__name__)
 
@@ -30,16 +32,8 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def read_foreign_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a LlamaGen/PAR `.pt` on the CPU without unpickling code.
-
-    LlamaGen's DDP checkpoints store the training arguments as an `argparse.Namespace`; that one
-    class (a plain attribute bag) is allowed, everything else must be tensors and containers.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    """A LlamaGen/PAR GPT `.pt` (a state dict, or a training checkpoint), read without unpickling code."""
+    state = read_torch_file(path)
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds a {type(state).__name__}, expected a dict (a state dict, or a "
                          f"training checkpoint with the weights under 'model')")
@@ -133,24 +127,18 @@ def convert_checkpoint(kind: str, source: str | Path, destination: str | Path, p
     `key=value` settings of the run config, e.g. `layout.grid=[24,24]` for a 384 px LlamaGen model
     (the grid is not stored in the weights). Weights are loaded strictly before anything is written.
     """
-    from argen.io.checkpoint import file_checksum, load_state_into, save_checkpoint
-
     source, destination = Path(source), Path(destination)
     if kind == "llamagen-vq":
-        from argen.tokenizer.vq import VQModel, read_llamagen_vq
-
         vq = preset(VQ_PRESETS, preset_name, VQConfig)
         data = DataConfig(name="imagefolder", image_size=vq.image_size, channels=vq.in_channels)
         config = build(TokenizerRunConfig, TokenizerRunConfig(model=vq, data=data), overrides=overrides)
         model = VQModel(config.model)
         weights = read_llamagen_vq(source)
         load_state_into(model, weights, str(source))
-        return save_checkpoint(destination, "tokenizer", to_dict(config), model.state_dict(),
+        return save_checkpoint(destination, TOKENIZER_KIND, to_dict(config), model.state_dict(),
                                extra={"source": str(source), "source_sha256": file_checksum(source)})
     if kind not in DEFAULT_GRIDS:
         raise ValueError(f"unknown checkpoint kind {kind!r}; expected llamagen, par or llamagen-vq")
-    from argen.train.recipes import AR_KIND, build_ar
-
     layout = LayoutConfig(grid=DEFAULT_GRIDS[kind])
     if kind == "par":
         layout = LayoutConfig(grid=DEFAULT_GRIDS[kind], order="region", parallel=parallel)
@@ -162,3 +150,68 @@ def convert_checkpoint(kind: str, source: str | Path, destination: str | Path, p
     return save_checkpoint(destination, AR_KIND, to_dict(config), model.state_dict(),
                            extra={"visual_vocab": visual_vocab, "class_names": [], "tokenizer": None,
                                   "source": str(source), "source_sha256": file_checksum(source)})
+
+
+# ------------------------------------------------------------------------------------------------
+# LlamaGen's VQ tokenizer
+
+_LLAMAGEN_KEY = re.compile(r"^(encoder|decoder|quantize|quant_conv|post_quant_conv)\.")
+
+
+def convert_llamagen_vq(state: dict) -> dict[str, torch.Tensor]:
+    """A LlamaGen VQ checkpoint ({"model": state_dict, ...} or a raw state dict) -> our state dict.
+
+    The keys are the same; this unwraps the "model" entry, strips a DDP "module." prefix, and refuses
+    any key that is not part of LlamaGen's VQModel (all of them are listed) instead of dropping it.
+    """
+    if not isinstance(state, dict):
+        raise ValueError(f"a LlamaGen VQ checkpoint must be a dict, got {type(state).__name__}")
+    weights = state["model"] if "model" in state else state
+    if not isinstance(weights, dict) or not weights:
+        raise ValueError("the checkpoint's 'model' entry must be a non-empty state dict")
+    converted: dict[str, torch.Tensor] = {}
+    unexpected = []
+    for key, value in weights.items():
+        name = key[len("module."):] if key.startswith("module.") else key
+        if not isinstance(value, torch.Tensor) or not _LLAMAGEN_KEY.match(name):
+            unexpected.append(key)
+            continue
+        converted[name] = value
+    if unexpected:
+        top = "" if "model" in state else f" (top-level keys: {', '.join(sorted(map(str, state))[:12])})"
+        raise ValueError(f"not a LlamaGen VQ state dict: unexpected key(s) {', '.join(map(str, unexpected))}{top}; "
+                         "expected only encoder.*, decoder.*, quantize.*, quant_conv.*, post_quant_conv.*")
+    return converted
+
+
+def vq_config_from_state(state: dict[str, torch.Tensor], image_size: int = 256) -> VQConfig:
+    """The VQConfig whose model has the shapes of `state` (a converted LlamaGen/argen VQ state dict).
+
+    l2 normalisation, beta and entropy weight are not stored in weights: LlamaGen's defaults are used.
+    """
+    try:
+        conv_in = state["encoder.conv_in.weight"]
+        levels = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"encoder\.conv_blocks\.(\d+)\.", k)))
+        blocks = 1 + max(int(m.group(1)) for k in state
+                         if (m := re.match(r"encoder\.conv_blocks\.0\.res\.(\d+)\.", k)))
+        ch = conv_in.shape[0]
+        mult = tuple(state[f"encoder.conv_blocks.{i}.res.0.conv1.weight"].shape[0] // ch for i in range(levels))
+        codebook_size, codebook_dim = state["quantize.embedding.weight"].shape
+        z_channels = state["encoder.conv_out.weight"].shape[0]
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"cannot read a VQ configuration from this state dict (missing {error})") from error
+    return VQConfig(image_size=image_size, in_channels=conv_in.shape[1], ch=ch, ch_mult=mult, num_res_blocks=blocks,
+                    z_channels=z_channels, codebook_size=codebook_size, codebook_dim=codebook_dim)
+
+
+def read_llamagen_vq(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a LlamaGen VQ `.pt` safely (tensors and argparse.Namespace only) and convert it."""
+    return convert_llamagen_vq(read_torch_file(path))
+
+
+def load_llamagen_vq(path: str | Path, config: VQConfig | None = None, image_size: int = 256) -> VQModel:
+    """A VQModel holding a LlamaGen VQ checkpoint (strict); the config is read from the shapes if not given."""
+    state = read_llamagen_vq(path)
+    model = VQModel(config or vq_config_from_state(state, image_size))
+    load_state_into(model, state, str(path))
+    return model

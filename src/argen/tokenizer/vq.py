@@ -1,7 +1,7 @@
 """LlamaGen's VQ autoencoder (tokenizer/tokenizer_image/vq_model.py), configurable and key-compatible.
 
 Module names, state-dict keys and shapes equal LlamaGen's `VQModel`, so its released checkpoints load
-with `strict=True` after `convert_llamagen_vq`. Two deliberate differences that do not touch the keys:
+with `strict=True` after `argen.io.convert.convert_llamagen_vq`. Two deliberate differences that do not touch the keys:
 
 - GroupNorm uses 32 groups, as LlamaGen, unless `ch < 32` is configured; then every norm uses `ch`
   groups (all widths are multiples of `ch`), so small CPU models stay valid.
@@ -12,10 +12,6 @@ with `strict=True` after `convert_llamagen_vq`. Two deliberate differences that 
 
 from __future__ import annotations
 
-import argparse
-import pickle
-import re
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -357,76 +353,3 @@ class VQModel(nn.Module):
 
 # ------------------------------------------------------------------------------------------------
 # LlamaGen checkpoints
-
-_LLAMAGEN_KEY = re.compile(r"^(encoder|decoder|quantize|quant_conv|post_quant_conv)\.")
-
-
-def convert_llamagen_vq(state: dict) -> dict[str, torch.Tensor]:
-    """A LlamaGen VQ checkpoint ({"model": state_dict, ...} or a raw state dict) -> our state dict.
-
-    The keys are the same; this unwraps the "model" entry, strips a DDP "module." prefix, and refuses
-    any key that is not part of LlamaGen's VQModel (all of them are listed) instead of dropping it.
-    """
-    if not isinstance(state, dict):
-        raise ValueError(f"a LlamaGen VQ checkpoint must be a dict, got {type(state).__name__}")
-    weights = state["model"] if "model" in state else state
-    if not isinstance(weights, dict) or not weights:
-        raise ValueError("the checkpoint's 'model' entry must be a non-empty state dict")
-    converted: dict[str, torch.Tensor] = {}
-    unexpected = []
-    for key, value in weights.items():
-        name = key[len("module."):] if key.startswith("module.") else key
-        if not isinstance(value, torch.Tensor) or not _LLAMAGEN_KEY.match(name):
-            unexpected.append(key)
-            continue
-        converted[name] = value
-    if unexpected:
-        top = "" if "model" in state else f" (top-level keys: {', '.join(sorted(map(str, state))[:12])})"
-        raise ValueError(f"not a LlamaGen VQ state dict: unexpected key(s) {', '.join(map(str, unexpected))}{top}; "
-                         "expected only encoder.*, decoder.*, quantize.*, quant_conv.*, post_quant_conv.*")
-    return converted
-
-
-def vq_config_from_state(state: dict[str, torch.Tensor], image_size: int = 256) -> VQConfig:
-    """The VQConfig whose model has the shapes of `state` (a converted LlamaGen/argen VQ state dict).
-
-    l2 normalisation, beta and entropy weight are not stored in weights: LlamaGen's defaults are used.
-    """
-    try:
-        conv_in = state["encoder.conv_in.weight"]
-        levels = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"encoder\.conv_blocks\.(\d+)\.", k)))
-        blocks = 1 + max(int(m.group(1)) for k in state
-                         if (m := re.match(r"encoder\.conv_blocks\.0\.res\.(\d+)\.", k)))
-        ch = conv_in.shape[0]
-        mult = tuple(state[f"encoder.conv_blocks.{i}.res.0.conv1.weight"].shape[0] // ch for i in range(levels))
-        codebook_size, codebook_dim = state["quantize.embedding.weight"].shape
-        z_channels = state["encoder.conv_out.weight"].shape[0]
-    except (KeyError, ValueError) as error:
-        raise ValueError(f"cannot read a VQ configuration from this state dict (missing {error})") from error
-    return VQConfig(image_size=image_size, in_channels=conv_in.shape[1], ch=ch, ch_mult=mult, num_res_blocks=blocks,
-                    z_channels=z_channels, codebook_size=codebook_size, codebook_dim=codebook_dim)
-
-
-def read_llamagen_vq(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a LlamaGen VQ `.pt` safely (tensors and argparse.Namespace only) and convert it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"LlamaGen VQ checkpoint {path} does not exist")
-    try:
-        # LlamaGen's training checkpoints also hold the run's argparse.Namespace ("args"): allow that one class.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        raise ValueError(f"{path} is not a loadable tensor checkpoint (read with weights_only=True, so "
-                         f"arbitrary pickled objects are refused): {error}") from error
-    return convert_llamagen_vq(state)
-
-
-def load_llamagen_vq(path: str | Path, config: VQConfig | None = None, image_size: int = 256) -> VQModel:
-    """A VQModel holding a LlamaGen VQ checkpoint (strict); the config is read from the shapes if not given."""
-    from argen.io.checkpoint import load_state_into
-
-    state = read_llamagen_vq(path)
-    model = VQModel(config or vq_config_from_state(state, image_size))
-    load_state_into(model, state, str(path))
-    return model

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from argen.data.transforms import to_uint8
 from argen.io.images import save_grid
+from argen.io.load import load_tokenizer
 from argen.io.video import save_gif, save_strip
 from argen.layout import Layout
+from argen.sample import generate
+from argen.teacher_forcing import TeacherForcing, cross_entropy
 
 
 class ARTask:
@@ -21,10 +24,7 @@ class ARTask:
         self.model, self.layout = model, layout
         self.tokenizer = tokenizer  # checkpoint directory, for sample grids during training
         self.num_classes, self.class_dropout_prob = num_classes, class_dropout_prob
-        config = model.config
-        # RoPE rows and the attention mask are the same for every batch: build them once.
-        self.rope = layout.rope(config.dim // config.n_head, config.rope_base)
-        self.mask = layout.mask
+        self.forcing = TeacherForcing(layout, model.config.dim // model.config.n_head, model.config.rope_base)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}
@@ -39,24 +39,15 @@ class ARTask:
         # A cache's prologue ids are used only by a layout with a prologue segment.
         prologue_ids = batch["prologue_ids"] if self.layout.prologue_length else None
         tensors = self.layout.training_tensors(batch["ids"], labels, prologue_ids)
-        device = labels.device
-        logits = modules[name](tensors["ids"], tensors["kinds"].to(device), self.rope.to(device),
-                               self.mask.to(device))  # (B, L, V)
-        targets = tensors["targets"]
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
-        with torch.no_grad():
-            valid = targets != -100
-            accuracy = (logits.argmax(-1) == targets)[valid].float().mean()
-        return loss, {"token_accuracy": float(accuracy)}
+        logits = self.forcing.logits(modules[name], tensors["ids"], tensors["kinds"])  # (B, L, V)
+        loss, _, accuracy = cross_entropy(logits, tensors["targets"])
+        return loss, {"token_accuracy": accuracy}
 
     def sample(self, model: nn.Module, step: int, out_dir: Path) -> None:
         """A grid with one row per class (8 samples each) at out_dir/samples/step-N.png; videos: one row per
         video (its frames left to right) and an animated GIF beside."""
         if self.tokenizer is None:
             return
-        from argen.data.transforms import to_uint8
-        from argen.sample import generate
-        from argen.train.recipes import load_tokenizer
 
         tokenizer, _ = load_tokenizer(self.tokenizer, next(model.parameters()).device)
         labels = torch.arange(min(self.num_classes, 10)).repeat_interleave(8)

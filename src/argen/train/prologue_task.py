@@ -29,16 +29,17 @@ from collections import deque
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
 from argen.config import ConfigError, LayoutConfig, PrologueTrainConfig, TokenizerRunConfig, VQConfig, from_dict
-from argen.layout import IGNORE_INDEX, PROLOGUE, SEPARATOR, VISUAL, Layout
+from argen.io import checkpoint as ckpt
+from argen.layout import PROLOGUE, SEPARATOR, VISUAL, Layout
 from argen.model.transformer import Transformer
+from argen.teacher_forcing import TeacherForcing, cross_entropy
 from argen.tokenizer.code_usage import usage_and_restarts
-from argen.tokenizer.task import TOKENIZER, VQTask
 from argen.tokenizer.vq import VQModel
+from argen.train.tokenizer_task import TOKENIZER, VQTask
 
 PRIOR = "prior"
 
@@ -94,8 +95,6 @@ def validate_prologue_training(config: TokenizerRunConfig) -> None:
 def load_visual_path(model: VQModel, directory: str | Path, freeze: bool) -> None:
     """Load a trained tokenizer's visual path into `model` (strictly; its prologue head keeps its fresh
     weights); with `freeze` (the Post variant) only the prologue head stays trainable."""
-    from argen.io import checkpoint as ckpt
-
     saved = from_dict(TokenizerRunConfig, ckpt.read_meta(directory, "tokenizer")["config"]).model
     visual_fields = [f.name for f in dataclasses.fields(VQConfig) if not f.name.startswith("prologue_")]
     differing = [f"model.{name}: {getattr(saved, name)} in {directory}, {getattr(model.config, name)} here"
@@ -126,9 +125,7 @@ class PrologueTask:
                              f"({layout.vocab_size})")
         self.model, self.prior, self.layout, self.config = model, prior, layout, config
         self.visual_task = visual_task  # None: Post, the visual path is frozen
-        self.rope = layout.rope(prior.head_dim, prior.config.rope_base)
-        self.mask = layout.mask
-        self.allowed = layout.target_vocab_mask  # (L, V)
+        self.forcing = TeacherForcing(layout, prior.head_dim, prior.config.rope_base)
         source, targets = layout.input_source, layout.targets_index
         prologue, visual = layout.segments[PROLOGUE], layout.segments[VISUAL]
         self.prologue_slots = ((source >= prologue.start) & (source < prologue.start + prologue.length)).nonzero()[:, 0]
@@ -199,9 +196,8 @@ class PrologueTask:
         labels = torch.zeros(visual_ids.shape[0], dtype=torch.long, device=device)  # unconditional: one BOS
         tensors = self.layout.training_tensors(visual_ids, labels, prologue_ids)
         ids = torch.where(dropped[:, None] & self.visual_inputs.to(device)[None], self.separator_id, tensors["ids"])
-        arguments = (ids, tensors["kinds"], self.rope.to(device), self.mask.to(device))
         if prologue_one_hot is None:
-            logits = prior(*arguments)
+            logits = self.forcing.logits(prior, ids, tensors["kinds"])
         else:
             with torch.no_grad():
                 embeddings = prior.embed(ids, tensors["kinds"])  # (B, L, dim) plain lookups
@@ -211,18 +207,13 @@ class PrologueTask:
             embeddings = embeddings.index_copy(1, self.prologue_slots.to(device), soft.to(embeddings.dtype))
             # Detached weights: no gradient (and no DDP gradient hook) reaches the prior's parameters.
             frozen = {name: parameter.detach() for name, parameter in prior.named_parameters()}
-            logits = functional_call(prior, frozen, arguments, {"embeddings": embeddings})  # (B, L, V)
-        logits = logits.masked_fill(~self.allowed.to(device), float("-inf"))
-        targets = tensors["targets"]
-        per_slot = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
-                                   reduction="none").view(targets.shape)  # (B, L), 0 where ignored
-        loss = per_slot.sum() / (targets != IGNORE_INDEX).sum()
-        with torch.no_grad():
-            logs = {"ar_loss": float(loss)}
-            for name, slots in self.target_segment.items():
-                logs[f"ar_{name}_loss"] = float(per_slot[:, slots.to(device)].mean())
-            valid = targets != IGNORE_INDEX
-            logs["ar_token_accuracy"] = float((logits.argmax(-1) == targets)[valid].float().mean())
+            logits = self.forcing.logits(
+                lambda *arguments: functional_call(prior, frozen, arguments, {"embeddings": embeddings}),
+                ids, tensors["kinds"])  # (B, L, V)
+        loss, per_slot, accuracy = cross_entropy(logits, tensors["targets"])
+        logs = {"ar_loss": float(loss.detach()), "ar_token_accuracy": accuracy}
+        for name, slots in self.target_segment.items():
+            logs[f"ar_{name}_loss"] = float(per_slot.detach()[:, slots.to(device)].mean())
         return loss, logs
 
     def after_step(self, modules: dict[str, nn.Module], step: int) -> dict[str, float]:

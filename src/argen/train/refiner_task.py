@@ -9,7 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.config import RefinerConfig
+from argen.ctf.sample import RefineOptions, refine
+from argen.data.transforms import to_uint8
 from argen.io.images import save_grid
+from argen.io.load import load_tokenizer
 from argen.model.refiner import Refiner
 
 
@@ -56,9 +59,6 @@ class RefinerTask:
         """Decoded cache images (top row) over their refinements from the true coarse maps (bottom row)."""
         if self.tokenizer is None or self.preview is None:
             return
-        from argen.ctf.sample import RefineOptions, refine
-        from argen.data.transforms import to_uint8
-        from argen.train.recipes import load_tokenizer
 
         device = next(model.parameters()).device
         tokenizer, _ = load_tokenizer(self.tokenizer, device)

@@ -16,7 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -353,6 +353,21 @@ class Trainer:
         bar.close()
         result.step = self.step
         return result
+
+
+def run(run_config: Any, kind: str, dataset: Dataset, build_task: Callable[[], Task], progress: bool = True,
+        metadata: dict[str, Any] | None = None) -> Path:
+    """One training run, single process or under torchrun: join the process group, seed, build the task (so
+    its initial weights follow train.seed), fit (resuming from train.out_dir when a checkpoint is there), leave
+    the group. Returns the checkpoint directory."""
+    context = distributed.setup()
+    try:
+        torch.manual_seed(run_config.train.seed)
+        trainer = Trainer(build_task(), dataset, run_config.train, run_config, kind, context, progress, metadata)
+        trainer.fit()
+        return trainer.checkpoint_dir
+    finally:
+        distributed.teardown(context)
 
 
 def _with_defaults(saved: dict[str, Any], run_config: Any) -> dict[str, Any]:

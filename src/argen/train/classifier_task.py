@@ -6,6 +6,7 @@ Inception Score and class accuracy, and what the tokenizer's perceptual loss can
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from torch import nn
 
 from argen.config import ConfigError, DataConfig, TrainConfig, field_default
 from argen.data import load_dataset
-from argen.eval.features import CLASSIFIER_KIND, Classifier, ClassifierConfig
-from argen.train import distributed
-from argen.train.trainer import Trainer
+from argen.eval.features import CLASSIFIER_KIND, Classifier, ClassifierConfig, ClassifierExtractor
+from argen.eval.metrics import class_accuracy
+from argen.io import checkpoint as ckpt
+from argen.train import trainer
 
 CLASSIFIER = "classifier"
 
@@ -73,16 +75,19 @@ def train_classifier(config: ClassifierRunConfig, progress: bool = True) -> Path
     if (data.image_size, data.channels) != (model_config.image_size, model_config.in_channels):
         raise ConfigError(f"data.image_size/channels ({data.image_size}, {data.channels}) must match "
                           f"model.image_size/in_channels ({model_config.image_size}, {model_config.in_channels})")
-    context = distributed.setup()
-    try:
-        dataset = load_dataset(data)
-        if dataset.num_classes != model_config.num_classes:
-            raise ConfigError(f"the dataset has {dataset.num_classes} classes but model.num_classes is "
-                              f"{model_config.num_classes}")
-        torch.manual_seed(config.train.seed)
-        task = ClassifierTask(Classifier(model_config), config.shift)
-        trainer = Trainer(task, dataset, config.train, config, CLASSIFIER_KIND, context, progress)
-        trainer.fit()
-        return trainer.checkpoint_dir
-    finally:
-        distributed.teardown(context)
+    dataset = load_dataset(data)
+    if dataset.num_classes != model_config.num_classes:
+        raise ConfigError(f"the dataset has {dataset.num_classes} classes but model.num_classes is "
+                          f"{model_config.num_classes}")
+    return trainer.run(config, CLASSIFIER_KIND, dataset, lambda: ClassifierTask(Classifier(model_config), config.shift),
+                       progress)
+
+
+def classifier_test_accuracy(directory: Path, config: ClassifierRunConfig) -> float:
+    """Test-split accuracy of a trained classifier, also written beside its checkpoint as test_accuracy.json."""
+    test = load_dataset(dataclasses.replace(config.data, split="test", flip=False, limit=0), training=False)
+    logits = ClassifierExtractor.from_checkpoint(directory).features(test.images.numpy().transpose(0, 2, 3, 1))
+    accuracy = float(class_accuracy(logits["logits"], test.labels.numpy()))
+    ckpt.save_json(Path(directory).parent / "test_accuracy.json", {"split": "test", "images": len(test),
+                                                                   "accuracy": accuracy})
+    return accuracy

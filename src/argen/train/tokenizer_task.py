@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from argen.config import ConfigError, VQLossConfig
+from argen.tokenizer.code_usage import usage_and_restarts
 from argen.tokenizer.losses import (RECONSTRUCTION_KINDS, PatchDiscriminator, PerceptualLoss,
                                     hinge_discriminator_loss, hinge_generator_loss, reconstruction_loss)
-from argen.tokenizer.code_usage import usage_and_restarts
 from argen.tokenizer.vq import QuantizerOutput, VQModel
 
 TOKENIZER = "tokenizer"

@@ -1,0 +1,63 @@
+"""A tokenizer's reconstruction quality: MSE, PSNR, codebook usage and perplexity, rFID with an extractor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from argen.data import load_dataset
+from argen.data.tokenize import evaluation_data
+from argen.data.transforms import to_uint8
+from argen.eval.reference import compute_reference, evaluate
+from argen.io import checkpoint as ckpt
+from argen.io.images import save_grid
+from argen.io.load import load_tokenizer
+
+
+@torch.inference_mode()
+def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = "test", count: int = 0,
+                       data_dir: str | None = None, batch_size: int = 256, progress: bool = True,
+                       extractor=None) -> dict[str, Any]:
+    """MSE, PSNR (per image, on [0, 255] pixels), codebook usage and perplexity, a reconstruction grid, and
+    with a feature extractor the rFID of reconstructions against the originals."""
+    model, config = load_tokenizer(directory)
+    dataset = load_dataset(evaluation_data(config, split, data_dir), training=False)
+    total = len(dataset) if count <= 0 else min(count, len(dataset))
+    squared_error, psnr_sum = 0.0, 0.0
+    counts = torch.zeros(config.model.codebook_size, dtype=torch.long)
+    first_originals = first_reconstructions = None
+    originals, reconstructions = [], []  # uint8 NHWC, kept only for rFID
+    for start in tqdm(range(0, total, batch_size), desc="tokenizer eval", disable=not progress):
+        batch = dataset.batch(torch.arange(start, min(start + batch_size, total)))
+        ids = model.encode(batch["images"])
+        reconstruction = to_uint8(model.decode(ids))
+        original = to_uint8(batch["images"])
+        error = (reconstruction.float() - original.float()).pow(2).flatten(1).mean(1)  # (B,)
+        squared_error += float(error.sum())
+        psnr_sum += float((10 * torch.log10(255.0 ** 2 / error.clamp_min(1e-10))).sum())
+        counts += torch.bincount(ids.flatten(), minlength=config.model.codebook_size)
+        if first_originals is None:
+            first_originals, first_reconstructions = original[:32], reconstruction[:32]
+        if extractor is not None:
+            originals.append(original.permute(0, 2, 3, 1).numpy())
+            reconstructions.append(reconstruction.permute(0, 2, 3, 1).numpy())
+    probabilities = counts.double() / counts.sum()
+    entropy = -(probabilities[probabilities > 0] * probabilities[probabilities > 0].log()).sum()
+    out_dir = Path(out_dir)
+    pairs = torch.stack([first_originals, first_reconstructions], 1).flatten(0, 1)  # original, reconstruction
+    grid = save_grid(pairs, out_dir / "reconstructions.png", columns=16, scale=2)
+    result = {
+        "tokenizer": str(directory), "tokenizer_sha256": ckpt.checkpoint_checksum(directory), "split": split,
+        "images": total, "mse": squared_error / total / 255.0 ** 2 * 4,  # on the [-1, 1] scale
+        "psnr_db": psnr_sum / total, "codebook_usage": float((counts > 0).double().mean()),
+        "perplexity": float(entropy.exp()), "codebook_size": config.model.codebook_size, "grid": str(grid),
+    }
+    if extractor is not None:
+        reference = compute_reference(originals, extractor)
+        scores = evaluate(reconstructions, reference, extractor)
+        result.update(rfid=scores["fid"], extractor=scores["extractor"], extractor_checksum=scores["checksum"])
+    ckpt.save_json(out_dir / "metrics.json", result)
+    return result

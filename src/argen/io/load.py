@@ -1,0 +1,102 @@
+"""The loading layer: argen's trained components from their checkpoint directories, and token caches.
+
+Everything above it (the pipeline, the converters, the tasks, evaluation, the CLI) loads through these
+functions; none of them imports the training recipes. Loading is strict: kinds, configs and shapes are
+checked, and a mismatch names what differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from argen.config import ARRunConfig, RefinerRunConfig, TokenizerRunConfig, from_dict
+from argen.ctf.table import load_table
+from argen.data.token_cache import TokenDataset
+from argen.io import checkpoint as ckpt
+from argen.layout import Layout
+from argen.model.refiner import Refiner
+from argen.model.transformer import Transformer
+from argen.tokenizer.vq import VQModel
+
+TOKENIZER_KIND = "tokenizer"
+AR_KIND = "ar"
+REFINER_KIND = "refiner"
+EMA_WEIGHTS_FILE = "ema.safetensors"
+
+
+def tokenizer_config(directory: str | Path) -> TokenizerRunConfig:
+    """The run config a tokenizer checkpoint was trained with (its data settings included)."""
+    return from_dict(TokenizerRunConfig, ckpt.read_meta(directory, TOKENIZER_KIND)["config"])
+
+
+def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu") -> tuple[VQModel, TokenizerRunConfig]:
+    """A trained tokenizer (eval mode) and its run config, from a checkpoint directory."""
+    config = tokenizer_config(directory)
+    model = VQModel(config.model)
+    ckpt.load_state_into(model, ckpt.load_weights(directory), str(directory))
+    return model.to(device).eval(), config
+
+
+def build_ar(config: ARRunConfig, visual_vocab: int) -> tuple[Layout, Transformer]:
+    """The Layout and a fresh Transformer for `config`; the two must agree on the vocabulary."""
+    layout = Layout(config.layout, visual_vocab)
+    if layout.vocab_size != config.model.vocab_size:
+        raise ValueError(f"model.vocab_size={config.model.vocab_size} but the layout needs {layout.vocab_size} "
+                         f"(visual vocabulary {visual_vocab}); set model.vocab_size={layout.vocab_size}")
+    return layout, Transformer(config.model, n_transition=layout.n_transition)
+
+
+def load_ar(directory: str | Path, ema: bool = False) -> tuple[Layout, Transformer, ARRunConfig, dict]:
+    """A trained AR transformer (eval mode) with its Layout, run config and checkpoint metadata."""
+    directory = Path(directory)
+    meta = ckpt.read_meta(directory, AR_KIND)
+    config = from_dict(ARRunConfig, meta["config"])
+    layout, model = build_ar(config, int(meta.get("visual_vocab", config.model.vocab_size)))
+    weights_file = directory / (EMA_WEIGHTS_FILE if ema else ckpt.WEIGHTS_FILE)
+    if ema and not weights_file.is_file():
+        raise ckpt.CheckpointError(f"{directory} has no EMA weights (train with train.ema_decay > 0)")
+    ckpt.load_state_into(model, load_file(str(weights_file)), str(directory))
+    return layout, model.eval(), config, meta
+
+
+def load_refiner(directory: str | Path, device: str | torch.device = "cpu") -> tuple[Refiner, RefinerRunConfig, dict]:
+    """A trained CTF refiner (eval mode), its run config and its checkpoint metadata."""
+    meta = ckpt.read_meta(directory, REFINER_KIND)
+    config = from_dict(RefinerRunConfig, meta["config"])
+    weights = ckpt.load_weights(directory)
+    if "fine_to_coarse" not in weights:
+        raise ckpt.CheckpointError(f"{directory} has no fine_to_coarse table in its weights")
+    model = Refiner(config.model, weights["fine_to_coarse"])
+    ckpt.load_state_into(model, weights, str(directory))
+    return model.to(device).eval(), config, meta
+
+
+def open_token_cache(cache: str | Path, coarse_table: str | Path = "") -> TokenDataset:
+    """The token cache, serving coarse labels when a CTF table is given (checked against the cache's tokenizer)."""
+    if not cache:
+        raise ValueError("cache is not set: pass --cache DIR (a token cache written by `argen tokenize`)")
+    return TokenDataset(cache, load_table(coarse_table) if coarse_table else None)
+
+
+def ar_config_from_cache(config: ARRunConfig, cache: TokenDataset) -> ARRunConfig:
+    """Fill what the token cache fixes (grid, visual vocabulary, class count, prologue) when left at defaults.
+
+    A cache with prologue ids gives the layout its prologue segment: [class][prologue][separator][visual].
+    """
+    layout = dataclasses.replace(config.layout, grid=cache.grid)
+    if "prologue_ids" in cache.tensors:
+        layout = dataclasses.replace(layout, prologue_length=int(cache.tensors["prologue_ids"].shape[1]),
+                                     prologue_vocab=int(cache.manifest["tokenizer"]["prologue_codebook_size"]))
+    vocab = Layout(layout, cache.visual_vocab).vocab_size  # coarse labels under CTF
+    model = dataclasses.replace(config.model, vocab_size=vocab, num_classes=cache.num_classes)
+    return dataclasses.replace(config, layout=layout, model=model)
+
+
+def refiner_config_from_cache(config: RefinerRunConfig, cache: TokenDataset, clusters: int) -> RefinerRunConfig:
+    """Fill what the cache and the table fix: the input vocabulary (clusters) and the class count."""
+    model = dataclasses.replace(config.model, vocab_size=clusters, num_classes=cache.num_classes)
+    return dataclasses.replace(config, model=model)
