@@ -172,16 +172,16 @@ def run_sample_benchmark(model: str | Path | None = None, preset_name: str | Non
     """`argen bench sample`: a trained model (its own layout) or a preset with random weights; with a CTF
     `refiner` the refiner pass is timed too and images/s covers both stages."""
     if (model is None) == (preset_name is None):
-        raise ValueError("give --model DIR, or --preset NAME --random-weights")
+        raise ValueError("give a model folder, or a preset name with random_weights")
     if refiner is not None and model is None:
-        raise ValueError("--refiner needs --model (the coarse AR trained with the refiner's clusters table)")
+        raise ValueError("a refiner needs its model (the coarse AR trained with the refiner's clusters table)")
     refiner_model = None
     if model is not None:
         pipeline = load(model, refiner=refiner)
         network, layout, refiner_model = pipeline.model, pipeline.layout, pipeline.refiner
     else:
         if not random_weights:
-            raise ValueError("--preset benchmarks random weights: add --random-weights")
+            raise ValueError("a preset is benchmarked with random weights: set random_weights")
         config = build(GPTConfig, base=preset(GPT_PRESETS, preset_name, GPTConfig), overrides=overrides or [])
         order = "region" if parallel > 1 else "raster"
         layout = Layout(LayoutConfig(grid=(grid, grid), order=order, parallel=parallel), config.vocab_size)

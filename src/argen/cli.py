@@ -175,6 +175,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_sample(args: argparse.Namespace) -> int:
+    if args.preset and not args.random_weights:
+        raise ValueError("--preset benchmarks random weights: add --random-weights")
+    if args.refiner and not args.model:
+        raise ValueError("--refiner needs --model (the coarse AR trained with the refiner's clusters table)")
     result = run_sample_benchmark(model=args.model, preset_name=args.preset, random_weights=args.random_weights,
                                   batch=args.batch, guidance=args.cfg, parallel=args.parallel, grid=args.grid,
                                   dtype=args.dtype, repeats=args.repeats, bandwidth_gbs=args.bandwidth_gbs,

@@ -259,7 +259,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | 
     if tokenizer_dir is not None:
         if coarse_table is not None and refiner_model is None:
             raise ckpt.CheckpointError(f"{ar_dir} predicts CTF coarse labels: decoding them needs its refiner "
-                                       f"(refiner=DIR, or --refiner DIR)")
+                                       f"(load it with refiner=DIR)")
         tokenizer_model, tokenizer_config = load_tokenizer(tokenizer_dir)
         codebook = tokenizer_config.model.codebook_size
         if codebook != fine_vocab:

@@ -75,7 +75,7 @@ def cluster_tokenizer(tokenizer: str | Path, clusters: int, out: str | Path, met
     """Cluster a tokenizer checkpoint's codebook (the vectors its decoder looks up) and save the table."""
     out = Path(out)
     if out.suffix != ".safetensors":
-        raise ValueError(f"--out must name a .safetensors file, got {out}")
+        raise ValueError(f"the table file must name a .safetensors file, got {out}")
     model, config = load_tokenizer(tokenizer)
     result = cluster_codebook(model.codebook_vectors(), clusters, method=method, restarts=restarts, seed=seed)
     table = CoarseTable(result.fine_to_coarse, {

@@ -307,7 +307,7 @@ def report_from_files(out_dir: str | Path, title: str, text: str | None = None, 
     for _, path in files.get("analysis", []):
         sections += analysis_sections(path)
     if not sections:
-        raise ValueError("nothing to report: give --metrics, --samples, --media, --log and/or --analysis")
+        raise ValueError(f"nothing to report: give files of at least one kind ({', '.join(REPORT_FILES)})")
     return write_report(out_dir, sections, title=title)
 
 

@@ -78,7 +78,7 @@ def load_refiner(directory: str | Path, device: str | torch.device = "cpu") -> t
 def open_token_cache(cache: str | Path, coarse_table: str | Path = "") -> TokenDataset:
     """The token cache, serving coarse labels when a CTF table is given (checked against the cache's tokenizer)."""
     if not cache:
-        raise ValueError("cache is not set: pass --cache DIR (a token cache written by `argen tokenize`)")
+        raise ValueError("cache is not set: give a token cache folder (written by `argen tokenize`)")
     return TokenDataset(cache, load_table(coarse_table) if coarse_table else None)
 
 
