@@ -37,8 +37,8 @@ class RunConfig:
 
 
 def make_trainer(dataset, out_dir, poison_step=None, **overrides):
-    config = TrainConfig(steps=12, batch_size=32, lr=1e-2, log_every=1, checkpoint_every=4, seed=3,
-                         out_dir=str(out_dir), **overrides)
+    config = TrainConfig(**{"steps": 12, "batch_size": 32, "lr": 1e-2, "log_every": 1, "checkpoint_every": 4,
+                            "seed": 3, "out_dir": str(out_dir), **overrides})
     return Trainer(DigitsTask(poison_step), dataset, config, RunConfig(config), "test", progress=False)
 
 
@@ -89,8 +89,63 @@ def test_checkpoint_holds_config_and_refuses_other_config(digits_dataset, tmp_pa
     assert meta["config"]["train"]["lr"] == 1e-2
     lines = (tmp_path / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
-    with pytest.raises(TrainingError, match="different config"):
+    with pytest.raises(TrainingError, match=r"different config \(train.weight_decay: 0.05 there, 0.5 here\)"):
         make_trainer(digits_dataset, tmp_path, weight_decay=0.5).fit()
+
+
+def test_a_longer_schedule_extends_a_finished_run_and_the_log_has_each_step_once(digits_dataset, tmp_path):
+    make_trainer(digits_dataset, tmp_path, steps=8).fit()
+    extended = make_trainer(digits_dataset, tmp_path, steps=12)
+    extended.fit()
+    assert extended.step == 12 and ckpt.read_meta(tmp_path / "checkpoint")["config"]["train"]["steps"] == 12
+    with pytest.raises(TrainingError, match="past train.steps=4"):
+        make_trainer(digits_dataset, tmp_path, steps=4).fit()
+    # An interrupted run logged steps 9 and 10 past its step-8 checkpoint; the resumed run logs them once.
+    interrupted = make_trainer(digits_dataset, tmp_path / "interrupted", checkpoint_every=8)
+    interrupted.fit(stop_after=10)
+    make_trainer(digits_dataset, tmp_path / "interrupted", checkpoint_every=8).fit()
+    logged = [json.loads(line)["step"] for line in (tmp_path / "interrupted" / "log.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, 13))
+
+
+SWAP_MOVES = 5  # Trainer.save after its first checkpoint: rmtree staging, rmtree previous, 2 renames, rmtree previous
+
+
+@pytest.mark.parametrize("crash_at", range(SWAP_MOVES))
+def test_a_crash_at_any_point_of_the_checkpoint_swap_resumes_exactly(digits_dataset, tmp_path, monkeypatch,
+                                                                        crash_at):
+    full = make_trainer(digits_dataset, tmp_path / "full")
+    full_losses = [h["model_loss"] for h in full.fit().history]
+
+    run = tmp_path / "crashed"
+    first = make_trainer(digits_dataset, run)
+    first.fit(stop_after=4)  # the step-4 checkpoint, saved without interference
+    moves = []
+
+    def move(real):
+        def wrapped(*args, **kwargs):
+            moves.append(args)
+            if len(moves) == crash_at + 1:
+                raise KeyboardInterrupt("crash")  # what a kill leaves: the moves before this one done
+            return real(*args, **kwargs)
+        return wrapped
+
+    import shutil
+    from pathlib import Path
+
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, "rmtree", move(shutil.rmtree))
+        patch.setattr(Path, "rename", move(Path.rename))
+        with pytest.raises(KeyboardInterrupt):  # steps 5 to 8, then the step-8 save crashes at move `crash_at`
+            first.fit(resume=False, stop_after=8)
+    resumed = make_trainer(digits_dataset, run)
+    resumed_losses = [h["model_loss"] for h in resumed.fit().history]
+    assert resumed_losses == full_losses[len(full_losses) - len(resumed_losses):]
+    # The step-8 folder is complete from the second move on: from then the run resumes at step 8, not step 4.
+    assert len(resumed_losses) == (8 if crash_at == 0 else 4)
+    for key, value in weights(full).items():
+        assert torch.equal(value, weights(resumed)[key]), key
+    assert not any(run.glob(".checkpoint.*"))
 
 
 def test_batch_split_is_validated(digits_dataset, tmp_path):

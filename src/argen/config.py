@@ -196,6 +196,25 @@ class TrainConfig:
     fsdp: bool = False  # under torchrun: shard weights, gradients and optimizer state (FSDP2) instead of DDP
     out_dir: str = "runs/run"
 
+    def __post_init__(self) -> None:
+        # Checked when the config is built, before any data is read or any folder is made.
+        at_least = {"steps": 1, "batch_size": 1, "grad_accum": 1, "log_every": 1, "checkpoint_every": 1,
+                    "warmup_steps": 0, "sample_every": 0}
+        for name, low in at_least.items():
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
+                raise ConfigError(f"train.{name} must be an integer >= {low}, got {getattr(self, name)!r}")
+        choices = {"schedule": ("constant", "cosine"), "precision": ("fp32", "bf16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"train.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not self.lr > 0 or not self.grad_clip >= 0 or not 0 <= self.min_lr_ratio <= 1 \
+                or not 0 <= self.ema_decay < 1 or not all(0 <= beta < 1 for beta in self.betas):
+            raise ConfigError(f"train.lr must be > 0, train.grad_clip >= 0, train.min_lr_ratio and train.betas in "
+                              f"[0, 1], train.ema_decay in [0, 1); got lr={self.lr}, grad_clip={self.grad_clip}, "
+                              f"min_lr_ratio={self.min_lr_ratio}, betas={self.betas}, ema_decay={self.ema_decay}")
+        if not self.out_dir:
+            raise ConfigError("train.out_dir must name a folder")
+
 
 # --------------------------------------------------------------------------------------------
 # Presets

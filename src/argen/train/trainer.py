@@ -180,12 +180,18 @@ class Trainer:
                 {name: get_optimizer_state_dict(self.modules[name], opt, options=options)
                  for name, opt in self.optimizers.items()})
 
+    def _folder(self, role: str) -> Path:
+        """The checkpoint folder itself (role "") or one of the swap's: "staging" or "previous"."""
+        return self.checkpoint_dir if not role else self.out_dir / f".{CHECKPOINT_DIR}.{role}"
+
     def save(self) -> Path:
-        """Write the whole checkpoint into a fresh folder, then swap it in: never a half-written one."""
+        """Write the whole checkpoint into a staging folder (its trainer state last), then swap it in.
+
+        At every instant at least one complete checkpoint exists among the checkpoint folder, `.previous` and a
+        complete `.staging`, and the newest of them is the latest saved step: `resume` picks it."""
         module_states, optimizer_states = self._full_states()
         if self.context.is_main:
-            final = self.checkpoint_dir
-            staging = self.out_dir / f".{CHECKPOINT_DIR}.staging"
+            final, staging, previous = self._folder(""), self._folder("staging"), self._folder("previous")
             shutil.rmtree(staging, ignore_errors=True)
             ckpt.save_checkpoint(staging, self.kind, to_dict(self.run_config), module_states[self.model_name],
                                  extra={**self.metadata, "step": self.step})
@@ -198,7 +204,6 @@ class Trainer:
                 "ema": self.ema,
                 "rng": _rng_state(),
             })
-            previous = self.out_dir / f".{CHECKPOINT_DIR}.previous"
             shutil.rmtree(previous, ignore_errors=True)
             if final.exists():
                 final.rename(previous)
@@ -207,19 +212,46 @@ class Trainer:
         distributed.barrier(self.context)
         return self.checkpoint_dir
 
+    def _newest_complete(self) -> Path | None:
+        """The checkpoint folder, after rank 0 moved into its place the complete folder (trainer state written,
+        so all else was) of the highest step that a save, or a crash during one, left; None without one."""
+        if self.context.is_main:
+            steps = {}
+            for role in ("", "previous", "staging"):
+                folder = self._folder(role)
+                if (folder / ckpt.TRAINER_STATE_FILE).is_file():
+                    steps[folder] = int(ckpt.read_meta(folder).get("step", -1))
+            newest = max(steps, key=lambda folder: (steps[folder], folder == self.checkpoint_dir), default=None)
+            if newest is not None and newest != self.checkpoint_dir:
+                # Out of the way first: until the rename, `newest` itself stays complete.
+                if self.checkpoint_dir.exists():
+                    discarded = self._folder("discarded")
+                    shutil.rmtree(discarded, ignore_errors=True)
+                    self.checkpoint_dir.rename(discarded)
+                    shutil.rmtree(discarded)
+                newest.rename(self.checkpoint_dir)
+        distributed.barrier(self.context)
+        return self.checkpoint_dir if (self.checkpoint_dir / ckpt.TRAINER_STATE_FILE).is_file() else None
+
     def resume(self) -> bool:
-        """Load the latest checkpoint of out_dir if there is one (a crash mid-swap leaves `.previous`)."""
-        directory = self.checkpoint_dir
-        if not directory.exists() and (self.out_dir / f".{CHECKPOINT_DIR}.previous").exists():
-            directory = self.out_dir / f".{CHECKPOINT_DIR}.previous"
-        state = ckpt.load_trainer_state(directory) if directory.exists() else None
-        if state is None:
+        """Load the newest complete checkpoint of out_dir, if there is one; refuse one written with another
+        config, except a longer train.steps (extending a run)."""
+        directory = self._newest_complete()
+        if directory is None:
             return False
+        state = ckpt.load_trainer_state(directory)
         meta = ckpt.read_meta(directory, self.kind)
-        if _with_defaults(meta["config"], self.run_config) != to_dict(self.run_config):
-            saved = json.dumps(meta["config"], sort_keys=True)
-            raise TrainingError(f"{directory} was written with a different config; use another train.out_dir "
-                                f"or the same settings (saved config: {saved[:400]}...)")
+        saved, wanted = _flatten(_with_defaults(meta["config"], self.run_config)), _flatten(to_dict(self.run_config))
+        differing = sorted(key for key in saved.keys() | wanted.keys()
+                           if saved.get(key) != wanted.get(key) and key != "train.steps")
+        if differing:
+            raise TrainingError(f"{directory} was written with a different config ("
+                                + "; ".join(f"{key}: {saved.get(key)!r} there, {wanted.get(key)!r} here"
+                                            for key in differing[:6])
+                                + "); use another train.out_dir, or the same settings (only train.steps may grow)")
+        if int(state["step"]) > self.config.steps:
+            raise TrainingError(f"{directory} is at step {int(state['step'])}, past train.steps={self.config.steps}; "
+                                "use another train.out_dir or a train.steps of at least that")
         module_states = {**state["modules"], self.model_name: ckpt.load_weights(directory)}
         if self.sharded:
             from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
@@ -308,9 +340,10 @@ class Trainer:
             self.resume()
         config, context = self.config, self.context
         result = TrainResult(self.step, self.out_dir)
+        log_path = self.out_dir / LOG_FILE
         if context.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.out_dir / LOG_FILE
+            _drop_log_after(log_path, self.step)
         bar = tqdm(total=config.steps, initial=self.step, desc=f"train {self.kind}", unit="step",
                    disable=not (self.progress and context.is_main), dynamic_ncols=True)
         for module in self.modules.values():
@@ -377,6 +410,28 @@ def _with_defaults(saved: dict[str, Any], run_config: Any) -> dict[str, Any]:
         return to_dict(from_dict(type(run_config), saved))
     except (ConfigError, TypeError):
         return saved
+
+
+def _drop_log_after(path: Path, step: int) -> None:
+    """Keep the log records of steps up to `step`: those after it were logged past the checkpoint a run resumes
+    from, and the resumed run logs them again."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        ckpt.atomic_write(path, lambda tmp: tmp.write_text("".join(kept)))
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"steps": 3}} -> {"train.steps": 3}"""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _rng_state() -> dict[str, Any]:
