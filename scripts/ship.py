@@ -5,7 +5,9 @@
 
 Writes model.safetensors (fp16 with --fp16: the loaders cast back to the model's dtype), config.json with
 the tokenizer named relative to the shipped folder (its sha256, that of the weights it was trained with, is
-kept), and the run's training log (log.jsonl beside the checkpoint); the optimizer state is left behind.
+kept) and `trained_sha256`, the sha256 of the weights as trained (fp16 changes the file, not what the models
+trained on it expect), and the run's training log (log.jsonl beside the checkpoint); the optimizer state is
+left behind. The folder is written beside the destination and swapped in whole.
 Reference statistics (`.npz` from `argen eval ref`) keep mu and sigma exact; --fp16 stores the
 precision/recall feature vectors in fp16.
 """
@@ -37,12 +39,21 @@ def main() -> None:
         if "tokenizer" not in meta:
             raise SystemExit(f"{args.source} names no tokenizer: --tokenizer is for AR checkpoints")
         meta["tokenizer"] = args.tokenizer
+    meta.setdefault("trained_sha256", ckpt.checkpoint_checksum(args.source))
     kind, config = meta.pop("kind"), meta.pop("config")
-    ckpt.save_checkpoint(args.destination, kind, config, ckpt.load_weights(args.source), extra=meta,
+    staging = args.destination.with_name(f".{args.destination.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    ckpt.save_checkpoint(staging, kind, config, ckpt.load_weights(args.source), extra=meta,
                          dtype=torch.float16 if args.fp16 else None)
     log = args.source.parent / "log.jsonl"
     if log.is_file():
-        shutil.copyfile(log, args.destination / "log.jsonl")
+        shutil.copyfile(log, staging / "log.jsonl")
+    replaced = args.destination.with_name(f".{args.destination.name}.replaced")
+    shutil.rmtree(replaced, ignore_errors=True)
+    if args.destination.exists():
+        args.destination.rename(replaced)
+    staging.rename(args.destination)
+    shutil.rmtree(replaced, ignore_errors=True)
     size = sum(path.stat().st_size for path in args.destination.iterdir()) / 2 ** 20
     print(f"{args.destination}: {kind}, {size:.1f} MB")
 

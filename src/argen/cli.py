@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from safetensors import SafetensorError
 
-from argen.bench import run_sample_benchmark
-from argen.config import (ARRunConfig, ConfigError, DataConfig, RefinerRunConfig, TokenizerRunConfig, build, build_run,
-                          dump_yaml)
 from argen import cli_arguments
+from argen.bench import run_sample_benchmark
 from argen.cli_arguments import REFINE_DEFAULTS
+from argen.config import (ARRunConfig, DataConfig, RefinerRunConfig, TokenizerRunConfig, build, build_run,
+                          dump_yaml)
 from argen.ctf.cluster import cluster_tokenizer
 from argen.ctf.table import histogram_path, load_table
 from argen.data import load_dataset
@@ -32,13 +33,14 @@ from argen.eval.probe import linear_probe
 from argen.eval.reference import ReferenceStatistics, compute_reference, evaluate
 from argen.eval.tokenizer import evaluate_tokenizer
 from argen.eval.video import evaluate_videos, write_real_videos
-from argen.io.checkpoint import save_json
+from argen.io.checkpoint import check_writable, save_json
 from argen.io.convert import convert_checkpoint
 from argen.io.images import save_grid
 from argen.io.load import ar_config_from_cache, open_token_cache, refiner_config_from_cache, tokenizer_config
 from argen.pipeline import load as load_pipeline
 from argen.train import recipes
 from argen.train.classifier_task import ClassifierRunConfig, classifier_test_accuracy, train_classifier
+from argen.train.trainer import TrainingError
 
 
 def _progress() -> bool:
@@ -57,6 +59,7 @@ def _print_or_train(args: argparse.Namespace, config: Any, train: Callable[..., 
     if args.print_config:
         print(dump_yaml(config), end="")
     else:
+        check_writable(config.train.out_dir)
         print(f"{what}: {train(config, progress=_progress())}")
     return 0
 
@@ -90,6 +93,7 @@ def cmd_eval_train_classifier(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump_yaml(config), end="")
         return 0
+    check_writable(config.train.out_dir)
     directory = train_classifier(config, progress=_progress())
     print(f"classifier checkpoint: {directory}\ntest accuracy: {classifier_test_accuracy(directory, config):.4f}")
     return 0
@@ -127,12 +131,28 @@ def _refine_options(args: argparse.Namespace) -> dict[str, Any] | None:
     return options
 
 
+def _positive(**values: int | None) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
+    _positive(count=args.count, batch=args.batch, columns=args.columns)
+    try:
+        classes = [int(c) for c in args.classes.split(",") if c.strip()] if args.classes else None
+    except ValueError as error:
+        raise ValueError(f"--classes must be comma-separated integers, got {args.classes!r}") from error
+    if classes == []:
+        raise ValueError("--classes lists no class")
+    options, refine = _sampling_options(args), _refine_options(args)
     pipeline = load_pipeline(args.model, tokenizer=args.tokenizer, ema=args.ema, refiner=args.refiner)
-    layout, options = pipeline.layout, _sampling_options(args)
+    layout = pipeline.layout
     generator = torch.Generator(pipeline.device).manual_seed(args.seed)
     if args.fixed_prologue:
-        images = pipeline.fixed_prologue_rows(TokenDataset(args.fixed_prologue), args.count, args.columns - 1,
+        if args.columns < 2:
+            raise ValueError("--fixed-prologue needs --columns >= 2 (the cache image, then samples)")
+        images = pipeline.fixed_prologue_rows(TokenDataset(args.fixed_prologue), args.count or 10, args.columns - 1,
                                               generator, **options)
         grid = save_grid(images, args.out / "fixed-prologue.png", columns=args.columns, scale=2)
         print(f"fixed-prologue resampling (first column: the cache image, then samples with its prologue): {grid}")
@@ -146,15 +166,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.model} predicts CTF coarse labels: pass --refiner DIR to decode images, or "
                              f"--save-ids FILE for the coarse labels")
         raise ValueError("the model has no tokenizer to decode images; pass --tokenizer DIR or --save-ids FILE")
-    if args.classes:
-        try:
-            labels = [int(c) for c in args.classes.split(",") if c.strip()]
-        except ValueError as error:
-            raise ValueError(f"--classes must be comma-separated integers, got {args.classes!r}") from error
-    else:
-        labels = [i % pipeline.config.model.num_classes for i in range(args.count)]
+    classes = classes or list(range(pipeline.config.model.num_classes))
+    count = args.count or (len(classes) if args.classes else 10)
+    labels = [classes[i % len(classes)] for i in range(count)]
     print(f"decoding: {layout.describe()}")
-    refine = _refine_options(args)
     samples = pipeline.sample(labels, args.batch, generator, refine, **options)
     if args.save_ids:
         print(f"ids (grid order): {samples.save_ids(args.save_ids)}")
@@ -320,6 +335,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# argen's own errors (ValueError subclasses: ConfigError, CheckpointError, DataError, ...; TrainingError) and the
+# expected ones of files and formats; anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (ValueError, OSError, EOFError, TrainingError, SafetensorError)
+
 HANDLERS = {
     "analyze-entropy": cmd_analyze_entropy,
     "bench-sample": cmd_bench_sample,
@@ -355,8 +374,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except (ConfigError, ValueError, FileNotFoundError) as error:
-        print(f"argen: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("argen: interrupted", file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS as error:
+        if os.environ.get("ARGEN_DEBUG"):
+            raise
+        # One line: what was wrong and what to do (ARGEN_DEBUG=1 shows the traceback).
+        print(f"argen: error: {' '.join(str(error).split()) or type(error).__name__}", file=sys.stderr)
         return 2
 
 

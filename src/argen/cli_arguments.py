@@ -4,13 +4,39 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from argen import __version__
 from argen.config import GPT_PRESETS, VQ_PRESETS
+from argen.io.checkpoint import check_writable
 
 # The CTF refiner pass's defaults; a --refine-* option away from them needs --refiner.
 REFINE_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "guidance": 1.0}
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the usage is one --help away."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def output_folder(text: str) -> Path:
+    """An output folder argument, refused at parse time (before any work) when it cannot be written."""
+    return _writable(text, folder=True)
+
+
+def output_file(text: str) -> Path:
+    """An output file argument, refused at parse time (before any work) when it cannot be written."""
+    return _writable(text, folder=False)
+
+
+def _writable(text: str, folder: bool) -> Path:
+    try:
+        check_writable(text, folder)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+    return Path(text)
+
+
 # `argen eval SAMPLES ...` is short for `argen eval samples SAMPLES ...`
 EVAL_SUBCOMMANDS = ("samples", "ref", "train-classifier", "tokenizer", "video", "-h", "--help")
 Handler = Callable[[argparse.Namespace], int]  # a command: parsed arguments in, exit status out
@@ -34,7 +60,7 @@ def _add_tokenizer_eval(commands: Any, name: str, handler: Handler) -> None:
     evaluate = commands.add_parser(name, help="PSNR, codebook usage, a reconstruction grid; rFID with an extractor")
     evaluate.add_argument("--tokenizer", required=True, type=Path, help="tokenizer checkpoint directory")
     _add_extractor(evaluate)
-    evaluate.add_argument("--out", type=Path, default=Path("runs/tokenizer-eval"))
+    evaluate.add_argument("--out", type=output_folder, default="runs/tokenizer-eval")
     evaluate.add_argument("--split", default="test", choices=["train", "test"])
     evaluate.add_argument("--count", type=int, default=0, help="images to use (0 = all)")
     evaluate.add_argument("--data-dir", help="dataset folder (else the one the tokenizer was trained on)")
@@ -43,7 +69,7 @@ def _add_tokenizer_eval(commands: Any, name: str, handler: Handler) -> None:
 
 def build_parser(handlers: dict[str, Handler], description: str = "") -> argparse.ArgumentParser:
     """Every command's arguments; `handlers` maps a command's name (e.g. "eval-samples") to what runs it."""
-    parser = argparse.ArgumentParser(prog="argen", description=description)
+    parser = Parser(prog="argen", description=description)
     parser.add_argument("--version", action="version", version=f"argen {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="command")
 
@@ -58,7 +84,7 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
 
     tokenize = commands.add_parser("tokenize", help="write the token cache of a dataset")
     tokenize.add_argument("--tokenizer", required=True, type=Path)
-    tokenize.add_argument("--out", required=True, type=Path)
+    tokenize.add_argument("--out", required=True, type=output_folder)
     tokenize.add_argument("--split", default="train", choices=["train", "test"])
     tokenize.add_argument("--data-dir")
     tokenize.add_argument("--limit", type=int, default=0, help="tokenize only the first N images (0 = all)")
@@ -76,8 +102,9 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
                                                ".npz) or token ids")
     sample.add_argument("--model", required=True, type=Path, help="AR checkpoint or pipeline directory")
     sample.add_argument("--tokenizer", type=Path, help="tokenizer checkpoint (else the one the model names)")
-    sample.add_argument("--classes", help="comma-separated class ids, e.g. 3,7 (else --count cycling classes)")
-    sample.add_argument("--count", type=int, default=10)
+    sample.add_argument("--classes", help="comma-separated class ids, e.g. 3,7 (default: every class)")
+    sample.add_argument("--count", type=int, help="images, cycling through --classes (default: one per listed "
+                        "class, or 10); with --fixed-prologue, the rows (default 10)")
     sample.add_argument("--batch", type=int, default=64)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--parallel", type=int, default=0,
@@ -98,8 +125,8 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     sample.add_argument("--ema", action="store_true", help="use the EMA weights")
     sample.add_argument("--columns", type=int, default=10)
     sample.add_argument("--fps", type=float, default=4.0, help="frames per second of video GIFs")
-    sample.add_argument("--out", type=Path, default=Path("runs/samples"))
-    sample.add_argument("--save-ids", type=Path, help="write the ids (grid order) to this JSON file")
+    sample.add_argument("--out", type=output_folder, default="runs/samples")
+    sample.add_argument("--save-ids", type=output_file, help="write the ids (grid order) to this JSON file")
     sample.add_argument("--refiner", type=Path, help="CTF refiner checkpoint (for a model trained on coarse labels)")
     sample.add_argument("--refine-temperature", type=float, default=REFINE_DEFAULTS["temperature"],
                         help="CTF refiner pass temperature")
@@ -120,7 +147,8 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     cluster.add_argument("--method", default="kmeans", choices=["kmeans", "spherical", "balanced", "random"])
     cluster.add_argument("--restarts", type=int, default=4, help="k-means restarts; the lowest inertia is kept")
     cluster.add_argument("--seed", type=int, default=0)
-    cluster.add_argument("--out", required=True, type=Path, help="table file (.safetensors); a -sizes.png beside")
+    cluster.add_argument("--out", required=True, type=output_file,
+                         help="table file (.safetensors); a -sizes.png beside")
     cluster.set_defaults(handler=handlers["ctf-cluster"])
     train_refiner = ctf_commands.add_parser("train-refiner", help="train the refiner: coarse map -> fine ids")
     _add_config_arguments(train_refiner, GPT_PRESETS)
@@ -151,7 +179,7 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     convert = commands.add_parser("convert", help="convert LlamaGen / PAR checkpoints to argen checkpoints")
     convert.add_argument("kind", choices=["llamagen", "par", "llamagen-vq"])
     convert.add_argument("source", type=Path)
-    convert.add_argument("destination", type=Path)
+    convert.add_argument("destination", type=output_folder)
     convert.add_argument("--preset", required=True, help="GPT preset (llamagen, par) or VQ preset (llamagen-vq)")
     convert.add_argument("--parallel", type=int, default=4, help="PAR: tokens per parallel step k")
     convert.add_argument("overrides", nargs="*", metavar="key=value")
@@ -169,7 +197,7 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     samples.add_argument("--unconditional", action="store_true", help="ignore labels stored with the samples")
     samples.add_argument("--bootstrap", type=int, default=0, metavar="ROUNDS",
                          help="also report the FID's standard deviation over ROUNDS resamples of the samples")
-    samples.add_argument("--out", type=Path, help="also write the JSON here")
+    samples.add_argument("--out", type=output_file, help="also write the JSON here")
     samples.set_defaults(handler=handlers["eval-samples"])
     reference = eval_commands.add_parser("ref", help="reference statistics of a dataset split")
     _add_extractor(reference)
@@ -180,7 +208,7 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     reference.add_argument("--channels", type=int, default=1)
     reference.add_argument("--resize", choices=["pad", "resize"], default="pad", help="see data.resize")
     reference.add_argument("--pad-to", type=int, default=0, help="see data.pad_to (e.g. 32 for Fashion-MNIST at 64)")
-    reference.add_argument("--out", required=True, type=Path)
+    reference.add_argument("--out", required=True, type=output_file)
     reference.set_defaults(handler=handlers["eval-ref"])
     classifier = eval_commands.add_parser("train-classifier", help="train the project's metric classifier")
     _add_config_arguments(classifier, None)
@@ -193,7 +221,7 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     video_eval.add_argument("--real", required=True, type=Path, help="real videos (argen video make-dataset)")
     _add_extractor(video_eval)
     video_eval.add_argument("--unconditional", action="store_true", help="ignore labels stored with the samples")
-    video_eval.add_argument("--out", type=Path, help="also write the JSON here")
+    video_eval.add_argument("--out", type=output_file, help="also write the JSON here")
     video_eval.set_defaults(handler=handlers["eval-video"])
 
     video = commands.add_parser("video", help="video datasets")
@@ -209,11 +237,11 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     make_dataset.add_argument("--count", type=int, default=0, help="the first N videos (0 = all)")
     make_dataset.add_argument("--preview", type=int, default=20, help="videos in the preview GIF and strip")
     make_dataset.add_argument("--fps", type=float, default=4.0)
-    make_dataset.add_argument("--out", required=True, type=Path, help="video batch file (.npz)")
+    make_dataset.add_argument("--out", required=True, type=output_file, help="video batch file (.npz)")
     make_dataset.set_defaults(handler=handlers["video-make-dataset"])
 
     report_parser = commands.add_parser("report", help="a self-contained HTML report of runs, samples and metrics")
-    report_parser.add_argument("--out", type=Path, default=Path("runs/report"))
+    report_parser.add_argument("--out", type=output_folder, default="runs/report")
     report_parser.add_argument("--title", default="argen report")
     report_parser.add_argument("--text", help="an introductory paragraph")
     report_parser.add_argument("--metrics", nargs="*", metavar="[NAME=]FILE.json",
@@ -233,11 +261,11 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     probe.add_argument("--regularization", type=float, default=1.0, help="inverse L2 strength (scikit-learn's C)")
     probe.add_argument("--max-iterations", type=int, default=1000)
     probe.add_argument("--seed", type=int, default=0)
-    probe.add_argument("--out", type=Path, help="also write the JSON here")
+    probe.add_argument("--out", type=output_file, help="also write the JSON here")
     probe.set_defaults(handler=handlers["probe"])
 
     demo = commands.add_parser("demo", help="Fashion-MNIST end to end: samples, metrics and an HTML report")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--out", type=output_folder, default="runs/demo")
     demo.add_argument("--checkpoints", type=Path, help="checkpoint folder (default: the shipped checkpoints)")
     demo.add_argument("--train", action="store_true", help="train a quick pipeline from scratch first")
     demo.add_argument("--per-class", type=int, default=20, help="samples per class and method")
@@ -262,7 +290,7 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     entropy.add_argument("--correction", default="miller-madow", choices=["miller-madow", "none"])
     entropy.add_argument("--batch", type=int, default=64)
     entropy.add_argument("--device", default="cpu")
-    entropy.add_argument("--out", required=True, type=Path)
+    entropy.add_argument("--out", required=True, type=output_folder)
     entropy.set_defaults(handler=handlers["analyze-entropy"])
     return parser
 

@@ -370,7 +370,10 @@ def build(cls: type, base: Any | None = None, yaml_path: str | Path | None = Non
         path = Path(yaml_path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(error).split())}") from error
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
         config = merge(config, data)

@@ -261,6 +261,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | 
             raise ckpt.CheckpointError(f"{ar_dir} predicts CTF coarse labels: decoding them needs its refiner "
                                        f"(load it with refiner=DIR)")
         tokenizer_model, tokenizer_config = load_tokenizer(tokenizer_dir)
+        _check_tokenizer(ar_dir, meta.get("tokenizer_sha256"), tokenizer_dir)
         codebook = tokenizer_config.model.codebook_size
         if codebook != fine_vocab:
             raise ckpt.CheckpointError(f"the tokenizer {tokenizer_dir} has {codebook} codes but the "
@@ -285,6 +286,18 @@ def _check_refiner(ar_dir: Path, coarse_table: dict | None, refiner_dir: str | P
     if grid != layout.grid:
         raise ckpt.CheckpointError(f"the refiner {refiner_dir} was trained on {grid} grids, the AR model makes "
                                    f"{layout.grid}")
+
+
+def _check_tokenizer(ar_dir: Path, trained_on: str | None, tokenizer_dir: str | Path) -> None:
+    """The tokenizer must be the one whose tokens the AR model learned (when its checkpoint records it): the
+    same weights, or a copy shipped in another precision (its `trained_sha256`)."""
+    if not trained_on:
+        return
+    identities = {ckpt.checkpoint_checksum(tokenizer_dir), ckpt.read_meta(tokenizer_dir).get("trained_sha256")}
+    if trained_on not in identities:
+        raise ckpt.CheckpointError(f"{ar_dir} was trained on the tokens of the tokenizer with sha256 "
+                                   f"{trained_on[:12]}..., but {tokenizer_dir} holds other weights; use the tokenizer "
+                                   "it was trained with (its token ids mean other images under another one)")
 
 
 def _check_fields(cls: type, options: dict, what: str) -> None:

@@ -59,6 +59,11 @@ class SamplingOptions:
             if self.segment_value("guidance_schedule", segment) not in SCHEDULES:
                 raise ValueError(f"guidance_schedule must be one of {SCHEDULES}, "
                                  f"got {self.segment_value('guidance_schedule', segment)!r}")
+            if not self.greedy and not self.segment_value("temperature", segment) > 0:
+                raise ValueError(f"temperature must be > 0 (greedy decoding takes the argmax), got "
+                                 f"{self.segment_value('temperature', segment)}")
+            if not self.segment_value("guidance", segment) >= 0:
+                raise ValueError(f"guidance must be >= 0 (1 = off), got {self.segment_value('guidance', segment)}")
             if self.segment_value("top_k", segment) < 0:
                 raise ValueError(f"top_k must be >= 0, got {self.segment_value('top_k', segment)}")
             if not 0.0 < self.segment_value("top_p", segment) <= 1.0:

@@ -57,8 +57,14 @@ class ImageDataset:
 
 
 def find_fashion_mnist(data_dir: str | Path | None = None) -> Path:
-    """The Fashion-MNIST folder: `data_dir`, else $ARGEN_DATA_DIR, else where the Debian package installs it."""
-    candidates = [Path(data_dir)] if data_dir else []
+    """The Fashion-MNIST folder: `data_dir` when given (it must hold the files: a folder the user names is never
+    silently replaced), else $ARGEN_DATA_DIR, else where the Debian package installs it."""
+    if data_dir:
+        if not Path(data_dir).is_dir():
+            raise DataError(f"data directory {data_dir} does not exist")
+        _idx_file(Path(data_dir), "train", "images")
+        return Path(data_dir)
+    candidates = []
     if os.environ.get(DATA_DIR_ENV):
         candidates.append(Path(os.environ[DATA_DIR_ENV]))
     candidates += [Path(d) for d in FASHION_MNIST_DIRS]
@@ -173,6 +179,15 @@ def load_image_dataset(config: DataConfig, training: bool = True) -> ImageDatase
         images, labels = load_idx_folder(folder, config.split)
         class_names = FASHION_MNIST_CLASSES if config.name == "fashion-mnist" else \
             tuple(str(c) for c in range(int(labels.max()) + 1))
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(class_names)):
+            raise DataError(f"{folder}: labels must lie in [0, {len(class_names)}) ({config.name} has "
+                            f"{len(class_names)} classes), found {int(labels.min())} to {int(labels.max())}")
+        unused = np.flatnonzero(np.bincount(labels, minlength=len(class_names)) == 0)
+        if config.name == "idx" and len(unused):
+            # The largest label sets the class count: a stray label adds empty classes (and a bigger model).
+            warnings.warn(f"{folder}: labels run to {int(labels.max())}, so {len(class_names)} classes, but "
+                          f"{len(unused)} of them ({unused[:8].tolist()}{' ...' if len(unused) > 8 else ''}) have no "
+                          f"image in the {config.split} split", stacklevel=2)
     elif config.name == "imagefolder":
         if not config.path:
             raise DataError("data.name=imagefolder needs data.path (one sub-folder per class)")

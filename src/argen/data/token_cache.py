@@ -35,6 +35,8 @@ def write_token_cache(encode: Callable[[torch.Tensor], dict[str, torch.Tensor]],
     """Tokenize every sample of `dataset` with `encode(images) -> {"ids": ..., ["prologue_ids": ...]}`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The manifest is written last and names the shards: without it the folder is no cache, never a mixed one.
+    (out_dir / MANIFEST).unlink(missing_ok=True)
     shards, pending, written = [], {}, 0
 
     def flush() -> None:

@@ -88,6 +88,8 @@ def read_npz(path: str | Path, video: bool = False) -> SampleBatch:
         if isinstance(error, SampleFileError):
             raise
         raise SampleFileError(f"{path} is not a readable .npz file: {error}") from error
+    if len(images) == 0:
+        raise SampleFileError(f"{path} holds no {'videos' if video else 'images'}")
     return SampleBatch(images, _check_labels(labels, len(images), str(path)))
 
 

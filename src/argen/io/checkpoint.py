@@ -12,11 +12,13 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 CONFIG_FILE = "config.json"
@@ -39,6 +41,23 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str | Path, folder: bool = True) -> None:
+    """Refuse, before any work, an output that cannot be written: a folder (or, with folder=False, a file) whose
+    nearest existing ancestor is not a writable folder, or a folder path that names a file. Creates nothing."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise FileExistsError(f"output folder {path} is a file; choose another path")
+    if not folder and path.is_dir():
+        raise IsADirectoryError(f"output file {path} is a folder; choose a file name")
+    if not folder and path.is_file():
+        if not os.access(path, os.W_OK):
+            raise PermissionError(f"cannot write {path}: the file is read-only")
+        return
+    existing = next(parent for parent in (path, *path.parents) if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {path}: {existing} is not a writable folder")
 
 
 def save_json(path: Path, data: Any) -> None:
@@ -87,11 +106,15 @@ def read_meta(directory: str | Path, kind: str | tuple[str, ...] | None = None) 
     return meta
 
 
-def load_weights(directory: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(directory) / WEIGHTS_FILE
+def load_weights(directory: str | Path, file: str = WEIGHTS_FILE) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's weights file (model.safetensors, or e.g. its EMA weights)."""
+    path = Path(directory) / file
     if not path.is_file():
-        raise CheckpointError(f"{Path(directory)} has no {WEIGHTS_FILE}")
-    return load_file(str(path))
+        raise CheckpointError(f"{Path(directory)} has no {file}")
+    try:
+        return load_file(str(path))
+    except SafetensorError as error:
+        raise CheckpointError(f"{path} is truncated or not a safetensors file ({error})") from error
 
 
 def load_state_into(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
@@ -126,9 +149,14 @@ def read_torch_file(path: str | Path) -> Any:
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        raise CheckpointError(f"{path} is not a loadable tensor checkpoint (read with weights_only=True, so "
-                              f"arbitrary pickled objects are refused): {error}") from error
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        what = f"an object of {found.group(1)}" if found else "data that is neither tensors nor plain containers"
+        raise CheckpointError(f"{path} holds {what}; argen reads checkpoints with weights_only=True and never "
+                              "unpickles code (is it a corrupt file, or not a checkpoint?)") from error
+    except (RuntimeError, EOFError) as error:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (empty, truncated or another format): "
+                              f"{' '.join(str(error).split())[:200] or type(error).__name__}") from error
 
 
 def save_trainer_state(directory: str | Path, state: dict[str, Any]) -> None:

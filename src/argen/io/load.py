@@ -11,10 +11,9 @@ import dataclasses
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from argen.config import ARRunConfig, RefinerRunConfig, TokenizerRunConfig, from_dict
-from argen.ctf.table import load_table
+from argen.ctf.table import CoarseTable, load_table
 from argen.data.token_cache import TokenDataset
 from argen.io import checkpoint as ckpt
 from argen.layout import Layout
@@ -56,10 +55,10 @@ def load_ar(directory: str | Path, ema: bool = False) -> tuple[Layout, Transform
     meta = ckpt.read_meta(directory, AR_KIND)
     config = from_dict(ARRunConfig, meta["config"])
     layout, model = build_ar(config, int(meta.get("visual_vocab", config.model.vocab_size)))
-    weights_file = directory / (EMA_WEIGHTS_FILE if ema else ckpt.WEIGHTS_FILE)
-    if ema and not weights_file.is_file():
+    if ema and not (directory / EMA_WEIGHTS_FILE).is_file():
         raise ckpt.CheckpointError(f"{directory} has no EMA weights (train with train.ema_decay > 0)")
-    ckpt.load_state_into(model, load_file(str(weights_file)), str(directory))
+    weights = ckpt.load_weights(directory, EMA_WEIGHTS_FILE if ema else ckpt.WEIGHTS_FILE)
+    ckpt.load_state_into(model, weights, str(directory))
     return layout, model.eval(), config, meta
 
 
@@ -70,6 +69,10 @@ def load_refiner(directory: str | Path, device: str | torch.device = "cpu") -> t
     weights = ckpt.load_weights(directory)
     if "fine_to_coarse" not in weights:
         raise ckpt.CheckpointError(f"{directory} has no fine_to_coarse table in its weights")
+    recorded = meta.get("coarse_table", {}).get("checksum")
+    if recorded and CoarseTable(weights["fine_to_coarse"]).checksum != recorded:
+        raise ckpt.CheckpointError(f"{directory}: its fine_to_coarse table is not the one it was trained with "
+                                   f"(checksum {recorded[:12]}... in config.json); the file was altered")
     model = Refiner(config.model, weights["fine_to_coarse"])
     ckpt.load_state_into(model, weights, str(directory))
     return model.to(device).eval(), config, meta

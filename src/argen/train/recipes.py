@@ -81,7 +81,7 @@ def train_ar(config: ARRunConfig, progress: bool = True) -> Path:
 def train_refiner(config: RefinerRunConfig, progress: bool = True) -> Path:
     """Train the CTF refiner on a token cache: true coarse maps (from the table) in, fine ids out."""
     if not config.coarse_table:
-        raise ValueError("coarse_table is not set: the refiner needs a fine -> coarse table (written by `argen ctf cluster`)")
+        raise ValueError("coarse_table is not set: the refiner needs a fine -> coarse table (`argen ctf cluster`)")
     cache = open_token_cache(config.cache)
     table = load_table(config.coarse_table)
     tokenizer = cache.manifest["tokenizer"]

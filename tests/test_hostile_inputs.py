@@ -1,0 +1,125 @@
+"""Hostile and careless input, case by case: each gives exit code 2, one line on stderr that says what was wrong,
+and writes nothing (no output folder, no checkpoint lost)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from argen.cli import main
+from argen.data.idx import write_idx
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist64"
+CONFIG_MODEL = ["--preset", "GPT-T", "model.vocab_size=32"]
+
+
+class Evil:
+    """A class a pickle would instantiate: loading must refuse it."""
+
+
+def prepare(case: str, tmp: Path) -> dict[str, str]:
+    """Files some cases read, made in `tmp`; returned as {name: path} for the argument templates."""
+    files = {"tmp": str(tmp)}
+    if case == "yaml-syntax":
+        (tmp / "bad.yaml").write_text("train:\n  steps: [1, 2\n")
+    if case in ("convert-random-bytes", "convert-empty", "convert-pickle"):
+        path = tmp / "source.pt"
+        if case == "convert-random-bytes":
+            path.write_bytes(np.random.default_rng(0).bytes(4096))
+        elif case == "convert-empty":
+            path.write_bytes(b"")
+        else:
+            torch.save({"model": Evil()}, path)
+    if case == "truncated-weights":
+        shutil.copytree(SHIPPED / "ar-1x", tmp / "ar-1x")
+        weights = tmp / "ar-1x" / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:5000])
+    if case == "altered-refiner":
+        shutil.copytree(SHIPPED / "ctf-refiner", tmp / "ctf-refiner")
+        weights = load_file(str(tmp / "ctf-refiner" / "model.safetensors"))
+        table = weights["fine_to_coarse"].clone()
+        table[[0, 1]] = table[[1, 0]] if table[0] != table[1] else table[[0, 2]]
+        table[0], table[1] = weights["fine_to_coarse"][1], weights["fine_to_coarse"][0]
+        if torch.equal(table, weights["fine_to_coarse"]):
+            table[0] = (table[0] + 1) % (int(table.max()) + 1)
+        save_file({**weights, "fine_to_coarse": table}, str(tmp / "ctf-refiner" / "model.safetensors"))
+    if case == "empty-npz":
+        np.savez(tmp / "empty.npz", np.zeros((0, 64, 64, 1), np.uint8))
+    if case == "labels-outside-the-classes":
+        write_idx(tmp / "train-images-idx3-ubyte.gz", np.zeros((4, 28, 28), np.uint8))
+        write_idx(tmp / "train-labels-idx1-ubyte.gz", np.array([0, 1, 200, 3], np.uint8))
+    if case in ("out-is-a-file", "out-under-a-file"):
+        (tmp / "file").write_text("not a folder")
+    return files
+
+
+SAMPLE = ["sample", "--model", str(SHIPPED / "ar-1x"), "--out", "{tmp}/out"]
+# name, arguments ({tmp} is the case's folder), what the message must say
+CASES = [
+    ("batch-size-0", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.batch_size=0"],
+     "train.batch_size must be an integer >= 1"),
+    ("batch-size-negative", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.batch_size=-4"],
+     "train.batch_size must be an integer >= 1"),
+    ("grad-accum-0", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.grad_accum=0"],
+     "train.grad_accum must be an integer >= 1"),
+    ("precision-fp8", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.precision=fp8"],
+     "train.precision must be one of fp32, bf16"),
+    ("steps-0", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.steps=0"], "train.steps must be"),
+    ("unknown-key", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.stepz=3"], "stepz"),
+    ("yaml-syntax", ["train", *CONFIG_MODEL, "--config", "{tmp}/bad.yaml", "--out", "{tmp}/out"],
+     "bad.yaml is not valid YAML"),
+    ("missing-data-dir", ["tokenizer", "train", "--preset", "VQ-CPU-32", "--data-dir", "{tmp}/does-not-exist",
+                          "--out", "{tmp}/out"], "does-not-exist does not exist"),
+    ("labels-outside-the-classes", ["eval", "ref", "--classifier", str(SHIPPED / "classifier"), "--data-dir",
+                                    "{tmp}", "--split", "train", "--out", "{tmp}/out/ref.npz"],
+     "labels must lie in [0, 10)"),
+    ("convert-random-bytes", ["convert", "llamagen", "{tmp}/source.pt", "{tmp}/out", "--preset", "GPT-B"],
+     "never unpickles code"),
+    ("convert-empty", ["convert", "llamagen", "{tmp}/source.pt", "{tmp}/out", "--preset", "GPT-B"],
+     "not a readable PyTorch checkpoint"),
+    ("convert-pickle", ["convert", "llamagen", "{tmp}/source.pt", "{tmp}/out", "--preset", "GPT-B"],
+     "holds an object of"),
+    ("convert-override-after-option", ["convert", "llamagen", "{tmp}/missing.pt", "{tmp}/out", "--preset", "GPT-B",
+                                       "model.n_layer=2"], "missing.pt does not exist"),
+    ("truncated-weights", ["sample", "--model", "{tmp}/ar-1x", "--tokenizer", str(SHIPPED / "tokenizer"), "--out",
+                           "{tmp}/out"], "truncated or not a safetensors file"),
+    ("count-0", [*SAMPLE, "--count", "0"], "--count must be >= 1"),
+    ("batch-0", [*SAMPLE, "--batch", "0"], "--batch must be >= 1"),
+    ("temperature-0", [*SAMPLE, "--temperature", "0"], "temperature must be > 0"),
+    ("temperature-negative", [*SAMPLE, "--temperature", "-1"], "temperature must be > 0"),
+    ("class-outside-the-model", [*SAMPLE, "--classes", "3,12"], "class labels must be integers in [0, 10)"),
+    ("classes-not-numbers", [*SAMPLE, "--classes", "shirt"], "--classes must be comma-separated integers"),
+    ("another-tokenizer", [*SAMPLE, "--tokenizer", str(SHIPPED / "prologue-tokenizer")],
+     "was trained on the tokens of the tokenizer with sha256"),
+    ("ctf-without-refiner", ["sample", "--model", str(SHIPPED / "ctf-ar"), "--out", "{tmp}/out"],
+     "predicts CTF coarse labels"),
+    ("altered-refiner", ["sample", "--model", str(SHIPPED / "ctf-ar"), "--refiner", "{tmp}/ctf-refiner", "--out",
+                         "{tmp}/out"], "is not the one it was trained with"),
+    ("refine-option-without-refiner", [*SAMPLE, "--refine-temperature", "2"], "they need --refiner"),
+    ("empty-npz", ["eval", "{tmp}/empty.npz", "--ref", str(SHIPPED / "reference.npz"), "--classifier",
+                   str(SHIPPED / "classifier")], "holds no images"),
+    ("out-is-a-file", [*SAMPLE[:-2], "--out", "{tmp}/file"], "is a file"),
+    ("out-under-a-file", ["tokenize", "--tokenizer", str(SHIPPED / "tokenizer"), "--out", "{tmp}/file/cache"],
+     "is not a writable folder"),
+]
+
+
+@pytest.mark.parametrize("case, arguments, message", CASES, ids=[case[0] for case in CASES])
+def test_hostile_input_gives_one_line_and_writes_nothing(case, arguments, message, tmp_path, capsys):
+    files = prepare(case, tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    try:
+        code = main([argument.format(**files) for argument in arguments])
+    except SystemExit as exit:  # argparse's own refusals (an output that cannot be written)
+        code = exit.code
+    error = capsys.readouterr().err.strip()
+    assert code == 2, error
+    assert len(error.splitlines()) == 1 and "Traceback" not in error, error
+    assert message in error, error
+    assert "weights_only=False" not in error
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, nothing lost
