@@ -43,10 +43,8 @@ def prepare(case: str, tmp: Path) -> dict[str, str]:
         shutil.copytree(SHIPPED / "ctf-refiner", tmp / "ctf-refiner")
         weights = load_file(str(tmp / "ctf-refiner" / "model.safetensors"))
         table = weights["fine_to_coarse"].clone()
-        table[[0, 1]] = table[[1, 0]] if table[0] != table[1] else table[[0, 2]]
-        table[0], table[1] = weights["fine_to_coarse"][1], weights["fine_to_coarse"][0]
-        if torch.equal(table, weights["fine_to_coarse"]):
-            table[0] = (table[0] + 1) % (int(table.max()) + 1)
+        other = int((table != table[0]).nonzero()[0])  # swap code 0 with a code of another cluster
+        table[[0, other]] = table[[other, 0]]
         save_file({**weights, "fine_to_coarse": table}, str(tmp / "ctf-refiner" / "model.safetensors"))
     if case == "empty-npz":
         np.savez(tmp / "empty.npz", np.zeros((0, 64, 64, 1), np.uint8))
@@ -101,6 +99,7 @@ CASES = [
     ("altered-refiner", ["sample", "--model", str(SHIPPED / "ctf-ar"), "--refiner", "{tmp}/ctf-refiner", "--out",
                          "{tmp}/out"], "is not the one it was trained with"),
     ("refine-option-without-refiner", [*SAMPLE, "--refine-temperature", "2"], "they need --refiner"),
+    ("threads-0", ["--threads", "0", "train", *CONFIG_MODEL, "--out", "{tmp}/out"], "--threads must be >= 1"),
     ("empty-npz", ["eval", "{tmp}/empty.npz", "--ref", str(SHIPPED / "reference.npz"), "--classifier",
                    str(SHIPPED / "classifier")], "holds no images"),
     ("out-is-a-file", [*SAMPLE[:-2], "--out", "{tmp}/file"], "is a file"),

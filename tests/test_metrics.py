@@ -11,7 +11,7 @@ import torch
 
 from argen.eval.metrics import (MetricError, MomentAccumulator, class_accuracy, feature_statistics,
                                 fid_bootstrap_std, fid_from_features, frechet_distance, inception_score, manifold_radii,
-                                precision_recall, softmax)
+                                per_class_accuracy, precision_recall, softmax)
 from argen.eval.npz import SampleFileError, read_image_folder, read_npz, read_samples, write_npz
 
 
@@ -174,6 +174,8 @@ def test_class_accuracy():
         class_accuracy(logits, np.array([0, 1, 2]))
     with pytest.raises(MetricError, match=r"\[0, 3\)"):
         class_accuracy(logits, np.array([0, 1, 2, 3]))
+    # Class 1's two samples: one recognised, one taken for class 0; class 0 has none.
+    assert per_class_accuracy(logits, np.array([0, 1, 2, 1])) == {0: 1.0, 1: 0.5, 2: 1.0}
 
 
 def test_feature_statistics_rejects_bad_input():

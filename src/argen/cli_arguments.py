@@ -71,6 +71,8 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     """Every command's arguments; `handlers` maps a command's name (e.g. "eval-samples") to what runs it."""
     parser = Parser(prog="argen", description=description)
     parser.add_argument("--version", action="version", version=f"argen {__version__}")
+    parser.add_argument("--threads", type=int, help="CPU threads of this process (default: one per core; on a "
+                        "machine shared with other jobs, or under torchrun, 1 is faster; OMP_NUM_THREADS also works)")
     commands = parser.add_subparsers(dest="command", metavar="command")
 
     tokenizer = commands.add_parser("tokenizer", help="train or evaluate a VQ tokenizer")
@@ -88,7 +90,8 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     tokenize.add_argument("--split", default="train", choices=["train", "test"])
     tokenize.add_argument("--data-dir")
     tokenize.add_argument("--limit", type=int, default=0, help="tokenize only the first N images (0 = all)")
-    tokenize.add_argument("--flip-copies", action="store_true", help="also store horizontally flipped copies")
+    tokenize.add_argument("--flip-copies", action="store_true", help="also store horizontally mirrored copies "
+                          "(right for clothing and natural images, wrong for digits and text)")
     tokenize.set_defaults(handler=handlers["tokenize"])
 
     train_ar = commands.add_parser("train", help="train the AR transformer on a token cache")
@@ -201,8 +204,9 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     samples.set_defaults(handler=handlers["eval-samples"])
     reference = eval_commands.add_parser("ref", help="reference statistics of a dataset split")
     _add_extractor(reference)
-    reference.add_argument("--dataset", default="fashion-mnist")
-    reference.add_argument("--data-dir")
+    reference.add_argument("--dataset", default="fashion-mnist", help="data.name of the images: fashion-mnist, idx, "
+                           "imagefolder, digits, ... (as the tokenizer and classifier configs name it)")
+    reference.add_argument("--data-dir", help="their folder (data.path; Fashion-MNIST is found by itself)")
     reference.add_argument("--split", default="test", choices=["train", "test"])
     reference.add_argument("--image-size", type=int, default=32)
     reference.add_argument("--channels", type=int, default=1)
@@ -212,7 +216,7 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     reference.set_defaults(handler=handlers["eval-ref"])
     classifier = eval_commands.add_parser("train-classifier", help="train the project's metric classifier")
     _add_config_arguments(classifier, None)
-    classifier.add_argument("--data-dir")
+    classifier.add_argument("--data-dir", help="the images' folder (data.path); name the dataset with data.name=...")
     classifier.add_argument("--out", help="output run directory (train.out_dir)")
     classifier.set_defaults(handler=handlers["eval-train-classifier"])
     _add_tokenizer_eval(eval_commands, "tokenizer", handlers["eval-tokenizer"])

@@ -215,6 +215,8 @@ class ClassifierExtractor(FeatureExtractor):
     def from_checkpoint(cls, directory: str | Path, batch_size: int = 512,
                         device: str | torch.device = "cpu") -> ClassifierExtractor:
         model = load_classifier(directory)
-        dataset = ckpt.read_meta(directory)["config"].get("data", {}).get("name")
+        data = ckpt.read_meta(directory)["config"].get("data", {})
+        # A folder of IDX files is named by its folder: two IDX datasets' classifiers must not share a name.
+        dataset = Path(data["path"]).name if data.get("name") == "idx" and data.get("path") else data.get("name")
         return cls(model, f"{dataset}-cnn" if dataset else "cnn", ckpt.checkpoint_checksum(directory),
                    model.config.in_channels, batch_size, device)

@@ -213,3 +213,9 @@ def class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     if labels.min() < 0 or labels.max() >= logits.shape[1]:
         raise MetricError(f"labels must lie in [0, {logits.shape[1]}), got [{labels.min()}, {labels.max()}]")
     return float((logits.argmax(axis=1) == labels).mean())
+
+
+def per_class_accuracy(logits: np.ndarray, labels: np.ndarray) -> dict[int, float]:
+    """Class accuracy of the samples of each class present, by class id: which classes come out recognisable."""
+    labels = np.asarray(labels)
+    return {int(c): class_accuracy(np.asarray(logits)[labels == c], labels[labels == c]) for c in np.unique(labels)}

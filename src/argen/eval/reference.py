@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from argen.eval.features import FeatureExtractor, ImageSource
-from argen.eval.metrics import (MetricError, MomentAccumulator, class_accuracy, fid_bootstrap_std,
+from argen.eval.metrics import (MetricError, MomentAccumulator, class_accuracy, fid_bootstrap_std, per_class_accuracy,
                                 frechet_distance, inception_score, precision_recall, softmax)
 from argen.io.checkpoint import atomic_write
 
@@ -159,6 +159,8 @@ def evaluate(samples: ImageSource, reference: ReferenceStatistics, extractor: Fe
     results["precision"], results["recall"] = precision_recall(reference.features, subset.rows, k)
     if labels is not None:
         results["class_accuracy"] = class_accuracy(logits, np.asarray(labels))
+        results["class_accuracy_per_class"] = {str(c): value for c, value in
+                                               per_class_accuracy(logits, np.asarray(labels)).items()}
     results.update(samples=count, reference_samples=reference.count, extractor=extractor.name,
                    checksum=extractor.checksum)
     return results
