@@ -3,13 +3,15 @@
 A config is matched to its command by the RULES below (file-name suffix -> argen command line). The config is
 merged exactly as that command merges it (`argen ... --config FILE --print-config`, which applies the preset,
 the YAML and the command's own checks), and its model is built on the meta device (no memory, no weights).
-A file that no rule matches fails, so a new kind of config needs a rule here.
+A file that no rule matches fails, so a new kind of config needs a rule here. A file whose header comment shows
+the command with `--preset NAME` (the ImageNet recipes) is built with that preset instead of the rule's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,10 +20,10 @@ import torch
 import yaml
 
 from argen import cli
-from argen.config import ARRunConfig, TokenizerRunConfig, from_dict
+from argen.config import ARRunConfig, RefinerRunConfig, TokenizerRunConfig, from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
 def _tokenizer_models(config: TokenizerRunConfig) -> list[torch.nn.Module]:
@@ -38,11 +40,18 @@ def _tokenizer_models(config: TokenizerRunConfig) -> list[torch.nn.Module]:
 
 
 def _ar_models(config: ARRunConfig) -> list[torch.nn.Module]:
-    from argen.train.recipes import build_ar
+    from argen.io.load import build_ar
 
     # The token cache sets grid, vocabulary and classes at training time; the config's own values stand in.
     _, model = build_ar(config, config.model.vocab_size)
     return [model]
+
+
+def _refiner_models(config: RefinerRunConfig) -> list[torch.nn.Module]:
+    from argen.model.refiner import Refiner
+
+    # The clusters table sets the coarse vocabulary at training time; a stand-in table of the preset's codes.
+    return [Refiner(config.model, torch.arange(16384, device="cpu") % config.model.vocab_size)]
 
 
 def _classifier_models(config: Any) -> list[torch.nn.Module]:
@@ -64,7 +73,10 @@ RULES: dict[str, tuple[list[str], Callable[[], type], Callable[[Any], list[torch
                         _tokenizer_models),
     "-prologue.yaml": (["tokenizer", "train", "--preset", "VQ-CPU-32"], lambda: TokenizerRunConfig,
                        _tokenizer_models),
+    "-stage1.yaml": (["tokenizer", "train", "--preset", "VQ-CPU-32"], lambda: TokenizerRunConfig,
+                     _tokenizer_models),
     "-ar.yaml": (["train", "--preset", "GPT-S"], lambda: ARRunConfig, _ar_models),
+    "-refiner.yaml": (["ctf", "train-refiner", "--preset", "GPT-S"], lambda: RefinerRunConfig, _refiner_models),
     "-classifier.yaml": (["eval", "train-classifier"], _classifier_config, _classifier_models),
 }
 
@@ -87,9 +99,12 @@ def test_there_are_configs():
     assert CONFIGS, "no configs/*.yaml found"
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[path.name for path in CONFIGS])
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(path.relative_to(ROOT / "configs")) for path in CONFIGS])
 def test_config_builds_and_its_model_instantiates(path, monkeypatch):
     command, config_class, build_models = _rule(path)
+    header = re.search(r"^# argen [^\n]*--preset (\S+)", path.read_text(), re.MULTILINE)
+    if header:  # the preset the file's own command uses
+        command = [*command[:command.index("--preset") + 1], header.group(1)]
     monkeypatch.chdir(ROOT)  # configs name repository paths (checkpoints/..., runs/...) relative to the root
     output = io.StringIO()
     with contextlib.redirect_stdout(output):

@@ -159,6 +159,8 @@ def test_warmup_cosine_schedule():
     assert learning_rate(config, 9) == pytest.approx(1.0)
     assert learning_rate(config, 60) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert learning_rate(config, 110) == pytest.approx(0.1)
+    linear = TrainConfig(lr=1.0, schedule="linear", warmup_steps=10, steps=110, min_lr_ratio=0.1)
+    assert learning_rate(linear, 60) == pytest.approx(0.1 + 0.9 * 0.5) and learning_rate(linear, 110) == 0.1
 
 
 def test_init_from_starts_from_a_checkpoint_and_resume_overrides_it(digits_dataset, tmp_path):

@@ -182,7 +182,7 @@ class TrainConfig:
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.05  # applied to weights with >= 2 dims only
-    schedule: str = "constant"  # "constant" or "cosine" (after warmup)
+    schedule: str = "constant"  # "constant", "cosine" or "linear" decay to min_lr_ratio * lr (after warmup)
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0  # 0 disables clipping
@@ -203,7 +203,7 @@ class TrainConfig:
         for name, low in at_least.items():
             if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
                 raise ConfigError(f"train.{name} must be an integer >= {low}, got {getattr(self, name)!r}")
-        choices = {"schedule": ("constant", "cosine"), "precision": ("fp32", "bf16")}
+        choices = {"schedule": ("constant", "cosine", "linear"), "precision": ("fp32", "bf16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"train.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

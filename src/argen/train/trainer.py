@@ -59,17 +59,19 @@ class TrainResult:
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
-    """Linear warmup, then constant or cosine decay to min_lr_ratio * lr."""
+    """Linear warmup, then constant, or a cosine or linear decay to min_lr_ratio * lr."""
     if config.warmup_steps and step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     if config.schedule == "constant":
         return config.lr
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    floor = config.lr * config.min_lr_ratio
     if config.schedule == "cosine":
-        span = max(1, config.steps - config.warmup_steps)
-        progress = min(1.0, (step - config.warmup_steps) / span)
-        floor = config.lr * config.min_lr_ratio
         return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    raise TrainingError(f"unknown schedule {config.schedule!r}; use 'constant' or 'cosine'")
+    if config.schedule == "linear":
+        return floor + (config.lr - floor) * (1 - progress)
+    raise TrainingError(f"unknown schedule {config.schedule!r}; use 'constant', 'cosine' or 'linear'")
 
 
 def make_optimizer(module: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
