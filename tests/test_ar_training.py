@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,22 @@ def test_first_losses_pinned_and_start_at_uniform(token_cache, tmp_path):
     # The zero-initialised head starts at the uniform distribution over the 32 codes.
     assert losses[0] == pytest.approx(torch.log(torch.tensor(32.0)).item(), abs=1e-4)
     assert losses == pytest.approx([3.46574, 3.42130, 3.30664], rel=1e-4)
+
+
+@pytest.mark.parametrize("option", ["activation_checkpointing", "compile"])
+def test_activation_checkpointing_and_compile_train_the_same_model(token_cache, tmp_path, option):
+    configs = {name: tiny_config(token_cache, tmp_path / name, steps=3) for name in ("plain", option)}
+    setattr(configs[option].train, option, True)
+    for config in configs.values():
+        if option == "compile":  # compiled dropout draws its own random numbers
+            config.model.token_dropout_p = config.model.resid_dropout_p = config.model.ffn_dropout_p = 0.0
+        recipes.train_ar(config, progress=False)
+    # Recomputed blocks replay their dropout draws; compiled kernels round differently.
+    assert logged(tmp_path / option) == pytest.approx(logged(tmp_path / "plain"), rel=1e-4)
+    record = json.loads((tmp_path / option / "log.jsonl").read_text().splitlines()[-1])
+    assert record["tokens_per_s"] > 0 and record["model_tflops"] > 0 and record["peak_rss_gib"] > 0
+    saved = argen.load(tmp_path / option / "checkpoint").model.state_dict()  # the plain model's keys
+    assert saved.keys() == argen.load(tmp_path / "plain" / "checkpoint").model.state_dict().keys()
 
 
 @pytest.mark.parametrize("layout", [{}, {"order": "region", "parallel": 4}])
@@ -103,6 +121,33 @@ def test_torchrun_two_ranks_match_one_process(token_cache, tmp_path, sharding, t
                             "train.checkpoint_every=2"], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert logged(tmp_path / "resumed") == pytest.approx(logged(tmp_path / "two"), rel=1e-5)
+
+
+@pytest.mark.skipif(not os.environ.get("ARGEN_TEST_RESTARTS"), reason="opt-in (ARGEN_TEST_RESTARTS=1): on a busy "
+                    "2-core machine the restarted gloo group sometimes fails to meet again (seen in 3 of 8 runs)")
+def test_torchrun_restarts_a_killed_rank_and_the_run_ends_as_if_uninterrupted(token_cache, tmp_path, torchrun):
+    common = ["--cache", str(token_cache), "model.dim=32", "model.n_layer=2", "model.n_head=2", "model.multiple_of=16",
+              "train.steps=60", "train.batch_size=16", "train.lr=3e-3", "train.log_every=1", "train.seed=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARGEN_NO_PROGRESS": "1"}
+    single = subprocess.run([sys.executable, "-m", "argen.cli", "train", "--out", str(tmp_path / "one"), *common,
+                             "train.grad_accum=2"], env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    # Elastic (c10d) rendezvous, as across nodes: the restarted group meets again at the same endpoint.
+    launcher = [argument.replace("--master_port=", "--rdzv-endpoint=127.0.0.1:") for argument in torchrun()]
+    launcher[launcher.index("-m", 3):launcher.index("-m", 3)] = ["--rdzv-backend=c10d", "--max-restarts=3"]
+    run = subprocess.Popen([*launcher, "train", "--out", str(tmp_path / "two"), *common, "train.checkpoint_every=2"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "two" / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and len(log.read_text().splitlines()) >= 5) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    workers = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
+    assert len(workers) == 2, "the two ranks should be running"
+    os.kill(int(workers[-1]), signal.SIGKILL)  # rank 1 dies mid-run; torchrun restarts both from the checkpoint
+    _, errors = run.communicate(timeout=240)
+    assert run.returncode == 0, errors[-3000:]
+    assert "exitcode: -9" in errors  # torchrun saw the killed rank (and restarted the group: the run went on)
+    assert logged(tmp_path / "two") == pytest.approx(logged(tmp_path / "one"), rel=1e-5)
 
 
 def test_cli_sample_pipeline_and_save_ids(token_cache, tmp_path):

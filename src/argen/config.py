@@ -194,6 +194,8 @@ class TrainConfig:
     sample_every: int = 0  # 0 disables sample grids during training
     init_from: str = ""  # start the model from this checkpoint's weights (fine-tuning); a resume overrides it
     fsdp: bool = False  # under torchrun: shard weights, gradients and optimizer state (FSDP2) instead of DDP
+    compile: bool = False  # torch.compile the trained modules (the first steps compile)
+    activation_checkpointing: bool = False  # recompute each transformer block's activations in the backward pass
     out_dir: str = "runs/run"
 
     def __post_init__(self) -> None:

@@ -24,6 +24,7 @@ class ARTask:
         self.model, self.layout = model, layout
         self.tokenizer = tokenizer  # checkpoint directory, for sample grids during training
         self.num_classes, self.class_dropout_prob = num_classes, class_dropout_prob
+        self.tokens_per_sample = layout.sequence_length  # for the trainer's tokens/s
         self.forcing = TeacherForcing(layout, model.config.dim // model.config.n_head, model.config.rope_base)
 
     def modules(self) -> dict[str, nn.Module]:

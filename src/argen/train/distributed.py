@@ -34,6 +34,8 @@ def setup(device: str | None = None) -> DistributedContext:
     chosen = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(chosen)
+        # TF32 matmuls and convolutions: fp32 master weights at tensor-core speed (bf16 autocast covers the rest).
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if world_size > 1:
         # Several processes share the cores: 2-thread ops stall whole scheduler slices otherwise.
         if not use_cuda:

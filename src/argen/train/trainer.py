@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import random
+import resource
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 import torch
 from torch import nn
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -111,7 +113,14 @@ class Trainer:
                                  train_config.init_from)
         for module in self.modules.values():
             module.to(self.context.device)
+            if train_config.activation_checkpointing:
+                _checkpoint_blocks(module)
         self.wrapped = {name: self._wrap(module) for name, module in self.modules.items()}
+        if train_config.compile:
+            self.wrapped = {name: torch.compile(module) for name, module in self.wrapped.items()}
+        # Model FLOPs per token of the saved model (6 N: forward and backward), for the logged TFLOP/s.
+        self.flops_per_token = 6 * sum(p.numel() for p in self.modules[next(iter(self.modules))].parameters())
+        self.tokens_per_sample = getattr(task, "tokens_per_sample", None)
         self.optimizers = {name: make_optimizer(module, train_config, self.context.device)
                            for name, module in self.modules.items()}
         self.ema = None
@@ -313,6 +322,18 @@ class Trainer:
         optimizer.step()
         return logs
 
+    def _throughput(self, samples_per_s: float) -> dict[str, float]:
+        """images/s (samples), tokens/s and model TFLOP/s of the whole run (all ranks), and peak memory."""
+        record = {"images_per_s": round(samples_per_s, 2)}
+        if self.tokens_per_sample:
+            tokens = samples_per_s * self.tokens_per_sample
+            record.update(tokens_per_s=round(tokens, 1), model_tflops=round(tokens * self.flops_per_token / 1e12, 4))
+        if self.context.device.type == "cuda":
+            record["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(self.context.device) / 2 ** 30, 3)
+        else:  # the process's peak resident memory (Linux reports KiB)
+            record["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 3)
+        return record
+
     def _check_finite(self, logs: dict[str, float]) -> None:
         keys = sorted(logs)
         values = distributed.all_reduce_mean(torch.tensor([logs[k] for k in keys], dtype=torch.float64),
@@ -373,7 +394,7 @@ class Trainer:
                 if self.step % config.log_every == 0 or self.step == config.steps:
                     now = time.perf_counter()
                     record = {"step": self.step, **logs, "elapsed_s": round(now - started, 3),
-                              "images_per_s": round(samples_seen / max(now - window_start, 1e-9), 2)}
+                              **self._throughput(samples_seen / max(now - window_start, 1e-9))}
                     with log_path.open("a") as handle:
                         handle.write(json.dumps(record) + "\n")
                     window_start, samples_seen = now, 0
@@ -414,14 +435,32 @@ def _with_defaults(saved: dict[str, Any], run_config: Any) -> dict[str, Any]:
         return saved
 
 
+def _checkpoint_blocks(module: nn.Module) -> None:
+    """Activation checkpointing of every transformer block of `module` (`module.layers`): its activations are
+    recomputed in the backward pass instead of stored, for a larger batch in the same memory."""
+    layers = getattr(module, "layers", None)
+    if layers is None:
+        raise TrainingError(f"train.activation_checkpointing needs a model of transformer blocks; "
+                            f"{type(module).__name__} has none")
+    for index, block in enumerate(layers):
+        layers[index] = checkpoint_wrapper(block)
+
+
 def _drop_log_after(path: Path, step: int) -> None:
     """Keep the log records of steps up to `step`: those after it were logged past the checkpoint a run resumes
-    from, and the resumed run logs them again."""
+    from, and the resumed run logs them again. A line a kill cut short is dropped too."""
     if not path.is_file():
         return
+
+    def kept_record(line: str) -> bool:
+        try:
+            return json.loads(line).get("step", 0) <= step
+        except json.JSONDecodeError:
+            return False
+
     lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
-    if len(kept) != len(lines):
+    kept = [line if line.endswith("\n") else line + "\n" for line in lines if kept_record(line)]
+    if kept != lines:
         ckpt.atomic_write(path, lambda tmp: tmp.write_text("".join(kept)))
 
 
