@@ -101,7 +101,8 @@ def cmd_eval_train_classifier(args: argparse.Namespace) -> int:
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
     directory = tokenize(args.tokenizer, args.out, split=args.split, data_dir=args.data_dir,
-                         flip_copies=args.flip_copies, limit=args.limit, progress=_progress())
+                         flip_copies=args.flip_copies, ten_crops=args.ten_crops, limit=args.limit,
+                         num_workers=args.workers, shard_size=args.shard_size, progress=_progress())
     print(f"token cache: {directory}")
     return 0
 

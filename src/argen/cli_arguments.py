@@ -92,6 +92,12 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     tokenize.add_argument("--limit", type=int, default=0, help="tokenize only the first N images (0 = all)")
     tokenize.add_argument("--flip-copies", action="store_true", help="also store horizontally mirrored copies "
                           "(right for clothing and natural images, wrong for digits and text)")
+    tokenize.add_argument("--ten-crops", action="store_true", help="store LlamaGen's ten crops of every image "
+                          "(centre crop at 1.1x, 5 crops and their mirrors); training draws one per sample and epoch")
+    tokenize.add_argument("--shard-size", type=int, default=16384, help="samples per shard file (the unit of work "
+                          "of a rank and of a restart)")
+    tokenize.add_argument("--workers", type=int, help="DataLoader processes decoding images (default: the "
+                          "tokenizer's data.num_workers)")
     tokenize.set_defaults(handler=handlers["tokenize"])
 
     train_ar = commands.add_parser("train", help="train the AR transformer on a token cache")
