@@ -11,6 +11,7 @@ from PIL import Image
 
 from argen.cli import main
 from argen.ctf.table import CoarseTable
+from argen.data import DataError
 from argen.data.token_cache import TokenCacheError, TokenDataset, write_token_cache
 from argen.data.transforms import ten_crop
 from argen.io.load import load_tokenizer
@@ -171,3 +172,52 @@ def test_bad_images_are_one_line_errors(tmp_path, capsys):
     (folder / "c3").mkdir()
     assert main(args) == 2
     assert "class folder" in capsys.readouterr().err
+
+
+def test_tar_shards_deal_each_sample_once_per_epoch_and_resume_exactly(tmp_path):
+    from argen.data.tar_shards import TarShardDataset
+
+    folder = make_jpeg_folder(tmp_path / "images", per_class=8)  # 24 images
+    assert main(["data", "pack", "--images", str(folder), "--out", str(tmp_path / "shards"), "--shard-size", "3"]) == 0
+    shards = TarShardDataset(tmp_path / "shards", 16, 3, flip=True, crop_min=0.8)
+    assert len(shards) == 24 and shards.class_names == ("c0", "c1", "c2")
+
+    def labels_and_images(start, count, rank=0, world=1, workers=2):
+        stream = shards.stream(seed=5, start=start, micro_batch=2, rank=rank, world_size=world, num_workers=workers)
+        batches = [next(stream) for _ in range(count)]
+        stream.close()
+        return batches
+
+    # 2 ranks x 2 workers: 4 streams of 2 shards (6 images, 3 micro-batches) each, every image once per epoch.
+    epoch = [batch for rank in (0, 1) for batch in labels_and_images(0, 6, rank, 2)]
+    images = torch.cat([batch["images"] for batch in epoch])
+    assert images.shape == (24, 3, 16, 16)
+    assert sorted(torch.cat([batch["labels"] for batch in epoch]).tolist()) == [0] * 8 + [1] * 8 + [2] * 8
+    full = labels_and_images(0, 15)
+    resumed = labels_and_images(7, 8)  # mid-epoch, on another worker's turn, across the epoch boundary
+    assert all(torch.equal(a["images"], b["images"]) for a, b in zip(full[7:], resumed))
+    in_process = labels_and_images(0, 4, workers=0)
+    assert len(in_process) == 4 and in_process[0]["images"].shape == (2, 3, 16, 16)
+
+    shard = tmp_path / "shards" / "shard-000003.tar"
+    shard.write_bytes(shard.read_bytes()[:700])
+    with pytest.raises(DataError, match=r"shard-000003.tar: truncated or corrupt tar shard"):
+        labels_and_images(0, 12, workers=1)
+    shard.unlink()
+    with pytest.raises(DataError, match=r"shard-000003.tar is listed in .*shards.json but missing"):
+        TarShardDataset(tmp_path / "shards", 16, 3)
+
+
+def test_a_tokenizer_trains_on_tar_shards_with_workers(tmp_path):
+    folder = make_jpeg_folder(tmp_path / "images", per_class=8)
+    assert main(["data", "pack", "--images", str(folder), "--out", str(tmp_path / "shards"), "--shard-size", "4"]) == 0
+    args = ["tokenizer", "train", "data.name=webdataset", f"data.path={tmp_path / 'shards'}", "data.num_workers=2",
+            "train.steps=4", "train.checkpoint_every=2", "train.log_every=1", *TOKENIZER_ARGS]
+    assert main([*args, "--out", str(tmp_path / "full")]) == 0
+    assert main([*args, "--out", str(tmp_path / "split"), "train.steps=2"]) == 0
+    assert main([*args, "--out", str(tmp_path / "split")]) == 0
+
+    def losses(run):
+        return [json.loads(line)["tokenizer_loss"] for line in (run / "log.jsonl").read_text().splitlines()]
+
+    assert losses(tmp_path / "split") == losses(tmp_path / "full")

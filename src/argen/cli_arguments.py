@@ -148,6 +148,15 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
                         help="sample only codes of each position's cluster (default: as the refiner was trained)")
     sample.set_defaults(handler=handlers["sample"])
 
+    data = commands.add_parser("data", help="prepare datasets")
+    data_commands = data.add_subparsers(dest="subcommand", metavar="subcommand", required=True)
+    pack = data_commands.add_parser("pack", help="pack an image folder (<class>/<image>) into WebDataset tar shards "
+                                                 "(data.name=webdataset)")
+    pack.add_argument("--images", required=True, type=Path, help="image folder, one sub-folder per class")
+    pack.add_argument("--out", required=True, type=output_folder, help="folder for the shards and shards.json")
+    pack.add_argument("--shard-size", type=int, default=2000, help="images per tar shard")
+    pack.set_defaults(handler=handlers["data-pack"])
+
     ctf = commands.add_parser("ctf", help="CTF: codebook clusters and the coarse-to-fine refiner")
     ctf_commands = ctf.add_subparsers(dest="subcommand", metavar="subcommand", required=True)
     cluster = ctf_commands.add_parser("cluster", help="cluster a tokenizer's codebook into a fine -> coarse table")

@@ -155,12 +155,12 @@ class VideoDataConfig:
 class DataConfig:
     """Where images come from and how they are prepared (see argen.data)."""
 
-    # Images: fashion-mnist | idx | imagefolder | digits | synthetic.
+    # Images: fashion-mnist | idx | imagefolder | webdataset (tar shards of `argen data pack`) | digits | synthetic.
     # Videos (T frames of image_size, see `video`): moving-<image dataset> (e.g. moving-fashion-mnist) |
     # videofolder. Trained on a video dataset, the tokenizer sees its frames; `argen tokenize` writes
     # (T, h, w) token grids.
     name: str = "fashion-mnist"
-    path: str = ""  # directory for idx / imagefolder; fashion-mnist is found automatically
+    path: str = ""  # directory for idx / imagefolder / webdataset; fashion-mnist is found automatically
     split: str = "train"  # train | test
     image_size: int = 32
     channels: int = 1

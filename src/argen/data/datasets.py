@@ -165,7 +165,7 @@ def load_image_dataset(config: DataConfig, training: bool = True) -> ImageDatase
         raise DataError("imagefolder is read from disk per batch, not held in memory: load it with "
                         "argen.data.load_dataset (and not as video sprites)")
     else:
-        raise DataError(f"unknown dataset {config.name!r}; known: fashion-mnist, idx, imagefolder, digits, "
+        raise DataError(f"unknown dataset {config.name!r}; known: fashion-mnist, idx, imagefolder, webdataset, digits, "
                         f"synthetic, and the video datasets moving-<image dataset>, videofolder")
     if config.limit:
         images, labels = images[:config.limit], labels[:config.limit]

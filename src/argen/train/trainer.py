@@ -359,8 +359,11 @@ class Trainer:
         for module in self.modules.values():
             module.train()
         started, window_start, samples_seen = time.perf_counter(), time.perf_counter(), 0
-        batches_in = load_batches(self.dataset, self._requests(), self.num_workers,
-                                  pin_memory=context.device.type == "cuda")
+        pin_memory = context.device.type == "cuda"
+        stream = getattr(self.dataset, "stream", None)  # tar shards: streamed, not indexed
+        batches_in = stream(config.seed, self.step * self.accumulation, self.micro_batch, context.rank,
+                            context.world_size, self.num_workers, pin_memory) if stream is not None \
+            else load_batches(self.dataset, self._requests(), self.num_workers, pin_memory)
         while self.step < config.steps and (stop_after is None or self.step < stop_after):
             batches = [{k: v.to(context.device, non_blocking=True) for k, v in next(batches_in).items()}
                        for _ in range(self.accumulation)]
