@@ -32,9 +32,9 @@ def decode_image(source: str | Path | BinaryIO, size: int, channels: int, crop_m
         else:
             side = min(image.height, image.width)
             top, left = (image.height - side) // 2, (image.width - side) // 2
-        array = np.asarray(image.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side)),
-                           dtype=np.uint8)
-    return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
+        array = np.array(image.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side)),
+                         dtype=np.uint8)  # a writable copy: torch refuses PIL's read-only buffer
+    return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
 
 
 def scan_image_folder(folder: Path) -> tuple[list[str], list[int], tuple[str, ...]]:
