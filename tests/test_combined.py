@@ -49,7 +49,7 @@ def test_prologue_ctf_par_model_trains_and_samples_complete_sequences(tmp_path):
     # One sequence, as the demo's combination: the prologue 2 tokens per step, the separator, then 4 groups of 16
     # coarse labels; fewer steps than PAR-16x alone on this grid (16 initial tokens + 3 groups).
     assert pipeline.layout.num_steps == 2 + 1 + 4 < 16 + 3
-    fixed = TokenDataset(cache).tensors["prologue_ids"][:2].long()
+    fixed = TokenDataset(cache).column("prologue_ids", 2)
     kept = pipeline.generate_ids([1, 2], torch.Generator().manual_seed(1), forced={"prologue": fixed})
     assert torch.equal(kept.prologue.cpu(), fixed)
     assert pipeline.decode(generated.visual).shape == (3, 1, 16, 16)

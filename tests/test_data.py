@@ -91,19 +91,27 @@ def make_image_folder(root):
     (root / "class1" / "broken.png").write_bytes(b"not a png at all")
 
 
-def test_image_folder_skips_corrupt_image_with_warning(tmp_path):
+def test_image_folder_replaces_a_corrupt_image_in_its_batch_with_a_warning(tmp_path):
     make_image_folder(tmp_path)
-    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\), e.g. .*broken.png"):
-        dataset = load_dataset(DataConfig(name="imagefolder", path=str(tmp_path), image_size=16, channels=3))
-    assert dataset.images.shape == (6, 3, 16, 16)
-    assert dataset.class_names == ("class0", "class1")
-    assert dataset.images[0, 0].float().mean() == 255 and dataset.images[-1, 2].float().mean() == 255
+    dataset = load_dataset(DataConfig(name="imagefolder", path=str(tmp_path), image_size=16, channels=3))
+    assert len(dataset) == 7 and dataset.class_names == ("class0", "class1")  # read lazily: nothing decoded yet
+    with pytest.warns(UserWarning, match=r"broken.png: unreadable image, skipped \(1 so far"):
+        batch = dataset.batch(torch.arange(7))
+    images = to_uint8(batch["images"])
+    assert images.shape == (7, 3, 16, 16) and batch["readable"].tolist() == [True] * 6 + [False]
+    assert images[0, 0].float().mean() == 255 and images[5, 2].float().mean() == 255
+    # The next readable image (wrapping around to the first) stands in, with its label.
+    assert torch.equal(images[6], images[0]) and batch["labels"][6] == 0
 
 
-def test_image_folder_corrupt_image_fatal_when_asked(tmp_path):
+def test_image_folder_corrupt_image_fatal_when_asked_and_empty_class_folder(tmp_path):
     make_image_folder(tmp_path)
+    dataset = load_dataset(DataConfig(name="imagefolder", path=str(tmp_path), image_size=16, on_bad_image="error"))
     with pytest.raises(DataError, match=r"broken.png: unreadable image"):
-        load_dataset(DataConfig(name="imagefolder", path=str(tmp_path), image_size=16, on_bad_image="error"))
+        dataset.batch(torch.arange(7))
+    (tmp_path / "class2").mkdir()
+    with pytest.raises(DataError, match=r"class folder .*class2 has no images"):
+        load_dataset(DataConfig(name="imagefolder", path=str(tmp_path), image_size=16))
 
 
 def test_digits_and_synthetic_and_flip():

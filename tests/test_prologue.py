@@ -272,7 +272,7 @@ def test_tokenize_writes_prologue_ids_and_an_ar_trains_on_them(tmp_path):
     assert main(["tokenize", "--tokenizer", str(run / "checkpoint"), "--out", str(tmp_path / "cache"),
                  "--limit", "40"]) == 0
     cache = TokenDataset(tmp_path / "cache")
-    prologue_ids = cache.tensors["prologue_ids"]
+    prologue_ids = cache.column("prologue_ids")
     assert prologue_ids.shape == (40, 4) and int(prologue_ids.min()) >= 0 and int(prologue_ids.max()) < 16
     assert cache.manifest["prologue_length"] == 4 and cache.manifest["tokenizer"]["prologue_codebook_size"] == 16
     model, _ = load_tokenizer(run / "checkpoint")

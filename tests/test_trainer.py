@@ -1,5 +1,6 @@
 """The one training loop: exact resume, accumulation == data parallel split, non-finite losses, atomic saves."""
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -36,25 +37,29 @@ class RunConfig:
     train: TrainConfig
 
 
-def make_trainer(dataset, out_dir, poison_step=None, **overrides):
+def make_trainer(dataset, out_dir, poison_step=None, num_workers=0, **overrides):
     config = TrainConfig(**{"steps": 12, "batch_size": 32, "lr": 1e-2, "log_every": 1, "checkpoint_every": 4,
                             "seed": 3, "out_dir": str(out_dir), **overrides})
-    return Trainer(DigitsTask(poison_step), dataset, config, RunConfig(config), "test", progress=False)
+    return Trainer(DigitsTask(poison_step), dataset, config, RunConfig(config), "test", progress=False,
+                   num_workers=num_workers)
 
 
 def weights(trainer):
     return {k: v.clone() for k, v in trainer.modules["model"].state_dict().items()}
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted(digits_dataset, tmp_path):
-    full = make_trainer(digits_dataset, tmp_path / "full")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_interrupted_and_resumed_run_equals_uninterrupted(digits_dataset, tmp_path, workers):
+    # Random crops and flips: the augmentations, too, must not depend on the workers or on the resume.
+    augmented = dataclasses.replace(digits_dataset, flip=True, crop_min=0.8)
+    full = make_trainer(augmented, tmp_path / "full")
     full_losses = [h["model_loss"] for h in full.fit().history]
 
-    first = make_trainer(digits_dataset, tmp_path / "split")
+    first = make_trainer(augmented, tmp_path / "split", num_workers=workers)
     first_losses = [h["model_loss"] for h in first.fit(stop_after=6).history]
     assert first.step == 6
     first.save()
-    second = make_trainer(digits_dataset, tmp_path / "split")
+    second = make_trainer(augmented, tmp_path / "split", num_workers=workers)
     second_losses = [h["model_loss"] for h in second.fit().history]
     assert first_losses + second_losses == full_losses
     for key, value in weights(full).items():

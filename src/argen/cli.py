@@ -20,6 +20,7 @@ from argen.config import (ARRunConfig, DataConfig, RefinerRunConfig, TokenizerRu
 from argen.ctf.cluster import cluster_tokenizer
 from argen.ctf.table import histogram_path, load_table
 from argen.data import load_dataset
+from argen.data.tar_shards import pack_image_folder
 from argen.data.token_cache import TokenDataset
 from argen.data.tokenize import tokenize
 from argen.data.video import load_video_dataset
@@ -101,7 +102,8 @@ def cmd_eval_train_classifier(args: argparse.Namespace) -> int:
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
     directory = tokenize(args.tokenizer, args.out, split=args.split, data_dir=args.data_dir,
-                         flip_copies=args.flip_copies, limit=args.limit, progress=_progress())
+                         flip_copies=args.flip_copies, ten_crops=args.ten_crops, limit=args.limit,
+                         num_workers=args.workers, shard_size=args.shard_size, progress=_progress())
     print(f"token cache: {directory}")
     return 0
 
@@ -313,6 +315,12 @@ def cmd_analyze_entropy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_pack(args: argparse.Namespace) -> int:
+    directory = pack_image_folder(args.images, args.out, args.shard_size)
+    print(f"tar shards: {directory}")
+    return 0
+
+
 def cmd_ctf_cluster(args: argparse.Namespace) -> int:
     table = cluster_tokenizer(args.tokenizer, args.clusters, args.out, method=args.method, restarts=args.restarts,
                               seed=args.seed)
@@ -344,6 +352,7 @@ HANDLERS = {
     "bench-sample": cmd_bench_sample,
     "convert": cmd_convert,
     "ctf-cluster": cmd_ctf_cluster,
+    "data-pack": cmd_data_pack,
     "ctf-train-refiner": cmd_ctf_train_refiner,
     "demo": cmd_demo,
     "eval-ref": cmd_eval_ref,

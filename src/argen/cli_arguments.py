@@ -92,6 +92,12 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     tokenize.add_argument("--limit", type=int, default=0, help="tokenize only the first N images (0 = all)")
     tokenize.add_argument("--flip-copies", action="store_true", help="also store horizontally mirrored copies "
                           "(right for clothing and natural images, wrong for digits and text)")
+    tokenize.add_argument("--ten-crops", action="store_true", help="store LlamaGen's ten crops of every image "
+                          "(centre crop at 1.1x, 5 crops and their mirrors); training draws one per sample and epoch")
+    tokenize.add_argument("--shard-size", type=int, default=16384, help="samples per shard file (the unit of work "
+                          "of a rank and of a restart)")
+    tokenize.add_argument("--workers", type=int, help="DataLoader processes decoding images (default: the "
+                          "tokenizer's data.num_workers)")
     tokenize.set_defaults(handler=handlers["tokenize"])
 
     train_ar = commands.add_parser("train", help="train the AR transformer on a token cache")
@@ -141,6 +147,15 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     sample.add_argument("--refine-restrict", action=argparse.BooleanOptionalAction, default=None,
                         help="sample only codes of each position's cluster (default: as the refiner was trained)")
     sample.set_defaults(handler=handlers["sample"])
+
+    data = commands.add_parser("data", help="prepare datasets")
+    data_commands = data.add_subparsers(dest="subcommand", metavar="subcommand", required=True)
+    pack = data_commands.add_parser("pack", help="pack an image folder (<class>/<image>) into WebDataset tar shards "
+                                                 "(data.name=webdataset)")
+    pack.add_argument("--images", required=True, type=Path, help="image folder, one sub-folder per class")
+    pack.add_argument("--out", required=True, type=output_folder, help="folder for the shards and shards.json")
+    pack.add_argument("--shard-size", type=int, default=2000, help="images per tar shard")
+    pack.set_defaults(handler=handlers["data-pack"])
 
     ctf = commands.add_parser("ctf", help="CTF: codebook clusters and the coarse-to-fine refiner")
     ctf_commands = ctf.add_subparsers(dest="subcommand", metavar="subcommand", required=True)

@@ -155,21 +155,31 @@ class VideoDataConfig:
 class DataConfig:
     """Where images come from and how they are prepared (see argen.data)."""
 
-    # Images: fashion-mnist | idx | imagefolder | digits | synthetic.
+    # Images: fashion-mnist | idx | imagefolder | webdataset (tar shards of `argen data pack`) | digits | synthetic.
     # Videos (T frames of image_size, see `video`): moving-<image dataset> (e.g. moving-fashion-mnist) |
     # videofolder. Trained on a video dataset, the tokenizer sees its frames; `argen tokenize` writes
     # (T, h, w) token grids.
     name: str = "fashion-mnist"
-    path: str = ""  # directory for idx / imagefolder; fashion-mnist is found automatically
+    path: str = ""  # directory for idx / imagefolder / webdataset; fashion-mnist is found automatically
     split: str = "train"  # train | test
     image_size: int = 32
     channels: int = 1
     resize: str = "pad"  # "pad" (centre pad, then resize if still off) or "resize"
     pad_to: int = 0  # centre-pad to this size first (0: off); 28 -> 32 -> 64 keeps Fashion-MNIST's 32x32 framing
     flip: bool = False  # random horizontal flip while training
+    # Random crop while training (LlamaGen's tokenizer recipe: 0.8): a square of a fraction in [crop_min, 1] of
+    # the shorter side, resized to image_size; 1 = off.
+    crop_min: float = 1.0
+    num_workers: int = 0  # DataLoader worker processes reading batches ahead (0: the training process reads)
     on_bad_image: str = "skip"  # "skip" (warn and count) or "error"
     limit: int = 0  # use only the first N samples (0 = all)
     video: VideoDataConfig = field(default_factory=VideoDataConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.crop_min, (int, float)) or not 0 < self.crop_min <= 1:
+            raise ConfigError(f"data.crop_min must be in (0, 1] (1 = no random crop), got {self.crop_min!r}")
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be an integer >= 0, got {self.num_workers!r}")
 
 
 @dataclass

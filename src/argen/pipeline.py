@@ -161,19 +161,19 @@ class Pipeline:
         """Fixed-prologue resampling: for each of the first `rows` images of a token cache with prologue ids,
         the image as the tokenizer reconstructs it, then `per_row` samples of its class that keep its prologue
         ids and draw only the visual tokens. uint8 (rows * (1 + per_row), C, H, W), row by row."""
-        if "prologue_ids" not in cache.tensors:
+        if not cache.prologue_length:
             raise ValueError(f"the token cache {cache.directory} has no prologue ids (tokenize with a Prologue "
                              "tokenizer)")
-        stored = cache.tensors["prologue_ids"].shape[1]
+        stored = cache.prologue_length
         if self.layout.prologue_length != stored:
             raise ValueError(f"the prologues of {cache.directory} have {stored} ids, the model's "
                              f"{self.layout.prologue_length}")
         rows = min(rows, len(cache))
-        prologue = cache.tensors["prologue_ids"][:rows].long().repeat_interleave(per_row, 0)
-        labels = cache.tensors["labels"][:rows].long()
+        prologue = cache.column("prologue_ids", rows).repeat_interleave(per_row, 0)
+        labels = cache.column("labels", rows)
         generated = self.generate_ids(labels.repeat_interleave(per_row, 0), generator,
                                       forced={"prologue": prologue.to(self.device)}, **options)
-        originals = self.decode(cache.tensors["ids"][:rows].long())  # (rows, C, H, W)
+        originals = self.decode(cache.column("ids", rows))  # (rows, C, H, W)
         samples = self.decode(generated.visual).view(rows, per_row, *originals.shape[1:])
         return torch.cat([originals[:, None], samples], 1).flatten(0, 1)
 

@@ -3,14 +3,30 @@ cache. `load_dataset` is the one entry point: an image dataset, or the frames of
 
 from argen.config import DataConfig
 from argen.data.datasets import DataError, ImageDataset, find_fashion_mnist, load_image_dataset
+from argen.data.image_folder import ImageFolderDataset
+from argen.data.tar_shards import TarShardDataset
 from argen.data.video import is_video_dataset, load_video_dataset
 
 
-def load_dataset(config: DataConfig, training: bool = True) -> ImageDataset:
-    """The dataset named by `config` as images at `config.image_size` (a video dataset: its frames)."""
+def load_dataset(config: DataConfig, training: bool = True) -> ImageDataset | ImageFolderDataset | TarShardDataset:
+    """The dataset named by `config` as images at `config.image_size` (a video dataset: its frames); the
+    small datasets in memory, an image folder read per batch, WebDataset tar shards streamed."""
     if is_video_dataset(config.name):
         return load_video_dataset(config).frames(flip=config.flip and training)
+    if config.name == "imagefolder":
+        if not config.path:
+            raise DataError("data.name=imagefolder needs data.path (one sub-folder per class)")
+        if config.pad_to:
+            raise DataError("data.pad_to applies to the in-memory datasets, not imagefolder (set it to 0)")
+        return ImageFolderDataset(config.path, config.image_size, config.channels, flip=config.flip and training,
+                                  crop_min=config.crop_min if training else 1.0, on_bad_image=config.on_bad_image,
+                                  limit=config.limit)
+    if config.name == "webdataset":
+        if not config.path:
+            raise DataError("data.name=webdataset needs data.path (a folder packed by `argen data pack`)")
+        return TarShardDataset(config.path, config.image_size, config.channels, flip=config.flip and training,
+                               crop_min=config.crop_min if training else 1.0, on_bad_image=config.on_bad_image)
     return load_image_dataset(config, training)
 
 
-__all__ = ["ImageDataset", "DataError", "load_dataset", "find_fashion_mnist"]
+__all__ = ["ImageDataset", "ImageFolderDataset", "TarShardDataset", "DataError", "load_dataset", "find_fashion_mnist"]

@@ -1,5 +1,5 @@
-"""Image datasets held in memory as uint8 tensors: IDX (Fashion-MNIST), ImageFolder, digits, synthetic
-(and the frames of the video datasets of argen.data.video)."""
+"""The small image datasets, held in memory as uint8 tensors: IDX (Fashion-MNIST), digits, synthetic (and the
+frames of the video datasets of argen.data.video). ImageFolder streams from disk (argen.data.image_folder)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from argen.config import DataConfig
 from argen.data.idx import IDXError, read_idx
-from argen.data.transforms import random_flip, to_channels, to_resolution, to_unit_range
+from argen.data.transforms import random_crop, random_flip, to_channels, to_resolution, to_unit_range
 
 # Where Debian's dataset-fashion-mnist package puts the files.
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "/usr/local/share/datasets/fashion-mnist")
@@ -35,6 +35,7 @@ class ImageDataset:
     labels: torch.Tensor
     class_names: tuple[str, ...]
     flip: bool = False
+    crop_min: float = 1.0  # < 1: LlamaGen's random crop (argen.data.transforms.random_crop)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -50,7 +51,10 @@ class ImageDataset:
         return len(self.class_names)
 
     def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        images = to_unit_range(self.images[indices])
+        images = self.images[indices]
+        if self.crop_min < 1:
+            images = random_crop(images, self.crop_min)
+        images = to_unit_range(images)
         if self.flip:
             images = random_flip(images)
         return {"images": images, "labels": self.labels[indices]}
@@ -108,43 +112,6 @@ def load_idx_folder(folder: str | Path, split: str) -> tuple[np.ndarray, np.ndar
     return images[:, None], labels.astype(np.int64)
 
 
-def load_image_folder(folder: str | Path, size: int, channels: int, on_bad_image: str = "skip"
-                      ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """One sub-folder per class; every image centre-cropped and resized to `size`."""
-    from PIL import Image, UnidentifiedImageError
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"image folder {folder} does not exist")
-    if on_bad_image not in ("skip", "error"):
-        raise DataError(f"on_bad_image must be 'skip' or 'error', got {on_bad_image!r}")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    if not classes:
-        raise DataError(f"{folder} has no class sub-folders (expected {folder}/<class>/<image>.png)")
-    mode = "L" if channels == 1 else "RGB"
-    images, labels, bad = [], [], []
-    for label, name in enumerate(classes):
-        for path in sorted((folder / name).iterdir()):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(path) as image:
-                    array = np.asarray(image.convert(mode), dtype=np.uint8)
-            except (OSError, UnidentifiedImageError, ValueError) as error:
-                if on_bad_image == "error":
-                    raise DataError(f"{path}: unreadable image ({error})") from error
-                bad.append(path)
-                continue
-            array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-            images.append(to_resolution(array[None], size, mode="resize")[0])
-            labels.append(label)
-    if bad:
-        warnings.warn(f"{folder}: skipped {len(bad)} unreadable image(s), e.g. {bad[0]}", stacklevel=2)
-    if not images:
-        raise DataError(f"{folder}: no readable images in {len(classes)} class folders")
-    return np.stack(images), np.asarray(labels, dtype=np.int64), tuple(classes)
-
-
 def load_digits_images() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 8x8 digits (values 0..16) as uint8 (N, 1, 8, 8)."""
     try:
@@ -188,19 +155,17 @@ def load_image_dataset(config: DataConfig, training: bool = True) -> ImageDatase
             warnings.warn(f"{folder}: labels run to {int(labels.max())}, so {len(class_names)} classes, but "
                           f"{len(unused)} of them ({unused[:8].tolist()}{' ...' if len(unused) > 8 else ''}) have no "
                           f"image in the {config.split} split", stacklevel=2)
-    elif config.name == "imagefolder":
-        if not config.path:
-            raise DataError("data.name=imagefolder needs data.path (one sub-folder per class)")
-        images, labels, class_names = load_image_folder(config.path, config.image_size, config.channels,
-                                                        config.on_bad_image)
     elif config.name == "digits":
         images, labels = load_digits_images()
         class_names = tuple(str(c) for c in range(10))
     elif config.name == "synthetic":
         images, labels = synthetic_images(config.limit or 512, config.image_size, config.channels)
         class_names = tuple(str(c) for c in range(10))
+    elif config.name == "imagefolder":
+        raise DataError("imagefolder is read from disk per batch, not held in memory: load it with "
+                        "argen.data.load_dataset (and not as video sprites)")
     else:
-        raise DataError(f"unknown dataset {config.name!r}; known: fashion-mnist, idx, imagefolder, digits, "
+        raise DataError(f"unknown dataset {config.name!r}; known: fashion-mnist, idx, imagefolder, webdataset, digits, "
                         f"synthetic, and the video datasets moving-<image dataset>, videofolder")
     if config.limit:
         images, labels = images[:config.limit], labels[:config.limit]
@@ -212,4 +177,4 @@ def load_image_dataset(config: DataConfig, training: bool = True) -> ImageDatase
         images = to_resolution(images, config.pad_to, "pad")
     images = to_resolution(images, config.image_size, config.resize)
     return ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), class_names,
-                        flip=config.flip and training)
+                        flip=config.flip and training, crop_min=config.crop_min if training else 1.0)

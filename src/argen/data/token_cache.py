@@ -1,20 +1,27 @@
 """The token cache: a dataset tokenized once into shards of ids and labels, so AR training never runs the tokenizer.
 
-Layout: `manifest.json` (tokenizer path and checksum, grid, count, shard files) and `shard-00000.safetensors`,
-... each holding `ids` (n, *grid) int16/int32 and `labels` (n,) int64 (and `prologue_ids` (n, P) when the
-tokenizer has a prologue head).
+Layout: `manifest.json` (tokenizer path and checksum, grid, views, count, shard files) and `shard-00000.safetensors`,
+... each holding `ids` (n, *grid) int16/int32 (n, V, *grid with V stored views per image, e.g. LlamaGen's ten
+crops), `labels` (n,) int64 and, with a Prologue tokenizer, `prologue_ids` (n, P) (n, V, P with views).
 
-With a CTF fine -> coarse table, `TokenDataset` serves coarse labels instead of fine ids: the one cache
-feeds both the coarse AR (coarse ids) and the refiner (fine ids, mapped by its task).
+Shard k holds the samples [k * shard_size, (k + 1) * shard_size) of the dataset (less any unreadable image), so
+ranks write disjoint shards, a restart skips the shards already written, and the manifest, written last by one
+process, names them all. Readers memory-map the shards: a batch reads only its rows, and processes on one
+machine share the pages. With a CTF fine -> coarse table, `TokenDataset` serves coarse labels instead of fine
+ids: the one cache feeds both the coarse AR (coarse ids) and the refiner (fine ids, mapped by its task).
 """
 
 from __future__ import annotations
 
+import json
+import struct
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from argen.io.checkpoint import atomic_write, save_json
@@ -23,85 +30,177 @@ if TYPE_CHECKING:
     from argen.ctf.table import CoarseTable
 
 MANIFEST = "manifest.json"
+PLAN = "plan.json"  # what the shards being written hold; a restart with another plan starts over
+FORMAT = "argen-token-cache-1"
+SAFETENSORS_DTYPES = {"I16": np.int16, "I32": np.int32, "I64": np.int64, "U8": np.uint8, "F32": np.float32}
 
 
 class TokenCacheError(ValueError):
     """A token cache that is missing or inconsistent."""
 
 
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.safetensors"
+
+
+def map_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file as read-only memory maps (copy-on-write, so torch accepts them): nothing is
+    read until indexed, and every process mapping the file shares its pages."""
+    try:
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        size = path.stat().st_size
+        mapped = {}
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            dtype = np.dtype(SAFETENSORS_DTYPES[info["dtype"]])
+            begin, end = info["data_offsets"]
+            shape = tuple(info["shape"])
+            if 8 + length + end > size or end - begin != dtype.itemsize * int(np.prod(shape)):
+                raise TokenCacheError(f"{path}: truncated or corrupt shard ({key} does not fit the file)")
+            mapped[key] = np.memmap(path, dtype, "c", 8 + length + begin, shape) if end > begin \
+                else np.empty(shape, dtype)
+        return mapped
+    except (OSError, ValueError, KeyError, struct.error) as error:
+        if isinstance(error, TokenCacheError):
+            raise
+        raise TokenCacheError(f"{path}: not a readable token cache shard ({error})") from error
+
+
 def write_token_cache(encode: Callable[[torch.Tensor], dict[str, torch.Tensor]], dataset, out_dir: str | Path,
-                      tokenizer: dict, batch_size: int = 256, shard_size: int = 16384,
-                      progress: bool = True) -> Path:
-    """Tokenize every sample of `dataset` with `encode(images) -> {"ids": ..., ["prologue_ids": ...]}`."""
+                      tokenizer: dict, batch_size: int = 256, shard_size: int = 16384, progress: bool = True,
+                      plan: dict[str, Any] | None = None, rank: int = 0, world_size: int = 1,
+                      barrier: Callable[[], None] = lambda: None,
+                      batches: Callable[[Iterable[torch.Tensor]], Iterable[dict]] | None = None) -> Path:
+    """Tokenize every sample of `dataset` with `encode(images) -> {"ids": ..., ["prologue_ids": ...]}`.
+
+    Images of shape (n, V, C, H, W) are V views of each sample, stored side by side. Under torchrun each rank
+    writes shards rank, rank + world_size, ...; shards already written under the same `plan` are kept (a killed
+    run restarts from them). `batches(index batches)` reads the batches (e.g. through DataLoader workers); rows
+    a batch marks unreadable (`readable` False) are left out and counted."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # The manifest is written last and names the shards: without it the folder is no cache, never a mixed one.
-    (out_dir / MANIFEST).unlink(missing_ok=True)
-    shards, pending, written = [], {}, 0
-
-    def flush() -> None:
-        nonlocal pending
-        if not pending:
-            return
-        name = f"shard-{len(shards):05d}.safetensors"
-        tensors = {k: torch.cat(v).contiguous() for k, v in pending.items()}
-        atomic_write(out_dir / name, lambda tmp: save_file(tensors, str(tmp)))
-        shards.append({"file": name, "count": len(tensors["labels"])})
-        pending = {}
-
-    grid, prologue_length = None, 0
+    if len(dataset) == 0:
+        raise TokenCacheError("the dataset is empty: nothing to tokenize")
+    plan = {"format": FORMAT, "count": len(dataset), "batch_size": batch_size, "shard_size": shard_size,
+            "tokenizer": tokenizer, **(plan or {})}
+    if batch_size < 1 or shard_size < 1 or shard_size % batch_size:
+        raise TokenCacheError(f"the shard size ({shard_size}) must be a positive multiple of the batch size "
+                              f"({batch_size}): the same batches, whatever the number of ranks, give the same ids")
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # The manifest is written last and names the shards: without it the folder is no cache, never a mixed one.
+        (out_dir / MANIFEST).unlink(missing_ok=True)
+        if _read_json(out_dir / PLAN) != json.loads(json.dumps(plan)):
+            for stale in out_dir.glob("shard-*.safetensors"):
+                stale.unlink()
+            save_json(out_dir / PLAN, plan)
+    barrier()
+    shard_count = max(1, -(-len(dataset) // shard_size))
+    mine = [k for k in range(rank, shard_count, world_size) if not (out_dir / shard_name(k)).is_file()]
+    starts = [(k, start) for k in mine for start in range(k * shard_size, min((k + 1) * shard_size, len(dataset)),
+                                                             batch_size)]
+    requests = [torch.arange(start, min(start + batch_size, (k + 1) * shard_size, len(dataset))) for k, start in starts]
+    read = batches(requests) if batches is not None else (dataset.batch(indices) for indices in requests)
+    # Codebooks up to 32768 entries fit int16; half the disk and memory of int32.
+    small_codebook = int(tokenizer.get("codebook_size", 2 ** 31)) <= 2 ** 15
+    pending: dict[str, list[torch.Tensor]] = {}
+    skipped = 0
     with torch.inference_mode():
-        for start in tqdm(range(0, len(dataset), batch_size), desc="tokenize", unit="batch",
-                          disable=not progress):
-            indices = torch.arange(start, min(start + batch_size, len(dataset)))
-            batch = dataset.batch(indices)
-            encoded = encode(batch["images"])
-            ids = encoded["ids"]
-            grid = list(ids.shape[1:])
-            # Codebooks up to 32767 entries fit int16; half the disk and memory of int32.
-            dtype = torch.int16 if int(ids.max()) < 2 ** 15 else torch.int32
-            pending.setdefault("ids", []).append(ids.to(dtype).cpu())
-            pending.setdefault("labels", []).append(batch["labels"].to(torch.int64).cpu())
-            if "prologue_ids" in encoded:
-                prologue_length = encoded["prologue_ids"].shape[1]
-                pending.setdefault("prologue_ids", []).append(encoded["prologue_ids"].to(torch.int32).cpu())
-            written += len(indices)
-            if sum(len(x) for x in pending["labels"]) >= shard_size:
-                flush()
-    flush()
-    save_json(out_dir / MANIFEST, {"format": "argen-token-cache-1", "count": written, "grid": grid,
-                                   "prologue_length": prologue_length, "tokenizer": tokenizer, "shards": shards})
+        for (shard, start), batch in tqdm(zip(starts, read), total=len(starts), desc=f"tokenize (rank {rank})",
+                                          unit="batch", disable=not progress):
+            readable = batch.pop("readable", None)
+            if readable is not None and not bool(readable.all()):
+                skipped += int((~readable).sum())
+                batch = {key: value[readable] for key, value in batch.items()}
+            encoded = encode(batch["images"]) if len(batch["labels"]) else {}
+            ids = encoded.get("ids")
+            if ids is not None:
+                dtype = torch.int16 if small_codebook else torch.int32
+                pending.setdefault("ids", []).append(ids.to(dtype).cpu())
+                pending.setdefault("labels", []).append(batch["labels"].to(torch.int64).cpu())
+                if "prologue_ids" in encoded:
+                    pending.setdefault("prologue_ids", []).append(encoded["prologue_ids"].to(torch.int32).cpu())
+            if start + batch_size >= min((shard + 1) * shard_size, len(dataset)):  # the shard's last batch
+                tensors = {key: torch.cat(parts).contiguous() for key, parts in pending.items()}
+                atomic_write(out_dir / shard_name(shard), lambda tmp: save_file(tensors, str(tmp)))
+                pending = {}
+    if skipped:
+        print(f"tokenize (rank {rank}): left out {skipped} unreadable image(s)")
+    barrier()
+    if rank == 0:
+        write_manifest(out_dir, shard_count, tokenizer, plan)
+    barrier()
     return out_dir
 
 
-class TokenDataset:
-    """A token cache in memory; `batch(indices)` returns {"ids", "labels"[, "prologue_ids"]} as int64.
+def write_manifest(out_dir: Path, shard_count: int, tokenizer: dict, plan: dict[str, Any]) -> None:
+    """Name every shard in the manifest (the cache's last write), from the shards themselves."""
+    shards, grid, views, prologue_length = [], None, 1, 0
+    for index in range(shard_count):
+        path = out_dir / shard_name(index)
+        if not path.is_file():
+            raise TokenCacheError(f"{path} was not written (did a rank fail?); rerun the same command to finish")
+        tensors = map_safetensors(path)
+        if "ids" in tensors:
+            views = int(plan.get("views", 1))
+            grid = list(tensors["ids"].shape[1 + (views > 1):])
+            if "prologue_ids" in tensors:
+                prologue_length = int(tensors["prologue_ids"].shape[-1])
+        shards.append({"file": path.name, "count": len(tensors["labels"]) if "labels" in tensors else 0})
+    count = sum(shard["count"] for shard in shards)
+    if count == 0:
+        raise TokenCacheError(f"{out_dir}: no readable sample to tokenize")
+    shards = [shard for shard in shards if shard["count"]]
+    for index in range(shard_count):  # shards with no readable image are not named
+        if not any(shard["file"] == shard_name(index) for shard in shards):
+            (out_dir / shard_name(index)).unlink(missing_ok=True)
+    save_json(out_dir / MANIFEST, {"format": FORMAT, "count": count, "grid": grid, "views": views,
+                                   "prologue_length": prologue_length, "tokenizer": tokenizer, "shards": shards})
+    (out_dir / PLAN).unlink(missing_ok=True)
 
-    With `coarse_table`, "ids" are the coarse labels of the cached ids (the table must belong to the cache's
-    tokenizer: same codebook size and, when both record it, the same weights checksum).
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class TokenDataset:
+    """A token cache, memory-mapped; `batch(indices)` gathers {"ids", "labels"[, "prologue_ids"]} as int64.
+
+    With V stored views per image, each sample of a batch is one view drawn at random (the global RNG, which the
+    trainer seeds per step: a new draw per sample and epoch). With `coarse_table`, "ids" are the coarse labels of
+    the cached ids (the table must belong to the cache's tokenizer: same codebook size and, when both record it,
+    the same weights checksum).
     """
 
     def __init__(self, directory: str | Path, coarse_table: "CoarseTable | None" = None):
-        import json
-
         directory = Path(directory)
         manifest_path = directory / MANIFEST
         if not manifest_path.is_file():
             raise TokenCacheError(f"{directory} is not a token cache ({MANIFEST} missing); "
                                   "write one with `argen tokenize`")
-        self.manifest = json.loads(manifest_path.read_text())
-        parts: dict[str, list[torch.Tensor]] = {}
+        self.manifest = _read_json(manifest_path)
+        if not isinstance(self.manifest, dict) or not isinstance(self.manifest.get("shards"), list):
+            raise TokenCacheError(f"{manifest_path} is not a token cache manifest")
+        self.shards = []
         for shard in self.manifest["shards"]:
             path = directory / shard["file"]
             if not path.is_file():
                 raise TokenCacheError(f"{path} is listed in the manifest but missing")
-            for key, value in load_file(str(path)).items():
-                parts.setdefault(key, []).append(value)
-        self.tensors = {key: torch.cat(values) for key, values in parts.items()}
-        count = len(self.tensors["labels"])
-        if count != self.manifest["count"]:
+            tensors = map_safetensors(path)
+            if len(tensors.get("labels", ())) != shard["count"]:
+                raise TokenCacheError(f"{path}: the manifest says {shard['count']} samples, the shard holds "
+                                      f"{len(tensors.get('labels', ()))}")
+            self.shards.append(tensors)
+        self.offsets = np.cumsum([0] + [len(tensors["labels"]) for tensors in self.shards])
+        if not self.shards or int(self.offsets[-1]) != self.manifest["count"]:
             raise TokenCacheError(f"{directory}: the manifest says {self.manifest['count']} samples, "
-                                  f"the shards hold {count}")
+                                  f"the shards hold {int(self.offsets[-1])}")
+        self.keys = tuple(self.shards[0])
         self.directory = directory
         self.coarse_table = coarse_table
         if coarse_table is not None:
@@ -110,11 +209,20 @@ class TokenDataset:
                                          f"the token cache {directory}")
 
     def __len__(self) -> int:
-        return len(self.tensors["labels"])
+        return int(self.offsets[-1])
 
     @property
     def grid(self) -> tuple[int, ...]:
         return tuple(self.manifest["grid"])
+
+    @property
+    def views(self) -> int:
+        """Stored views per image (10 for LlamaGen's ten crops, else 1)."""
+        return int(self.manifest.get("views", 1))
+
+    @property
+    def prologue_length(self) -> int:
+        return int(self.manifest.get("prologue_length", 0)) if "prologue_ids" in self.keys else 0
 
     @property
     def codebook_size(self) -> int:
@@ -126,13 +234,36 @@ class TokenDataset:
         """The vocabulary of the ids `batch` serves: the codebook, or the clusters under a coarse table."""
         return self.codebook_size if self.coarse_table is None else self.coarse_table.coarse_vocab
 
-    @property
+    @cached_property
     def num_classes(self) -> int:
         """Classes the labels use (the largest label + 1)."""
-        return int(self.tensors["labels"].max()) + 1
+        return max(int(tensors["labels"].max()) for tensors in self.shards) + 1
+
+    def rows(self, key: str, indices: torch.Tensor) -> torch.Tensor:
+        """The stored rows `indices` of one column (all views), read from the mapped shards."""
+        indices = torch.as_tensor(indices).numpy()
+        shard_of = np.searchsorted(self.offsets, indices, side="right") - 1
+        first = self.shards[0][key]
+        out = np.empty((len(indices), *first.shape[1:]), first.dtype)
+        for shard in np.unique(shard_of):
+            chosen = shard_of == shard
+            out[chosen] = self.shards[shard][key][indices[chosen] - self.offsets[shard]]
+        return torch.from_numpy(out)
+
+    def column(self, key: str, count: int | None = None) -> torch.Tensor:
+        """The first `count` rows (default all) of one stored column as int64, the first view of each image
+        (fine ids, never coarse labels); for analyses and previews."""
+        column = self.rows(key, torch.arange(len(self) if count is None else min(count, len(self)))).long()
+        return column[:, 0] if self.views > 1 and key in ("ids", "prologue_ids") else column
 
     def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        batch = {key: value[indices].long() for key, value in self.tensors.items()}
+        batch = {key: self.rows(key, indices).long() for key in self.keys}
+        if self.views > 1:
+            view = torch.randint(self.views, (len(indices),))
+            rows = torch.arange(len(indices))
+            for key in ("ids", "prologue_ids"):
+                if key in batch:
+                    batch[key] = batch[key][rows, view]
         if self.coarse_table is not None:
             batch["ids"] = self.coarse_table.coarse(batch["ids"])
         return batch

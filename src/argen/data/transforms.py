@@ -59,3 +59,35 @@ def random_flip(images: torch.Tensor) -> torch.Tensor:
     """Flip each image horizontally with probability 1/2 (global RNG, which the trainer seeds per step)."""
     flip = torch.rand(images.shape[0]) < 0.5
     return torch.where(flip[:, None, None, None].to(images.device), images.flip(-1), images)
+
+
+def random_crop_box(height: int, width: int, crop_min: float) -> tuple[int, int, int]:
+    """LlamaGen's (ADM's) random crop as (top, left, side): a square whose side is a fraction in [crop_min, 1] of
+    the shorter side, anywhere in the image (global RNG, seeded per batch by the trainer)."""
+    fraction = crop_min + (1.0 - crop_min) * float(torch.rand(()))
+    side = max(1, min(height, width, round(fraction * min(height, width))))
+    return int(torch.randint(height - side + 1, ())), int(torch.randint(width - side + 1, ())), side
+
+
+def random_crop(images: torch.Tensor, crop_min: float) -> torch.Tensor:
+    """uint8 (N, C, S, S): each image a random crop (`random_crop_box`) resized back to S (antialiased bicubic)."""
+    size = images.shape[-1]
+    crops = []
+    for image in images:
+        top, left, side = random_crop_box(size, size, crop_min)
+        crop = image[None, :, top:top + side, left:left + side].float()
+        crops.append(F.interpolate(crop, size=(size, size), mode="bicubic", antialias=True, align_corners=False))
+    return torch.cat(crops).round().clamp(0, 255).to(torch.uint8)
+
+
+def ten_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, 10, C, size, size): LlamaGen's TenCrop, the four corners and the centre, then the same
+    five of the mirrored images."""
+    height, width = images.shape[-2:]
+    if height < size or width < size:
+        raise ValueError(f"ten_crop needs images of at least {size}x{size}, got {height}x{width}")
+    corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
+               ((height - size) // 2, (width - size) // 2)]
+    crops = [source[..., top:top + size, left:left + size] for source in (images, images.flip(-1))
+             for top, left in corners]
+    return torch.stack(crops, 1)

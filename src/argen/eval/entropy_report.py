@@ -89,11 +89,11 @@ def _load_model(name: str, path: str | Path, device: str | torch.device, dataset
     if layout.grid != dataset.grid or layout.visual_vocab != vocab:
         raise ValueError(f"model {name} ({path}) predicts {layout.visual_vocab} visual ids on a {layout.grid} grid "
                          f"but the cache {dataset.directory} holds {vocab}-code {dataset.grid} grids")
-    classes = int(dataset.tensors["labels"].max()) + 1
+    classes = dataset.num_classes
     if classes > pipeline.config.model.num_classes:
         raise ValueError(f"the cache has {classes} classes but model {name} ({path}) knows "
                          f"{pipeline.config.model.num_classes}")
-    if layout.prologue_length and "prologue_ids" not in dataset.tensors:
+    if layout.prologue_length and not dataset.prologue_length:
         raise ValueError(f"model {name} ({path}) needs prologue ids, which the cache {dataset.directory} lacks")
     return pipeline
 

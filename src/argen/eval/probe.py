@@ -34,13 +34,13 @@ def one_hot_positions(ids: torch.Tensor, vocab: int):
 
 def probe_features(cache: TokenDataset) -> dict[str, Any]:
     """The two feature sets of a cache: P prologue ids and the first P visual ids (raster), one-hot."""
-    if "prologue_ids" not in cache.tensors:
+    if not cache.prologue_length:
         raise ValueError(f"{cache.directory} has no prologue ids; tokenize with a Prologue tokenizer "
                          "(model.prologue_tokens > 0)")
     tokenizer = cache.manifest["tokenizer"]
-    prologue = cache.tensors["prologue_ids"]
+    prologue = cache.column("prologue_ids")
     length = prologue.shape[1]
-    visual = cache.tensors["ids"].flatten(1)[:, :length]
+    visual = cache.column("ids").flatten(1)[:, :length]
     return {PROLOGUE_FEATURES: one_hot_positions(prologue, int(tokenizer["prologue_codebook_size"])),
             FIRST_VISUAL_FEATURES: one_hot_positions(visual, int(tokenizer["codebook_size"]))}
 
@@ -57,12 +57,12 @@ def linear_probe(cache: str | Path, test_cache: str | Path | None = None, test_f
     except ImportError as error:
         raise ValueError("linear probing needs scikit-learn (pip install scikit-learn)") from error
     train_data = TokenDataset(cache)
-    train_features, train_labels = probe_features(train_data), train_data.tensors["labels"].numpy()
+    train_features, train_labels = probe_features(train_data), train_data.column("labels").numpy()
     if test_cache is not None:
         test_data = TokenDataset(test_cache)
         if test_data.manifest["tokenizer"].get("sha256") != train_data.manifest["tokenizer"].get("sha256"):
             raise ValueError(f"{cache} and {test_cache} were written by different tokenizers")
-        test_features, test_labels = probe_features(test_data), test_data.tensors["labels"].numpy()
+        test_features, test_labels = probe_features(test_data), test_data.column("labels").numpy()
     else:
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
@@ -74,7 +74,7 @@ def linear_probe(cache: str | Path, test_cache: str | Path | None = None, test_f
         test_labels, train_labels = train_labels[test_index], train_labels[train_index]
     result: dict[str, Any] = {
         "cache": str(cache), "test_cache": None if test_cache is None else str(test_cache),
-        "tokens": int(train_data.tensors["prologue_ids"].shape[1]), "train_images": int(len(train_labels)),
+        "tokens": train_data.prologue_length, "train_images": int(len(train_labels)),
         "test_images": int(len(test_labels)), "regularization": regularization,
         "majority_class_accuracy": float(np.mean(test_labels == np.bincount(train_labels).argmax())),
     }

@@ -91,8 +91,8 @@ def ar_config_from_cache(config: ARRunConfig, cache: TokenDataset) -> ARRunConfi
     A cache with prologue ids gives the layout its prologue segment: [class][prologue][separator][visual].
     """
     layout = dataclasses.replace(config.layout, grid=cache.grid)
-    if "prologue_ids" in cache.tensors:
-        layout = dataclasses.replace(layout, prologue_length=int(cache.tensors["prologue_ids"].shape[1]),
+    if cache.prologue_length:
+        layout = dataclasses.replace(layout, prologue_length=cache.prologue_length,
                                      prologue_vocab=int(cache.manifest["tokenizer"]["prologue_codebook_size"]))
     vocab = Layout(layout, cache.visual_vocab).vocab_size  # coarse labels under CTF
     model = dataclasses.replace(config.model, vocab_size=vocab, num_classes=cache.num_classes)

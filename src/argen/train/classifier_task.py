@@ -80,7 +80,7 @@ def train_classifier(config: ClassifierRunConfig, progress: bool = True) -> Path
         raise ConfigError(f"the dataset has {dataset.num_classes} classes but model.num_classes is "
                           f"{model_config.num_classes}")
     return trainer.run(config, CLASSIFIER_KIND, dataset, lambda: ClassifierTask(Classifier(model_config), config.shift),
-                       progress)
+                       progress, num_workers=data.num_workers)
 
 
 def classifier_test_accuracy(directory: Path, config: ClassifierRunConfig) -> float:

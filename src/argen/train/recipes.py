@@ -30,7 +30,8 @@ def train_tokenizer(config: TokenizerRunConfig, progress: bool = True) -> Path:
     if (config.data.image_size, config.data.channels) != (config.model.image_size, config.model.in_channels):
         raise ValueError(f"data.image_size/channels ({config.data.image_size}, {config.data.channels}) must match "
                          f"model.image_size/in_channels ({config.model.image_size}, {config.model.in_channels})")
-    return trainer.run(config, TOKENIZER_KIND, load_dataset(config.data), lambda: _tokenizer_task(config), progress)
+    return trainer.run(config, TOKENIZER_KIND, load_dataset(config.data), lambda: _tokenizer_task(config), progress,
+                       num_workers=config.data.num_workers)
 
 
 def _tokenizer_task(config: TokenizerRunConfig) -> VQTask | PrologueTask:
@@ -52,13 +53,13 @@ def train_ar(config: ARRunConfig, progress: bool = True) -> Path:
     if tuple(config.layout.grid) != cache.grid:
         raise ValueError(f"layout.grid={tuple(config.layout.grid)} but the token cache holds {cache.grid} grids")
     if config.layout.prologue_length > 0:
-        prologue = cache.tensors.get("prologue_ids")
-        if prologue is None or prologue.shape[1] != config.layout.prologue_length:
-            found = "none" if prologue is None else str(prologue.shape[1])
+        if cache.prologue_length != config.layout.prologue_length:
+            found = str(cache.prologue_length or "none")
             raise ValueError(f"layout.prologue_length={config.layout.prologue_length} but the token cache holds "
                              f"{found} prologue ids per image; tokenize with a Prologue tokenizer")
-        if int(prologue.max()) >= config.layout.prologue_vocab:
-            raise ValueError(f"the cache has prologue id {int(prologue.max())} but layout.prologue_vocab="
+        largest = max(int(shard["prologue_ids"].max()) for shard in cache.shards)
+        if largest >= config.layout.prologue_vocab:
+            raise ValueError(f"the cache has prologue id {largest} but layout.prologue_vocab="
                              f"{config.layout.prologue_vocab}")
     _check_classes(cache.num_classes, config.model.num_classes)
     tokenizer = cache.manifest["tokenizer"]

@@ -3,7 +3,9 @@
 A *task* says what to train (see `Task`); the trainer owns everything else: data order, optimizers and
 schedules, mixed precision, accumulation, clipping, DDP, EMA, logging, sample grids, checkpoints and
 exact resume. Randomness is re-seeded from (seed, step, global micro-batch index) before every loss, so
-an interrupted run resumes bit-exactly and 2 ranks x 1 micro-batch equal 1 rank x 2 micro-batches.
+an interrupted run resumes bit-exactly and 2 ranks x 1 micro-batch equal 1 rank x 2 micro-batches. Each rank
+reads only its own micro-batches, through DataLoader workers when asked (argen.data.loader), each batch's
+augmentations seeded the same way: the data, too, is the same for any number of workers and after a resume.
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from argen.config import ConfigError, TrainConfig, from_dict, to_dict
+from argen.data.loader import BatchRequest, Dataset, load_batches
 from argen.io import checkpoint as ckpt
 from argen.train import distributed
 
 CHECKPOINT_DIR = "checkpoint"
 LOG_FILE = "log.jsonl"
+# Settings that change how fast a run goes, not what it computes: a run resumes under other values.
+RESUMABLE_UNDER_OTHER = ("train.steps", "data.num_workers")
+DATA_STREAM = 1  # the seed stream of data augmentations, apart from the losses' (stream 0)
 
 
 class TrainingError(RuntimeError):
@@ -45,12 +51,6 @@ class Task(Protocol):
     def loss(self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor],
              step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss that updates modules[name] and the floats to log."""
-
-
-class Dataset(Protocol):
-    def __len__(self) -> int: ...
-
-    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
 
 @dataclass
@@ -85,8 +85,9 @@ def make_optimizer(module: nn.Module, config: TrainConfig, device: torch.device)
                              fused=device.type == "cuda")
 
 
-def step_seed(seed: int, step: int, micro_batch: int) -> int:
-    return int(np.random.SeedSequence([seed, step, micro_batch]).generate_state(1)[0])
+def step_seed(seed: int, step: int, micro_batch: int, stream: int = 0) -> int:
+    entropy = [seed, step, micro_batch] + ([stream] if stream else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 class Trainer:
@@ -94,8 +95,9 @@ class Trainer:
 
     def __init__(self, task: Task, dataset: Dataset, train_config: TrainConfig, run_config: Any, kind: str,
                  context: distributed.DistributedContext | None = None, progress: bool = True,
-                 metadata: dict[str, Any] | None = None):
+                 metadata: dict[str, Any] | None = None, num_workers: int = 0):
         self.task, self.dataset, self.config = task, dataset, train_config
+        self.num_workers = num_workers
         self.metadata = metadata or {}  # written into config.json beside the config (e.g. the tokenizer used)
         self.run_config, self.kind = run_config, kind
         self.context = context or distributed.DistributedContext()
@@ -170,6 +172,14 @@ class Trainer:
         generator = torch.Generator().manual_seed(step_seed(self.config.seed, epoch, -1 & 0xFFFF))
         order = torch.randperm(len(self.dataset), generator=generator)
         return order[position * batch:(position + 1) * batch]
+
+    def _requests(self):
+        """This rank's micro-batches, from the current step to the last, each with its augmentation seed."""
+        world, rank = self.context.world_size, self.context.rank
+        for step in range(self.step, self.config.steps):
+            chunks = self._global_indices(step).view(self.accumulation, world, self.micro_batch)[:, rank]
+            for index, chunk in enumerate(chunks):
+                yield BatchRequest(chunk, step_seed(self.config.seed, step, index * world + rank, DATA_STREAM))
 
     # ---------------------------------------------------------------------------------------
     # checkpoints
@@ -254,7 +264,7 @@ class Trainer:
         meta = ckpt.read_meta(directory, self.kind)
         saved, wanted = _flatten(_with_defaults(meta["config"], self.run_config)), _flatten(to_dict(self.run_config))
         differing = sorted(key for key in saved.keys() | wanted.keys()
-                           if saved.get(key) != wanted.get(key) and key != "train.steps")
+                           if saved.get(key) != wanted.get(key) and key not in RESUMABLE_UNDER_OTHER)
         if differing:
             raise TrainingError(f"{directory} was written with a different config ("
                                 + "; ".join(f"{key}: {saved.get(key)!r} there, {wanted.get(key)!r} here"
@@ -372,10 +382,14 @@ class Trainer:
         for module in self.modules.values():
             module.train()
         started, window_start, samples_seen = time.perf_counter(), time.perf_counter(), 0
+        pin_memory = context.device.type == "cuda"
+        stream = getattr(self.dataset, "stream", None)  # tar shards: streamed, not indexed
+        batches_in = stream(config.seed, self.step * self.accumulation, self.micro_batch, context.rank,
+                            context.world_size, self.num_workers, pin_memory) if stream is not None \
+            else load_batches(self.dataset, self._requests(), self.num_workers, pin_memory)
         while self.step < config.steps and (stop_after is None or self.step < stop_after):
-            indices = self._global_indices(self.step)
-            chunks = indices.view(self.accumulation, context.world_size, self.micro_batch)[:, context.rank]
-            batches = [{k: v.to(context.device) for k, v in self.dataset.batch(chunk).items()} for chunk in chunks]
+            batches = [{k: v.to(context.device, non_blocking=True) for k, v in next(batches_in).items()}
+                       for _ in range(self.accumulation)]
             lr = learning_rate(config, self.step)
             logs: dict[str, float] = {"lr": lr}
             for name in self.modules:
@@ -407,19 +421,21 @@ class Trainer:
             if self.step % config.checkpoint_every == 0 or self.step == config.steps:
                 self.save()
         bar.close()
+        batches_in.close()  # stops the workers
         result.step = self.step
         return result
 
 
 def run(run_config: Any, kind: str, dataset: Dataset, build_task: Callable[[], Task], progress: bool = True,
-        metadata: dict[str, Any] | None = None) -> Path:
+        metadata: dict[str, Any] | None = None, num_workers: int = 0) -> Path:
     """One training run, single process or under torchrun: join the process group, seed, build the task (so
     its initial weights follow train.seed), fit (resuming from train.out_dir when a checkpoint is there), leave
     the group. Returns the checkpoint directory."""
     context = distributed.setup()
     try:
         torch.manual_seed(run_config.train.seed)
-        trainer = Trainer(build_task(), dataset, run_config.train, run_config, kind, context, progress, metadata)
+        trainer = Trainer(build_task(), dataset, run_config.train, run_config, kind, context, progress, metadata,
+                          num_workers)
         trainer.fit()
         return trainer.checkpoint_dir
     finally:

@@ -1,0 +1,125 @@
+"""ImageFolder read lazily: a file index in memory, each image decoded, augmented and resized when its batch is
+asked for (in DataLoader workers during training), so memory does not grow with the number of images."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from argen.data.datasets import IMAGE_SUFFIXES, DataError
+from argen.data.transforms import random_crop_box, random_flip, to_unit_range
+
+MAX_BAD_IN_A_ROW = 100  # a run of unreadable files this long is a broken folder, not a few bad images
+UNREADABLE = (OSError, ValueError, SyntaxError)  # what PIL raises for a corrupt or truncated file
+
+
+def decode_image(source: str | Path | BinaryIO, size: int, channels: int, crop_min: float = 1.0) -> torch.Tensor:
+    """An encoded image as uint8 (C, size, size): cropped to a square (centred, or LlamaGen's random crop with
+    `crop_min` < 1) and resized (bicubic). Raises one of UNREADABLE for a file PIL cannot decode."""
+    from PIL import Image
+
+    with Image.open(source) as image:
+        # JPEG decodes at 1/2, 1/4 or 1/8 scale when that still covers the output: far less work.
+        image.draft("L" if channels == 1 else "RGB", (round(size / crop_min),) * 2)
+        image = image.convert("L" if channels == 1 else "RGB")
+        if crop_min < 1:
+            top, left, side = random_crop_box(image.height, image.width, crop_min)
+        else:
+            side = min(image.height, image.width)
+            top, left = (image.height - side) // 2, (image.width - side) // 2
+        array = np.array(image.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side)),
+                         dtype=np.uint8)  # a writable copy: torch refuses PIL's read-only buffer
+    return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+
+
+def scan_image_folder(folder: Path) -> tuple[list[str], list[int], tuple[str, ...]]:
+    """The images of `folder/<class>/` as (paths relative to folder, labels, class names), in sorted order."""
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist")
+    classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    if not classes:
+        raise DataError(f"{folder} has no class sub-folders (expected {folder}/<class>/<image>.jpg)")
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        names = sorted(entry.name for entry in os.scandir(folder / name)
+                       if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES)
+        if not names:
+            raise DataError(f"class folder {folder / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                            "add some or remove the folder")
+        files += [f"{name}/{file}" for file in names]
+        labels += [label] * len(names)
+    return files, labels, tuple(classes)
+
+
+class ImageFolderDataset:
+    """`folder/<class>/<image>`, classes in sorted order; `batch` returns {"images" in [-1, 1], "labels",
+    "readable"}.
+
+    Every image is cropped to a square (centred, or LlamaGen's random crop with `crop_min` < 1) and resized to
+    `size` (bicubic). An unreadable image is an error with on_bad_image="error"; with "skip" it is replaced in its
+    batch by the next readable image (the batch keeps its size, `readable` marks it False) and warned about once
+    per process, with a count.
+    """
+
+    def __init__(self, folder: str | Path, size: int, channels: int, flip: bool = False, crop_min: float = 1.0,
+                 on_bad_image: str = "skip", limit: int = 0):
+        folder = Path(folder)
+        if on_bad_image not in ("skip", "error"):
+            raise DataError(f"on_bad_image must be 'skip' or 'error', got {on_bad_image!r}")
+        if channels not in (1, 3):
+            raise DataError(f"data.channels must be 1 or 3, got {channels}")
+        files, labels, classes = scan_image_folder(folder)
+        if limit:
+            files, labels = files[:limit], labels[:limit]
+        self.folder, self.size, self.channels = folder, size, channels
+        self.flip, self.crop_min, self.on_bad_image = flip, crop_min, on_bad_image
+        # One bytes array, not a list of str: forked workers touching a million Python objects' reference counts
+        # would copy every page of them.
+        self.files = np.array([file.encode() for file in files])
+        self.labels = torch.tensor(labels, dtype=torch.int64)
+        self.class_names = classes
+        self.bad: set[int] = set()  # the unreadable images this process met
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def read(self, index: int) -> torch.Tensor | None:
+        """Image `index` as uint8 (C, size, size), cropped and resized; None when the file cannot be decoded."""
+        path = self.folder / self.files[index].decode()
+        try:
+            return decode_image(path, self.size, self.channels, self.crop_min)
+        except UNREADABLE as error:
+            if self.on_bad_image == "error":
+                raise DataError(f"{path}: unreadable image ({error}); data.on_bad_image=skip skips such images")
+            if index not in self.bad:
+                self.bad.add(index)
+                warnings.warn(f"{path}: unreadable image, skipped ({len(self.bad)} so far in this process)",
+                              stacklevel=2)
+            return None
+
+    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        images, labels, readable = [], [], []
+        for index in indices.tolist():
+            image, source = self.read(index), index
+            while image is None and source - index < MAX_BAD_IN_A_ROW:
+                source = (source + 1) % len(self)
+                image = self.read(source)
+            if image is None:
+                raise DataError(f"{self.folder}: {MAX_BAD_IN_A_ROW} unreadable images in a row after "
+                                f"{self.files[index].decode()}")
+            images.append(image)
+            labels.append(self.labels[source])
+            readable.append(source == index)
+        images = to_unit_range(torch.stack(images))
+        if self.flip:
+            images = random_flip(images)
+        return {"images": images, "labels": torch.stack(labels), "readable": torch.tensor(readable)}
