@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
 from argen.config import GPT_PRESETS, VQ_PRESETS, GPTConfig, LayoutConfig, VQConfig, preset
 from argen.data.token_cache import write_token_cache
