@@ -42,6 +42,26 @@ def dump_dom(tmp_path):
 
 
 @pytest.fixture
+def browser_page():
+    """A Playwright page in Debian's headless Chromium (Playwright's own browsers are never downloaded); the test
+    fails if a script of the page raised."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (scripts/setup.sh --dev installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        yield page
+        browser.close()
+    assert not errors, errors
+
+
+@pytest.fixture
 def torchrun():
     """A function giving a 2-rank torchrun command line for `python -m argen.cli` on a port free at that moment,
     so that test runs side by side on one machine do not collide on a fixed rendezvous port."""

@@ -18,8 +18,8 @@ LAYERS = {
                    "argen.ctf", "argen.ctf.table", "argen.ctf.sample", "argen.data", "argen.eval"],
     "loading": ["argen.io.load", "argen.io.convert"],
     "library": ["argen.pipeline", "argen.ctf.cluster", "argen.data.tokenize", "argen.eval.tokenizer",
-                "argen.eval.entropy_report", "argen.eval.report", "argen.train", "argen.bench"],
-    "apps": ["argen.cli", "argen.cli_arguments", "argen.demo"],
+                "argen.eval.entropy_report", "argen.eval.report", "argen.train", "argen.bench", "argen.live"],
+    "apps": ["argen.cli", "argen.cli_arguments", "argen.demo", "argen.serve"],
 }
 
 

@@ -258,3 +258,25 @@ def test_generate_rejects_mismatches():
         SamplingOptions(temperature={"visul": 1.0})
     with pytest.raises(ValueError, match="guidance_schedule"):
         SamplingOptions(guidance_schedule="exp")
+
+
+def test_on_step_sees_every_step_in_order_and_can_stop_decoding():
+    layout = make_layout("prologue-par")
+    model = make_model(layout)
+    labels = torch.tensor([1, 2])
+    seen = []
+    result = generate(model, layout, labels, options=SamplingOptions(greedy=True),
+                      on_step=lambda step, ids: seen.append((step.index, ids[:, :step.output_end].clone())))
+    assert [index for index, _ in seen] == list(range(layout.num_steps))
+    final = layout.generated_sequence(result.visual, result.prologue)
+    assert all(torch.equal(ids, final[:, :ids.shape[1]]) for _, ids in seen)  # each prefix is what was kept
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_third(step, ids):
+        if step.index == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        generate(model, layout, labels, on_step=stop_at_third)

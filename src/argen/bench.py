@@ -7,10 +7,14 @@ min and median of the timed repeats are reported. Other processes' CPU use is me
 run (from /proc/stat and os.times) and a warning is raised when the machine was not idle.
 
     argen bench sample --preset GPT-B --random-weights --grid 16 --batch 1 --dtype fp32 --json
+
+`argen bench live` times what watching a run costs (`argen serve`'s live display) against the same run unwatched.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import statistics
 import time
@@ -22,8 +26,9 @@ import torch
 from argen.config import GPTConfig, GPT_PRESETS, LayoutConfig, build, preset
 from argen.ctf.sample import RefineOptions, refine
 from argen.layout import Layout
+from argen.live import DISPLAY_BUDGET, generate_live, render_seconds
 from argen.model import KVCache, Transformer
-from argen.pipeline import load
+from argen.pipeline import Pipeline, load
 from argen.sample import DTYPES, SamplingOptions, generate
 
 EMBEDDING_TABLES = ("tok_embeddings.", "cls_embedding.", "spe_tok_embeddings.")
@@ -201,3 +206,64 @@ def run_sample_benchmark(model: str | Path | None = None, preset_name: str | Non
         result.update(ar_images_per_s=result["images_per_s"], images_per_s=batch / total,
                       refiner_share=result["refiner_seconds_per_batch_median"] / total)
     return result
+
+
+def benchmark_live(pipeline: Pipeline, batch: int = 1, guidance: float = 1.0, repeats: int = 5,
+                   budget: float = DISPLAY_BUDGET, seed: int = 0) -> dict:
+    """Seconds per batch of a run watched as `argen serve` watches it (a Frame after every step made into the page's
+    JSON, partial images within `budget`), of the same run unwatched, and of one watched with every step rendered;
+    each ends with the finished images decoded (the replay frames after them are not counted). The three alternate, `repeats` times each, after one warm-up, with
+    the same seed (the same tokens, so the same work). `overhead` = watched / unwatched - 1 (fastest of each)."""
+    if repeats < 1 or batch < 1:
+        raise ValueError(f"repeats and batch must be >= 1, got repeats={repeats}, batch={batch}")
+    labels = torch.arange(batch) % pipeline.config.model.num_classes
+    render_cost = render_seconds(pipeline, batch)  # as `argen serve` measures it at start
+    rendered, finished = [], []
+
+    def sink(frame) -> None:
+        page = frame.to_json()
+        json.dumps(page)
+        if frame.stage == "done":  # the replay frames that follow cost the run nothing
+            finished.append(time.perf_counter())
+        elif frame.stage != "replay":
+            rendered.append(page["images"] is not None)
+
+    def unwatched() -> None:
+        generator = torch.Generator(pipeline.device).manual_seed(seed)
+        pipeline.decode(pipeline.generate_ids(labels, generator, guidance=guidance).visual)
+
+    def watched(share: float) -> None:
+        rendered.clear()
+        finished.clear()
+        generate_live(pipeline, labels, sink, torch.Generator(pipeline.device).manual_seed(seed), budget=share,
+                      render_cost=render_cost, guidance=guidance)
+
+    runs = {"unwatched": unwatched, "watched": lambda: watched(budget), "every_step": lambda: watched(math.inf)}
+    seconds = {name: [] for name in runs}
+    for repeat in range(repeats + 1):
+        for name, run in runs.items():
+            begin = time.perf_counter()
+            run()
+            if repeat:  # the first round warms up
+                seconds[name].append((finished[0] if name != "unwatched" else time.perf_counter()) - begin)
+            if name == "watched":
+                renders = sum(rendered)
+    # Other jobs only add time, so the minimum is the steadiest figure on a shared machine; the median is kept too.
+    best = {name: min(values) for name, values in seconds.items()}
+    median = {name: statistics.median(values) for name, values in seconds.items()}
+    steps = pipeline.layout.num_steps + (pipeline.refiner is not None)
+    return {"steps": steps, "batch": batch, "guidance": guidance, "repeats": repeats, "budget": budget,
+            "threads": torch.get_num_threads(),
+            **{f"{name}_ms_per_step_min": 1000 * value / steps for name, value in best.items()},
+            "render_ms": 1000 * render_cost, "partial_renders": renders,
+            "overhead": best["watched"] / best["unwatched"] - 1,
+            "overhead_median": median["watched"] / median["unwatched"] - 1,
+            "every_step_overhead": best["every_step"] / best["unwatched"] - 1}
+
+
+def run_live_benchmark(model: str | Path, tokenizer: str | Path | None = None, refiner: str | Path | None = None,
+                       batch: int = 1, guidance: float = 1.0, repeats: int = 5,
+                       budget: float = DISPLAY_BUDGET) -> dict:
+    """`argen bench live`: benchmark_live of the pipeline of an AR checkpoint (its tokenizer, CTF's refiner)."""
+    pipeline = load(model, tokenizer=tokenizer, refiner=refiner)
+    return {**benchmark_live(pipeline, batch, guidance, repeats, budget), "model": str(model)}

@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 
 from argen import cli_arguments
-from argen.bench import run_sample_benchmark
+from argen.bench import run_live_benchmark, run_sample_benchmark
 from argen.cli_arguments import REFINE_DEFAULTS
 from argen.config import (ARRunConfig, DataConfig, RefinerRunConfig, TokenizerRunConfig, build, build_run,
                           dump_yaml)
@@ -24,7 +24,7 @@ from argen.data.tar_shards import pack_image_folder
 from argen.data.token_cache import TokenDataset
 from argen.data.tokenize import tokenize
 from argen.data.video import load_video_dataset
-from argen.demo import run_demo
+from argen.demo import SHIPPED, run_demo
 from argen.eval import report
 from argen.eval.entropy_report import write_entropy_analysis
 from argen.eval.features import ClassifierExtractor, FeatureExtractor
@@ -39,6 +39,7 @@ from argen.io.convert import convert_checkpoint
 from argen.io.images import save_grid
 from argen.io.load import ar_config_from_cache, open_token_cache, refiner_config_from_cache, tokenizer_config
 from argen.pipeline import load as load_pipeline
+from argen.serve.app import serve
 from argen.train import recipes
 from argen.train.classifier_task import ClassifierRunConfig, classifier_test_accuracy, train_classifier
 from argen.train.trainer import TrainingError
@@ -200,7 +201,19 @@ def cmd_bench_sample(args: argparse.Namespace) -> int:
                                   batch=args.batch, guidance=args.cfg, parallel=args.parallel, grid=args.grid,
                                   dtype=args.dtype, repeats=args.repeats, bandwidth_gbs=args.bandwidth_gbs,
                                   overrides=args.overrides, refiner=args.refiner)
-    if args.json:
+    return _print_result(result, args.json)
+
+
+def cmd_bench_live(args: argparse.Namespace) -> int:
+    _positive(batch=args.batch, repeats=args.repeats)
+    if not args.budget >= 0:
+        raise ValueError(f"--budget must be >= 0, got {args.budget}")
+    return _print_result(run_live_benchmark(args.model, args.tokenizer, args.refiner, args.batch, args.cfg,
+                                            args.repeats, args.budget), args.json)
+
+
+def _print_result(result: dict[str, Any], as_json: bool) -> int:
+    if as_json:
         print(json.dumps(result))
     else:
         width = max(len(key) for key in result)
@@ -343,12 +356,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    if not 0 <= args.port < 65536:
+        raise ValueError(f"--port must be in [0, 65535], got {args.port}")
+    serve(args.checkpoints or [SHIPPED], args.host, args.port)
+    return 0
+
+
 # argen's own errors (ValueError subclasses: ConfigError, CheckpointError, DataError, ...; TrainingError) and the
 # expected ones of files and formats; anything else is a bug and keeps its traceback.
 EXPECTED_ERRORS = (ValueError, OSError, EOFError, TrainingError, SafetensorError)
 
 HANDLERS = {
     "analyze-entropy": cmd_analyze_entropy,
+    "bench-live": cmd_bench_live,
     "bench-sample": cmd_bench_sample,
     "convert": cmd_convert,
     "ctf-cluster": cmd_ctf_cluster,
@@ -363,6 +384,7 @@ HANDLERS = {
     "probe": cmd_probe,
     "report": cmd_report,
     "sample": cmd_sample,
+    "serve": cmd_serve,
     "tokenize": cmd_tokenize,
     "tokenizer-train": cmd_tokenizer_train,
     "train": cmd_train,

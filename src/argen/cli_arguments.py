@@ -9,6 +9,7 @@ from typing import Any, Callable, NoReturn
 from argen import __version__
 from argen.config import GPT_PRESETS, VQ_PRESETS
 from argen.io.checkpoint import check_writable
+from argen.live import DISPLAY_BUDGET
 
 # The CTF refiner pass's defaults; a --refine-* option away from them needs --refiner.
 REFINE_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "guidance": 1.0}
@@ -193,6 +194,17 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     bench_sample.add_argument("--json", action="store_true")
     bench_sample.add_argument("overrides", nargs="*", metavar="key=value", help="model overrides, e.g. n_layer=2")
     bench_sample.set_defaults(handler=handlers["bench-sample"])
+    bench_live = bench_commands.add_parser("live", help="what watching a run costs (argen serve's live display)")
+    bench_live.add_argument("--model", required=True, type=Path, help="AR checkpoint or pipeline directory")
+    bench_live.add_argument("--tokenizer", type=Path, help="tokenizer checkpoint (else the one the model names)")
+    bench_live.add_argument("--refiner", type=Path, help="CTF: the refiner of a coarse AR model")
+    bench_live.add_argument("--batch", type=int, default=1)
+    bench_live.add_argument("--cfg", type=float, default=2.0, help="classifier-free guidance scale (1 = off)")
+    bench_live.add_argument("--repeats", type=int, default=5)
+    bench_live.add_argument("--budget", type=float, default=DISPLAY_BUDGET,
+                            help="share of the sampling time that partial renders may take")
+    bench_live.add_argument("--json", action="store_true")
+    bench_live.set_defaults(handler=handlers["bench-live"])
 
     convert = commands.add_parser("convert", help="convert LlamaGen / PAR checkpoints to argen checkpoints")
     convert.add_argument("kind", choices=["llamagen", "par", "llamagen-vq"])
@@ -291,6 +303,14 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     demo.add_argument("--per-batch", type=int, default=4,
                       help="images of each class in one sampling batch (1: the latency regime, batch = classes)")
     demo.set_defaults(handler=handlers["demo"])
+
+    serve = commands.add_parser("serve", help="a local web app: sample every method and watch the decode order")
+    serve.add_argument("--checkpoints", nargs="+", default=[], metavar="[NAME=]DIR",
+                       help="checkpoint sets like checkpoints/fmnist64 (every method found) or pipeline folders "
+                       "(default: the shipped checkpoints/fmnist64)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=handlers["serve"])
 
     analyze = commands.add_parser("analyze", help="analyses of data and models")
     analyze_commands = analyze.add_subparsers(dest="subcommand", metavar="subcommand", required=True)

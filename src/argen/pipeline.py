@@ -19,7 +19,7 @@ import json
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -32,7 +32,7 @@ from argen.io import checkpoint as ckpt
 from argen.io.images import save_grid
 from argen.io.load import AR_KIND, REFINER_KIND, TOKENIZER_KIND, load_ar, load_refiner, load_tokenizer
 from argen.io.video import save_gif, save_strip
-from argen.layout import Layout
+from argen.layout import Layout, Step
 from argen.model.refiner import Refiner
 from argen.sample import Generated, SamplingOptions, generate
 
@@ -109,11 +109,13 @@ class Pipeline:
         return labels.to(self.device)
 
     def generate_ids(self, labels, generator: torch.Generator | None = None, refine: dict | None = None,
-                     forced: dict[str, torch.Tensor] | None = None, **options: Any) -> Generated:
+                     forced: dict[str, torch.Tensor] | None = None,
+                     on_step: Callable[[Step, torch.Tensor], None] | None = None, **options: Any) -> Generated:
         """Token ids in grid order (and prologue ids) for each label; options are SamplingOptions fields.
 
         `forced` keeps given ids (see argen.sample.generate), e.g. {"prologue": ids (B, P)} resamples only the
-        visual tokens of fixed prologues.
+        visual tokens of fixed prologues; `on_step` watches every decode step (argen.sample.generate; under CTF
+        the coarse stage's).
 
         With a refiner (CTF), `visual` holds the fine ids, `coarse` the AR's coarse labels, and `refine` the
         RefineOptions fields of the refiner pass; unless given there, `greedy` and `dtype` are the coarse stage's
@@ -125,13 +127,13 @@ class Pipeline:
             if refine:
                 raise ValueError("refine options were given but the pipeline has no refiner (load with refiner=DIR)")
             return generate(self.model, self.layout, self._labels(labels), options=coarse_options,
-                            generator=generator, forced=forced)
+                            generator=generator, forced=forced, on_step=on_step)
         _check_fields(RefineOptions, refine or {}, "refine")
         defaults = {"restrict_to_cluster": self.refiner_config.refiner.restrict_to_cluster,
                     "greedy": coarse_options.greedy, "dtype": coarse_options.dtype}
         refine_options = RefineOptions(**{**defaults, **(refine or {})})
         return sample_ctf(self.model, self.layout, self.refiner, self._labels(labels), coarse_options,
-                          refine_options, generator, forced)
+                          refine_options, generator, forced, on_step)
 
     def sample(self, labels, batch_size: int = 64, generator: torch.Generator | None = None,
                refine: dict | None = None, decode: bool = True, **options: Any) -> Samples:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, fields
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -180,12 +180,16 @@ def _check_inputs(model: Transformer, layout: Layout, labels: torch.Tensor, guid
 @torch.no_grad()
 def generate(model: Transformer, layout: Layout, labels: torch.Tensor, *, options: SamplingOptions | None = None,
              generator: torch.Generator | None = None, forced: dict[str, torch.Tensor] | None = None,
-             cache: KVCache | None = None) -> Generated:
+             cache: KVCache | None = None,
+             on_step: Callable[[Step, torch.Tensor], None] | None = None) -> Generated:
     """Sample one sequence per label (B,) through every step of `layout`.
 
     `forced` fixes generated tokens: {"prologue": (B, P), "visual": (B, *grid)} local ids, -1 = sample.
     `cache` is reused when it fits (batch, layout length, dtype, device), else a new one is allocated.
     The generator (if any) must live on the model's device.
+    `on_step(step, generated)` is called after each step with the ids so far ((B, n_generated) global ids in
+    generation order, valid up to `step.output_end`; a buffer the loop keeps writing, so copy what you keep).
+    Reading them waits for the device; an exception it raises stops decoding (how a watcher cancels a run).
     """
     options = options or SamplingOptions()
     guided = options.guided(layout)
@@ -235,6 +239,8 @@ def generate(model: Transformer, layout: Layout, labels: torch.Tensor, *, option
                     wanted = forced_ids[:, step.output_start:step.output_end]
                     tokens = torch.where(wanted >= 0, wanted, tokens)
                 generated[:, step.output_start:step.output_end] = tokens
+                if on_step is not None:
+                    on_step(step, generated)
     finally:
         model.train(was_training)
 

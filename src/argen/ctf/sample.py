@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
-from argen.layout import Layout
+from argen.layout import Layout, Step
 from argen.model.refiner import Refiner
 from argen.model.transformer import Transformer
 from argen.sample import DTYPES, Generated, SamplingOptions, generate, sample_from_logits
@@ -85,9 +86,10 @@ def refine(refiner: Refiner, coarse: torch.Tensor, labels: torch.Tensor, options
 
 def sample_ctf(coarse_model: Transformer, coarse_layout: Layout, refiner: Refiner, labels: torch.Tensor,
                coarse_options: SamplingOptions | None = None, refine_options: RefineOptions | None = None,
-               generator: torch.Generator | None = None, forced: dict[str, torch.Tensor] | None = None
-               ) -> Generated:
-    """CTF: coarse labels through `generate` (any layout; `forced` as there), then fine ids from one refiner pass.
+               generator: torch.Generator | None = None, forced: dict[str, torch.Tensor] | None = None,
+               on_step: Callable[[Step, torch.Tensor], None] | None = None) -> Generated:
+    """CTF: coarse labels through `generate` (any layout; `forced` and `on_step` as there), then fine ids from one
+    refiner pass.
 
     Returns `Generated(visual=fine ids (B, *grid), prologue, coarse=coarse labels (B, *grid))`, grid order.
     """
@@ -95,6 +97,6 @@ def sample_ctf(coarse_model: Transformer, coarse_layout: Layout, refiner: Refine
         raise ValueError(f"the coarse layout has {coarse_layout.visual_vocab} visual labels but the refiner reads "
                          f"{refiner.config.vocab_size} clusters; pair models trained with the same table")
     coarse = generate(coarse_model, coarse_layout, labels, options=coarse_options, generator=generator,
-                      forced=forced)
+                      forced=forced, on_step=on_step)
     fine = refine(refiner, coarse.visual, labels, refine_options, generator)
     return Generated(visual=fine, prologue=coarse.prologue, coarse=coarse.visual)

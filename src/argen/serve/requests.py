@@ -1,0 +1,82 @@
+"""What a client may ask `argen serve` for: the fields of a run, their defaults and limits, checked before any
+work, with one-line messages (422 for a value out of its limits, 404 for an unknown method)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from argen.demo import SAMPLING
+from argen.serve.catalog import Method
+
+# Bounds that keep one request small on a CPU; the page reads them from /api/methods.
+LIMITS = {"images": 8, "guidance": 20.0, "temperature": 5.0, "seed": 2**53}  # 2**53: exact in JavaScript too
+DEFAULTS = {"class": 0, "images": 1, "seed": 0, "guidance": SAMPLING["guidance"],
+            "temperature": SAMPLING["temperature"], "top_k": 0, "top_p": 1.0}
+
+
+class RequestError(Exception):
+    """A request refused: its HTTP status and a one-line message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    method: str
+    label: int
+    images: int
+    seed: int
+    guidance: float
+    temperature: float
+    top_k: int
+    top_p: float
+
+    def sampling_options(self) -> dict[str, Any]:
+        """The SamplingOptions fields of this run."""
+        return {"guidance": self.guidance, "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _number(body: dict, name: str, integer: bool, low: float, high: float, low_open: bool = False) -> Any:
+    value = body.get(name, DEFAULTS[name])
+    kind = int if integer else (int, float)
+    # bool is an int in Python but not a number here; NaN and infinities are refused by the bounds' check.
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+        raise RequestError(422, f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if value < low or value > high or (low_open and value == low):
+        raise RequestError(422, f"{name} must be in {'(' if low_open else '['}{low}, {high}], got {value}")
+    return value
+
+
+def parse_run(body: Any, methods: dict[str, Method]) -> RunRequest:
+    """The run a JSON body asks for, or RequestError."""
+    if not isinstance(body, dict):
+        raise RequestError(422, "the body must be a JSON object")
+    unknown = sorted(set(body) - {"method", *DEFAULTS})
+    if unknown:
+        raise RequestError(422, f"unknown field(s) {', '.join(unknown)}; known: method, {', '.join(DEFAULTS)}")
+    name = body.get("method")
+    if name not in methods:
+        raise RequestError(404, f"unknown method {name!r}; known: {', '.join(methods)}")
+    method = methods[name]
+    label = body.get("class", DEFAULTS["class"])
+    names = method.class_names
+    if isinstance(label, str) and label in names:
+        label = names.index(label)
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(names):
+        raise RequestError(422, f"unknown class {label!r} for {name}; classes: 0 to {len(names) - 1} or a name "
+                                f"({', '.join(names)})")
+    return RunRequest(
+        method=name, label=label,
+        images=_number(body, "images", True, 1, LIMITS["images"]),
+        seed=_number(body, "seed", True, 0, LIMITS["seed"]),
+        guidance=float(_number(body, "guidance", False, 0.0, LIMITS["guidance"])),
+        temperature=float(_number(body, "temperature", False, 0.0, LIMITS["temperature"], low_open=True)),
+        top_k=_number(body, "top_k", True, 0, method.pipeline.layout.visual_vocab),
+        top_p=float(_number(body, "top_p", False, 0.0, 1.0, low_open=True)))

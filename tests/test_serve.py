@@ -1,0 +1,222 @@
+"""`argen serve` as a service: one real server process (the shipped checkpoints) for every test here: the API's
+errors, a streamed run, cancellation by a closed connection, a bounded load test, and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from argen.demo import METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+LOAD_REQUESTS = 20
+RSS_GROWTH_BOUND_MB = 64  # after a warm-up run; the 20 runs of the load test measured a few MB
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The base URL of `argen --threads 1 serve` on a free port, and its process."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    process = subprocess.Popen([sys.executable, "-m", "argen.cli", "--threads", "1", "serve", "--port", str(port)],
+                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            httpx.get(f"{url}/api/status", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail(f"argen serve did not start: {process.communicate()[0][-2000:]}")
+    yield url, process
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def events(response: httpx.Response):
+    """(type, data) of each server-sent event of a streamed response."""
+    for block in response.iter_text():
+        yield from parse_events(block)
+
+
+def parse_events(text: str):
+    for block in text.strip().split("\n\n"):
+        if block:
+            lines = dict(line.split(": ", 1) for line in block.splitlines())
+            yield lines["event"], json.loads(lines["data"])
+
+
+def rss_mb(process: subprocess.Popen) -> float:
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def test_methods_are_every_shipped_method_by_name(server):
+    listed = httpx.get(f"{server[0]}/api/methods").json()
+    assert [method["name"] for method in listed["methods"]] == [method.name for method in METHODS]
+    par16 = next(method for method in listed["methods"] if method["name"] == "PAR-16x")
+    assert par16["steps"] == 31 and par16["classes"][1] == "Trouser"
+    assert listed["limits"]["images"] >= 1 and listed["defaults"]["guidance"] == 2.0
+
+
+@pytest.mark.parametrize("body, status, says", [
+    ({"method": "PAR-32x"}, 404, "unknown method 'PAR-32x'"),
+    ({"method": "PAR-16x", "class": "Hat"}, 422, "unknown class 'Hat'"),
+    ({"method": "PAR-16x", "class": 10}, 422, "unknown class 10"),
+    ({"method": "PAR-16x", "images": 0}, 422, "images must be in [1, 8]"),
+    ({"method": "PAR-16x", "images": 1000}, 422, "images must be in [1, 8]"),
+    ({"method": "PAR-16x", "top_k": 5000}, 422, "top_k must be in [0, 1024]"),
+    ({"method": "PAR-16x", "temperature": 0}, 422, "temperature must be in (0.0, 5.0]"),
+    ({"method": "PAR-16x", "top_p": 1.5}, 422, "top_p must be in (0.0, 1.0]"),
+    ({"method": "PAR-16x", "seed": True}, 422, "seed must be an integer"),
+    ({"method": "PAR-16x", "guidance": "strong"}, 422, "guidance must be a number"),
+    ({"method": "PAR-16x", "steps": 3}, 422, "unknown field(s) steps"),
+    ('{"method": "PAR-16x", "guidance": NaN}', 422, "guidance must be a number"),
+    ("not json", 422, "the body is not JSON"),
+    ([1, 2], 422, "the body must be a JSON object"),
+    ("x" * 5000, 413, "at most 4096"),
+])
+def test_bad_requests_get_a_json_error_in_one_line(server, body, status, says):
+    content = body if isinstance(body, str) else json.dumps(body)
+    response = httpx.post(f"{server[0]}/api/generate", content=content)
+    assert response.status_code == status
+    message = response.json()["error"]
+    assert says in message and "\n" not in message and "Traceback" not in message
+
+
+def test_unknown_pages_and_methods_are_json_too(server):
+    for response, status in ((httpx.get(f"{server[0]}/nothing"), 404), (httpx.get(f"{server[0]}/api/generate"), 405)):
+        assert response.status_code == status and response.headers["content-type"] == "application/json"
+        assert "error" in response.json()
+
+
+def test_a_run_streams_every_step_then_its_images(server):
+    body = {"method": "PAR-16x", "class": "Trouser", "images": 2, "seed": 3}
+    with httpx.stream("POST", f"{server[0]}/api/generate", json=body, timeout=60) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        received = list(events(response))
+    steps = [data for kind, data in received if kind == "step"]
+    assert [data["step"] for data in steps] == list(range(1, 32))
+    # PAR-16x: the first token of each of the 16 regions one by one, then one token in every region per step.
+    assert [data["decoded"].count("1") for data in steps] == list(range(1, 17)) + list(range(32, 257, 16))
+    kinds = [kind for kind, _ in received]
+    done = received[kinds.index("done")][1]
+    assert done["steps"] == 31 and len(done["images"]) == 2
+    replay = received[kinds.index("done") + 1:]  # partial images of a few earlier steps, rendered after the run
+    assert replay and all(kind == "replay" and data["step"] < 31 and len(data["images"]) == 2 for kind, data in replay)
+    image = Image.open(io.BytesIO(base64.b64decode(done["images"][0].split(",", 1)[1])))
+    assert image.size == (64, 64) and done["images_per_s"] > 0
+
+
+def test_a_closed_connection_cancels_its_run(server):
+    url = server[0]
+    before = httpx.get(f"{url}/api/status").json()
+    # 8 images of 256 raster steps take seconds: the run is still going when the client leaves after one step.
+    with httpx.stream("POST", f"{url}/api/generate", json={"method": "1x raster", "images": 8}, timeout=60) as response:
+        first = next(events(response))
+        assert first[0] == "step" and first[1]["step"] == 1
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{url}/api/status").json()
+        if status["cancelled"] > before["cancelled"] and not status["running"]:
+            break
+        time.sleep(0.1)
+    assert status["cancelled"] == before["cancelled"] + 1 and status["finished"] == before["finished"]
+    assert not status["running"] and not status["waiting"]
+
+
+async def _one_run(client: httpx.AsyncClient, url: str, index: int) -> tuple[list[int], dict]:
+    """Places seen while queued and the done frame of one PAR-16x run (30 s per read, 120 s in all)."""
+    places, done = [], None
+    body = {"method": "PAR-16x", "class": index % 10, "seed": index}
+    async with asyncio.timeout(120):
+        async with client.stream("POST", f"{url}/api/generate", json=body) as response:
+            assert response.status_code == 200
+            buffer = ""
+            async for text in response.aiter_text():
+                buffer += text
+                *blocks, buffer = buffer.split("\n\n")
+                for kind, data in parse_events("\n\n".join(blocks)):
+                    assert kind != "error", data
+                    if kind == "queued":
+                        places.append(data["place"])
+                    elif kind == "done":
+                        done = data
+    return places, done
+
+
+def test_twenty_concurrent_runs_finish_without_error_or_memory_growth(server):
+    url, process = server
+    httpx.post(f"{url}/api/generate", json={"method": "PAR-16x"}, timeout=60).read()  # warm-up
+    before = rss_mb(process)
+
+    async def load():
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(*(_one_run(client, url, index) for index in range(LOAD_REQUESTS)))
+
+    started = time.perf_counter()
+    results = asyncio.run(load())
+    seconds = time.perf_counter() - started
+    growth = rss_mb(process) - before
+    print(f"\nload test: {LOAD_REQUESTS} concurrent PAR-16x runs in {seconds:.1f} s, server RSS {before:.0f} MB "
+          f"-> {before + growth:.0f} MB ({growth:+.1f} MB)")
+    assert all(done is not None and len(done["images"]) == 1 for _, done in results)
+    assert max(max(places, default=0) for places, _ in results) >= LOAD_REQUESTS // 2  # they queued, one at a time
+    assert growth < RSS_GROWTH_BOUND_MB
+    status = httpx.get(f"{url}/api/status").json()
+    assert not status["running"] and not status["waiting"] and status["failed"] == 0
+
+
+def test_the_page_shows_par_filling_its_regions_together_and_compares_every_method(server, browser_page):
+    page = browser_page
+    page.goto(server[0] + "/")
+    page.wait_for_selector("#method option", state="attached")
+    page.select_option("#method", "PAR-16x")
+    page.select_option("#class", label="Trouser")
+    page.click("#generate")
+    page.wait_for_selector('.run[data-method="PAR-16x"][data-state="done"]', timeout=30_000)
+    received = page.evaluate("window.argenEvents")
+    masks = [event["decoded"] for event in received if event["type"] == "step"]
+    assert len(masks) == 31
+    for mask in masks:  # each of the 16 regions (4x4 tokens) has as many tokens as the others, or one fewer
+        counts = [sum(mask[(4 * row + r) * 16 + 4 * column + c] == "1" for r in range(4) for c in range(4))
+                  for row in range(4) for column in range(4)]
+        assert max(counts) - min(counts) <= 1
+    assert masks[16].count("1") == 32 and [event["type"] for event in received].count("done") == 1
+    link = page.locator('.run[data-method="PAR-16x"] a[download]')
+    assert link.get_attribute("href").startswith("data:image/png;base64,")
+    assert "Trouser" in link.get_attribute("download")
+    assert "31 steps" in page.locator(".run .stats").inner_text()
+
+    page.click("#compare")
+    page.wait_for_function(f"document.querySelectorAll('.run[data-state=done]').length == {len(METHODS)}",
+                           timeout=60_000)
+    panels = page.locator(".run")
+    assert [panels.nth(i).get_attribute("data-method") for i in range(len(METHODS))] == [m.name for m in METHODS]
+    for i in range(len(METHODS)):
+        text = panels.nth(i).locator(".stats").inner_text()
+        assert " steps · " in text and " s wall" in text
+    seeds = {json.dumps(event.get("images")) for event in page.evaluate("window.argenEvents")
+             if event["type"] == "done" and event["method"] == "PAR-16x"}
+    assert len(seeds) == 1  # Compare's PAR-16x run repeats the one above: the same seed and class, the same image
