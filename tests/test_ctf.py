@@ -177,7 +177,7 @@ def test_coarse_ar_cached_decoding_equals_teacher_forcing(layout_options):
     assert (torch.cat(pieces, dim=1) - full).abs().max().item() < 1e-4
     # Greedy decoding is the argmax of the teacher-forced logits on its own output.
     labels = torch.tensor([2, 7])
-    out = generate(model, layout, labels, options=SamplingOptions(greedy=True)).visual
+    out = generate(model, layout, labels, options=SamplingOptions(greedy=True, dtype="fp32")).visual
     assert int(out.max()) < COARSE_VOCAB and out.unique().numel() > 1
     forced = layout.training_tensors(out, labels)
     logits = model(forced["ids"], forced["kinds"], rope, forced["mask"])

@@ -14,11 +14,13 @@ LATE_IMPORTS_ALLOWED = {"argen"}
 LAYERS = {
     "foundation": ["argen", "argen.config", "argen.io", "argen.io.checkpoint", "argen.io.images", "argen.io.video",
                    "argen.data.idx", "argen.data.transforms"],
-    "components": ["argen.model", "argen.tokenizer", "argen.layout", "argen.sample", "argen.teacher_forcing",
+    "components": ["argen.model", "argen.tokenizer", "argen.layout", "argen.precision", "argen.sample",
+                   "argen.teacher_forcing",
                    "argen.ctf", "argen.ctf.table", "argen.ctf.sample", "argen.data", "argen.eval"],
     "loading": ["argen.io.load", "argen.io.convert"],
     "library": ["argen.pipeline", "argen.ctf.cluster", "argen.data.tokenize", "argen.eval.tokenizer",
-                "argen.eval.entropy_report", "argen.eval.report", "argen.train", "argen.bench", "argen.live"],
+                "argen.eval.entropy_report", "argen.eval.report", "argen.train", "argen.machine", "argen.bench",
+                "argen.live"],
     "apps": ["argen.cli", "argen.cli_arguments", "argen.demo", "argen.serve"],
 }
 

@@ -22,7 +22,9 @@ LAYOUTS = {
                               prologue_length=4, prologue_vocab=6, prologue_parallel=2),
 }
 VISUAL_VOCAB = 24
-GUIDED = SamplingOptions(greedy=True, guidance={"prologue": 0.7, "visual": 3.0},
+# fp32: the decode loop's argmax must equal the (fp32) teacher-forced one exactly.
+GREEDY = SamplingOptions(greedy=True, dtype="fp32")
+GUIDED = SamplingOptions(greedy=True, guidance={"prologue": 0.7, "visual": 3.0}, dtype="fp32",
                          guidance_schedule={"visual": "cosine"}, guidance_power={"visual": 0.5})
 
 
@@ -92,7 +94,7 @@ def expected_greedy(model: Transformer, layout: Layout, visual, prologue, labels
 
 
 @pytest.mark.parametrize("name", list(LAYOUTS))
-@pytest.mark.parametrize("options", [SamplingOptions(greedy=True), GUIDED], ids=["plain", "guided"])
+@pytest.mark.parametrize("options", [GREEDY, GUIDED], ids=["plain", "guided"])
 def test_greedy_decode_equals_teacher_forced_argmax(name, options):
     layout = make_layout(name)
     model = make_model(layout)
@@ -183,8 +185,8 @@ def test_forced_ids_are_kept():
     assert torch.equal(out.prologue, fixed_prologue)
     assert torch.all(out.visual[:, 0] == 7) and not torch.all(out.visual[:, 1:] == 7)
     # Greedy continuation after a forced prologue is the teacher-forced argmax of that prologue.
-    greedy = generate(model, layout, labels, options=SamplingOptions(greedy=True), forced={"prologue": fixed_prologue})
-    expected = expected_greedy(model, layout, greedy.visual, fixed_prologue, labels, SamplingOptions(greedy=True))
+    greedy = generate(model, layout, labels, options=GREEDY, forced={"prologue": fixed_prologue})
+    expected = expected_greedy(model, layout, greedy.visual, fixed_prologue, labels, GREEDY)
     assert torch.equal(layout.to_generation_order(greedy.visual), expected[:, 4:])
     with pytest.raises(ValueError, match="forced prologue ids must be"):
         generate(model, layout, labels, forced={"prologue": fixed_prologue[:, :2]})
@@ -232,9 +234,8 @@ def test_bf16_and_cache_reuse_and_training_mode_restored():
     model = make_model(layout).train()
     labels = torch.tensor([1, 2])
     cache = KVCache.allocate(model, 2, layout.sequence_length, torch.float32, "cpu")
-    options = SamplingOptions(greedy=True)
-    first = generate(model, layout, labels, options=options, cache=cache)
-    again = generate(model, layout, labels, options=options, cache=cache)
+    first = generate(model, layout, labels, options=GREEDY, cache=cache)
+    again = generate(model, layout, labels, options=GREEDY, cache=cache)
     assert torch.equal(first.visual, again.visual) and model.training
     half = generate(model, layout, labels, options=SamplingOptions(greedy=True, dtype="bf16"))
     assert half.visual.shape == (2, 8, 8) and int(half.visual.max()) < VISUAL_VOCAB

@@ -84,7 +84,8 @@ def test_cached_greedy_decoding_equals_the_teacher_forced_argmax(name):
     layout = video_layout(name)
     model = tiny_model(layout)
     labels = torch.tensor([0, 3])
-    generated = generate(model, layout, labels, options=SamplingOptions(greedy=True)).visual  # (B, T, H, W)
+    options = SamplingOptions(greedy=True, dtype="fp32")  # exactly the fp32 teacher-forced argmax
+    generated = generate(model, layout, labels, options=options).visual  # (B, T, H, W)
     assert generated.shape == (2, *layout.grid)
     tensors = layout.training_tensors(generated, labels)
     with torch.no_grad():

@@ -15,70 +15,45 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 import time
 import warnings
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from argen.config import GPTConfig, GPT_PRESETS, LayoutConfig, build, preset
 from argen.ctf.sample import RefineOptions, refine
 from argen.layout import Layout
 from argen.live import DISPLAY_BUDGET, generate_live, render_seconds
+from argen.machine import BUSY_OTHERS, OtherLoad, describe, read_bandwidth_gbs
 from argen.model import KVCache, Transformer
+from argen.model.linear import Linear
 from argen.pipeline import Pipeline, load
-from argen.sample import DTYPES, SamplingOptions, generate
+from argen.precision import CACHE_DTYPES, resolve
+from argen.sample import SamplingOptions, decode_rows, generate
 
 EMBEDDING_TABLES = ("tok_embeddings.", "cls_embedding.", "spe_tok_embeddings.")
-BUSY_OTHERS_WARNING = 0.2  # CPU cores used by other processes above which a run is suspect
 # /proc/stat and os.times count in clock ticks (10 ms): over a 10 ms window one tick reads as a whole core, so the
 # load is read over windows of consecutive repeats at least this long.
 LOAD_WINDOW_SECONDS = 0.5
 
 
-def _cpu_jiffies() -> tuple[int, int] | None:
-    """(busy, total) jiffies of the whole machine, or None where /proc/stat does not exist."""
-    stat = Path("/proc/stat")
-    if not stat.is_file():
-        return None
-    values = [int(v) for v in stat.read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return sum(values) - idle, sum(values)
-
-
-def _own_cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-class OtherLoad:
-    """CPU cores used by other processes between start() and stop() (None if unmeasurable)."""
-
-    def start(self) -> None:
-        self.jiffies, self.own, self.wall = _cpu_jiffies(), _own_cpu_seconds(), time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.wall
-
-    def stop(self) -> float | None:
-        jiffies = _cpu_jiffies()
-        if jiffies is None or self.jiffies is None:
-            return None
-        busy_seconds = (jiffies[0] - self.jiffies[0]) / os.sysconf("SC_CLK_TCK")
-        own = _own_cpu_seconds() - self.own
-        return max(busy_seconds - own, 0.0) / max(time.perf_counter() - self.wall, 1e-9)
-
-
-def bytes_per_step(model: Transformer, layout: Layout, rows: int, cache_dtype: torch.dtype) -> dict[str, float]:
-    """Average bytes read per decode step: weights once (embedding tables: only the rows used) + KV cache."""
+def bytes_per_step(model: Transformer, layout: Layout, rows: int, precision: str) -> dict[str, float]:
+    """Average bytes read per decode step in a concrete precision: weights once (embedding tables: only the rows
+    used; int8 linear weights: one byte each plus a bf16 scale per output channel) + KV cache."""
+    int8_linears = {f"{name}.weight" for name, module in model.named_modules()
+                    if isinstance(module, Linear)} if precision == "int8" else set()
     weights = 0
     for name, parameter in model.named_parameters():
         if name.startswith(EMBEDDING_TABLES):
             weights += rows * parameter.shape[-1] * parameter.element_size()
+        elif name in int8_linears:
+            weights += parameter.numel() + 2 * parameter.shape[0]
         else:
             weights += parameter.numel() * parameter.element_size()
+    cache_dtype = CACHE_DTYPES[precision]
     config = model.config
     kv_dim = (config.n_kv_head or config.n_head) * (config.dim // config.n_head)
     element = torch.finfo(cache_dtype).bits // 8
@@ -110,20 +85,26 @@ def _timed(run, device: torch.device, warmup: int, repeats: int) -> tuple[list[f
             loads.append(load.stop())
             load.start()
     busiest = max((value for value in loads if value is not None), default=None)
-    if busiest is not None and busiest > BUSY_OTHERS_WARNING:
+    if busiest is not None and busiest > BUSY_OTHERS:
         warnings.warn(f"other processes used up to {busiest:.2f} CPU cores during the benchmark; "
                       f"the timings are not trustworthy", RuntimeWarning, stacklevel=3)
     return seconds, busiest
 
 
+def linear_path(model: nn.Module) -> str:
+    """The product the model's linear layers took in their last forward (see Linear.last_path)."""
+    return next(module.last_path for module in model.modules() if isinstance(module, Linear))
+
+
 def benchmark_sampling(model: Transformer, layout: Layout, batch: int = 1, guidance: float = 1.0,
-                       dtype: str = "fp32", repeats: int = 5, bandwidth_gbs: float = 30.0, warmup: int = 1,
+                       dtype: str = "auto", repeats: int = 5, bandwidth_gbs: float | None = None, warmup: int = 1,
                        seed: int = 0) -> dict:
     """Time `generate` (sampling at temperature 1) and relate it to the bandwidth bound.
 
     Returns steps, ms_per_step_min/median, images_per_s, tokens_per_s (median), bytes_per_step,
     bandwidth_fraction (bound / median step time) and bandwidth_fraction_best (bound / min), the
-    busiest other-process load seen (cores) and the settings.
+    busiest other-process load seen (cores), the precision and linear product taken, the settings and the
+    machine (`argen.machine.describe`). The bandwidth is this machine's measured one unless given.
     """
     if repeats < 1 or batch < 1:
         raise ValueError(f"repeats and batch must be >= 1, got repeats={repeats}, batch={batch}")
@@ -131,33 +112,36 @@ def benchmark_sampling(model: Transformer, layout: Layout, batch: int = 1, guida
     device = next(model.parameters()).device
     labels = torch.arange(batch, device=device) % model.config.num_classes
     rows = batch * (2 if options.guided(layout) else 1)
-    cache = KVCache.allocate(model, rows, layout.sequence_length, DTYPES[dtype], device)
+    precision = resolve(dtype, decode_rows(layout, rows), device)
+    cache = KVCache.allocate(model, rows, layout.sequence_length, CACHE_DTYPES[precision], device)
     generator = torch.Generator(device=device).manual_seed(seed)
+    measured = bandwidth_gbs is None
+    bandwidth_gbs = read_bandwidth_gbs() if measured else bandwidth_gbs
 
     seconds, busiest = _timed(lambda: generate(model, layout, labels, options=options, generator=generator,
                                                 cache=cache), device, warmup, repeats)
     steps = layout.num_steps
-    traffic = bytes_per_step(model, layout, rows, DTYPES[dtype])
+    traffic = bytes_per_step(model, layout, rows, precision)
     bound_ms = traffic["total"] / (bandwidth_gbs * 1e9) * 1e3
     step_min = min(seconds) / steps * 1e3
     step_median = statistics.median(seconds) / steps * 1e3
     median_seconds = statistics.median(seconds)
     return {
-        "steps": steps, "batch": batch, "rows": rows, "guidance": guidance, "dtype": dtype, "repeats": repeats,
-        "threads": torch.get_num_threads(),
+        "steps": steps, "batch": batch, "rows": rows, "guidance": guidance, "dtype": dtype,
+        "dtype_path": precision, "linear_path": linear_path(model), "repeats": repeats,
         "ms_per_step_min": step_min, "ms_per_step_median": step_median,
         "seconds_per_batch_median": median_seconds,
         "images_per_s": batch / median_seconds,
         "tokens_per_s": batch * layout.generated_length / median_seconds,
         "bytes_per_step": traffic["total"], "weight_bytes_per_step": traffic["weights"],
         "kv_bytes_per_step": traffic["kv_cache"],
-        "bandwidth_gbs": bandwidth_gbs, "bound_ms_per_step": bound_ms,
+        "bandwidth_gbs": bandwidth_gbs, "bandwidth_measured": measured, "bound_ms_per_step": bound_ms,
         "bandwidth_fraction": bound_ms / step_median, "bandwidth_fraction_best": bound_ms / step_min,
-        "other_load_max_cores": busiest,
+        "other_load_max_cores": busiest, **describe(),
     }
 
 
-def benchmark_refiner(refiner, grid: tuple[int, ...], batch: int = 1, dtype: str = "fp32", repeats: int = 5,
+def benchmark_refiner(refiner, grid: tuple[int, ...], batch: int = 1, dtype: str = "auto", repeats: int = 5,
                       warmup: int = 1, seed: int = 0) -> dict:
     """Time CTF's refiner pass (coarse labels -> fine ids, one forward) for a batch; the seconds do not depend on
     the labels' values, so random coarse labels stand in for the AR's."""
@@ -172,7 +156,7 @@ def benchmark_refiner(refiner, grid: tuple[int, ...], batch: int = 1, dtype: str
 
 def run_sample_benchmark(model: str | Path | None = None, preset_name: str | None = None,
                          random_weights: bool = False, batch: int = 1, guidance: float = 1.0, parallel: int = 1,
-                         grid: int = 16, dtype: str = "fp32", repeats: int = 3, bandwidth_gbs: float = 30.0,
+                         grid: int = 16, dtype: str = "auto", repeats: int = 3, bandwidth_gbs: float | None = None,
                          overrides: list[str] | None = None, refiner: str | Path | None = None) -> dict:
     """`argen bench sample`: a trained model (its own layout) or a preset with random weights; with a CTF
     `refiner` the refiner pass is timed too and images/s covers both stages."""
@@ -192,7 +176,8 @@ def run_sample_benchmark(model: str | Path | None = None, preset_name: str | Non
         layout = Layout(LayoutConfig(grid=(grid, grid), order=order, parallel=parallel), config.vocab_size)
         torch.manual_seed(0)
         network = Transformer(config, n_transition=layout.n_transition).eval()
-    if dtype == "bf16":
+    rows = batch * (2 if SamplingOptions(guidance=guidance).guided(layout) else 1)
+    if resolve(dtype, decode_rows(layout, rows), next(network.parameters()).device) == "bf16":
         network = network.to(torch.bfloat16)  # bf16 weights: half the bytes per step (LlamaGen's inference setup)
     result = benchmark_sampling(network, layout, batch, guidance, dtype, repeats, bandwidth_gbs)
     result.update(model=str(model) if model else f"{preset_name} (random weights)",

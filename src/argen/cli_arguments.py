@@ -10,6 +10,7 @@ from argen import __version__
 from argen.config import GPT_PRESETS, VQ_PRESETS
 from argen.io.checkpoint import check_writable
 from argen.live import DISPLAY_BUDGET
+from argen.precision import PRECISIONS
 
 # The CTF refiner pass's defaults; a --refine-* option away from them needs --refiner.
 REFINE_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "guidance": 1.0}
@@ -131,7 +132,8 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     sample.add_argument("--fixed-prologue", type=Path, help="Prologue: a token cache with prologue ids; write a "
                         "grid whose rows keep the prologue of the cache's first --count images and resample only "
                         "the visual tokens (--columns - 1 samples per row)")
-    sample.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    sample.add_argument("--dtype", default="auto", choices=PRECISIONS,
+                        help="decode precision; auto = the fastest on this CPU (docs/speed.md)")
     sample.add_argument("--ema", action="store_true", help="use the EMA weights")
     sample.add_argument("--columns", type=int, default=10)
     sample.add_argument("--fps", type=float, default=4.0, help="frames per second of video GIFs")
@@ -188,9 +190,10 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     bench_sample.add_argument("--cfg", type=float, default=1.0)
     bench_sample.add_argument("--parallel", type=int, default=1)
     bench_sample.add_argument("--grid", type=int, default=16, help="token grid side for --preset")
-    bench_sample.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    bench_sample.add_argument("--dtype", default="auto", choices=PRECISIONS)
     bench_sample.add_argument("--repeats", type=int, default=3)
-    bench_sample.add_argument("--bandwidth-gbs", type=float, default=30.0)
+    bench_sample.add_argument("--bandwidth-gbs", type=float,
+                              help="memory bandwidth of the bound (default: measured once on this machine, cached)")
     bench_sample.add_argument("--json", action="store_true")
     bench_sample.add_argument("overrides", nargs="*", metavar="key=value", help="model overrides, e.g. n_layer=2")
     bench_sample.set_defaults(handler=handlers["bench-sample"])

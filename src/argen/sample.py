@@ -10,7 +10,6 @@ probabilities), so nothing in the loop waits for the device.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, fields
 from typing import Callable, NamedTuple
@@ -20,10 +19,10 @@ import torch
 from argen.layout import PROLOGUE, SEPARATOR, VISUAL, Layout, Step
 from argen.model.kv_cache import KVCache
 from argen.model.transformer import Transformer
+from argen.precision import CACHE_DTYPES, PRECISIONS, inference_precision, resolve
 
 SAMPLED_SEGMENTS = (PROLOGUE, VISUAL)
 SCHEDULES = ("constant", "linear", "cosine")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -42,7 +41,7 @@ class SamplingOptions:
     guidance: float | dict[str, float] = 1.0  # 1 = no guidance
     guidance_schedule: str | dict[str, str] = "constant"
     guidance_power: float | dict[str, float] = 1.0
-    dtype: str = "fp32"  # "fp32" or "bf16" (autocast when the weights are fp32)
+    dtype: str = "auto"  # "auto" (the fastest on this CPU), "fp32", "bf16" or "int8": see argen.precision
     compile: bool = False  # torch.compile the model's step forward (static cache length)
 
     def __post_init__(self) -> None:
@@ -53,8 +52,10 @@ class SamplingOptions:
                 if unknown:
                     raise ValueError(f"SamplingOptions.{item.name}: unknown segment(s) {unknown}; "
                                      f"valid: {', '.join(SAMPLED_SEGMENTS)}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"SamplingOptions.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        if self.dtype not in PRECISIONS:
+            raise ValueError(f"SamplingOptions.dtype must be one of {list(PRECISIONS)}, got {self.dtype!r}")
+        if self.compile and self.dtype == "int8":
+            raise ValueError("SamplingOptions: a compiled step runs fp32 or bf16, not int8")
         for segment in SAMPLED_SEGMENTS:
             if self.segment_value("guidance_schedule", segment) not in SCHEDULES:
                 raise ValueError(f"guidance_schedule must be one of {SCHEDULES}, "
@@ -177,6 +178,12 @@ def _check_inputs(model: Transformer, layout: Layout, labels: torch.Tensor, guid
         raise ValueError("guidance needs a null class, but the model was built with class_dropout_prob = 0")
 
 
+def decode_rows(layout: Layout, rows: int) -> int:
+    """Rows of the typical decode step: sequences (guidance doubled) x slots fed per step after the prefill."""
+    slots = [step.n_slots for step in layout.steps[1:]] or [1]
+    return rows * max(set(slots), key=slots.count)
+
+
 @torch.no_grad()
 def generate(model: Transformer, layout: Layout, labels: torch.Tensor, *, options: SamplingOptions | None = None,
              generator: torch.Generator | None = None, forced: dict[str, torch.Tensor] | None = None,
@@ -194,16 +201,13 @@ def generate(model: Transformer, layout: Layout, labels: torch.Tensor, *, option
     options = options or SamplingOptions()
     guided = options.guided(layout)
     _check_inputs(model, layout, labels, guided)
-    parameter = next(model.parameters())
-    device, dtype = parameter.device, DTYPES[options.dtype]
-    if parameter.dtype != dtype and not (parameter.dtype == torch.float32 and dtype == torch.bfloat16):
-        raise ValueError(f"options.dtype={options.dtype} cannot run a model whose weights are {parameter.dtype}")
-    autocast = torch.autocast(device.type, dtype=dtype) if parameter.dtype != dtype else contextlib.nullcontext()
-
+    device = next(model.parameters()).device
     batch = labels.shape[0]
     labels = labels.to(device)
     condition = torch.cat([labels, torch.full_like(labels, model.null_class)]) if guided else labels
     rows = condition.shape[0]
+    precision = resolve(options.dtype, decode_rows(layout, rows), device, options.compile)
+    dtype = CACHE_DTYPES[precision]
     length = layout.sequence_length
     if cache is None or not cache.fits(rows, length, dtype, device):
         cache = KVCache.allocate(model, rows, length, dtype, device)
@@ -220,7 +224,7 @@ def generate(model: Transformer, layout: Layout, labels: torch.Tensor, *, option
     was_training = model.training
     model.eval()
     try:
-        with autocast:
+        with inference_precision(model, precision):
             for step in layout.steps:
                 start, end = step.slot_start, step.slot_end
                 if step.index == 0:

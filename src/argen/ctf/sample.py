@@ -8,7 +8,6 @@ its cluster.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,7 +16,8 @@ import torch
 from argen.layout import Layout, Step
 from argen.model.refiner import Refiner
 from argen.model.transformer import Transformer
-from argen.sample import DTYPES, Generated, SamplingOptions, generate, sample_from_logits
+from argen.precision import PRECISIONS, inference_precision, resolve
+from argen.sample import Generated, SamplingOptions, generate, sample_from_logits
 
 
 @dataclass
@@ -30,7 +30,7 @@ class RefineOptions:
     greedy: bool = False
     guidance: float = 1.0  # 1 = no guidance; needs a refiner trained with class dropout
     restrict_to_cluster: bool = False  # sample only codes of each position's cluster
-    dtype: str = "fp32"
+    dtype: str = "auto"  # see argen.precision
 
     def __post_init__(self) -> None:
         if self.temperature <= 0 and not self.greedy:
@@ -39,8 +39,8 @@ class RefineOptions:
             raise ValueError(f"refine top_k must be >= 0, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"refine top_p must be in (0, 1], got {self.top_p}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"refine dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        if self.dtype not in PRECISIONS:
+            raise ValueError(f"refine dtype must be one of {list(PRECISIONS)}, got {self.dtype!r}")
 
 
 @torch.no_grad()
@@ -61,9 +61,7 @@ def refine(refiner: Refiner, coarse: torch.Tensor, labels: torch.Tensor, options
     if guided and not refiner.has_null_class:
         raise ValueError("refiner guidance needs a null class, but the refiner was trained with "
                          "model.class_dropout_prob = 0; use a refine guidance of 1")
-    parameter = next(refiner.parameters())
-    device, dtype = parameter.device, DTYPES[options.dtype]
-    autocast = torch.autocast(device.type, dtype=dtype) if parameter.dtype != dtype else contextlib.nullcontext()
+    device = next(refiner.parameters()).device
     batch, grid = coarse.shape[0], tuple(coarse.shape[1:])
     flat = coarse.flatten(1).to(device)  # (B, N)
     labels = labels.to(device)
@@ -71,7 +69,7 @@ def refine(refiner: Refiner, coarse: torch.Tensor, labels: torch.Tensor, options
     was_training = refiner.training
     refiner.eval()
     try:
-        with autocast:
+        with inference_precision(refiner, resolve(options.dtype, condition.numel(), device)):
             logits = refiner(torch.cat([flat, flat]) if guided else flat, condition, refiner.rope(grid))
     finally:
         refiner.train(was_training)

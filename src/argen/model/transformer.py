@@ -19,14 +19,10 @@ from torch import nn
 
 from argen.config import GPTConfig
 from argen.model.kv_cache import KVCache
+from argen.model.linear import Linear
 from argen.model.rope import apply_rope
 
 SLOT_CLASS, SLOT_TOKEN, SLOT_TRANSITION = 0, 1, 2
-
-# oneDNN packs a weight for the batch size it is given; packed for 16 rows, a bf16 product of 1 to 16
-# rows costs the same (AMX/AVX-512 bf16), which is what lets a PAR step of k tokens cost about one token.
-PACKED_ROWS_HINT = 16
-
 
 def find_multiple(value: int, multiple: int) -> int:
     """The smallest multiple of `multiple` that is >= value."""
@@ -39,42 +35,6 @@ def ffn_hidden_dim(config: GPTConfig) -> int:
     if config.ffn_dim_multiplier is not None:
         hidden = int(config.ffn_dim_multiplier * hidden)
     return find_multiple(hidden, config.multiple_of)
-
-
-class Linear(nn.Linear):
-    """Bias-free linear layer. In bf16 inference on CPU it multiplies by a cached oneDNN-packed copy of
-    its weight: the plain bf16 product repacks (or, under autocast, recasts) the weight at every call,
-    which dominates a decode step of a few rows."""
-
-    def __init__(self, in_features: int, out_features: int):
-        super().__init__(in_features, out_features, bias=False)
-        self._packed: tuple[tuple[int, int], torch.Tensor] | None = None  # ((data_ptr, version), packed weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._packs(x):
-            return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self._packed_weight(), None, "none",
-                                                      [], "")
-        return F.linear(x, self.weight)
-
-    def _packs(self, x: torch.Tensor) -> bool:
-        if (torch.is_grad_enabled() or x.device.type != "cpu" or torch.compiler.is_compiling()
-                or type(self.weight.data) is not torch.Tensor):  # e.g. FSDP's DTensor shards
-            return False
-        autocast = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-        bf16 = autocast or x.dtype == self.weight.dtype == torch.bfloat16
-        return bf16 and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-    def _packed_weight(self) -> torch.Tensor:
-        # The key changes with every in-place update (optimizer steps, load_state_dict) and every new tensor.
-        key = (self.weight.data_ptr(), self.weight._version)
-        if self._packed is None or self._packed[0] != key:
-            weight = self.weight.detach().to(torch.bfloat16)
-            self._packed = (key, torch.ops.mkldnn._reorder_linear_weight(weight, PACKED_ROWS_HINT))
-        return self._packed[1]
-
-    def __getstate__(self) -> dict:
-        # A cache, not state: copies (EMA, deepcopy, pickling) repack on their first use.
-        return {**super().__getstate__(), "_packed": None}
 
 
 class RMSNorm(nn.Module):
