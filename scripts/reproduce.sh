@@ -30,11 +30,12 @@ done_or() {  # done_or OUTPUT COMMAND...: run COMMAND unless OUTPUT exists
 }
 
 evaluate() {  # evaluate RUN OUT [SAMPLE OPTIONS]: 1000 samples (100 per class) and their metrics; the options
-    # replace the defaults (guidance 2, temperature 0.8) or add to them (a CTF model's --refiner DIR)
+    # replace the defaults (guidance 2, temperature 0.8) or add to them (a CTF model's --refiner DIR). fp32, not
+    # the machine-dependent auto precision, so that the figures are the same on every CPU.
     local run=$1 out=$2; shift 2
     mkdir -p "$out"
     done_or "$out/samples.npz" $argen sample --model "$run/checkpoint" --count 1000 --batch 250 --cfg 2 \
-        --temperature 0.8 --seed 0 --out "$out" "$@"
+        --temperature 0.8 --dtype fp32 --seed 0 --out "$out" "$@"
     done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/fmnist64-reference.npz \
         --classifier $classifier --bootstrap 50 --out "$out/metrics.json"
 }
