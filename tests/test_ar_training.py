@@ -70,6 +70,16 @@ def test_activation_checkpointing_and_compile_train_the_same_model(token_cache, 
     assert saved.keys() == argen.load(tmp_path / "plain" / "checkpoint").model.state_dict().keys()
 
 
+def test_auto_precision_trains_in_what_this_machine_runs_faster(token_cache, tmp_path):
+    from argen.precision import training_precision
+
+    config = tiny_config(token_cache, tmp_path, steps=2)
+    config.train.precision = "auto"
+    recipes.train_ar(config, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert {record["precision"] for record in records} == {training_precision("cpu")} <= {"fp32", "bf16"}
+
+
 @pytest.mark.parametrize("layout", [{}, {"order": "region", "parallel": 4}])
 def test_resume_equals_uninterrupted(token_cache, tmp_path, layout):
     recipes.train_ar(tiny_config(token_cache, tmp_path / "full", **layout), progress=False)

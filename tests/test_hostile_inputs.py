@@ -66,7 +66,7 @@ CASES = [
     ("grad-accum-0", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.grad_accum=0"],
      "train.grad_accum must be an integer >= 1"),
     ("precision-fp8", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.precision=fp8"],
-     "train.precision must be one of fp32, bf16"),
+     "train.precision must be one of fp32, bf16, auto"),
     ("steps-0", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.steps=0"], "train.steps must be"),
     ("unknown-key", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.stepz=3"], "stepz"),
     ("yaml-syntax", ["train", *CONFIG_MODEL, "--config", "{tmp}/bad.yaml", "--out", "{tmp}/out"],

@@ -196,7 +196,7 @@ class TrainConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0  # 0 disables clipping
-    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+    precision: str = "fp32"  # "fp32", "bf16" (autocast) or "auto" (bf16 where this machine runs it faster)
     ema_decay: float = 0.0  # 0 disables EMA
     seed: int = 0
     log_every: int = 10
@@ -215,7 +215,7 @@ class TrainConfig:
         for name, low in at_least.items():
             if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
                 raise ConfigError(f"train.{name} must be an integer >= {low}, got {getattr(self, name)!r}")
-        choices = {"schedule": ("constant", "cosine", "linear"), "precision": ("fp32", "bf16")}
+        choices = {"schedule": ("constant", "cosine", "linear"), "precision": ("fp32", "bf16", "auto")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"train.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

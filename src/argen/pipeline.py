@@ -186,7 +186,10 @@ class Pipeline:
             hint = " and a refiner (its AR model predicts CTF coarse labels)" if self.coarse else ""
             raise ValueError(f"this pipeline has no tokenizer{hint}; use generate_ids, or load one with a "
                              f"tokenizer{hint}")
-        return to_uint8(self.tokenizer.decode(ids.to(self.device))).cpu()
+        # In the tokenizer's own precision, whatever precision a caller's decode loop runs in (a live display
+        # renders inside it): the same ids always give the same pixels.
+        with torch.autocast(self.device.type, enabled=False):
+            return to_uint8(self.tokenizer.decode(ids.to(self.device))).cpu()
 
     def __call__(self, labels, generator: torch.Generator | None = None, output_type: str = "pil",
                  refine: dict | None = None, **options: Any):

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from argen.config import ConfigError, TrainConfig, from_dict, to_dict
 from argen.data.loader import BatchRequest, Dataset, load_batches
 from argen.io import checkpoint as ckpt
+from argen.precision import training_precision
 from argen.train import distributed
 
 CHECKPOINT_DIR = "checkpoint"
@@ -130,6 +131,9 @@ class Trainer:
             self.ema = {k: v.detach().clone().float() for k, v in self.modules[self.model_name].state_dict().items()}
         self.step = 0
         self.micro_batch, self.accumulation = self._batch_split()
+        # "auto": bf16 autocast where this machine runs it faster, else fp32 (logged with every record)
+        self.precision = (training_precision(self.context.device.type) if train_config.precision == "auto"
+                          else train_config.precision)
 
     # ---------------------------------------------------------------------------------------
     # set-up
@@ -297,10 +301,8 @@ class Trainer:
     # the loop
 
     def _autocast(self):
-        if self.config.precision == "bf16":
+        if self.precision == "bf16":
             return torch.autocast(self.context.device.type, dtype=torch.bfloat16)
-        if self.config.precision != "fp32":
-            raise TrainingError(f"train.precision must be 'fp32' or 'bf16', got {self.config.precision!r}")
         return contextlib.nullcontext()
 
     def _update(self, name: str, batches: list[dict[str, torch.Tensor]], lr: float) -> dict[str, float]:
@@ -407,7 +409,8 @@ class Trainer:
                 result.history.append({"step": self.step, **logs})
                 if self.step % config.log_every == 0 or self.step == config.steps:
                     now = time.perf_counter()
-                    record = {"step": self.step, **logs, "elapsed_s": round(now - started, 3),
+                    record = {"step": self.step, **logs, "precision": self.precision,
+                              "elapsed_s": round(now - started, 3),
                               **self._throughput(samples_seen / max(now - window_start, 1e-9))}
                     with log_path.open("a") as handle:
                         handle.write(json.dumps(record) + "\n")
