@@ -69,7 +69,7 @@ def inference_precision(model: nn.Module, name: str) -> Iterator[None]:
 @functools.cache
 def training_precision(device_type: str) -> str:
     """What `train.precision=auto` trains in on this machine: bf16 autocast where it is measurably faster than
-    fp32, else fp32. CUDA: bf16 where the GPU supports it. CPU: a quick timing (about 0.1 s) of a training-sized
+    fp32, else fp32. CUDA: bf16 where the GPU supports it. CPU: a quick timing (about 0.2 s) of a training-sized
     product with its backward pass in both, since bf16 is many times slower than fp32 on CPUs without bf16
     instructions (AVX2) and faster on those with them (AVX-512 bf16, AMX)."""
     if device_type == "cuda":
@@ -80,11 +80,11 @@ def training_precision(device_type: str) -> str:
 
     def seconds(dtype: torch.dtype) -> float:
         times = []
-        for _ in range(3):  # the first round warms up
+        for _ in range(5):  # the first round warms up; the fastest of the rest resists other processes' load
             started = time.perf_counter()
             with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
                 (inputs @ weight).float().square().mean().backward()
             times.append(time.perf_counter() - started)
         return min(times[1:])
 
-    return "bf16" if seconds(torch.bfloat16) * 1.2 < seconds(torch.float32) else "fp32"
+    return "bf16" if seconds(torch.bfloat16) * 1.1 < seconds(torch.float32) else "fp32"
