@@ -1,6 +1,7 @@
 """`argen eval ref`, `argen eval SAMPLES` and `argen report` end to end on tiny data."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -8,6 +9,8 @@ import torch
 from argen.cli import main
 from argen.eval.features import Classifier, ClassifierConfig, save_classifier
 from argen.eval.npz import write_npz
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_eval_then_report(tmp_path, capsys):
@@ -44,3 +47,29 @@ def test_eval_then_report(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "raster" / "samples.npz"), "--ref", str(reference)]) == 2
     assert "exactly one feature extractor" in capsys.readouterr().err
     assert main(["report", "--out", str(out), "--metrics", str(tmp_path / "missing.json")]) == 2
+
+
+def test_reference_statistics_of_an_image_folder_are_read_batch_by_batch(tmp_path):
+    """`eval ref` over an image folder (read per batch, never whole in memory) equals the same images in one array."""
+    from PIL import Image
+
+    from argen.config import DataConfig
+    from argen.data import image_batches, load_dataset
+    from argen.eval.features import ClassifierExtractor
+    from argen.eval.reference import ReferenceStatistics, compute_reference
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for index in range(5):
+            picture = Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8))
+            picture.save(tmp_path / "images" / label / f"{index}.png")
+    classifier = ROOT / "checkpoints" / "fmnist64" / "classifier"
+    assert main(["eval", "ref", "--dataset", "imagefolder", "--data-dir", str(tmp_path / "images"), "--image-size",
+                 "64", "--channels", "1", "--classifier", str(classifier), "--out", str(tmp_path / "ref.npz")]) == 0
+    dataset = load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "images"), image_size=64, channels=1),
+                           training=False)
+    batches = list(image_batches(dataset, batch_size=4))
+    assert [len(batch) for batch in batches] == [4, 4, 2] and batches[0].shape[1:] == (64, 64, 1)
+    whole = compute_reference(np.concatenate(batches), ClassifierExtractor.from_checkpoint(classifier))
+    assert np.allclose(ReferenceStatistics.load(tmp_path / "ref.npz").mu, whole.mu, atol=1e-5)

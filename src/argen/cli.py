@@ -19,7 +19,7 @@ from argen.config import (ARRunConfig, DataConfig, RefinerRunConfig, TokenizerRu
                           dump_yaml)
 from argen.ctf.cluster import cluster_tokenizer
 from argen.ctf.table import histogram_path, load_table
-from argen.data import load_dataset
+from argen.data import image_batches, load_dataset
 from argen.data.tar_shards import pack_image_folder
 from argen.data.token_cache import TokenDataset
 from argen.data.tokenize import tokenize
@@ -248,8 +248,7 @@ def _print_json(result: dict[str, Any], out: Path | None = None) -> int:
 def cmd_eval_ref(args: argparse.Namespace) -> int:
     data = DataConfig(name=args.dataset, path=args.data_dir or "", split=args.split, image_size=args.image_size,
                       channels=args.channels, resize=args.resize, pad_to=args.pad_to)
-    images = load_dataset(data, training=False).images.numpy().transpose(0, 2, 3, 1)
-    reference = compute_reference(images, _extractor(args))
+    reference = compute_reference(image_batches(load_dataset(data, training=False)), _extractor(args))
     print(f"reference statistics of {reference.count} images ({reference.extractor}): {reference.save(args.out)}")
     return 0
 

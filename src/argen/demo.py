@@ -22,7 +22,7 @@ from argen.config import (ARRunConfig, DataConfig, GPT_PRESETS, GPTConfig, Layou
                           VQLossConfig, preset)
 from argen.ctf.cluster import cluster_tokenizer
 from argen.ctf.table import load_table
-from argen.data import load_dataset
+from argen.data import image_batches, load_dataset
 from argen.data.token_cache import TokenDataset
 from argen.data.tokenize import tokenize
 from argen.eval import report
@@ -184,7 +184,7 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
         reference = ReferenceStatistics.load(reference_path)
     else:
         test = load_dataset(dataclasses.replace(DATA, split="test"), training=False)
-        reference = compute_reference(test.images.numpy().transpose(0, 2, 3, 1), extractor)
+        reference = compute_reference(image_batches(test), extractor)
 
     rows, grids, class_names = [], [], ()
     for method in METHODS:

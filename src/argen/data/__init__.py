@@ -1,10 +1,16 @@
 """Datasets (IDX/Fashion-MNIST, ImageFolder, scikit-learn digits, synthetic, videos), transforms and the token
 cache. `load_dataset` is the one entry point: an image dataset, or the frames of a video dataset."""
 
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
 from argen.config import DataConfig
 from argen.data.datasets import DataError, ImageDataset, find_fashion_mnist, load_image_dataset
 from argen.data.image_folder import ImageFolderDataset
 from argen.data.tar_shards import TarShardDataset
+from argen.data.transforms import to_uint8
 from argen.data.video import is_video_dataset, load_video_dataset
 
 
@@ -29,4 +35,13 @@ def load_dataset(config: DataConfig, training: bool = True) -> ImageDataset | Im
     return load_image_dataset(config, training)
 
 
-__all__ = ["ImageDataset", "ImageFolderDataset", "TarShardDataset", "DataError", "load_dataset", "find_fashion_mnist"]
+def image_batches(dataset: ImageDataset | ImageFolderDataset, batch_size: int = 256) -> Iterator[np.ndarray]:
+    """A dataset's images in order as uint8 (B, H, W, C) arrays, batch by batch: evaluation reads a split of any
+    size (an image folder read per batch) without holding it in memory."""
+    for start in range(0, len(dataset), batch_size):
+        images = dataset.batch(torch.arange(start, min(start + batch_size, len(dataset))))["images"]
+        yield to_uint8(images).permute(0, 2, 3, 1).numpy()
+
+
+__all__ = ["ImageDataset", "ImageFolderDataset", "TarShardDataset", "DataError", "load_dataset", "find_fashion_mnist",
+           "image_batches"]

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.config import ConfigError, DataConfig, TrainConfig, field_default
-from argen.data import load_dataset
+from argen.data import image_batches, load_dataset
 from argen.eval.features import CLASSIFIER_KIND, Classifier, ClassifierConfig, ClassifierExtractor
 from argen.eval.metrics import class_accuracy
 from argen.io import checkpoint as ckpt
@@ -86,7 +86,7 @@ def train_classifier(config: ClassifierRunConfig, progress: bool = True) -> Path
 def classifier_test_accuracy(directory: Path, config: ClassifierRunConfig) -> float:
     """Test-split accuracy of a trained classifier, also written beside its checkpoint as test_accuracy.json."""
     test = load_dataset(dataclasses.replace(config.data, split="test", flip=False, limit=0), training=False)
-    logits = ClassifierExtractor.from_checkpoint(directory).features(test.images.numpy().transpose(0, 2, 3, 1))
+    logits = ClassifierExtractor.from_checkpoint(directory).features(image_batches(test))
     accuracy = float(class_accuracy(logits["logits"], test.labels.numpy()))
     ckpt.save_json(Path(directory).parent / "test_accuracy.json", {"split": "test", "images": len(test),
                                                                    "accuracy": accuracy})
