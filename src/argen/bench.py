@@ -188,7 +188,10 @@ def run_sample_benchmark(model: str | Path | None = None, preset_name: str | Non
         result.update(benchmark_refiner(refiner_model, layout.grid, batch, dtype, repeats), refiner=str(refiner))
         ar_seconds = result["seconds_per_batch_median"]
         total = ar_seconds + result["refiner_seconds_per_batch_median"]
+        # As `argen sample` counts them: the refiner pass is one more step, and in the batch's time.
         result.update(ar_images_per_s=result["images_per_s"], images_per_s=batch / total,
+                      ar_seconds_per_batch_median=ar_seconds, seconds_per_batch_median=total,
+                      ar_steps=result["steps"], steps=result["steps"] + 1,
                       refiner_share=result["refiner_seconds_per_batch_median"] / total)
     return result
 
