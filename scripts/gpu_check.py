@@ -88,7 +88,8 @@ def check_devices_agree() -> dict[str, Any]:
     vq = VQModel(preset(VQ_PRESETS, "VQ-16", VQConfig)).eval()
     images = torch.rand(2, 3, 256, 256) * 2 - 1
     with torch.no_grad():
-        cpu_codes, cpu_pixels = vq.encode(images), vq.decode(vq.encode(images))
+        cpu_codes = vq.encode(images)
+        cpu_pixels = vq.decode(cpu_codes)
         vq.to(DEVICE)
         gpu_codes = vq.encode(images.to(DEVICE)).cpu()
         gpu_pixels = vq.decode(cpu_codes.to(DEVICE)).cpu()

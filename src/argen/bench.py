@@ -200,8 +200,9 @@ def benchmark_live(pipeline: Pipeline, batch: int = 1, guidance: float = 1.0, re
                    budget: float = DISPLAY_BUDGET, seed: int = 0) -> dict:
     """Seconds per batch of a run watched as `argen serve` watches it (a Frame after every step made into the page's
     JSON, partial images within `budget`), of the same run unwatched, and of one watched with every step rendered;
-    each ends with the finished images decoded (the replay frames after them are not counted). The three alternate, `repeats` times each, after one warm-up, with
-    the same seed (the same tokens, so the same work). `overhead` = watched / unwatched - 1 (fastest of each)."""
+    each ends with the finished images decoded (the replay frames after them are not counted). The three
+    alternate, `repeats` times each, after one warm-up, with the same seed (the same tokens, so the same work).
+    `overhead` = watched / unwatched - 1 (fastest of each)."""
     if repeats < 1 or batch < 1:
         raise ValueError(f"repeats and batch must be >= 1, got repeats={repeats}, batch={batch}")
     labels = torch.arange(batch) % pipeline.config.model.num_classes

@@ -57,18 +57,22 @@ def _run_config(args: argparse.Namespace, cls: type, options: dict[str, Any],
     return build_run(cls, getattr(args, "preset", None), args.config, overrides, derive)
 
 
-def _print_or_train(args: argparse.Namespace, config: Any, train: Callable[..., Path], what: str) -> int:
+def _print_or_train(args: argparse.Namespace, config: Any, train: Callable[..., Path], what: str) -> Path | None:
+    """--print-config prints the config; otherwise train (its run folder checked writable first) and return the
+    checkpoint folder."""
     if args.print_config:
         print(dump_yaml(config), end="")
-    else:
-        check_writable(config.train.out_dir)
-        print(f"{what}: {train(config, progress=_progress())}")
-    return 0
+        return None
+    check_writable(config.train.out_dir)
+    directory = train(config, progress=_progress())
+    print(f"{what}: {directory}")
+    return directory
 
 
 def cmd_tokenizer_train(args: argparse.Namespace) -> int:
     config = _run_config(args, TokenizerRunConfig, {"data.path": args.data_dir, "train.out_dir": args.out})
-    return _print_or_train(args, config, recipes.train_tokenizer, "tokenizer checkpoint")
+    _print_or_train(args, config, recipes.train_tokenizer, "tokenizer checkpoint")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -77,7 +81,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _run_config(args, ARRunConfig, {
         "cache": args.cache, "coarse_table": args.coarse_table, "train.out_dir": args.out}, from_cache)
-    return _print_or_train(args, config, recipes.train_ar, "AR checkpoint")
+    _print_or_train(args, config, recipes.train_ar, "AR checkpoint")
+    return 0
 
 
 def cmd_ctf_train_refiner(args: argparse.Namespace) -> int:
@@ -87,17 +92,15 @@ def cmd_ctf_train_refiner(args: argparse.Namespace) -> int:
 
     config = _run_config(args, RefinerRunConfig, {
         "cache": args.cache, "coarse_table": args.table, "train.out_dir": args.out}, from_cache)
-    return _print_or_train(args, config, recipes.train_refiner, "refiner checkpoint")
+    _print_or_train(args, config, recipes.train_refiner, "refiner checkpoint")
+    return 0
 
 
 def cmd_eval_train_classifier(args: argparse.Namespace) -> int:
     config = _run_config(args, ClassifierRunConfig, {"data.path": args.data_dir, "train.out_dir": args.out})
-    if args.print_config:
-        print(dump_yaml(config), end="")
-        return 0
-    check_writable(config.train.out_dir)
-    directory = train_classifier(config, progress=_progress())
-    print(f"classifier checkpoint: {directory}\ntest accuracy: {classifier_test_accuracy(directory, config):.4f}")
+    directory = _print_or_train(args, config, train_classifier, "classifier checkpoint")
+    if directory is not None:
+        print(f"test accuracy: {classifier_test_accuracy(directory, config):.4f}")
     return 0
 
 

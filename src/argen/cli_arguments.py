@@ -44,12 +44,15 @@ EVAL_SUBCOMMANDS = ("samples", "ref", "train-classifier", "tokenizer", "video", 
 Handler = Callable[[argparse.Namespace], int]  # a command: parsed arguments in, exit status out
 
 
-def _add_config_arguments(parser: argparse.ArgumentParser, presets: dict[str, Any] | None) -> None:
+def _add_training_arguments(parser: argparse.ArgumentParser, presets: dict[str, Any] | None) -> None:
+    """What every training command takes: a model preset (when it has presets), a YAML config, --print-config,
+    key=value overrides and the run folder."""
     if presets is not None:
         parser.add_argument("--preset", help=f"model preset: {', '.join(presets)}")
     parser.add_argument("--config", type=Path, help="YAML file merged over the preset")
     parser.add_argument("--print-config", action="store_true", help="print the merged config and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=3e-4")
+    parser.add_argument("--out", help="output run directory (train.out_dir)")
 
 
 def _add_extractor(parser: argparse.ArgumentParser) -> None:
@@ -80,9 +83,8 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     tokenizer = commands.add_parser("tokenizer", help="train or evaluate a VQ tokenizer")
     tokenizer_commands = tokenizer.add_subparsers(dest="subcommand", metavar="subcommand", required=True)
     train = tokenizer_commands.add_parser("train", help="train a VQ tokenizer on images")
-    _add_config_arguments(train, VQ_PRESETS)
+    _add_training_arguments(train, VQ_PRESETS)
     train.add_argument("--data-dir", help="dataset folder (else found automatically)")
-    train.add_argument("--out", help="output run directory (train.out_dir)")
     train.set_defaults(handler=handlers["tokenizer-train"])
     _add_tokenizer_eval(tokenizer_commands, "eval", handlers["eval-tokenizer"])
 
@@ -103,10 +105,9 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     tokenize.set_defaults(handler=handlers["tokenize"])
 
     train_ar = commands.add_parser("train", help="train the AR transformer on a token cache")
-    _add_config_arguments(train_ar, GPT_PRESETS)
+    _add_training_arguments(train_ar, GPT_PRESETS)
     train_ar.add_argument("--cache", help="token cache directory (argen tokenize)")
     train_ar.add_argument("--coarse-table", help="CTF: train on the coarse labels of this table (argen ctf cluster)")
-    train_ar.add_argument("--out", help="output run directory (train.out_dir)")
     train_ar.set_defaults(handler=handlers["train"])
 
     sample = commands.add_parser("sample", help="sample images (PNG grid + ADM .npz), videos (GIF, PNG strip, "
@@ -172,10 +173,9 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
                          help="table file (.safetensors); a -sizes.png beside")
     cluster.set_defaults(handler=handlers["ctf-cluster"])
     train_refiner = ctf_commands.add_parser("train-refiner", help="train the refiner: coarse map -> fine ids")
-    _add_config_arguments(train_refiner, GPT_PRESETS)
+    _add_training_arguments(train_refiner, GPT_PRESETS)
     train_refiner.add_argument("--cache", help="token cache directory (argen tokenize)")
     train_refiner.add_argument("--table", help="fine -> coarse table of the cache's tokenizer (argen ctf cluster)")
-    train_refiner.add_argument("--out", help="output run directory (train.out_dir)")
     train_refiner.set_defaults(handler=handlers["ctf-train-refiner"])
 
     bench = commands.add_parser("bench", help="benchmarks")
@@ -245,9 +245,8 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     reference.add_argument("--out", required=True, type=output_file)
     reference.set_defaults(handler=handlers["eval-ref"])
     classifier = eval_commands.add_parser("train-classifier", help="train the project's metric classifier")
-    _add_config_arguments(classifier, None)
+    _add_training_arguments(classifier, None)
     classifier.add_argument("--data-dir", help="the images' folder (data.path); name the dataset with data.name=...")
-    classifier.add_argument("--out", help="output run directory (train.out_dir)")
     classifier.set_defaults(handler=handlers["eval-train-classifier"])
     _add_tokenizer_eval(eval_commands, "tokenizer", handlers["eval-tokenizer"])
     video_eval = eval_commands.add_parser("video", help="frame FID, temporal distance and class accuracy of videos")

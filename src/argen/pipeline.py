@@ -298,8 +298,9 @@ def _check_tokenizer(ar_dir: Path, trained_on: str | None, tokenizer_dir: str | 
     same weights, or a copy shipped in another precision (its `trained_sha256`)."""
     if not trained_on:
         return
-    identities = {ckpt.checkpoint_checksum(tokenizer_dir), ckpt.read_meta(tokenizer_dir).get("trained_sha256")}
-    if trained_on not in identities:
+    # The recorded identity first: hashing the weights reads the whole file (hundreds of MB for VQ-16).
+    if trained_on != ckpt.read_meta(tokenizer_dir).get("trained_sha256") and \
+            trained_on != ckpt.checkpoint_checksum(tokenizer_dir):
         raise ckpt.CheckpointError(f"{ar_dir} was trained on the tokens of the tokenizer with sha256 "
                                    f"{trained_on[:12]}..., but {tokenizer_dir} holds other weights; use the tokenizer "
                                    "it was trained with (its token ids mean other images under another one)")

@@ -63,10 +63,9 @@ class ImageDataset:
 def find_fashion_mnist(data_dir: str | Path | None = None) -> Path:
     """The Fashion-MNIST folder: `data_dir` when given (it must hold the files: a folder the user names is never
     silently replaced), else $ARGEN_DATA_DIR, else where the Debian package installs it."""
-    if data_dir:
+    if data_dir:  # the split's files are looked for when it is read
         if not Path(data_dir).is_dir():
             raise DataError(f"data directory {data_dir} does not exist")
-        _idx_file(Path(data_dir), "train", "images")
         return Path(data_dir)
     candidates = []
     if os.environ.get(DATA_DIR_ENV):

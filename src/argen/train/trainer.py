@@ -122,7 +122,7 @@ class Trainer:
         if train_config.compile:
             self.wrapped = {name: torch.compile(module) for name, module in self.wrapped.items()}
         # Model FLOPs per token of the saved model (6 N: forward and backward), for the logged TFLOP/s.
-        self.flops_per_token = 6 * sum(p.numel() for p in self.modules[next(iter(self.modules))].parameters())
+        self.flops_per_token = 6 * sum(p.numel() for p in self.modules[self.model_name].parameters())
         self.tokens_per_sample = getattr(task, "tokens_per_sample", None)
         self.optimizers = {name: make_optimizer(module, train_config, self.context.device)
                            for name, module in self.modules.items()}
