@@ -273,8 +273,8 @@ class Trainer:
             raise TrainingError(f"{directory} was written with a different config ("
                                 + "; ".join(f"{key}: {saved.get(key)!r} there, {wanted.get(key)!r} here"
                                             for key in differing[:6])
-                                + f"); use another train.out_dir, or the same settings (only {' and '.join(RESUMABLE_UNDER_OTHER)} "
-                                "may differ)")
+                                + "); use another train.out_dir, or the same settings (only "
+                                + " and ".join(RESUMABLE_UNDER_OTHER) + " may differ)")
         if int(state["step"]) > self.config.steps:
             raise TrainingError(f"{directory} is at step {int(state['step'])}, past train.steps={self.config.steps}; "
                                 "use another train.out_dir or a train.steps of at least that")
