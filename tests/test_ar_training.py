@@ -1,5 +1,6 @@
 """AR training through the one trainer and the CLI: pinned losses, resume, torchrun == one process, sampling."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import torch
 import argen
 from argen.cli import main
 from argen.config import ARRunConfig, GPTConfig, LayoutConfig, TrainConfig
-from argen.data.token_cache import TokenDataset
+from argen.data.token_cache import TokenCacheError, TokenDataset
 from argen.io.load import ar_config_from_cache
 from argen.train import recipes
 
@@ -44,6 +45,19 @@ def tiny_config(cache, out_dir, steps=6, **layout):
 
 def logged(out_dir, key="model_loss"):
     return [json.loads(line)[key] for line in (Path(out_dir) / "log.jsonl").read_text().splitlines()]
+
+
+def test_cache_limit_trains_on_the_first_samples_only(token_cache, tmp_path, monkeypatch):
+    assert len(TokenDataset(token_cache, limit=40)) == 40
+    with pytest.raises(TokenCacheError, match="limit=513, but .* holds 512 samples"):
+        TokenDataset(token_cache, limit=513)
+    # The held-out samples never reach training.
+    read = []
+    batch = TokenDataset.batch
+    monkeypatch.setattr(TokenDataset, "batch", lambda self, indices: read.append(indices) or batch(self, indices))
+    limited = dataclasses.replace(tiny_config(token_cache, tmp_path, steps=6), cache_limit=40)
+    recipes.train_ar(limited, progress=False)
+    assert int(torch.cat(read).max()) < 40 < len(torch.cat(read))  # 6 batches of 16 drawn from the first 40
 
 
 def test_first_losses_pinned_and_start_at_uniform(token_cache, tmp_path):
@@ -191,7 +205,7 @@ def test_ema_weights_and_sample_grids(token_cache, tmp_path):
     config = tiny_config(token_cache, tmp_path, steps=4)
     config.train.ema_decay, config.train.sample_every = 0.5, 2
     recipes.train_ar(config, progress=False)
-    assert (tmp_path / "samples" / "step-0000002.png").is_file() and (tmp_path / "samples" / "step-0000004.png").is_file()
+    assert all((tmp_path / "samples" / f"step-000000{step}.png").is_file() for step in (2, 4))
     raw = argen.load(tmp_path / "checkpoint").model.state_dict()
     ema = argen.load(tmp_path / "checkpoint", ema=True).model.state_dict()
     assert not torch.equal(raw["output.weight"], ema["output.weight"])

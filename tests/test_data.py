@@ -1,5 +1,6 @@
 """Datasets and transforms: IDX files good and bad, ImageFolder with a corrupt image, digits, transforms."""
 
+import dataclasses
 import gzip
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from argen.config import DataConfig
+from argen.config import ConfigError, DataConfig
 from argen.data import DataError, load_dataset
 from argen.data.idx import IDXError, read_idx, write_idx
 from argen.data.transforms import to_channels, to_resolution, to_uint8, to_unit_range
@@ -63,6 +64,21 @@ def test_idx_folder_dataset_and_label_mismatch(tmp_path):
     write_mnist_folder(tmp_path, count=20, labels_count=19)
     with pytest.raises(DataError, match="20 images but labels of shape"):
         load_dataset(DataConfig(name="idx", path=str(tmp_path)))
+
+
+def test_skip_and_limit_hold_out_a_validation_split(tmp_path):
+    images, labels = write_mnist_folder(tmp_path)
+    config = DataConfig(name="idx", path=str(tmp_path), image_size=28)
+    held_out = load_dataset(dataclasses.replace(config, skip=15))
+    assert torch.equal(held_out.images[:, 0], torch.from_numpy(images[15:]))
+    middle = load_dataset(dataclasses.replace(config, skip=5, limit=4))
+    assert torch.equal(middle.labels, torch.from_numpy(labels[5:9].astype(np.int64)))
+    with pytest.raises(DataError, match="data.skip=20 leaves no train image"):
+        load_dataset(dataclasses.replace(config, skip=20))
+    with pytest.raises(ConfigError, match="data.skip must be an integer >= 0"):
+        DataConfig(skip=-1)
+    with pytest.raises(DataError, match="data.skip applies to the in-memory image datasets, not imagefolder"):
+        load_dataset(DataConfig(name="imagefolder", path=str(tmp_path), skip=3))
 
 
 def test_missing_directory_and_unknown_dataset(tmp_path):

@@ -250,7 +250,7 @@ def _print_json(result: dict[str, Any], out: Path | None = None) -> int:
 
 def cmd_eval_ref(args: argparse.Namespace) -> int:
     data = DataConfig(name=args.dataset, path=args.data_dir or "", split=args.split, image_size=args.image_size,
-                      channels=args.channels, resize=args.resize, pad_to=args.pad_to)
+                      channels=args.channels, resize=args.resize, pad_to=args.pad_to, skip=args.skip, limit=args.limit)
     reference = compute_reference(image_batches(load_dataset(data, training=False)), _extractor(args))
     print(f"reference statistics of {reference.count} images ({reference.extractor}): {reference.save(args.out)}")
     return 0

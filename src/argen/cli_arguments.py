@@ -242,6 +242,9 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     reference.add_argument("--channels", type=int, default=1)
     reference.add_argument("--resize", choices=["pad", "resize"], default="pad", help="see data.resize")
     reference.add_argument("--pad-to", type=int, default=0, help="see data.pad_to (e.g. 32 for Fashion-MNIST at 64)")
+    reference.add_argument("--skip", type=int, default=0, help="leave out the split's first N images (e.g. those "
+                           "an AR trained on with cache_limit=N: the rest is a validation split)")
+    reference.add_argument("--limit", type=int, default=0, help="then use only the next N images (0 = all)")
     reference.add_argument("--out", required=True, type=output_file)
     reference.set_defaults(handler=handlers["eval-ref"])
     classifier = eval_commands.add_parser("train-classifier", help="train the project's metric classifier")

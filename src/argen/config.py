@@ -173,9 +173,13 @@ class DataConfig:
     num_workers: int = 0  # DataLoader worker processes reading batches ahead (0: the training process reads)
     on_bad_image: str = "skip"  # "skip" (warn and count) or "error"
     limit: int = 0  # use only the first N samples (0 = all)
+    skip: int = 0  # drop the first N samples before `limit` (a validation split held out from training's first N)
     video: VideoDataConfig = field(default_factory=VideoDataConfig)
 
     def __post_init__(self) -> None:
+        for key in ("limit", "skip"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 0:
+                raise ConfigError(f"data.{key} must be an integer >= 0, got {getattr(self, key)!r}")
         if not isinstance(self.crop_min, (int, float)) or not 0 < self.crop_min <= 1:
             raise ConfigError(f"data.crop_min must be in (0, 1] (1 = no random crop), got {self.crop_min!r}")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
@@ -450,6 +454,7 @@ class ARRunConfig:
     layout: LayoutConfig = field_default(LayoutConfig)
     cache: str = ""  # token cache directory written by `argen tokenize`
     coarse_table: str = ""  # CTF: train on coarse labels, the cache's ids mapped by this table (argen ctf cluster)
+    cache_limit: int = 0  # train on the cache's first N samples only (the rest: a held-out validation split)
     train: TrainConfig = field_default(lambda: TrainConfig(lr=3e-4, schedule="cosine", warmup_steps=100))
 
 
@@ -467,4 +472,5 @@ class RefinerRunConfig:
     refiner: RefinerConfig = field_default(RefinerConfig)
     cache: str = ""  # token cache directory written by `argen tokenize`
     coarse_table: str = ""  # fine -> coarse table of the cache's tokenizer (argen ctf cluster)
+    cache_limit: int = 0  # train on the cache's first N samples only (the rest: a held-out validation split)
     train: TrainConfig = field_default(lambda: TrainConfig(lr=3e-4, schedule="cosine", warmup_steps=100))

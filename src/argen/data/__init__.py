@@ -17,6 +17,8 @@ from argen.data.video import is_video_dataset, load_video_dataset
 def load_dataset(config: DataConfig, training: bool = True) -> ImageDataset | ImageFolderDataset | TarShardDataset:
     """The dataset named by `config` as images at `config.image_size` (a video dataset: its frames); the
     small datasets in memory, an image folder read per batch, WebDataset tar shards streamed."""
+    if config.skip and (is_video_dataset(config.name) or config.name in ("imagefolder", "webdataset")):
+        raise DataError(f"data.skip applies to the in-memory image datasets, not {config.name}")
     if is_video_dataset(config.name):
         return load_video_dataset(config).frames(flip=config.flip and training)
     if config.name == "imagefolder":

@@ -166,8 +166,11 @@ def load_image_dataset(config: DataConfig, training: bool = True) -> ImageDatase
     else:
         raise DataError(f"unknown dataset {config.name!r}; known: fashion-mnist, idx, imagefolder, webdataset, digits, "
                         f"synthetic, and the video datasets moving-<image dataset>, videofolder")
-    if config.limit:
-        images, labels = images[:config.limit], labels[:config.limit]
+    if config.skip or config.limit:
+        end = config.skip + config.limit if config.limit else None
+        images, labels = images[config.skip:end], labels[config.skip:end]
+        if not len(labels):
+            raise DataError(f"data.skip={config.skip} leaves no {config.split} image ({config.name})")
     images = to_channels(images, config.channels)
     if config.pad_to:
         if config.pad_to < max(images.shape[-2:]):

@@ -177,7 +177,7 @@ class TokenDataset:
     the same weights checksum).
     """
 
-    def __init__(self, directory: str | Path, coarse_table: "CoarseTable | None" = None):
+    def __init__(self, directory: str | Path, coarse_table: "CoarseTable | None" = None, limit: int = 0):
         directory = Path(directory)
         manifest_path = directory / MANIFEST
         if not manifest_path.is_file():
@@ -203,13 +203,17 @@ class TokenDataset:
         self.keys = tuple(self.shards[0])
         self.directory = directory
         self.coarse_table = coarse_table
+        stored = int(self.offsets[-1])
+        if limit < 0 or limit > stored:
+            raise TokenCacheError(f"limit={limit}, but {directory} holds {stored} samples (0 = all of them)")
+        self.size = limit or stored  # serve the first `limit` samples only: the rest stay held out
         if coarse_table is not None:
             tokenizer = self.manifest["tokenizer"]
             coarse_table.check_tokenizer(tokenizer.get("sha256"), int(tokenizer["codebook_size"]),
                                          f"the token cache {directory}")
 
     def __len__(self) -> int:
-        return int(self.offsets[-1])
+        return self.size
 
     @property
     def grid(self) -> tuple[int, ...]:

@@ -78,11 +78,12 @@ def load_refiner(directory: str | Path, device: str | torch.device = "cpu") -> t
     return model.to(device).eval(), config, meta
 
 
-def open_token_cache(cache: str | Path, coarse_table: str | Path = "") -> TokenDataset:
-    """The token cache, serving coarse labels when a CTF table is given (checked against the cache's tokenizer)."""
+def open_token_cache(cache: str | Path, coarse_table: str | Path = "", limit: int = 0) -> TokenDataset:
+    """The token cache (its first `limit` samples when > 0), serving coarse labels when a CTF table is given
+    (checked against the cache's tokenizer)."""
     if not cache:
         raise ValueError("cache is not set: give a token cache folder (written by `argen tokenize`)")
-    return TokenDataset(cache, load_table(coarse_table) if coarse_table else None)
+    return TokenDataset(cache, load_table(coarse_table) if coarse_table else None, limit)
 
 
 def ar_config_from_cache(config: ARRunConfig, cache: TokenDataset) -> ARRunConfig:

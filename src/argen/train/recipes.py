@@ -49,7 +49,7 @@ def _tokenizer_task(config: TokenizerRunConfig) -> VQTask | PrologueTask:
 def train_ar(config: ARRunConfig, progress: bool = True) -> Path:
     """Train the class-conditional AR transformer on a token cache under the config's Layout (on coarse
     labels when `config.coarse_table` is set: CTF's stage 1)."""
-    cache = open_token_cache(config.cache, config.coarse_table)
+    cache = open_token_cache(config.cache, config.coarse_table, config.cache_limit)
     if tuple(config.layout.grid) != cache.grid:
         raise ValueError(f"layout.grid={tuple(config.layout.grid)} but the token cache holds {cache.grid} grids")
     if config.layout.prologue_length > 0:
@@ -83,7 +83,7 @@ def train_refiner(config: RefinerRunConfig, progress: bool = True) -> Path:
     """Train the CTF refiner on a token cache: true coarse maps (from the table) in, fine ids out."""
     if not config.coarse_table:
         raise ValueError("coarse_table is not set: the refiner needs a fine -> coarse table (`argen ctf cluster`)")
-    cache = open_token_cache(config.cache)
+    cache = open_token_cache(config.cache, limit=config.cache_limit)
     table = load_table(config.coarse_table)
     tokenizer = cache.manifest["tokenizer"]
     table.check_tokenizer(tokenizer.get("sha256"), cache.codebook_size, f"the token cache {config.cache}")
