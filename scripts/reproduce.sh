@@ -10,9 +10,11 @@
 #   scripts/reproduce.sh ctf-bench          images/s of 1x, PAR-4x, CTF and CTF+PAR-4x at batch 1 and 64 (quiet machine)
 #   scripts/reproduce.sh prologue [NAME...] Prologue at 64x64: stage 1 (joint, Post), caches, stage-3 ARs, evaluation
 #   scripts/reproduce.sh prologue-evals     reconstruction with and without the prologue; baseline without guidance
-#   scripts/reproduce.sh demo [NAME...]     the demo's small models (every method, Prologue + CTF + PAR-16x
-#                                           combined), trained and evaluated; then `demo-ship` copies them
-#                                           into checkpoints/fmnist64 in fp16
+#   scripts/reproduce.sh demo               the demo's models (every method at one size, Prologue + CTF + PAR-16x
+#                                           combined, one more combination) on the shipped tokenizers: data,
+#                                           training, guidance chosen on a validation split, test scores; then
+#                                           `demo-ship` copies them into checkpoints/fmnist64 in fp16
+#   scripts/reproduce.sh demo-train|demo-evaluate [NAME...]  only these demo models' training or evaluation
 #   scripts/reproduce.sh demo-bench         images/s of the shipped demo models at batch 1 and 40 (quiet machine)
 #   scripts/reproduce.sh combined           the demo's combination at 3 M parameters (the PAR section's size)
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
@@ -238,54 +240,84 @@ prologue_tokenizer_evals() {  # reconstruction (PSNR, rFID on 2000 test images) 
     evaluate runs/fmnist64-ar1x runs/eval64/ar1x-noguidance --cfg 1 --temperature 1
 }
 
-# The demo's models (checkpoints/fmnist64, what `argen demo` loads): every method at one small size, dim 128
-# (1.5 M parameters; the PAR section's recipe otherwise), so that all of them fit the 40 MB budget in fp16.
-# They train in fp32: at this size bf16 autocast trained slower than fp32 on these CPUs (docs/results.md).
-# The Prologue models read the Post stage 1 $DEMO_PROLOGUE: its visual tokenizer is the baseline's, frozen, so
-# its table has the same content as the baseline's and the combined model shares the CTF model's refiner.
-# name, token cache (base: the baseline's; post: $DEMO_PROLOGUE's), CTF table (- for fine ids), layout overrides
+# The demo's models (checkpoints/fmnist64, what `argen demo` loads): every method at one small size (width 128,
+# 1.5 M parameters, configs/fmnist64-demo.yaml), trained on the first 50,000 training images tokenized by the
+# shipped tokenizers; images 50,000-59,999 are the validation split guidance is chosen on, the test split scores.
+# The Prologue models read the shipped Post stage 1 (checkpoints/fmnist64/prologue-tokenizer): its visual path
+# is the baseline tokenizer, frozen, so its CTF table has the baseline table's content and the combined model
+# shares the CTF model's refiner.
+DEMO=checkpoints/fmnist64
+# The demo's Prologue stage 1 (checkpoints/fmnist64/prologue-tokenizer was shipped from this run) and combination
 DEMO_PROLOGUE=prologue-post-k64
-# The combination: prologue 4 tokens per step, then 16 coarse labels per step without PAR's sequential initial tokens
 COMBINED_LAYOUT="layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4"
+
+# name, token cache (base or post), CTF (ctf: coarse labels, - fine ids), layout overrides; the last is a
+# combination attempt (docs/results.md), not shipped
 DEMO_MODELS="ar1x base -
 par4 base - layout.order=region layout.parallel=4
 par16 base - layout.order=region layout.parallel=16
-ctf base ctf128-random
+ctf base ctf
 prologue post -
-combined post ctf128-random $COMBINED_LAYOUT
-combined-par4 post ctf128-random layout.order=region layout.parallel=4
-combined-par16 post ctf128-random layout.order=region layout.parallel=16"
+combined post ctf $COMBINED_LAYOUT
+ctf-par16 base ctf layout.order=region layout.parallel=16 layout.sequential_initial=false"
 
-demo_models() {  # demo_models [NAME...]: train and evaluate these demo models (default: all)
-    local name cache table overrides tokenizer table_file cache_dir options
-    local refiner=runs/demo64-ctf-refiner
-    while read -r name cache table overrides; do
+demo_data() {  # the two token caches (the baseline's of all training images), the CTF tables, the validation reference
+    done_or runs/demo64-base-cache $argen tokenize --tokenizer $DEMO/tokenizer --out runs/demo64-base-cache
+    done_or runs/demo64-post-cache $argen tokenize --tokenizer $DEMO/prologue-tokenizer \
+        --out runs/demo64-post-cache --limit 50000
+    ctf_table $DEMO/tokenizer 128 random runs/ctf64/demo-base.safetensors
+    ctf_table $DEMO/prologue-tokenizer 128 random runs/ctf64/demo-post.safetensors
+    done_or runs/demo64-validation.npz $argen eval ref --classifier $classifier --split train --skip 50000 \
+        --image-size 64 --resize resize --pad-to 32 --out runs/demo64-validation.npz
+    done_or runs/fmnist64-reference.npz cp $DEMO/reference.npz runs/fmnist64-reference.npz
+}
+
+demo_train() {  # demo_train [NAME...]: train these demo models (default: all; the refiner with ctf)
+    local name cache ctf overrides options
+    while read -r name cache ctf overrides; do
         if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
-        tokenizer=runs/fmnist64-tokenizer/checkpoint cache_dir=runs/fmnist64-cache options=()
-        if [[ $cache == post ]]; then
-            prologue_stage1 $DEMO_PROLOGUE
-            tokenizer=runs/fmnist64-$DEMO_PROLOGUE/checkpoint cache_dir=runs/fmnist64-$DEMO_PROLOGUE-cache
-        fi
-        if [[ $table != - ]]; then
-            table_file=runs/ctf64/$table.safetensors
-            [[ $cache == post ]] && table_file=runs/ctf64/$DEMO_PROLOGUE-$table.safetensors
-            ctf_table "$tokenizer" 128 random "$table_file"
-            # one refiner, trained on the baseline's cache and table (the same content as the Post table's)
-            ctf_refiner "$table" $refiner model.dim=128 train.precision=fp32
-            options=(--coarse-table "$table_file")
-        fi
-        # shellcheck disable=SC2086  # the overrides are separate words
-        $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache "$cache_dir" "${options[@]}" \
-            --out "runs/demo64-$name" model.dim=128 train.precision=fp32 $overrides
         options=()
-        [[ $table != - ]] && options=(--refiner $refiner/checkpoint)
-        evaluate "runs/demo64-$name" "runs/eval64/demo-$name" "${options[@]}"
-        if [[ $name == ar1x || $name == prologue ]]; then  # Prologue's comparison: also without guidance
-            evaluate "runs/demo64-$name" "runs/eval64/demo-$name-noguidance" --cfg 1 --temperature 1
+        [[ $ctf == ctf ]] && options=(--coarse-table "runs/ctf64/demo-$cache.safetensors")
+        # shellcheck disable=SC2086  # the overrides are separate words
+        $argen train --preset GPT-S --config configs/fmnist64-demo.yaml --cache "runs/demo64-$cache-cache" \
+            "${options[@]}" --out "runs/demo64-$name" $overrides
+        if [[ $name == ctf ]]; then  # one refiner, on the baseline's cache and table
+            $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-demo.yaml --cache runs/demo64-base-cache \
+                --table runs/ctf64/demo-base.safetensors --out runs/demo64-ctf-refiner refiner.coarse_noise=0.1 \
+                train.steps=300
         fi
-        if [[ $name == prologue ]]; then
-            prologue_analysis "runs/demo64-$name" $DEMO_PROLOGUE "runs/eval64/demo-$name"
-        fi
+    done <<< "$DEMO_MODELS"
+}
+
+# Guidance, temperature and weights (EMA or the last step's) of each demo model, chosen by the lowest
+# classifier-FID of 400 samples on the validation split
+GUIDANCE_GRID="1.5 0.8 ema
+1.5 1.0 ema
+2.5 0.8 ema
+2.5 1.0 ema
+4 0.8 ema
+4 1.0 ema
+2.5 1.0 raw"
+
+demo_evaluate() {  # demo_evaluate [NAME...]: choose guidance on the validation split, then score on the test split
+    local name cache ctf overrides options cfg temperature weights out ema
+    while read -r name cache ctf overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        options=()
+        [[ $ctf == ctf ]] && options=(--refiner runs/demo64-ctf-refiner/checkpoint)
+        while read -r cfg temperature weights; do
+            out=runs/eval64/demo-$name/validation/cfg$cfg-t$temperature-$weights
+            ema=()
+            [[ $weights == ema ]] && ema=(--ema)
+            mkdir -p "$out"
+            done_or "$out/samples.npz" $argen sample --model "runs/demo64-$name/checkpoint" "${ema[@]}" --count 400 \
+                --batch 200 --cfg "$cfg" --temperature "$temperature" --dtype fp32 --seed 1 --out "$out" "${options[@]}"
+            done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/demo64-validation.npz \
+                --classifier $classifier --out "$out/metrics.json"
+        done <<< "$GUIDANCE_GRID"
+        # shellcheck disable=SC2046  # the choice is two options and their values
+        evaluate "runs/demo64-$name" "runs/eval64/demo-$name" "${options[@]}" \
+            $(.venv/bin/python scripts/results_table.py choose "runs/eval64/demo-$name/validation")
     done <<< "$DEMO_MODELS"
 }
 
@@ -304,17 +336,20 @@ combined_3m() {  # the demo's combination at the PAR section's size (3 M paramet
         --cfg 1 --temperature 1
 }
 
-demo_ship() {  # copy the demo's models into checkpoints/fmnist64 (fp16) beside the tokenizer and classifier
-    local ship=".venv/bin/python scripts/ship.py" to=checkpoints/fmnist64
-    $ship "runs/fmnist64-$DEMO_PROLOGUE/checkpoint" $to/prologue-tokenizer --fp16
-    $ship runs/demo64-ar1x/checkpoint $to/ar-1x --fp16 --tokenizer ../tokenizer
-    $ship runs/demo64-par4/checkpoint $to/ar-par4 --fp16 --tokenizer ../tokenizer
-    $ship runs/demo64-par16/checkpoint $to/ar-par16 --fp16 --tokenizer ../tokenizer
-    $ship runs/demo64-ctf/checkpoint $to/ctf-ar --fp16 --tokenizer ../tokenizer
-    $ship runs/demo64-ctf-refiner/checkpoint $to/ctf-refiner --fp16 --tokenizer ../tokenizer
-    $ship runs/demo64-prologue/checkpoint $to/prologue-ar --fp16 --tokenizer ../prologue-tokenizer
-    $ship runs/demo64-combined/checkpoint $to/combined-ar --fp16 --tokenizer ../prologue-tokenizer
-    $ship runs/fmnist64-reference.npz $to/reference.npz --fp16
+demo_ship() {  # copy the demo's models into checkpoints/fmnist64 (fp16) beside the tokenizers and the classifier,
+    # each with the weights and sampling settings chosen on the validation split
+    local ship=".venv/bin/python scripts/ship.py" name folder tokenizer
+    while read -r name folder tokenizer; do
+        # shellcheck disable=SC2046  # the choice is options and their values
+        $ship "runs/demo64-$name/checkpoint" "$DEMO/$folder" --fp16 --tokenizer "../$tokenizer" \
+            $(.venv/bin/python scripts/results_table.py choose "runs/eval64/demo-$name/validation")
+    done <<< "ar1x ar-1x tokenizer
+par4 ar-par4 tokenizer
+par16 ar-par16 tokenizer
+ctf ctf-ar tokenizer
+prologue prologue-ar prologue-tokenizer
+combined combined-ar prologue-tokenizer"
+    $ship runs/demo64-ctf-refiner/checkpoint $DEMO/ctf-refiner --fp16 --tokenizer ../tokenizer
     du -sh checkpoints
 }
 
@@ -379,10 +414,13 @@ case "${1:-}" in
         --samples runs/eval64/{ar1x,ctf128-random,ctf256-random,ctf128-random-par4,ctf128}/samples.npz ;;
     prologue) shift; par_data && prologue_stage1 "$@" && prologue_models "$@" ;;
     prologue-evals) par_data && prologue_tokenizer_evals ;;
-    demo) shift; par_data && demo_models "$@" ;;
+    demo) demo_data && demo_train && demo_evaluate ;;
+    demo-data) demo_data ;;
+    demo-train) shift; demo_train "$@" ;;
+    demo-evaluate) shift; demo_evaluate "$@" ;;
     demo-ship) demo_ship ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo [NAME...] | demo-ship | video | video-models NAME..." >&2; exit 2 ;;
+            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-ship | video | video-models NAME..." >&2; exit 2 ;;
 esac

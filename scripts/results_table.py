@@ -205,7 +205,21 @@ def video() -> None:
               f"{metrics['frame_class_accuracy']:.1%} |")
 
 
+def choose(folder: str) -> None:
+    """Print the sampling options of the validation run under `folder` (one sub-folder cfgG-tT-ema|raw per
+    setting, as `scripts/reproduce.sh demo` writes them) with the lowest classifier-FID."""
+    scored = [(read(run / "metrics.json")["fid"], run.name) for run in sorted(Path(folder).iterdir())
+              if (run / "metrics.json").is_file()]
+    if not scored:
+        sys.exit(f"no validation metrics under {folder}")
+    cfg, temperature, weights = min(scored)[1].split("-")
+    print(f"--cfg {cfg[3:]} --temperature {temperature[1:]}" + (" --ema" if weights == "ema" else ""))
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["choose"]:
+        choose(sys.argv[2])
+        sys.exit()
     tables = {"par": par, "ctf": ctf, "ctf-speed": ctf_speed, "prologue": prologue, "demo": demo,
               "demo-speed": demo_speed, "combined": combined, "video": video}
     tables[sys.argv[1] if len(sys.argv) > 1 else "par"]()

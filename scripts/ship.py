@@ -3,11 +3,14 @@
     .venv/bin/python scripts/ship.py runs/fmnist64-ar1x/checkpoint checkpoints/fmnist64/ar-1x \
         --fp16 --tokenizer ../tokenizer
 
-Writes model.safetensors (fp16 with --fp16: the loaders cast back to the model's dtype), config.json with
+Writes model.safetensors (fp16 with --fp16: the loaders cast back to the model's dtype; the EMA weights with
+--ema), config.json with
 the tokenizer named relative to the shipped folder (its sha256, that of the weights it was trained with, is
 kept) and `trained_sha256`, the sha256 of the weights as trained (fp16 changes the file, not what the models
 trained on it expect), and the run's training log (log.jsonl beside the checkpoint); the optimizer state is
-left behind. The folder is written beside the destination and swapped in whole.
+left behind. `--cfg G --temperature T` record the sampling settings chosen on a validation split
+(`scripts/results_table.py choose` prints them), which `argen demo` then samples the model with. The folder is
+written beside the destination and swapped in whole.
 Reference statistics (`.npz` from `argen eval ref`) keep mu and sigma exact; --fp16 stores the
 precision/recall feature vectors in fp16.
 """
@@ -22,6 +25,7 @@ import torch
 
 from argen.eval.reference import ReferenceStatistics
 from argen.io import checkpoint as ckpt
+from argen.io.load import EMA_WEIGHTS_FILE
 
 
 def main() -> None:
@@ -30,6 +34,9 @@ def main() -> None:
     parser.add_argument("destination", type=Path)
     parser.add_argument("--fp16", action="store_true", help="store floating weights in fp16")
     parser.add_argument("--tokenizer", help="the tokenizer's path relative to the destination (AR checkpoints)")
+    parser.add_argument("--ema", action="store_true", help="ship the EMA weights (ema.safetensors)")
+    parser.add_argument("--cfg", type=float, help="the guidance scale chosen for this model")
+    parser.add_argument("--temperature", type=float, help="the temperature chosen for this model")
     args = parser.parse_args()
     if args.source.suffix == ".npz":
         ship_reference(args.source, args.destination, args.fp16)
@@ -40,10 +47,15 @@ def main() -> None:
             raise SystemExit(f"{args.source} names no tokenizer: --tokenizer is for AR checkpoints")
         meta["tokenizer"] = args.tokenizer
     meta.setdefault("trained_sha256", ckpt.checkpoint_checksum(args.source))
+    if (args.cfg is None) != (args.temperature is None):
+        raise SystemExit("--cfg and --temperature go together")
+    if args.cfg is not None:
+        meta["sampling"] = {"guidance": args.cfg, "temperature": args.temperature}
     kind, config = meta.pop("kind"), meta.pop("config")
     staging = args.destination.with_name(f".{args.destination.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
-    ckpt.save_checkpoint(staging, kind, config, ckpt.load_weights(args.source), extra=meta,
+    weights = ckpt.load_weights(args.source, EMA_WEIGHTS_FILE if args.ema else ckpt.WEIGHTS_FILE)
+    ckpt.save_checkpoint(staging, kind, config, weights, extra=meta,
                          dtype=torch.float16 if args.fp16 else None)
     log = args.source.parent / "log.jsonl"
     if log.is_file():

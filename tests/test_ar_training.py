@@ -211,6 +211,15 @@ def test_ema_weights_and_sample_grids(token_cache, tmp_path):
     assert not torch.equal(raw["output.weight"], ema["output.weight"])
     # EMA with decay 1/2 sits between the start (zero head) and the trained head.
     assert ema["output.weight"].abs().sum() < raw["output.weight"].abs().sum()
+    # Shipped with its EMA weights and the sampling settings chosen for it, which the pipeline then carries.
+    shipped = tmp_path / "shipped"
+    subprocess.run([sys.executable, "scripts/ship.py", str(tmp_path / "checkpoint"), str(shipped), "--ema", "--cfg",
+                    "3", "--temperature", "0.9"], check=True, cwd=Path(__file__).parents[1])
+    pipeline = argen.load(shipped)
+    assert torch.equal(pipeline.model.state_dict()["output.weight"], ema["output.weight"])
+    assert pipeline.tuned_sampling == {"guidance": 3.0, "temperature": 0.9}
+    assert argen.load(pipeline.save_pretrained(tmp_path / "saved")).tuned_sampling == pipeline.tuned_sampling
+    assert argen.load(tmp_path / "checkpoint").tuned_sampling == {}
 
 
 def test_save_ids_without_tokenizer(token_cache, tmp_path):

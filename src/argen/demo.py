@@ -35,7 +35,7 @@ from argen.train import recipes
 from argen.train.classifier_task import ClassifierRunConfig, train_classifier
 
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "fmnist64"
-# Guidance 2 and temperature 0.8: the settings measured best for class accuracy (docs/results.md).
+# Guidance 2 and temperature 0.8 unless a model records its own, chosen on a validation split (Pipeline.tuned_sampling).
 SAMPLING = {"guidance": 2.0, "temperature": 0.8}
 QUICK_TRAIN_MINUTES = 10  # `--train` at scale 1 on 2 idle cores: 10.1 minutes measured (docs/results.md)
 
@@ -150,7 +150,8 @@ def _sample_method(pipeline, classes: int, per_class: int, per_batch: int) -> tu
     (classes, per_class, C, H, W), the sampling seconds (token generation only) and the number of batches."""
     counts = [min(per_batch, per_class - start) for start in range(0, per_class, per_batch)]  # per class, per batch
     labels = torch.cat([torch.arange(classes).repeat_interleave(count) for count in counts])
-    samples = pipeline.sample(labels, classes * per_batch, torch.Generator().manual_seed(0), **SAMPLING)
+    samples = pipeline.sample(labels, classes * per_batch, torch.Generator().manual_seed(0),
+                              **{**SAMPLING, **pipeline.tuned_sampling})
     parts = samples.images.split([classes * count for count in counts])
     images = torch.cat([part.view(classes, count, *part.shape[1:]) for part, count in zip(parts, counts)], 1)
     return images, samples.seconds, len(counts)
@@ -198,7 +199,9 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
         metrics = evaluate(images.flatten(0, 1).permute(0, 2, 3, 1).numpy(), reference, extractor, labels,
                            splits=1)
         # Forward passes per image: the AR steps (prologue included), plus CTF's one refiner pass.
+        sampling = {**SAMPLING, **pipeline.tuned_sampling}
         rows.append({"method": method.name, "steps": pipeline.layout.num_steps + (method.refiner is not None),
+                     "guidance": sampling["guidance"], "temperature": sampling["temperature"],
                      "ms_per_batch": round(1000 * seconds / batches, 1),
                      "images_per_s": round(classes * per_class / seconds, 2),
                      "fid": round(metrics["fid"], 2), "inception_score": round(metrics["inception_score"], 3),
@@ -212,8 +215,8 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
     sections: list[Any] = [
         report.Text("argen demo", f"Fashion-MNIST 64x64 (16x16 tokens), checkpoints from {folder}. Every method "
                     f"samples {per_class} images per class, {min(per_batch, per_class)} of every class per batch "
-                    f"(batch {len(class_names) * min(per_batch, per_class)}), guidance {SAMPLING['guidance']}, "
-                    f"temperature {SAMPLING['temperature']}, "
+                    f"(batch {len(class_names) * min(per_batch, per_class)}) at the guidance and temperature in the "
+                    "table (each model's own, chosen on a validation split when it was shipped), "
                     "seed 0; times are wall time on this machine, CTF's refiner pass included. Steps count the "
                     "forward passes per image: the AR steps (the prologue's and the separator's included) plus CTF's "
                     f"one refiner pass. Metrics use the {extractor.name} features against {reference.count} "

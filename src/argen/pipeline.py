@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -85,6 +85,8 @@ class Pipeline:
     refiner_config: RefinerRunConfig | None = None
     refiner_meta: dict | None = None  # the refiner checkpoint's metadata (table, grid, tokenizer)
     coarse_table: dict | None = None  # CTF: what the AR checkpoint records about its fine -> coarse table
+    # Sampling settings (guidance, temperature) chosen on a validation split, recorded when shipped (scripts/ship.py)
+    tuned_sampling: dict = field(default_factory=dict)
 
     @property
     def coarse(self) -> bool:
@@ -219,6 +221,8 @@ class Pipeline:
         ar_meta = {"class_names": list(self.class_names), "visual_vocab": self.layout.visual_vocab}
         if self.coarse_table is not None:
             ar_meta["coarse_table"] = self.coarse_table
+        if self.tuned_sampling:
+            ar_meta["sampling"] = self.tuned_sampling
         ckpt.save_checkpoint(directory / "ar", AR_KIND, to_dict(self.config), self.model.state_dict(), ar_meta)
         components = {"ar": "ar"}
         if self.refiner is not None:
@@ -273,7 +277,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | 
                                        f"{'refiner' if refiner_model is not None else 'AR model'} predicts "
                                        f"{fine_vocab} visual ids")
     return Pipeline(model, layout, config, tokenizer_model, tokenizer_config, tuple(meta.get("class_names", ())),
-                    refiner_model, refiner_config, refiner_meta, coarse_table).to(device)
+                    refiner_model, refiner_config, refiner_meta, coarse_table, meta.get("sampling", {})).to(device)
 
 
 def _check_refiner(ar_dir: Path, coarse_table: dict | None, refiner_dir: str | Path, refiner_meta: dict,
