@@ -113,7 +113,8 @@ class Pipeline:
                 module.to(device)
         return self
 
-    def _labels(self, labels) -> torch.Tensor:
+    def class_labels(self, labels) -> torch.Tensor:
+        """`labels` as a (N,) long tensor on the pipeline's device, each checked to be one of its classes."""
         labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
         classes = self.config.model.num_classes
         if labels.numel() == 0 or int(labels.min()) < 0 or int(labels.max()) >= classes:
@@ -133,19 +134,26 @@ class Pipeline:
         RefineOptions fields of the refiner pass; unless given there, `greedy` and `dtype` are the coarse stage's
         and `restrict_to_cluster` is what the refiner was trained with.
         """
+        coarse_options, refine_options = self.sampling_options(refine, **options)
+        if refine_options is None:
+            return generate(self.model, self.layout, self.class_labels(labels), options=coarse_options,
+                            generator=generator, forced=forced, on_step=on_step)
+        return sample_ctf(self.model, self.layout, self.refiner, self.class_labels(labels), coarse_options,
+                          refine_options, generator, forced, on_step)
+
+    def sampling_options(self, refine: dict | None = None,
+                         **options: Any) -> tuple[SamplingOptions, RefineOptions | None]:
+        """The checked options of `generate_ids` (the refiner pass's None without a refiner)."""
         _check_fields(SamplingOptions, options, "sampling")
         coarse_options = SamplingOptions(**options)
         if self.refiner is None:
             if refine:
                 raise ValueError("refine options were given but the pipeline has no refiner (load with refiner=DIR)")
-            return generate(self.model, self.layout, self._labels(labels), options=coarse_options,
-                            generator=generator, forced=forced, on_step=on_step)
+            return coarse_options, None
         _check_fields(RefineOptions, refine or {}, "refine")
         defaults = {"restrict_to_cluster": self.refiner_config.refiner.restrict_to_cluster,
                     "greedy": coarse_options.greedy, "dtype": coarse_options.dtype}
-        refine_options = RefineOptions(**{**defaults, **(refine or {})})
-        return sample_ctf(self.model, self.layout, self.refiner, self._labels(labels), coarse_options,
-                          refine_options, generator, forced, on_step)
+        return coarse_options, RefineOptions(**{**defaults, **(refine or {})})
 
     def sample(self, labels, batch_size: int = 64, generator: torch.Generator | None = None,
                refine: dict | None = None, decode: bool = True, seed: int | None = None, **options: Any) -> Samples:
@@ -153,7 +161,7 @@ class Pipeline:
         False or there is no tokenizer. The batches draw from `generator` in turn or, given a `seed` instead, each
         from its own `batch_generator(seed, index of its first sample)`: then a batch's samples depend only on the
         seed, its labels and where it starts, not on the batches before it (how torchrun ranks share a run)."""
-        labels = self._labels(labels).cpu()
+        labels = self.class_labels(labels).cpu()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if seed is not None and generator is not None:

@@ -52,6 +52,7 @@ def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: 
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if pipeline.tokenizer is None:
         raise ValueError("the pipeline has no tokenizer to decode images")
+    pipeline.class_labels(labels), pipeline.sampling_options(refine, **options)  # refused before anything is written
     video = len(pipeline.layout.grid) == 3
     npz = samples_file(out_dir, video)
     parts = npz.with_suffix(".parts")
