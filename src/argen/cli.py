@@ -26,6 +26,7 @@ from argen.data.tokenize import tokenize
 from argen.data.video import load_video_dataset
 from argen.demo import SHIPPED, run_demo
 from argen.eval import report
+from argen.eval.distributed import evaluate_across_ranks
 from argen.eval.entropy_report import write_entropy_analysis
 from argen.eval.features import ClassifierExtractor, FeatureExtractor
 from argen.eval.inception import InceptionExtractor
@@ -39,8 +40,9 @@ from argen.io.convert import convert_checkpoint
 from argen.io.images import save_grid
 from argen.io.load import ar_config_from_cache, open_token_cache, refiner_config_from_cache, tokenizer_config
 from argen.pipeline import load as load_pipeline
+from argen.sampling_run import sample_to_npz
 from argen.serve.app import serve
-from argen.train import recipes
+from argen.train import distributed, recipes
 from argen.train.classifier_task import ClassifierRunConfig, classifier_test_accuracy, train_classifier
 from argen.train.trainer import TrainingError
 
@@ -145,19 +147,34 @@ def _positive(**values: int | None) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     _positive(count=args.count, batch=args.batch, columns=args.columns)
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     try:
         classes = [int(c) for c in args.classes.split(",") if c.strip()] if args.classes else None
     except ValueError as error:
         raise ValueError(f"--classes must be comma-separated integers, got {args.classes!r}") from error
     if classes == []:
         raise ValueError("--classes lists no class")
+    if distributed.under_torchrun() and (args.fixed_prologue or args.save_ids):
+        raise ValueError("--fixed-prologue and --save-ids run in one process; start argen sample without torchrun")
     options, refine = _sampling_options(args), _refine_options(args)
-    pipeline = load_pipeline(args.model, tokenizer=args.tokenizer, ema=args.ema, refiner=args.refiner)
+    # One process samples on the CPU; torchrun ranks on their GPU when there is one.
+    context = distributed.setup(None if distributed.under_torchrun() else "cpu")
+    try:
+        return _sample(args, classes, options, refine, context)
+    finally:
+        distributed.teardown(context)
+
+
+def _sample(args: argparse.Namespace, classes: list[int] | None, options: dict[str, Any],
+            refine: dict[str, Any] | None, context: distributed.DistributedContext) -> int:
+    pipeline = load_pipeline(args.model, context.device, tokenizer=args.tokenizer, ema=args.ema,
+                             refiner=args.refiner)
     layout = pipeline.layout
-    generator = torch.Generator(pipeline.device).manual_seed(args.seed)
     if args.fixed_prologue:
         if args.columns < 2:
             raise ValueError("--fixed-prologue needs --columns >= 2 (the cache image, then samples)")
+        generator = torch.Generator(pipeline.device).manual_seed(args.seed)
         images = pipeline.fixed_prologue_rows(TokenDataset(args.fixed_prologue), args.count or 10, args.columns - 1,
                                               generator, **options)
         grid = save_grid(images, args.out / "fixed-prologue.png", columns=args.columns, scale=2)
@@ -175,23 +192,33 @@ def cmd_sample(args: argparse.Namespace) -> int:
     classes = classes or list(range(pipeline.config.model.num_classes))
     count = args.count or (len(classes) if args.classes else 10)
     labels = [classes[i % len(classes)] for i in range(count)]
-    print(f"decoding: {layout.describe()}")
-    samples = pipeline.sample(labels, args.batch, generator, refine, **options)
-    if args.save_ids:
+    if context.is_main:
+        print(f"decoding: {layout.describe()}")
+    if args.save_ids:  # the ids of every sample, in memory (the same samples as a run without --save-ids)
+        samples = pipeline.sample(labels, args.batch, None, refine, seed=args.seed, **options)
         print(f"ids (grid order): {samples.save_ids(args.save_ids)}")
-    if samples.images is None:
-        return 0
-    picture, npz = samples.save(args.out, columns=args.columns, fps=args.fps)
-    seconds = samples.seconds + samples.decode_seconds
+        if samples.images is None:
+            return 0
+        (picture, npz), made = samples.save(args.out, columns=args.columns, fps=args.fps), len(labels)
+        seconds = samples.seconds + samples.decode_seconds
+    else:
+        run = sample_to_npz(pipeline, labels, args.batch, args.seed, args.out, context, refine,
+                            {"model": str(args.model), "tokenizer": str(args.tokenizer), "refiner": str(args.refiner),
+                             "ema": args.ema}, args.columns, args.fps, **options)
+        if run is None:  # not rank 0
+            return 0
+        picture, npz, made, seconds = run.picture, run.npz, run.made, run.seconds
     # CTF counts its refiner pass as one more step (the paper's "256+1").
     ctf = {} if refine is None else {
         "refiner": str(args.refiner), "ar_steps": layout.num_steps,
         "refine": {"restrict_to_cluster": pipeline.refiner_config.refiner.restrict_to_cluster, **refine}}
+    # Images per second of the samples this run made (a resumed run skips the parts an earlier one finished).
+    speed = made / seconds if seconds else None
     save_json(args.out / "sampling.json", {
         "model": str(args.model), "images": len(labels), "steps": layout.num_steps + (refine is not None),
-        "parallel": layout.parallel, "order": layout.config.order, "seconds": seconds,
-        "images_per_s": len(labels) / seconds, **options, **ctf})
-    print(f"samples: {picture} and {npz} ({len(labels) / seconds:.1f} images/s)")
+        "parallel": layout.parallel, "order": layout.config.order, "seconds": seconds, "images_per_s": speed,
+        "ranks": context.world_size, **options, **ctf})
+    print(f"samples: {picture} and {npz} ({f'{speed:.1f} images/s' if speed else 'all resumed'})")
     return 0
 
 
@@ -231,14 +258,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _extractor(args: argparse.Namespace, required: bool = True) -> FeatureExtractor | None:
+def _extractor(args: argparse.Namespace, required: bool = True, device: torch.device = torch.device("cpu")
+               ) -> FeatureExtractor | None:
     if not required and not (args.classifier or args.inception):
         return None
     if bool(args.classifier) == bool(args.inception):
         raise ValueError("give exactly one feature extractor: --classifier DIR or --inception WEIGHTS_FILE")
     if args.classifier:
-        return ClassifierExtractor.from_checkpoint(args.classifier)
-    return InceptionExtractor.from_file(args.inception)
+        return ClassifierExtractor.from_checkpoint(args.classifier, device=device)
+    return InceptionExtractor.from_file(args.inception, device=device)
 
 
 def _print_json(result: dict[str, Any], out: Path | None = None) -> int:
@@ -257,6 +285,16 @@ def cmd_eval_ref(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_samples(args: argparse.Namespace) -> int:
+    if distributed.under_torchrun():
+        context = distributed.setup()
+        try:
+            extractor = _extractor(args, device=context.device)
+            result = evaluate_across_ranks(args.samples, ReferenceStatistics.load(args.ref), extractor, context,
+                                           not args.unconditional, args.bootstrap)
+        finally:
+            distributed.teardown(context)
+        return 0 if result is None else _print_json(
+            {**result, "samples_file": str(args.samples), "reference_file": str(args.ref)}, args.out)
     batch = read_samples(args.samples)
     labels = batch.labels if batch.labels is not None and not args.unconditional else None
     result = evaluate(batch.images, ReferenceStatistics.load(args.ref), _extractor(args), labels,

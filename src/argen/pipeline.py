@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from argen.config import ARRunConfig, RefinerRunConfig, to_dict
@@ -55,14 +56,10 @@ class Samples:
         per video), samples.gif (an animated grid) and videos.npz. Returns (picture, npz)."""
         if self.images is None:
             raise ValueError("these samples were not decoded to pixels (no tokenizer)")
-        out_dir, labels = Path(out_dir), self.labels.numpy()
-        if self.images.ndim == 5:  # (N, T, C, H, W)
-            save_gif(self.images, out_dir / "samples.gif", columns=columns, fps=fps, scale=2)
-            return (save_strip(self.images, out_dir / "samples.png", scale=2),
-                    write_npz(out_dir / "videos.npz", self.images.permute(0, 1, 3, 4, 2).numpy(), labels=labels,
-                              video=True))
-        return (save_grid(self.images, out_dir / "samples.png", columns=columns, scale=2),
-                write_npz(out_dir / "samples.npz", self.images.permute(0, 2, 3, 1).numpy(), labels=labels))
+        video = self.images.ndim == 5
+        return (save_preview(self.images, out_dir, columns, fps),
+                write_npz(samples_file(out_dir, video), self.images.movedim(-3, -1).numpy(),
+                          labels=self.labels.numpy(), video=video))
 
     def save_ids(self, path: str | Path) -> Path:
         """The ids (grid order) as JSON: classes, grid, ids, and under CTF the coarse labels."""
@@ -71,6 +68,21 @@ class Samples:
             saved["coarse"] = self.coarse.tolist()
         ckpt.atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(saved)))
         return Path(path)
+
+
+def samples_file(out_dir: str | Path, video: bool) -> Path:
+    """Where `Samples.save` writes the ADM batch: samples.npz, or videos.npz."""
+    return Path(out_dir) / ("videos.npz" if video else "samples.npz")
+
+
+def save_preview(images: torch.Tensor, out_dir: str | Path, columns: int = 10, fps: float = 4.0) -> Path:
+    """uint8 images (N, C, H, W) as samples.png (a grid); videos (N, T, C, H, W) as samples.png (a strip per
+    video) and samples.gif (an animated grid). Returns the PNG."""
+    out_dir = Path(out_dir)
+    if images.ndim == 5:
+        save_gif(images, out_dir / "samples.gif", columns=columns, fps=fps, scale=2)
+        return save_strip(images, out_dir / "samples.png", scale=2)
+    return save_grid(images, out_dir / "samples.png", columns=columns, scale=2)
 
 
 @dataclass
@@ -103,7 +115,8 @@ class Pipeline:
                 module.to(device)
         return self
 
-    def _labels(self, labels) -> torch.Tensor:
+    def class_labels(self, labels) -> torch.Tensor:
+        """`labels` as a (N,) long tensor on the pipeline's device, each checked to be one of its classes."""
         labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
         classes = self.config.model.num_classes
         if labels.numel() == 0 or int(labels.min()) < 0 or int(labels.max()) >= classes:
@@ -123,30 +136,43 @@ class Pipeline:
         RefineOptions fields of the refiner pass; unless given there, `greedy` and `dtype` are the coarse stage's
         and `restrict_to_cluster` is what the refiner was trained with.
         """
+        coarse_options, refine_options = self.sampling_options(refine, **options)
+        if refine_options is None:
+            return generate(self.model, self.layout, self.class_labels(labels), options=coarse_options,
+                            generator=generator, forced=forced, on_step=on_step)
+        return sample_ctf(self.model, self.layout, self.refiner, self.class_labels(labels), coarse_options,
+                          refine_options, generator, forced, on_step)
+
+    def sampling_options(self, refine: dict | None = None,
+                         **options: Any) -> tuple[SamplingOptions, RefineOptions | None]:
+        """The checked options of `generate_ids` (the refiner pass's None without a refiner)."""
         _check_fields(SamplingOptions, options, "sampling")
         coarse_options = SamplingOptions(**options)
         if self.refiner is None:
             if refine:
                 raise ValueError("refine options were given but the pipeline has no refiner (load with refiner=DIR)")
-            return generate(self.model, self.layout, self._labels(labels), options=coarse_options,
-                            generator=generator, forced=forced, on_step=on_step)
+            return coarse_options, None
         _check_fields(RefineOptions, refine or {}, "refine")
         defaults = {"restrict_to_cluster": self.refiner_config.refiner.restrict_to_cluster,
                     "greedy": coarse_options.greedy, "dtype": coarse_options.dtype}
-        refine_options = RefineOptions(**{**defaults, **(refine or {})})
-        return sample_ctf(self.model, self.layout, self.refiner, self._labels(labels), coarse_options,
-                          refine_options, generator, forced, on_step)
+        return coarse_options, RefineOptions(**{**defaults, **(refine or {})})
 
     def sample(self, labels, batch_size: int = 64, generator: torch.Generator | None = None,
-               refine: dict | None = None, decode: bool = True, **options: Any) -> Samples:
-        """`generate_ids` over `labels` in batches of `batch_size` with one generator throughout, each batch
-        decoded to pixels unless `decode` is False or there is no tokenizer."""
-        labels = self._labels(labels).cpu()
+               refine: dict | None = None, decode: bool = True, seed: int | None = None, **options: Any) -> Samples:
+        """`generate_ids` over `labels` in batches of `batch_size`, each batch decoded to pixels unless `decode` is
+        False or there is no tokenizer. The batches draw from `generator` in turn or, given a `seed` instead, each
+        from its own `batch_generator(seed, index of its first sample)`: then a batch's samples depend only on the
+        seed, its labels and where it starts, not on the batches before it (how torchrun ranks share a run)."""
+        labels = self.class_labels(labels).cpu()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if seed is not None and generator is not None:
+            raise ValueError("give a generator or a seed, not both")
         decode = decode and self.tokenizer is not None
         visual, coarse, images, seconds, decode_seconds = [], [], [], 0.0, 0.0
         for start in range(0, len(labels), batch_size):
+            if seed is not None:
+                generator = batch_generator(seed, start, self.device)
             started = time.perf_counter()
             generated = self.generate_ids(labels[start:start + batch_size], generator, refine, **options)
             seconds += time.perf_counter() - started
@@ -236,6 +262,15 @@ class Pipeline:
             components["tokenizer"] = "tokenizer"
         ckpt.save_json(directory / PIPELINE_FILE, {"format": "argen-pipeline-1", "components": components})
         return directory
+
+
+def batch_generator(seed: int, first_index: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """The random stream of the batch whose first sample is `first_index` in a run seeded with `seed`: seeded from
+    both through numpy's SeedSequence, so the streams of nearby seeds and batches are unrelated."""
+    if seed < 0 or first_index < 0:
+        raise ValueError(f"the seed and the first sample index must be >= 0, got {seed} and {first_index}")
+    mixed = int(np.random.SeedSequence([seed, first_index]).generate_state(1, np.uint64)[0])
+    return torch.Generator(device).manual_seed(mixed)
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | Path | None = None,

@@ -4,10 +4,16 @@ An ADM sample batch (the format of guided-diffusion's and LlamaGen's evaluators)
 `.npz` whose `arr_0` holds uint8 images (N, H, W, C) in [0, 255]; class-conditional samplers add the
 labels as `arr_1`. Files are read with allow_pickle=False, so a batch can never carry code. A video batch
 is the same file with uint8 videos (N, T, H, W, C) in `arr_0` (`video=True`).
+
+Batches too large for one process's memory are written chunk by chunk (`write_npz_chunks`) and read a slice at
+a time (`open_npz_images`: a memory map into the zip archive, whose entries numpy stores uncompressed).
 """
 
 from __future__ import annotations
 
+import struct
+import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +76,81 @@ def write_npz(path: str | Path, images: np.ndarray | torch.Tensor,
 
     atomic_write(path, write)
     return path
+
+
+def write_npz_chunks(path: str | Path, chunks: Iterable[np.ndarray], count: int,
+                     labels: np.ndarray | None = None, video: bool = False) -> Path:
+    """Write an ADM sample batch of `count` images (videos with `video`) given as uint8 NHWC chunks (and the
+    labels), one chunk in memory at a time; the file is the one `write_npz` makes of the chunks joined. Atomic."""
+    path = Path(path)
+    label_array = _check_labels(labels, count, str(path))
+    chunks = iter(chunks)
+    first = next(chunks, None)
+    if first is None or count < 1:
+        raise SampleFileError(f"{path}: a sample batch needs at least one image, got {count} and no chunk")
+    first = _check_images(first, str(path), video)
+    item = first.shape[1:]
+    header = {"descr": np.lib.format.dtype_to_descr(first.dtype), "fortran_order": False, "shape": (count, *item)}
+
+    def write(temporary: Path) -> None:
+        nonlocal first
+        with zipfile.ZipFile(temporary, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            # force_zip64: the entry's size is unknown when it is opened and may pass 4 GiB.
+            with archive.open(f"{IMAGES_KEY}.npy", "w", force_zip64=True) as entry:
+                np.lib.format.write_array_header_1_0(entry, header)
+                written, chunk, first = 0, first, None  # only the chunk being written is held
+                while chunk is not None:
+                    if chunk.shape[1:] != item:
+                        raise SampleFileError(f"{path}: a chunk of {chunk.shape[1:]} images among ones of {item}")
+                    written += len(chunk)
+                    if written > count:
+                        raise SampleFileError(f"{path}: the chunks hold more than the {count} images announced")
+                    entry.write(np.ascontiguousarray(chunk))
+                    chunk = None  # released before the next one is made
+                    chunk = next(chunks, None)
+                    chunk = None if chunk is None else _check_images(chunk, str(path), video)
+                if written != count:
+                    raise SampleFileError(f"{path}: the chunks hold {written} images, {count} were announced")
+            if label_array is not None:
+                with archive.open(f"{LABELS_KEY}.npy", "w") as entry:
+                    np.lib.format.write_array(entry, label_array, allow_pickle=False)
+
+    atomic_write(path, write)
+    return path
+
+
+def open_npz(path: str | Path) -> SampleBatch:
+    """An ADM sample batch whose images (`arr_0`) are a read-only memory map, so that a slice of them reads only
+    that slice, and its labels; a compressed file cannot be mapped and is read whole (`read_npz`)."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(f"{IMAGES_KEY}.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            return read_npz(path)
+        with open(path, "rb") as handle:
+            # The entry's data follows its local header: 30 bytes, then its name and extra field.
+            handle.seek(info.header_offset + 26)
+            name_length, extra_length = struct.unpack("<HH", handle.read(4))
+            handle.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(handle)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in read_header:
+                raise ValueError(f"npy format version {version} is not supported")
+            shape, fortran_order, dtype = read_header[version](handle)
+            offset = handle.tell()
+        if dtype != np.uint8 or fortran_order:
+            raise SampleFileError(f"{path}: expected uint8 images in C order, got {dtype}")
+        with np.load(path, allow_pickle=False) as data:
+            labels = data[LABELS_KEY] if LABELS_KEY in data.files else None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        if isinstance(error, SampleFileError):
+            raise
+        raise SampleFileError(f"{path} is not a readable .npz sample batch with '{IMAGES_KEY}': {error}") from error
+    images = _check_images(np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=shape), str(path))
+    if len(images) == 0:
+        raise SampleFileError(f"{path} holds no images")
+    return SampleBatch(images, _check_labels(labels, len(images), str(path)))
 
 
 def read_npz(path: str | Path, video: bool = False) -> SampleBatch:

@@ -10,6 +10,7 @@ and image count. Samples are only ever compared with a reference made by the sam
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,10 +136,19 @@ def evaluate(samples: ImageSource, reference: ReferenceStatistics, extractor: Fe
     checksum and both image counts.
     """
     check_compatible(reference, extractor)
+    return evaluate_features(extractor.batches(samples), reference, extractor, labels, splits, k, seed, bootstrap)
+
+
+def evaluate_features(batches: Iterable[dict[str, np.ndarray]], reference: ReferenceStatistics,
+                      extractor: FeatureExtractor, labels: np.ndarray | None = None, splits: int = 10, k: int = 3,
+                      seed: int = 0, bootstrap: int = 0) -> dict[str, Any]:
+    """`evaluate` from the extractor's feature batches of the samples, in the samples' order (batches made
+    elsewhere, e.g. by torchrun ranks, give the same numbers when they are cut where `extractor.batches` cuts)."""
+    check_compatible(reference, extractor)
     pool, spatial = MomentAccumulator(), MomentAccumulator()
     subset = _RandomSubset(len(reference.features), seed)
     logits, kept = [], []
-    for outputs in extractor.batches(samples):
+    for outputs in batches:
         pool.update(outputs["pool"])
         if bootstrap:
             kept.append(outputs["pool"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -23,6 +24,11 @@ class DistributedContext:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
+
+
+def under_torchrun() -> bool:
+    """True in a process that torchrun started with others (WORLD_SIZE > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def setup(device: str | None = None) -> DistributedContext:
@@ -51,6 +57,15 @@ def all_reduce_mean(values: torch.Tensor, context: DistributedContext) -> torch.
         dist.all_reduce(values)
         values /= context.world_size
     return values
+
+
+def gather_to_main(value: Any, context: DistributedContext) -> list[Any] | None:
+    """Every rank's `value` (picklable), in rank order, on rank 0; None on the other ranks."""
+    if not context.enabled:
+        return [value]
+    gathered = [None] * context.world_size if context.is_main else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
 
 
 def barrier(context: DistributedContext) -> None:

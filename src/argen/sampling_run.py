@@ -1,0 +1,99 @@
+"""A sampling run of `argen sample`: N samples in fixed batches, shared by the torchrun ranks, written to disk batch
+by batch and assembled into one ADM `.npz`.
+
+Batch b holds samples [b * batch_size, (b + 1) * batch_size) and draws from `batch_generator(seed, its first
+index)`; rank r makes the batches b with b % world_size == r. So sample i is the same whatever the number of ranks
+(for one seed, batch size, class schedule and sampling options, on one kind of device): ranks change who makes a
+batch, never what it holds. Each finished batch is saved as `<npz>.parts/<first index>.npy`, so no process holds
+more than a batch of images; rank 0 then streams the parts into the `.npz` (atomic) and removes them. A run that
+stopped keeps its finished parts: rerunning the same command makes only the missing batches.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from argen.eval.npz import write_npz_chunks
+from argen.io.checkpoint import atomic_write, save_json
+from argen.pipeline import Pipeline, batch_generator, samples_file, save_preview
+from argen.train import distributed
+from argen.train.distributed import DistributedContext
+
+PLAN_FILE = "plan.json"
+PREVIEW_SAMPLES = 100  # samples.png shows the first ones: a grid of 50,000 images would be unreadable
+
+
+@dataclass
+class SamplingRun:
+    """What a run wrote (on rank 0) and how long its own batches took."""
+
+    picture: Path
+    npz: Path
+    made: int  # samples made by this run (those of parts kept from an earlier run are not counted)
+    seconds: float  # the slowest rank's token generation and decoding time
+
+
+def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: int, out_dir: str | Path,
+                  context: DistributedContext, refine: dict | None = None, plan: dict[str, Any] | None = None,
+                  columns: int = 10, fps: float = 4.0, **options: Any) -> SamplingRun | None:
+    """Sample `labels` (options: SamplingOptions fields) in batches of `batch_size` over the ranks of `context`
+    and write `out_dir`/samples.npz (videos.npz) and the preview of `save_preview`; None on ranks other than 0.
+
+    `plan` describes what else decides the samples (e.g. the model); parts left by a run of another plan are
+    refused rather than mixed in."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if pipeline.tokenizer is None:
+        raise ValueError("the pipeline has no tokenizer to decode images")
+    pipeline.class_labels(labels), pipeline.sampling_options(refine, **options)  # refused before anything is written
+    video = len(pipeline.layout.grid) == 3
+    npz = samples_file(out_dir, video)
+    parts = npz.with_suffix(".parts")
+    plan = {**(plan or {}), "labels": list(labels), "batch_size": batch_size, "seed": seed, "refine": refine,
+            "options": options}
+    if context.is_main and not (parts / PLAN_FILE).is_file():
+        save_json(parts / PLAN_FILE, plan)
+    distributed.barrier(context)
+    if json.loads((parts / PLAN_FILE).read_text()) != json.loads(json.dumps(plan)):
+        raise ValueError(f"{parts} holds the parts of a run with other settings; delete it, or rerun that command "
+                         "to finish it")
+
+    starts = range(0, len(labels), batch_size)
+    made, seconds = 0, 0.0
+    for start in starts[context.rank::context.world_size]:
+        part = parts / f"{start:09d}.npy"
+        if part.is_file():  # finished by an earlier run (parts are renamed into place only when whole)
+            continue
+        batch = labels[start:start + batch_size]
+        samples = pipeline.sample(batch, len(batch), batch_generator(seed, start, pipeline.device), refine,
+                                  **options)
+        images = samples.images.movedim(-3, -1).numpy()
+
+        def write(temporary: Path) -> None:
+            with open(temporary, "wb") as handle:  # a handle, so numpy does not append ".npy" to the temp name
+                np.save(handle, images, allow_pickle=False)
+
+        atomic_write(part, write)
+        made += len(batch)
+        seconds += samples.seconds + samples.decode_seconds
+
+    timings = distributed.gather_to_main((made, seconds), context)
+    distributed.barrier(context)
+    if not context.is_main:
+        return None
+
+    def read(start: int) -> np.ndarray:
+        return np.load(parts / f"{start:09d}.npy", mmap_mode="r", allow_pickle=False)
+
+    write_npz_chunks(npz, (read(start) for start in starts), len(labels), np.asarray(labels), video)
+    first = np.concatenate([read(start) for start in starts[:-(-PREVIEW_SAMPLES // batch_size)]])[:PREVIEW_SAMPLES]
+    picture = save_preview(torch.from_numpy(first).movedim(-1, -3), out_dir, columns, fps)
+    shutil.rmtree(parts)
+    return SamplingRun(picture, npz, sum(m for m, _ in timings), max(s for _, s in timings))
