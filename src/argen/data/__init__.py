@@ -18,7 +18,7 @@ def load_dataset(config: DataConfig, training: bool = True) -> ImageDataset | Im
     """The dataset named by `config` as images at `config.image_size` (a video dataset: its frames); the
     small datasets in memory, an image folder read per batch, WebDataset tar shards streamed."""
     if is_video_dataset(config.name):
-        return load_video_dataset(config).frames(flip=config.flip and training)
+        return load_video_dataset(config, training).frames_view()
     if config.name == "imagefolder":
         if not config.path:
             raise DataError("data.name=imagefolder needs data.path (one sub-folder per class)")
