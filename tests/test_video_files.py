@@ -38,8 +38,9 @@ def test_ucf_split_files_labels_and_clips(tmp_path):
     # Stride 2: the square moves 2 * STEP source pixels (STEP at 16 of 32 pixels) from clip frame to frame.
     moves = column_of_square(batch["images"][0]).diff()
     assert torch.allclose(moves, torch.full_like(moves, STEP), atol=0.3)
-    test = load_video_dataset(config(root, "test", "ucfTrainTestlist/testlist01.txt"))
+    test = load_video_dataset(config(root, "test"))  # the test split reads testlist01.txt beside trainlist01.txt
     assert len(test) == 2 and test.labels.tolist() == [0, 1]
+    assert test.files[0].decode() == "Jump/v_Jump_g03_c01.avi"
     frames = load_dataset(config(root))  # an image tokenizer's view: every frame of every clip
     assert len(frames) == 20 and frames.batch(torch.tensor([0, 4, 19]))["images"].shape == (3, 1, 16, 16)
     assert torch.equal(frames.batch(torch.tensor([7]))["images"][0], batch["images"][1, 2])
@@ -75,11 +76,13 @@ def test_corrupt_and_short_files_are_skipped_with_a_warning_or_an_error(tmp_path
 def test_split_file_errors_name_the_line(tmp_path):
     root = write_ucf(tmp_path / "ucf")
     lists = root / "ucfTrainTestlist"
-    (lists / "bad.txt").write_text("Jump/v_Jump_g01_c01.avi 2\n")
-    with pytest.raises(DataError, match=r"bad.txt:1: label 2 but Jump is class 1 in classInd.txt"):
-        load_video_dataset(config(root, split_file="ucfTrainTestlist/bad.txt"))
-    (lists / "bad.txt").write_text("Swim/v_Swim_g01_c01.avi\n")
-    with pytest.raises(DataError, match=r"bad.txt:1: expected `<class>/<video> \[label\]` with a known class"):
-        load_video_dataset(config(root, split_file="ucfTrainTestlist/bad.txt"))
-    with pytest.raises(DataError, match="split_file: .*missing.txt does not exist"):
-        load_video_dataset(config(root, split_file="missing.txt"))
+    (lists / "trainlist02.txt").write_text("Jump/v_Jump_g01_c01.avi 2\n")
+    with pytest.raises(DataError, match=r"trainlist02.txt:1: label 2 but Jump is class 1 in classInd.txt"):
+        load_video_dataset(config(root, split_file="ucfTrainTestlist/trainlist02.txt"))
+    (lists / "trainlist02.txt").write_text("Swim/v_Swim_g01_c01.avi\n")
+    with pytest.raises(DataError, match=r"trainlist02.txt:1: expected `<class>/<video> \[label\]` with a known"):
+        load_video_dataset(config(root, split_file="ucfTrainTestlist/trainlist02.txt"))
+    with pytest.raises(DataError, match="split_file: .*trainlist09.txt does not exist"):
+        load_video_dataset(config(root, split_file="trainlist09.txt"))
+    with pytest.raises(DataError, match="name it as UCF-101 does"):
+        load_video_dataset(config(root, split_file="ucfTrainTestlist/classInd.txt"))

@@ -30,7 +30,7 @@ import torch
 from argen.config import DataConfig
 from argen.data.datasets import IMAGE_SUFFIXES, DataError, ImageDataset, load_image_dataset
 from argen.data.transforms import random_flip, to_resolution, to_unit_range
-from argen.data.video_files import VideoFileDataset
+from argen.data.video_files import VideoFileDataset, split_list
 from argen.io.video import VideoFileError, read_gif
 
 MOVING_PREFIX = "moving-"
@@ -226,8 +226,9 @@ def load_video_dataset(config: DataConfig, training: bool = False) -> VideoDatas
     if config.name == VIDEO_FILES:
         if not config.path:
             raise DataError("data.name=videofiles needs data.path (one sub-folder of video files per class)")
+        listing = split_list(config.video.split_file, config.split) if config.video.split_file else ""
         return VideoFileDataset(config.path, config.video.frames, config.video.stride, config.image_size,
-                                config.channels, config.video.split_file, flip, config.on_bad_image, config.limit)
+                                config.channels, listing, flip, config.on_bad_image, config.limit)
     if config.name.startswith(MOVING_PREFIX):
         return dataclasses.replace(_moving_dataset(config), flip=flip)
     if config.name == VIDEO_FOLDER:

@@ -2,13 +2,13 @@
 asked for, in DataLoader workers; the dataset holds only the file list.
 
 Layout: UCF-101's `root/<class>/<video>.avi`. Without a split file every video file under a class folder is read,
-classes in sorted order. `data.video.split_file` (UCF-101's `ucfTrainTestlist/trainlist01.txt` or `testlist01.txt`,
-relative to the root or absolute) names the videos instead, one `Class/v_Class_g08_c01.avi [label]` line each;
-`classInd.txt` beside it (`1 ApplyEyeMakeup` lines) numbers the classes, and a line's label, when given, must
-agree with it. A clip is frames 0, stride, 2 * stride, ... (data.video.frames of them) of its video, each
-centre-cropped to a square and resized to image_size (the shorter side becomes image_size). A file that cannot be
-decoded or is too short is skipped with a warning naming it and a count, or is an error with
-data.on_bad_image=error (argen.data.image_folder.LazyFileDataset).
+classes in sorted order. `data.video.split_file` (UCF-101's `ucfTrainTestlist/trainlist01.txt`, relative to the
+root or absolute; the test split reads testlist01.txt beside it) names the videos instead, one
+`Class/v_Class_g08_c01.avi [label]` line each; `classInd.txt` beside it (`1 ApplyEyeMakeup` lines) numbers the
+classes, and a line's label, when given, must agree with it. A clip is frames 0, stride, 2 * stride, ...
+(data.video.frames of them) of its video, each centre-cropped to a square and resized to image_size (the shorter
+side becomes image_size). A file that cannot be decoded or is too short is skipped with a warning naming it and a
+count, or is an error with data.on_bad_image=error (argen.data.image_folder.LazyFileDataset).
 """
 
 from __future__ import annotations
@@ -65,6 +65,17 @@ def read_split_file(path: Path, class_names: tuple[str, ...], numbered: bool) ->
     return files, labels
 
 
+def split_list(split_file: str, split: str) -> str:
+    """The list of `split`: data.video.split_file names one of UCF-101's pair (trainlistNN.txt, testlistNN.txt), the
+    other split reads its sibling, so one tokenizer config serves `argen tokenize --split train` and `--split test`."""
+    name = Path(split_file).name
+    if "trainlist" not in name and "testlist" not in name:
+        raise DataError(f"data.video.split_file={split_file}: name it as UCF-101 does (trainlist01.txt, beside "
+                        f"testlist01.txt) so that each split finds its list")
+    wanted, other = ("trainlist", "testlist") if split == "train" else ("testlist", "trainlist")
+    return str(Path(split_file).with_name(name.replace(other, wanted)))
+
+
 def scan_video_files(root: Path, split_file: str = "") -> tuple[list[str], list[int], tuple[str, ...]]:
     """(paths relative to root, labels, class names) of `root/<class>/<video>`, or of the videos a split file
     names."""
@@ -100,6 +111,7 @@ class VideoFileDataset(LazyFileDataset):
 
     def __init__(self, root: str | Path, frames: int, stride: int, size: int, channels: int, split_file: str = "",
                  flip: bool = False, on_bad_image: str = "skip", limit: int = 0):
+        """`split_file`: the list to read (see `split_list`), or empty for every video under `root`."""
         if frames < 1 or stride < 1:
             raise DataError(f"data.video.frames and data.video.stride must be >= 1, got {frames} and {stride}")
         if channels not in (1, 3):
