@@ -19,6 +19,8 @@
 #   scripts/reproduce.sh combined           the demo's combination at 3 M parameters (the PAR section's size)
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
 #   scripts/reproduce.sh video-models NAME... only these video models (train, sample, evaluate)
+#   scripts/reproduce.sh video3d            17-frame moving Fashion-MNIST: per-frame vs causal 3D tokenizer (same
+#                                           1024 codes), 1x on both grids, PAR-4x/16x on the 3D grid (not yet run)
 # Each step is skipped when its output exists, so an interrupted run continues where it stopped
 # (the trainers themselves resume from their last checkpoint).
 set -euo pipefail
@@ -397,6 +399,47 @@ video_analysis() {  # batch-1 decode speed of the three, back to back, and the r
         --metrics runs/evalmfm/*/metrics.json --media "${media[@]}"
 }
 
+# Video 3D: 17 frames of 32x32; the per-frame tokenizer's (17, 8, 8) grids against the causal 3D tokenizer's (5, 8, 8)
+# (both 1024 codes); name, cache, then the layout overrides
+VIDEO3D_MODELS="frame-1x runs/mfm17-cache
+causal3d-1x runs/mfm17-3d-cache
+causal3d-par4 runs/mfm17-3d-cache layout.order=region layout.parallel=4
+causal3d-par16 runs/mfm17-3d-cache layout.order=region layout.parallel=16"
+
+video3d() {  # tokenizers (reconstruction), caches, the four AR models (500 videos each, evaluated), the report
+    local tokenizer name cache overrides out media=()
+    video_data  # the frame classifier of the moving Fashion-MNIST videos (same items and motion)
+    done_or runs/mfm17-tokenizer/checkpoint $argen tokenizer train --preset VQ-CPU-32 \
+        --config configs/mfm17-tokenizer.yaml --out runs/mfm17-tokenizer
+    done_or runs/mfm17-causal3d-tokenizer/checkpoint $argen tokenizer train --preset VQ3D-CPU-32 \
+        --config configs/mfm17-causal3d-tokenizer.yaml --out runs/mfm17-causal3d-tokenizer
+    for tokenizer in mfm17-tokenizer mfm17-causal3d-tokenizer; do
+        done_or "runs/$tokenizer/eval/metrics.json" $argen tokenizer eval --tokenizer "runs/$tokenizer/checkpoint" \
+            --count 1000 --out "runs/$tokenizer/eval"
+    done
+    done_or runs/mfm17-cache $argen tokenize --tokenizer runs/mfm17-tokenizer/checkpoint --out runs/mfm17-cache \
+        --limit 30000
+    done_or runs/mfm17-3d-cache $argen tokenize --tokenizer runs/mfm17-causal3d-tokenizer/checkpoint \
+        --out runs/mfm17-3d-cache --limit 30000
+    done_or runs/mfm17-test.npz $argen video make-dataset --tokenizer runs/mfm17-tokenizer/checkpoint --split test \
+        --count 1000 --out runs/mfm17-test.npz
+    while read -r name cache overrides; do
+        out=runs/evalmfm17/$name
+        mkdir -p "$out"
+        # shellcheck disable=SC2086  # the overrides are separate words
+        $argen train --preset GPT-S --config configs/mfm-ar.yaml --cache "$cache" --out "runs/mfm17-$name" $overrides
+        done_or "$out/videos.npz" $argen sample --model "runs/mfm17-$name/checkpoint" --count 500 --batch 100 \
+            --cfg 2 --temperature 0.8 --seed 0 --out "$out"
+        done_or "$out/metrics.json" $argen eval video "$out/videos.npz" --real runs/mfm17-test.npz \
+            --classifier runs/mfm-classifier/checkpoint --out "$out/metrics.json"
+        [[ -e $out/bench-b1.json ]] || $argen bench sample --model "runs/mfm17-$name/checkpoint" --batch 1 \
+            --repeats 3 --json > "$out/bench-b1.json"
+        media+=("$name=$out/samples.gif")
+    done <<< "$VIDEO3D_MODELS"
+    $argen report --out runs/report-video3d --title "Causal 3D tokenizer: moving Fashion-MNIST, 17 frames" \
+        --metrics runs/evalmfm17/*/metrics.json --media "${media[@]}"
+}
+
 case "${1:-}" in
     par) par_data && par_models && par_analysis ;;
     # e.g. two trainings at a time on 2 cores, one thread each, then `scripts/reproduce.sh par` for the rest:
@@ -421,6 +464,7 @@ case "${1:-}" in
     demo-ship) demo_ship ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
+    video3d) video3d ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-ship | video | video-models NAME..." >&2; exit 2 ;;
+            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-ship | video | video-models NAME... | video3d" >&2; exit 2 ;;
 esac

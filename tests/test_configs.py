@@ -27,13 +27,13 @@ CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
 def _tokenizer_models(config: TokenizerRunConfig) -> list[torch.nn.Module]:
+    from argen.io.load import build_tokenizer
     from argen.model.transformer import Transformer
-    from argen.tokenizer.vq import VQModel
     from argen.train.prologue_task import resolve_prior_vocab, validate_prologue_training
 
     validate_prologue_training(config)
     assert (config.data.image_size, config.data.channels) == (config.model.image_size, config.model.in_channels)
-    models = [VQModel(config.model)]
+    models = [build_tokenizer(config.model)]  # an image tokenizer, or a causal 3D one
     if config.model.prologue_tokens > 0:  # Prologue stage 1 also trains its unconditional prior
         models.append(Transformer(resolve_prior_vocab(config).prologue.prior))
     return models

@@ -328,8 +328,8 @@ def cmd_video_make_dataset(args: argparse.Namespace) -> int:
         return 0
     dataset = load_video_dataset(config)
     out = write_real_videos(dataset, args.out, args.preview, args.fps)
-    print(f"{len(dataset)} videos of {tuple(dataset.videos.shape[1:])} (T, C, H, W), {dataset.num_classes} classes: "
-          f"{out} (preview: {out.with_suffix('.gif')}, {out.with_suffix('.png')})")
+    print(f"{len(dataset)} videos of {config.video.frames} frames of {config.image_size}x{config.image_size}, "
+          f"{dataset.num_classes} classes: {out} (preview: {out.with_suffix('.gif')}, {out.with_suffix('.png')})")
     return 0
 
 

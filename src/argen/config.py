@@ -51,6 +51,13 @@ class VQConfig:
     prologue_width: int = 128
     prologue_layers: int = 2
     prologue_heads: int = 4
+    # 0: an image tokenizer (a video is encoded frame by frame). f = 1, 2, 4, ...: a causal 3D video tokenizer
+    # (argen.tokenizer.causal_video) whose first log2(f) downsamplings also halve time after the first frame:
+    # T = 1 + f * k frames -> 1 + k latent frames.
+    temporal_downsample: int = 0
+    # A trained image tokenizer whose 2D kernels start the 3D one (each in the current-frame tap, zeros in the
+    # past taps), so at init every frame is encoded as the image tokenizer encodes it; read when training starts.
+    inflate_from: str = ""
 
     @property
     def downsample(self) -> int:
@@ -142,9 +149,13 @@ class PrologueTrainConfig:
 
 @dataclass
 class VideoDataConfig:
-    """Video datasets (see argen.data.video): moving sprites, or a folder of videos."""
+    """Video datasets (see argen.data.video): moving sprites, folders of frames or GIFs, video files."""
 
-    frames: int = 8  # T; a folder's longer videos are cut to their first T frames
+    frames: int = 17  # T; a folder's longer videos are cut to their first T frames (1 + 4k for a causal 3D tokenizer)
+    stride: int = 1  # videofiles: the frame step of a clip (2 = every other frame)
+    # videofiles: a UCF-101 split list (e.g. ucfTrainTestlist/trainlist01.txt, relative to data.path or absolute)
+    # naming the videos to read as `Class/name.avi [label]` lines; empty: every video under data.path.
+    split_file: str = ""
     objects: int = 1  # moving-*: sprites per video, all of the video's class
     sprite_size: int = 16  # moving-*: sprites are resized to this side before they move on the canvas
     speed: float = 2.0  # moving-*: pixels per frame, in a random direction, bouncing off the borders
@@ -157,8 +168,8 @@ class DataConfig:
 
     # Images: fashion-mnist | idx | imagefolder | webdataset (tar shards of `argen data pack`) | digits | synthetic.
     # Videos (T frames of image_size, see `video`): moving-<image dataset> (e.g. moving-fashion-mnist) |
-    # videofolder. Trained on a video dataset, the tokenizer sees its frames; `argen tokenize` writes
-    # (T, h, w) token grids.
+    # videofolder | videofiles (.avi/.mp4/.webm/.mkv, UCF-101's layout, read per batch). An image tokenizer trains
+    # on the frames, a causal 3D one on the clips; `argen tokenize` writes (T, h, w) token grids.
     name: str = "fashion-mnist"
     path: str = ""  # directory for idx / imagefolder / webdataset; fashion-mnist is found automatically
     split: str = "train"  # train | test
@@ -248,6 +259,12 @@ VQ_PRESETS: dict[str, dict[str, Any]] = {
                       z_channels=64, codebook_size=1024, codebook_dim=8),
     "VQ-CPU-64": dict(image_size=64, in_channels=1, ch=32, ch_mult=(1, 2, 4), num_res_blocks=1,
                       z_channels=64, codebook_size=512, codebook_dim=8),
+    # Causal 3D video tokenizers (17 frames -> 5 latent frames). CPU: 32x32 grey clips -> (5, 8, 8) tokens, the
+    # widths of VQ-CPU-32 (so it inflates from it). B: 128x128 RGB clips (UCF-101) -> (5, 16, 16) tokens.
+    "VQ3D-CPU-32": dict(image_size=32, in_channels=1, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1,
+                        z_channels=64, codebook_size=1024, codebook_dim=8, temporal_downsample=4),
+    "VQ3D-B": dict(image_size=128, in_channels=3, ch=64, ch_mult=(1, 2, 2, 4), num_res_blocks=2,
+                   z_channels=256, codebook_size=16384, codebook_dim=8, temporal_downsample=4),
 }
 
 GPT_PRESETS: dict[str, dict[str, Any]] = {

@@ -20,7 +20,7 @@ def load_dataset(config: DataConfig, training: bool = True) -> ImageDataset | Im
     if config.skip and (is_video_dataset(config.name) or config.name in ("imagefolder", "webdataset")):
         raise DataError(f"data.skip applies to the in-memory image datasets, not {config.name}")
     if is_video_dataset(config.name):
-        return load_video_dataset(config).frames(flip=config.flip and training)
+        return load_video_dataset(config, training).frames_view()
     if config.name == "imagefolder":
         if not config.path:
             raise DataError("data.name=imagefolder needs data.path (one sub-folder per class)")

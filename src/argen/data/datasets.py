@@ -165,7 +165,7 @@ def load_image_dataset(config: DataConfig, training: bool = True) -> ImageDatase
                         "argen.data.load_dataset (and not as video sprites)")
     else:
         raise DataError(f"unknown dataset {config.name!r}; known: fashion-mnist, idx, imagefolder, webdataset, digits, "
-                        f"synthetic, and the video datasets moving-<image dataset>, videofolder")
+                        f"synthetic, and the video datasets moving-<image dataset>, videofolder, videofiles")
     if config.skip or config.limit:
         end = config.skip + config.limit if config.limit else None
         images, labels = images[config.skip:end], labels[config.skip:end]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import BinaryIO
 
@@ -56,34 +57,28 @@ def scan_image_folder(folder: Path) -> tuple[list[str], list[int], tuple[str, ..
     return files, labels, tuple(classes)
 
 
-class ImageFolderDataset:
-    """`folder/<class>/<image>`, classes in sorted order; `batch` returns {"images" in [-1, 1], "labels",
-    "readable"}.
+class LazyFileDataset(ABC):
+    """Files `folder/<files[i]>` with labels, each decoded (`decode`, by the subclass) when its batch is asked for;
+    `batch` returns {"images" in [-1, 1], "labels", "readable"}.
 
-    Every image is cropped to a square (centred, or LlamaGen's random crop with `crop_min` < 1) and resized to
-    `size` (bicubic). An unreadable image is an error with on_bad_image="error"; with "skip" it is replaced in its
-    batch by the next readable image (the batch keeps its size, `readable` marks it False) and warned about once
-    per process, with a count.
+    An unreadable file is an error with on_bad_image="error"; with "skip" it is replaced in its batch by the next
+    readable file (the batch keeps its size, `readable` marks it False) and warned about once per process, with a
+    count.
     """
 
-    def __init__(self, folder: str | Path, size: int, channels: int, flip: bool = False, crop_min: float = 1.0,
-                 on_bad_image: str = "skip", limit: int = 0):
-        folder = Path(folder)
+    kind = "file"  # what a file holds, for the messages
+
+    def __init__(self, folder: Path, files: list[str], labels: list[int], class_names: tuple[str, ...], flip: bool,
+                 on_bad_image: str):
         if on_bad_image not in ("skip", "error"):
             raise DataError(f"on_bad_image must be 'skip' or 'error', got {on_bad_image!r}")
-        if channels not in (1, 3):
-            raise DataError(f"data.channels must be 1 or 3, got {channels}")
-        files, labels, classes = scan_image_folder(folder)
-        if limit:
-            files, labels = files[:limit], labels[:limit]
-        self.folder, self.size, self.channels = folder, size, channels
-        self.flip, self.crop_min, self.on_bad_image = flip, crop_min, on_bad_image
+        self.folder, self.flip, self.on_bad_image = folder, flip, on_bad_image
         # One bytes array, not a list of str: forked workers touching a million Python objects' reference counts
         # would copy every page of them.
         self.files = np.array([file.encode() for file in files])
         self.labels = torch.tensor(labels, dtype=torch.int64)
-        self.class_names = classes
-        self.bad: set[int] = set()  # the unreadable images this process met
+        self.class_names = class_names
+        self.bad: set[int] = set()  # the unreadable files this process met
 
     def __len__(self) -> int:
         return len(self.files)
@@ -92,18 +87,23 @@ class ImageFolderDataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @abstractmethod
+    def decode(self, path: Path) -> torch.Tensor:
+        """A file as uint8; raises one of UNREADABLE when it cannot be decoded."""
+
     def read(self, index: int) -> torch.Tensor | None:
-        """Image `index` as uint8 (C, size, size), cropped and resized; None when the file cannot be decoded."""
+        """File `index` decoded; None when it cannot be."""
         path = self.folder / self.files[index].decode()
         try:
-            return decode_image(path, self.size, self.channels, self.crop_min)
+            return self.decode(path)
         except UNREADABLE as error:
             if self.on_bad_image == "error":
-                raise DataError(f"{path}: unreadable image ({error}); data.on_bad_image=skip skips such images")
+                raise DataError(f"{path}: unreadable {self.kind} ({error}); data.on_bad_image=skip skips such "
+                                f"{self.kind}s")
             if index not in self.bad:
                 self.bad.add(index)
-                warnings.warn(f"{path}: unreadable image, skipped ({len(self.bad)} so far in this process)",
-                              stacklevel=2)
+                warnings.warn(f"{path}: unreadable {self.kind}, skipped ({len(self.bad)} so far in this process): "
+                              f"{error}", stacklevel=2)
             return None
 
     def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -114,7 +114,7 @@ class ImageFolderDataset:
                 source = (source + 1) % len(self)
                 image = self.read(source)
             if image is None:
-                raise DataError(f"{self.folder}: {MAX_BAD_IN_A_ROW} unreadable images in a row after "
+                raise DataError(f"{self.folder}: {MAX_BAD_IN_A_ROW} unreadable {self.kind}s in a row after "
                                 f"{self.files[index].decode()}")
             images.append(image)
             labels.append(self.labels[source])
@@ -123,3 +123,24 @@ class ImageFolderDataset:
         if self.flip:
             images = random_flip(images)
         return {"images": images, "labels": torch.stack(labels), "readable": torch.tensor(readable)}
+
+
+class ImageFolderDataset(LazyFileDataset):
+    """`folder/<class>/<image>`, classes in sorted order, read lazily (LazyFileDataset). Every image is cropped to a
+    square (centred, or LlamaGen's random crop with `crop_min` < 1) and resized to `size` (bicubic)."""
+
+    kind = "image"
+
+    def __init__(self, folder: str | Path, size: int, channels: int, flip: bool = False, crop_min: float = 1.0,
+                 on_bad_image: str = "skip", limit: int = 0):
+        folder = Path(folder)
+        if channels not in (1, 3):
+            raise DataError(f"data.channels must be 1 or 3, got {channels}")
+        files, labels, classes = scan_image_folder(folder)
+        if limit:
+            files, labels = files[:limit], labels[:limit]
+        super().__init__(folder, files, labels, classes, flip, on_bad_image)
+        self.size, self.channels, self.crop_min = size, channels, crop_min
+
+    def decode(self, path: Path) -> torch.Tensor:
+        return decode_image(path, self.size, self.channels, self.crop_min)

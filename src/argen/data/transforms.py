@@ -56,9 +56,10 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def random_flip(images: torch.Tensor) -> torch.Tensor:
-    """Flip each image horizontally with probability 1/2 (global RNG, which the trainer seeds per step)."""
+    """Flip each image (N, C, H, W), or each video (N, T, C, H, W) as a whole, horizontally with probability 1/2
+    (global RNG, which the trainer seeds per step)."""
     flip = torch.rand(images.shape[0]) < 0.5
-    return torch.where(flip[:, None, None, None].to(images.device), images.flip(-1), images)
+    return torch.where(flip.view(-1, *[1] * (images.ndim - 1)).to(images.device), images.flip(-1), images)
 
 
 def random_crop_box(height: int, width: int, crop_min: float) -> tuple[int, int, int]:

@@ -6,13 +6,14 @@
   Each sprite moves in a straight line at `speed` pixels per frame and bounces off the borders, so it never
   leaves the canvas; overlaps keep the brighter pixel. Start positions and directions come from
   (seed, split): the same config always gives the same videos, and the two splits differ.
-- `videofolder` (UCF-101 style, your own data): `path/<class>/<video>/` folders of frame images (sorted by
+- `videofiles` (UCF-101, your own .avi/.mp4/.webm/.mkv files): read per batch, see argen.data.video_files.
+- `videofolder` (your own frames or GIFs): `path/<class>/<video>/` folders of frame images (sorted by
   name) or `path/<class>/<video>.gif` animated GIFs. The first `frames` frames of each video are kept and
   resized (centre crop, bicubic) to `image_size`. A video that cannot be read, has fewer frames, or whose
   frames differ in size is skipped with a warning, or is an error with data.on_bad_image=error.
 
-The tokenizer trains on the frames (`VideoDataset.frames`, what `load_dataset` returns for these names);
-`argen tokenize` encodes each frame and stores (T, h, w) token grids.
+An image tokenizer trains on the frames (`frames_view()`, what `load_dataset` returns for these names), a causal
+3D tokenizer on the clips; `argen tokenize` stores (T, h, w) token grids (T latent frames for a 3D tokenizer).
 """
 
 from __future__ import annotations
@@ -28,25 +29,29 @@ import torch
 
 from argen.config import DataConfig
 from argen.data.datasets import IMAGE_SUFFIXES, DataError, ImageDataset, load_image_dataset
-from argen.data.transforms import to_resolution, to_unit_range
+from argen.data.transforms import random_flip, to_resolution, to_unit_range
+from argen.data.video_files import VideoFileDataset, split_list
 from argen.io.video import VideoFileError, read_gif
 
 MOVING_PREFIX = "moving-"
 VIDEO_FOLDER = "videofolder"
+VIDEO_FILES = "videofiles"
 SPLIT_STREAMS = {"train": 0, "test": 1}
 
 
 def is_video_dataset(name: str) -> bool:
-    return name.startswith(MOVING_PREFIX) or name == VIDEO_FOLDER
+    return name.startswith(MOVING_PREFIX) or name in (VIDEO_FOLDER, VIDEO_FILES)
 
 
 @dataclass
 class VideoDataset:
-    """Videos (N, T, C, H, W) uint8 and labels (N,) int64."""
+    """Videos (N, T, C, H, W) uint8 and labels (N,) int64; with `flip` a batch mirrors each video with
+    probability 1/2."""
 
     videos: torch.Tensor
     labels: torch.Tensor
     class_names: tuple[str, ...]
+    flip: bool = False
 
     def __post_init__(self) -> None:
         if self.videos.dtype != torch.uint8 or self.videos.ndim != 5:
@@ -63,14 +68,15 @@ class VideoDataset:
         return len(self.class_names)
 
     def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{"images": (B, T, C, H, W) float in [-1, 1], "labels": (B,)}: the token cache encodes every frame."""
-        return {"images": to_unit_range(self.videos[indices]), "labels": self.labels[indices]}
+        """{"images": (B, T, C, H, W) float in [-1, 1], "labels": (B,)}."""
+        videos = to_unit_range(self.videos[indices])
+        return {"images": random_flip(videos) if self.flip else videos, "labels": self.labels[indices]}
 
-    def frames(self, flip: bool = False) -> ImageDataset:
-        """Every frame as an image (labelled with its video's class), e.g. to train the tokenizer."""
+    def frames_view(self) -> ImageDataset:
+        """Every frame as an image (labelled with its video's class), e.g. to train an image tokenizer."""
         frames_per_video = self.videos.shape[1]
         return ImageDataset(self.videos.flatten(0, 1), self.labels.repeat_interleave(frames_per_video),
-                            self.class_names, flip=flip)
+                            self.class_names, flip=self.flip)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -211,12 +217,20 @@ def load_video_folder(folder: str | Path, frames: int, size: int, channels: int,
 # ------------------------------------------------------------------------------------------------
 
 
-def load_video_dataset(config: DataConfig) -> VideoDataset:
-    """The video dataset named by `config`: T = data.video.frames frames of image_size, `channels` channels."""
+def load_video_dataset(config: DataConfig, training: bool = False) -> VideoDataset | VideoFileDataset:
+    """The video dataset named by `config`: T = data.video.frames frames of image_size, `channels` channels;
+    mirrored at random when `training` with data.flip."""
     if config.split not in SPLIT_STREAMS:
         raise DataError(f"split must be 'train' or 'test', got {config.split!r}")
+    flip = config.flip and training
+    if config.name == VIDEO_FILES:
+        if not config.path:
+            raise DataError("data.name=videofiles needs data.path (one sub-folder of video files per class)")
+        listing = split_list(config.video.split_file, config.split) if config.video.split_file else ""
+        return VideoFileDataset(config.path, config.video.frames, config.video.stride, config.image_size,
+                                config.channels, listing, flip, config.on_bad_image, config.limit)
     if config.name.startswith(MOVING_PREFIX):
-        return _moving_dataset(config)
+        return dataclasses.replace(_moving_dataset(config), flip=flip)
     if config.name == VIDEO_FOLDER:
         if not config.path:
             raise DataError("data.name=videofolder needs data.path (one sub-folder per class)")
@@ -224,6 +238,6 @@ def load_video_dataset(config: DataConfig) -> VideoDataset:
                                                         config.channels, config.on_bad_image)
         if config.limit:
             videos, labels = videos[:config.limit], labels[:config.limit]
-        return VideoDataset(torch.from_numpy(videos), torch.from_numpy(labels), class_names)
+        return VideoDataset(torch.from_numpy(videos), torch.from_numpy(labels), class_names, flip)
     raise DataError(f"{config.name!r} is not a video dataset; video datasets: {MOVING_PREFIX}<image dataset>, "
-                    f"{VIDEO_FOLDER}")
+                    f"{VIDEO_FOLDER}, {VIDEO_FILES}")

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from argen.data import load_dataset
 from argen.data.tokenize import evaluation_data
+from argen.data.video import load_video_dataset
 from argen.data.transforms import to_uint8
 from argen.eval.reference import compute_reference, evaluate
 from argen.io import checkpoint as ckpt
@@ -24,7 +25,11 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
     """MSE, PSNR (per image, on [0, 255] pixels), codebook usage and perplexity, a reconstruction grid, and
     with a feature extractor the rFID of reconstructions against the originals."""
     model, config = load_tokenizer(directory)
-    dataset = load_dataset(evaluation_data(config, split, data_dir), training=False)
+    data = evaluation_data(config, split, data_dir)
+    # A causal 3D tokenizer is measured on whole clips (per clip), an image tokenizer on images (or frames).
+    dataset = load_video_dataset(data) if config.model.temporal_downsample else load_dataset(data, training=False)
+    if config.model.temporal_downsample:
+        batch_size = max(1, batch_size // data.video.frames)  # about as many frames per pass as images
     total = len(dataset) if count <= 0 else min(count, len(dataset))
     squared_error, psnr_sum = 0.0, 0.0
     counts = torch.zeros(config.model.codebook_size, dtype=torch.long)
@@ -39,7 +44,9 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
         squared_error += float(error.sum())
         psnr_sum += float((10 * torch.log10(255.0 ** 2 / error.clamp_min(1e-10))).sum())
         counts += torch.bincount(ids.flatten(), minlength=config.model.codebook_size)
-        if first_originals is None:
+        frames = original.ndim - 4  # 1 for videos
+        original, reconstruction = original.flatten(0, frames), reconstruction.flatten(0, frames)
+        if first_originals is None:  # the grid and rFID see frames
             first_originals, first_reconstructions = original[:32], reconstruction[:32]
         if extractor is not None:
             originals.append(original.permute(0, 2, 3, 1).numpy())

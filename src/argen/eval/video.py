@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from argen.data.transforms import to_uint8
 from argen.eval.features import FeatureExtractor
 from argen.eval.metrics import MetricError, class_accuracy, fid_from_features
 from argen.eval.npz import write_npz
@@ -85,12 +87,21 @@ def evaluate_videos(samples: np.ndarray, real: np.ndarray, extractor: FeatureExt
     return result
 
 
-def write_real_videos(dataset: Any, out: str | Path, preview: int = 20, fps: float = 4.0) -> Path:
-    """A video dataset (argen.data.video.VideoDataset) as the real batch of `evaluate_videos`: a video .npz
-    with labels, and a GIF and PNG strip of its first `preview` videos beside it."""
+def write_real_videos(dataset: Any, out: str | Path, preview: int = 20, fps: float = 4.0,
+                      batch_size: int = 64) -> Path:
+    """A video dataset (argen.data.video: in memory, or video files read batch by batch) as the real batch of
+    `evaluate_videos`: a video .npz with labels, and a GIF and PNG strip of its first `preview` videos beside it.
+    Unreadable video files are left out."""
     out = Path(out)
-    write_npz(out, dataset.videos.permute(0, 1, 3, 4, 2).numpy(), dataset.labels.numpy(), video=True)
-    shown = dataset.videos[:preview]
+    videos, labels = [], []
+    for start in range(0, len(dataset), batch_size):
+        batch = dataset.batch(torch.arange(start, min(start + batch_size, len(dataset))))
+        readable = batch.get("readable", torch.ones(len(batch["labels"]), dtype=torch.bool))
+        videos.append(to_uint8(batch["images"][readable]))
+        labels.append(batch["labels"][readable])
+    videos = torch.cat(videos)  # (N, T, C, H, W)
+    write_npz(out, videos.permute(0, 1, 3, 4, 2).numpy(), torch.cat(labels).numpy(), video=True)
+    shown = videos[:preview]
     save_gif(shown, out.with_suffix(".gif"), columns=10, fps=fps, scale=2)
     save_strip(shown, out.with_suffix(".png"), scale=2)
     return out

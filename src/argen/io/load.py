@@ -12,13 +12,14 @@ from pathlib import Path
 
 import torch
 
-from argen.config import ARRunConfig, RefinerRunConfig, TokenizerRunConfig, from_dict
+from argen.config import ARRunConfig, RefinerRunConfig, TokenizerRunConfig, VQConfig, from_dict
 from argen.ctf.table import CoarseTable, load_table
 from argen.data.token_cache import TokenDataset
 from argen.io import checkpoint as ckpt
 from argen.layout import Layout
 from argen.model.refiner import Refiner
 from argen.model.transformer import Transformer
+from argen.tokenizer.causal_video import CausalVideoVQModel
 from argen.tokenizer.vq import VQModel
 
 TOKENIZER_KIND = "tokenizer"
@@ -32,10 +33,16 @@ def tokenizer_config(directory: str | Path) -> TokenizerRunConfig:
     return from_dict(TokenizerRunConfig, ckpt.read_meta(directory, TOKENIZER_KIND)["config"])
 
 
-def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu") -> tuple[VQModel, TokenizerRunConfig]:
+def build_tokenizer(config: VQConfig) -> VQModel | CausalVideoVQModel:
+    """A fresh tokenizer: an image VQModel, or a causal 3D video tokenizer when model.temporal_downsample > 0."""
+    return CausalVideoVQModel(config) if config.temporal_downsample else VQModel(config)
+
+
+def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu"
+                   ) -> tuple[VQModel | CausalVideoVQModel, TokenizerRunConfig]:
     """A trained tokenizer (eval mode) and its run config, from a checkpoint directory."""
     config = tokenizer_config(directory)
-    model = VQModel(config.model)
+    model = build_tokenizer(config.model)
     ckpt.load_state_into(model, ckpt.load_weights(directory), str(directory))
     return model.to(device).eval(), config
 

@@ -1,4 +1,4 @@
-"""Video files: animated GIFs and PNG strips of uint8 videos.
+"""Video files: animated GIFs and PNG strips of uint8 videos; clips decoded from .avi/.mp4/.webm/.mkv (PyAV).
 
 A video is uint8 (T, C, H, W) with C in {1, 3}; a batch of videos is (N, T, C, H, W). A batch is shown as
 an animated GIF whose frame t is the grid of every video's frame t, and as a PNG strip with one row per
@@ -79,4 +79,31 @@ def read_gif(path: str | Path, channels: int = 1) -> np.ndarray:
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise VideoFileError(f"{path}: unreadable GIF ({error})") from error
     video = np.stack(frames)  # (T, H, W) or (T, H, W, 3)
+    return video[:, None] if channels == 1 else video.transpose(0, 3, 1, 2)
+
+
+def read_video_clip(path: str | Path, frames: int, stride: int = 1, channels: int = 1) -> np.ndarray:
+    """The first clip of a video file (any container and codec FFmpeg reads, through PyAV) as uint8
+    (frames, channels, H, W): frames 0, stride, 2 * stride, ...; decoding stops at the clip's last frame. Raises
+    VideoFileError saying what is wrong with the file, without its name (the datasets' messages lead with it)."""
+    import av  # FFmpeg's libraries load only when a video file is read
+
+    if frames < 1 or stride < 1 or channels not in (1, 3):
+        raise VideoFileError(f"need frames >= 1, stride >= 1 and channels 1 or 3, got {frames}, {stride}, {channels}")
+    kept = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoFileError("no video stream")
+            for index, frame in enumerate(container.decode(container.streams.video[0])):
+                if index % stride == 0:
+                    kept.append(frame.to_ndarray(format="gray" if channels == 1 else "rgb24"))
+                    if len(kept) == frames:
+                        break
+    except (av.FFmpegError, OSError) as error:
+        raise VideoFileError(f"FFmpeg cannot decode it: {error}") from error
+    if len(kept) < frames:
+        raise VideoFileError(f"too short: {len(kept)} of the {frames} frames a clip needs (data.video.frames="
+                             f"{frames}, stride {stride}: {(frames - 1) * stride + 1} frames of the file)")
+    video = np.stack(kept)  # (T, H, W) or (T, H, W, 3)
     return video[:, None] if channels == 1 else video.transpose(0, 3, 1, 2)

@@ -44,6 +44,9 @@ def validate_vq_config(config: VQConfig) -> None:
                           f"{config.downsample} (2 ** (len(ch_mult) - 1))")
     if not 0.0 <= config.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {config.dropout}")
+    if not isinstance(config.temporal_downsample, int) or config.temporal_downsample < 0:
+        raise ConfigError(f"model.temporal_downsample must be 0 (an image tokenizer) or a power of 2, got "
+                          f"{config.temporal_downsample!r}")
     validate_prologue_config(config)
 
 
@@ -55,14 +58,14 @@ def norm_groups(ch: int) -> int:
 class ResnetBlock(nn.Module):
     """norm-swish-conv twice plus a skip (1x1 `nin_shortcut` when the width changes)."""
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int, dropout: float):
+    def __init__(self, in_channels: int, out_channels: int, groups: int, dropout: float, layers: ImageLayers):
         super().__init__()
-        self.norm1 = nn.GroupNorm(groups, in_channels, eps=1e-6)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = nn.GroupNorm(groups, out_channels, eps=1e-6)
+        self.norm1 = layers.norm(groups, in_channels)
+        self.conv1 = layers.conv(in_channels, out_channels, 3)
+        self.norm2 = layers.norm(groups, out_channels)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+        self.conv2 = layers.conv(out_channels, out_channels, 3)
+        self.nin_shortcut = layers.conv(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -116,19 +119,41 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+class ImageLayers:
+    """The layers the encoder and decoder are built of: LlamaGen's 2D ones. argen.tokenizer.causal_video builds
+    the same network, under the same keys, of causal 3D layers."""
+
+    def conv(self, in_channels: int, out_channels: int, kernel: int) -> nn.Module:
+        return nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
+
+    def norm(self, groups: int, channels: int) -> nn.Module:
+        return nn.GroupNorm(groups, channels, eps=1e-6)
+
+    def attention(self, channels: int, groups: int) -> nn.Module:
+        return AttnBlock(channels, groups)
+
+    def downsample(self, channels: int, level: int) -> nn.Module:
+        """The resampler after encoder level `level` (0 = full resolution)."""
+        return Downsample(channels)
+
+    def upsample(self, channels: int, level: int) -> nn.Module:
+        """The resampler ending decoder level `level` (it outputs level - 1's resolution)."""
+        return Upsample(channels)
+
+
 class Level(nn.Module):
     """One resolution: `res` blocks, each followed by `attn[i]` when the level has attention, then a resampler."""
 
     def __init__(self, widths: list[tuple[int, int]], groups: int, dropout: float, attention: bool,
-                 resample: str | None):
+                 resample: str | None, layers: ImageLayers, level: int):
         super().__init__()
-        self.res = nn.ModuleList(ResnetBlock(i, o, groups, dropout) for i, o in widths)
-        self.attn = nn.ModuleList(AttnBlock(o, groups) for _, o in widths) if attention else nn.ModuleList()
+        self.res = nn.ModuleList(ResnetBlock(i, o, groups, dropout, layers) for i, o in widths)
+        self.attn = nn.ModuleList(layers.attention(o, groups) for _, o in widths) if attention else nn.ModuleList()
         out = widths[-1][1]
         if resample == "down":
-            self.downsample = Downsample(out)
+            self.downsample = layers.downsample(out, level)
         elif resample == "up":
-            self.upsample = Upsample(out)
+            self.upsample = layers.upsample(out, level)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         for index, block in enumerate(self.res):
@@ -142,30 +167,33 @@ class Level(nn.Module):
         return h
 
 
-def _middle(channels: int, groups: int, dropout: float) -> nn.ModuleList:
-    return nn.ModuleList([ResnetBlock(channels, channels, groups, dropout), AttnBlock(channels, groups),
-                          ResnetBlock(channels, channels, groups, dropout)])
+IMAGE_LAYERS = ImageLayers()
+
+
+def _middle(channels: int, groups: int, dropout: float, layers: ImageLayers) -> nn.ModuleList:
+    return nn.ModuleList([ResnetBlock(channels, channels, groups, dropout, layers), layers.attention(channels, groups),
+                          ResnetBlock(channels, channels, groups, dropout, layers)])
 
 
 class Encoder(nn.Module):
     """Images (B, C, H, W) -> features (B, z_channels, H/f, W/f); attention only at the lowest resolution."""
 
-    def __init__(self, config: VQConfig):
+    def __init__(self, config: VQConfig, layers: ImageLayers = IMAGE_LAYERS):
         super().__init__()
         groups, ch, mult = norm_groups(config.ch), config.ch, tuple(config.ch_mult)
         last = len(mult) - 1
-        self.conv_in = nn.Conv2d(config.in_channels, ch, 3, padding=1)
+        self.conv_in = layers.conv(config.in_channels, ch, 3)
         self.conv_blocks = nn.ModuleList()
         width = ch
         for level, factor in enumerate(mult):
             out = ch * factor
             widths = [(width if block == 0 else out, out) for block in range(config.num_res_blocks)]
             self.conv_blocks.append(Level(widths, groups, config.dropout, attention=level == last,
-                                          resample=None if level == last else "down"))
+                                          resample=None if level == last else "down", layers=layers, level=level))
             width = out
-        self.mid = _middle(width, groups, config.dropout)
-        self.norm_out = nn.GroupNorm(groups, width, eps=1e-6)
-        self.conv_out = nn.Conv2d(width, config.z_channels, 3, padding=1)
+        self.mid = _middle(width, groups, config.dropout, layers)
+        self.norm_out = layers.norm(groups, width)
+        self.conv_out = layers.conv(width, config.z_channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
@@ -179,22 +207,22 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Features (B, z_channels, h, w) -> images; levels run lowest resolution first, num_res_blocks + 1 each."""
 
-    def __init__(self, config: VQConfig):
+    def __init__(self, config: VQConfig, layers: ImageLayers = IMAGE_LAYERS):
         super().__init__()
         groups, ch, mult = norm_groups(config.ch), config.ch, tuple(config.ch_mult)
         last = len(mult) - 1
         width = ch * mult[-1]
-        self.conv_in = nn.Conv2d(config.z_channels, width, 3, padding=1)
-        self.mid = _middle(width, groups, config.dropout)
+        self.conv_in = layers.conv(config.z_channels, width, 3)
+        self.mid = _middle(width, groups, config.dropout, layers)
         self.conv_blocks = nn.ModuleList()
         for level in reversed(range(len(mult))):
             out = ch * mult[level]
             widths = [(width if block == 0 else out, out) for block in range(config.num_res_blocks + 1)]
             self.conv_blocks.append(Level(widths, groups, config.dropout, attention=level == last,
-                                          resample=None if level == 0 else "up"))
+                                          resample=None if level == 0 else "up", layers=layers, level=level))
             width = out
-        self.norm_out = nn.GroupNorm(groups, width, eps=1e-6)
-        self.conv_out = nn.Conv2d(width, config.in_channels, 3, padding=1)
+        self.norm_out = layers.norm(groups, width)
+        self.conv_out = layers.conv(width, config.in_channels, 3)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(z)
@@ -289,6 +317,9 @@ class VQModel(nn.Module):
     def __init__(self, config: VQConfig):
         super().__init__()
         validate_vq_config(config)
+        if config.temporal_downsample:
+            raise ConfigError("model.temporal_downsample > 0 describes a causal 3D video tokenizer "
+                              "(argen.tokenizer.causal_video), not an image VQModel")
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)

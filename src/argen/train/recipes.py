@@ -9,11 +9,13 @@ import torch
 from argen.config import ARRunConfig, RefinerRunConfig, TokenizerRunConfig
 from argen.ctf.table import load_table
 from argen.data import load_dataset
+from argen.data.video import is_video_dataset, load_video_dataset
 from argen.io import checkpoint as ckpt
-from argen.io.load import AR_KIND, REFINER_KIND, TOKENIZER_KIND, build_ar, open_token_cache
+from argen.io.load import AR_KIND, REFINER_KIND, TOKENIZER_KIND, build_ar, build_tokenizer, load_tokenizer, \
+    open_token_cache
 from argen.model.refiner import Refiner
 from argen.model.transformer import Transformer
-from argen.tokenizer.vq import VQModel
+from argen.tokenizer.causal_video import inflate_from_image
 from argen.train import trainer
 from argen.train.ar_task import ARTask
 from argen.train.prologue_task import (PrologueTask, load_visual_path, prior_layout, resolve_prior_vocab,
@@ -30,12 +32,25 @@ def train_tokenizer(config: TokenizerRunConfig, progress: bool = True) -> Path:
     if (config.data.image_size, config.data.channels) != (config.model.image_size, config.model.in_channels):
         raise ValueError(f"data.image_size/channels ({config.data.image_size}, {config.data.channels}) must match "
                          f"model.image_size/in_channels ({config.model.image_size}, {config.model.in_channels})")
-    return trainer.run(config, TOKENIZER_KIND, load_dataset(config.data), lambda: _tokenizer_task(config), progress,
+    if config.model.temporal_downsample:  # a causal 3D tokenizer learns from whole clips
+        if not is_video_dataset(config.data.name):
+            raise ValueError(f"model.temporal_downsample={config.model.temporal_downsample} (a causal 3D tokenizer) "
+                             f"trains on videos, but data.name={config.data.name} is an image dataset")
+        build_tokenizer(config.model).latent_frames(config.data.video.frames)  # refuses a clip length it cannot encode
+        dataset = load_video_dataset(config.data, training=True)
+    elif config.model.inflate_from:
+        raise ValueError("model.inflate_from starts a causal 3D tokenizer; set model.temporal_downsample too")
+    else:
+        dataset = load_dataset(config.data)
+    return trainer.run(config, TOKENIZER_KIND, dataset, lambda: _tokenizer_task(config), progress,
                        num_workers=config.data.num_workers)
 
 
 def _tokenizer_task(config: TokenizerRunConfig) -> VQTask | PrologueTask:
-    model = VQModel(config.model)
+    model = build_tokenizer(config.model)
+    if config.model.inflate_from:
+        image_tokenizer, _ = load_tokenizer(config.model.inflate_from)
+        inflate_from_image(model, image_tokenizer.state_dict())
     if config.model.prologue_tokens == 0:
         return VQTask(model, config.loss)
     prologue = config.prologue

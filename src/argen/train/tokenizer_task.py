@@ -15,6 +15,7 @@ from argen.config import ConfigError, VQLossConfig
 from argen.tokenizer.code_usage import usage_and_restarts
 from argen.tokenizer.losses import (RECONSTRUCTION_KINDS, PatchDiscriminator, PerceptualLoss,
                                     hinge_discriminator_loss, hinge_generator_loss, reconstruction_loss)
+from argen.tokenizer.causal_video import CausalVideoVQModel
 from argen.tokenizer.vq import QuantizerOutput, VQModel
 
 TOKENIZER = "tokenizer"
@@ -27,15 +28,22 @@ def psnr_db(reconstruction: torch.Tensor, target: torch.Tensor) -> float:
     return float(10 * torch.log10(4.0 / error.clamp_min(1e-10)))
 
 
+def _frames(images: torch.Tensor) -> torch.Tensor:
+    """Videos (B, T, C, H, W) as their frames (B*T, C, H, W): the perceptual network and the discriminator judge
+    images."""
+    return images.flatten(0, 1) if images.ndim == 5 else images
+
+
 def _value(tensor: torch.Tensor) -> float:
     return float(tensor.detach())
 
 
 class VQTask:
-    """Train a VQModel with LlamaGen's losses; `feature_network` (images -> list of features) enables the
-    perceptual term and is required when `loss.perceptual_weight > 0`."""
+    """Train a VQModel (or a causal 3D video tokenizer, on clips) with LlamaGen's losses; `feature_network` (images
+    -> list of features) enables the perceptual term and is required when `loss.perceptual_weight > 0`."""
 
-    def __init__(self, model: VQModel, loss: VQLossConfig, feature_network: nn.Module | None = None):
+    def __init__(self, model: VQModel | CausalVideoVQModel, loss: VQLossConfig,
+                 feature_network: nn.Module | None = None):
         if loss.reconstruction not in RECONSTRUCTION_KINDS:
             raise ConfigError(f"loss.reconstruction must be one of {RECONSTRUCTION_KINDS}, got {loss.reconstruction!r}")
         if loss.perceptual_weight > 0 and feature_network is None:
@@ -92,11 +100,11 @@ class VQTask:
         if self.model.config.entropy_weight > 0:
             logs["entropy_loss"] = _value(quantizer.entropy_loss)
         if self.perceptual is not None:
-            perceptual = self.perceptual.to(images.device)(reconstruction, images)
+            perceptual = self.perceptual.to(images.device)(_frames(reconstruction), _frames(images))
             total = total + config.perceptual_weight * perceptual
             logs["perceptual_loss"] = _value(perceptual)
         if self._adversarial(step):
-            adversarial = hinge_generator_loss(modules[DISCRIMINATOR](reconstruction))
+            adversarial = hinge_generator_loss(modules[DISCRIMINATOR](_frames(reconstruction)))
             total = total + config.disc_weight * adversarial
             logs["generator_adversarial_loss"] = _value(adversarial)
         self.model.quantize.record_usage(quantizer.ids)
@@ -112,7 +120,7 @@ class VQTask:
             return sum(p.sum() for p in discriminator.parameters()) * 0.0, {}
         with torch.no_grad():
             reconstruction, _ = modules[TOKENIZER](images)  # the tokenizer as just updated
-        real_logits, fake_logits = discriminator(images), discriminator(reconstruction)
+        real_logits, fake_logits = discriminator(_frames(images)), discriminator(_frames(reconstruction))
         loss = hinge_discriminator_loss(real_logits, fake_logits)
         return self.config.disc_weight * loss, {"discriminator_hinge": _value(loss),
                                                 "logits_real": _value(real_logits.mean()),
