@@ -243,7 +243,7 @@ prologue_tokenizer_evals() {  # reconstruction (PSNR, rFID on 2000 test images) 
 }
 
 # The demo's models (checkpoints/fmnist64, what `argen demo` loads): every method at one small size (width 128,
-# 1.5 M parameters, configs/fmnist64-demo.yaml), trained on the first 50,000 training images tokenized by the
+# 1.5 M parameters, configs/fmnist64-demo-ar.yaml), trained on the first 50,000 training images tokenized by the
 # shipped tokenizers; images 50,000-59,999 are the validation split guidance is chosen on, the test split scores.
 # The Prologue models read the shipped Post stage 1 (checkpoints/fmnist64/prologue-tokenizer): its visual path
 # is the baseline tokenizer, frozen, so its CTF table has the baseline table's content and the combined model
@@ -281,10 +281,10 @@ demo_train() {  # demo_train [NAME...]: train these demo models (default: all; t
         options=()
         [[ $ctf == ctf ]] && options=(--coarse-table "runs/ctf64/demo-$cache.safetensors")
         # shellcheck disable=SC2086  # the overrides are separate words
-        $argen train --preset GPT-S --config configs/fmnist64-demo.yaml --cache "runs/demo64-$cache-cache" \
+        $argen train --preset GPT-S --config configs/fmnist64-demo-ar.yaml --cache "runs/demo64-$cache-cache" \
             "${options[@]}" --out "runs/demo64-$name" $overrides
         if [[ $name == ctf ]]; then  # one refiner, on the baseline's cache and table
-            $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-demo.yaml --cache runs/demo64-base-cache \
+            $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-demo-ar.yaml --cache runs/demo64-base-cache \
                 --table runs/ctf64/demo-base.safetensors --out runs/demo64-ctf-refiner refiner.coarse_noise=0.1 \
                 train.steps=300
         fi
