@@ -350,13 +350,14 @@ class VQModel(nn.Module):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, C, H, W) in [-1, 1] -> ids (B, h, w) long; (B, T, C, H, W) -> (B, T, h, w)."""
-        if images.ndim == 5:
-            return self.encode(images.flatten(0, 1)).unflatten(0, images.shape[:2])
         return self.encode_tokens(images)["ids"]
 
     def encode_tokens(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images (B, C, H, W) -> {"ids": (B, h, w)} plus "prologue_ids": (B, P) with a prologue head, from
-        one encoder pass (the token cache's `encode`)."""
+        one encoder pass (the token cache's `encode`); frames (B, T, C, H, W) -> (B, T, ...) each."""
+        if images.ndim == 5:
+            tokens = self.encode_tokens(images.flatten(0, 1))
+            return {key: value.unflatten(0, images.shape[:2]) for key, value in tokens.items()}
         self._check_images(images)
 
         def encode_piece(piece: torch.Tensor) -> dict[str, torch.Tensor]:
