@@ -253,16 +253,13 @@ DEMO=checkpoints/fmnist64
 DEMO_PROLOGUE=prologue-post-k64
 COMBINED_LAYOUT="layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4"
 
-# name, token cache (base or post), CTF (ctf: coarse labels, - fine ids), layout overrides; the last two are not
-# shipped: a combination attempt and PAR-4x's raster-order ablation (docs/results.md)
+# name, token cache (base or post), CTF (ctf: coarse labels, - fine ids), layout overrides
 DEMO_MODELS="ar1x base -
 par4 base - layout.order=region layout.parallel=4
 par16 base - layout.order=region layout.parallel=16
 ctf base ctf
 prologue post -
-combined post ctf $COMBINED_LAYOUT
-ctf-par16 base ctf layout.order=region layout.parallel=16 layout.sequential_initial=false
-raster4 base - layout.order=raster layout.parallel=4"
+combined post ctf $COMBINED_LAYOUT"
 
 demo_data() {  # the two token caches (the baseline's of all training images), the CTF tables, the validation reference
     done_or runs/demo64-base-cache $argen tokenize --tokenizer $DEMO/tokenizer --out runs/demo64-base-cache
@@ -294,11 +291,10 @@ demo_train() {  # demo_train [NAME...]: train these demo models (default: all; t
 
 # Guidance, temperature and weights (EMA or the last step's) of each demo model, chosen by the lowest
 # classifier-FID of 400 samples on the validation split
-GUIDANCE_GRID="2 1.0 ema
-3 1.0 ema
-4.5 1.0 ema
+GUIDANCE_GRID="2 0.8 ema
 3 0.8 ema
-3 1.0 raw"
+3 0.65 ema
+3 0.8 raw"
 
 demo_evaluate() {  # demo_evaluate [NAME...]: choose guidance on the validation split, then score on the test split
     local name cache ctf overrides options cfg temperature weights out ema

@@ -1,0 +1,469 @@
+#!/usr/bin/env bash
+# Rerun the numbers of docs/results.md on Fashion-MNIST, section by section, into runs/.
+#   scripts/reproduce.sh par                PAR at 64x64 (16x16 tokens): tokenizer, 6 AR models, evaluation,
+#                                           decode speed, entropy analysis, report (about 1.5 h on 2 cores)
+#   scripts/reproduce.sh par-models NAME... only these PAR models (train, sample, evaluate)
+#   scripts/reproduce.sh ctf [NAME...]      CTF at 64x64: codebook clusters, coarse AR, refiner, evaluation
+#   scripts/reproduce.sh ctf-refiners [NAME...]  CTF's refiner size ablation
+#   scripts/reproduce.sh ctf-temperatures   CTF's two sampling temperatures (sampling only)
+#   scripts/reproduce.sh ctf-report         the CTF models next to the baseline in one HTML report
+#   scripts/reproduce.sh ctf-bench          images/s of 1x, PAR-4x, CTF and CTF+PAR-4x at batch 1 and 64 (quiet machine)
+#   scripts/reproduce.sh prologue [NAME...] Prologue at 64x64: stage 1 (joint, Post), caches, stage-3 ARs, evaluation
+#   scripts/reproduce.sh prologue-evals     reconstruction with and without the prologue; baseline without guidance
+#   scripts/reproduce.sh demo               the demo's models (every method at one size, Prologue + CTF + PAR-16x
+#                                           combined, one more combination) on the shipped tokenizers: data,
+#                                           training, guidance chosen on a validation split, test scores; then
+#                                           `demo-ship` copies them into checkpoints/fmnist64 in fp16
+#   scripts/reproduce.sh demo-train|demo-evaluate [NAME...]  only these demo models' training or evaluation
+#   scripts/reproduce.sh demo-bench         images/s of the shipped demo models at batch 1 and 40 (quiet machine)
+#   scripts/reproduce.sh combined           the demo's combination at 3 M parameters (the PAR section's size)
+#   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
+#   scripts/reproduce.sh video-models NAME... only these video models (train, sample, evaluate)
+#   scripts/reproduce.sh video3d            17-frame moving Fashion-MNIST: per-frame vs causal 3D tokenizer (same
+#                                           1024 codes), 1x on both grids, PAR-4x/16x on the 3D grid (not yet run)
+# Each step is skipped when its output exists, so an interrupted run continues where it stopped
+# (the trainers themselves resume from their last checkpoint).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+argen=.venv/bin/argen
+classifier=checkpoints/fmnist64/classifier  # the fashion-mnist-cnn feature extractor (model card beside it)
+
+done_or() {  # done_or OUTPUT COMMAND...: run COMMAND unless OUTPUT exists
+    local output=$1; shift
+    [[ -e $output ]] || "$@"
+}
+
+evaluate() {  # evaluate RUN OUT [SAMPLE OPTIONS]: 1000 samples (100 per class) and their metrics; the options
+    # replace the defaults (guidance 2, temperature 0.8) or add to them (a CTF model's --refiner DIR). fp32, not
+    # the machine-dependent auto precision, so that the figures are the same on every CPU.
+    local run=$1 out=$2; shift 2
+    mkdir -p "$out"
+    done_or "$out/samples.npz" $argen sample --model "$run/checkpoint" --count 1000 --batch 250 --cfg 2 \
+        --temperature 0.8 --dtype fp32 --seed 0 --out "$out" "$@"
+    done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/fmnist64-reference.npz \
+        --classifier $classifier --bootstrap 50 --out "$out/metrics.json"
+}
+
+# name, then the layout overrides of its training
+PAR_MODELS="ar1x
+par4 layout.order=region layout.parallel=4
+par16 layout.order=region layout.parallel=16
+raster4 layout.order=raster layout.parallel=4
+par4-noinit layout.order=region layout.parallel=4 layout.sequential_initial=false
+par4-causal layout.order=region layout.parallel=4 layout.group_attention=causal"
+
+par_data() {
+    done_or runs/fmnist64-tokenizer/checkpoint $argen tokenizer train --preset VQ-CPU-32 \
+        --config configs/fmnist64-tokenizer.yaml --out runs/fmnist64-tokenizer
+    done_or runs/fmnist64-tokenizer/eval $argen tokenizer eval --tokenizer runs/fmnist64-tokenizer/checkpoint \
+        --count 2000 --out runs/fmnist64-tokenizer/eval
+    done_or runs/fmnist64-cache $argen tokenize --tokenizer runs/fmnist64-tokenizer/checkpoint \
+        --out runs/fmnist64-cache --limit 30000
+    done_or runs/fmnist64-reference.npz $argen eval ref --classifier $classifier --split test --image-size 64 \
+        --resize resize --pad-to 32 --out runs/fmnist64-reference.npz
+}
+
+par_models() {  # par_models [NAME...]: train and evaluate these models (default: all)
+    local name overrides
+    while read -r name overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        # shellcheck disable=SC2086  # the overrides are separate words
+        $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache runs/fmnist64-cache \
+            --out "runs/fmnist64-$name" $overrides
+        evaluate "runs/fmnist64-$name" "runs/eval64/$name"
+    done <<< "$PAR_MODELS"
+}
+
+par_analysis() {
+    local name models=()
+    for name in $(cut -d' ' -f1 <<< "$PAR_MODELS"); do
+        models+=("$name=runs/fmnist64-$name/checkpoint")
+        # Batch-1 decode speed of every model, back to back (compare them only within one run).
+        [[ -e runs/eval64/$name/bench-b1.json ]] || $argen bench sample --model "runs/fmnist64-$name/checkpoint" \
+            --batch 1 --repeats 3 --json > "runs/eval64/$name/bench-b1.json"
+    done
+    # PAR's entropy analysis on the 10,000 test images: dependency maps from the tokens, teacher-forced
+    # entropy of every model against the sequential one.
+    done_or runs/fmnist64-cache-test $argen tokenize --tokenizer runs/fmnist64-tokenizer/checkpoint --split test \
+        --out runs/fmnist64-cache-test
+    done_or runs/entropy64/entropy.json $argen analyze entropy --cache runs/fmnist64-cache-test \
+        --models "${models[@]}" --out runs/entropy64
+    $argen report --out runs/report-par --title "PAR on Fashion-MNIST 64x64" \
+        --metrics runs/eval64/*/metrics.json --samples runs/eval64/{ar1x,par4,par16}/samples.npz \
+        --analysis runs/entropy64
+    .venv/bin/python scripts/results_table.py par
+}
+
+ctf_refiner() {  # ctf_refiner TABLE_NAME OUT [refiner overrides]: a refiner for the clusters TABLE_NAME
+    local table=runs/ctf64/$1.safetensors out=$2; shift 2
+    $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-ar.yaml --cache runs/fmnist64-cache \
+        --table "$table" --out "$out" refiner.coarse_noise=0.1 "$@"
+}
+
+ctf_table() {  # ctf_table TOKENIZER CLUSTERS METHOD OUT: cluster the tokenizer's codebook (once) into OUT
+    mkdir -p "$(dirname "$4")"
+    done_or "$4" $argen ctf cluster --tokenizer "$1" --clusters "$2" --method "$3" --out "$4"
+}
+
+ctf_model() {  # ctf_model NAME TABLE CLUSTERS METHOD [AR layout overrides]: coarse AR NAME over the clusters TABLE
+    # (one refiner per table: it learns from ground-truth coarse maps, whatever order the AR decodes in)
+    local name=$1 table_name=$2 clusters=$3 method=$4; shift 4
+    local table=runs/ctf64/$table_name.safetensors refiner=runs/fmnist64-$table_name-refiner
+    ctf_table runs/fmnist64-tokenizer/checkpoint "$clusters" "$method" "$table"
+    $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache runs/fmnist64-cache --coarse-table "$table" \
+        --out "runs/fmnist64-$name" "$@"
+    ctf_refiner "$table_name" "$refiner"
+    evaluate "runs/fmnist64-$name" "runs/eval64/$name" --refiner "$refiner/checkpoint"
+}
+
+# name, clusters table, clusters, clustering method (the codes are l2-normalised: spherical k-means),
+# then the coarse AR's layout overrides
+CTF_MODELS="ctf128 ctf128 128 spherical
+ctf128-random ctf128-random 128 random
+ctf128-random-par4 ctf128-random 128 random layout.order=region layout.parallel=4
+ctf128-balanced ctf128-balanced 128 balanced
+ctf64-random ctf64-random 64 random
+ctf256-random ctf256-random 256 random"
+
+# Refiner size ablation on the ctf128-random coarse AR: name, then the refiner's model overrides
+# (the base refiner is the coarse AR's size: 6 layers, width 192).
+CTF_REFINERS="refiner-small model.n_layer=2 model.dim=96 model.n_head=2"
+
+ctf_temperatures() {  # the two stages' temperatures, on the 128-random-groups models
+    # (the default, coarse 0.8 and refiner 1.0, is runs/eval64/ctf128-random)
+    evaluate runs/fmnist64-ctf128-random runs/eval64/ctf128-random-T1.0-R1.0 \
+        --refiner runs/fmnist64-ctf128-random-refiner/checkpoint --temperature 1.0 --refine-temperature 1.0
+}
+
+bench() {  # bench MODEL OUT BATCH [--refiner DIR]: images/s (guidance 2, fp32) into OUT/bench-cfg-bBATCH.json
+    local model=$1 out=$2 batch=$3; shift 3
+    mkdir -p "$out"
+    [[ -e $out/bench-cfg-b$batch.json ]] || $argen bench sample --model "$model" "$@" --batch "$batch" --cfg 2 \
+        --repeats 3 --json > "$out/bench-cfg-b$batch.json"
+}
+
+ctf_bench() {  # images/s at batch 1 and 64 of the baselines and CTF, back to back
+    local name refiner batch
+    for name in ar1x par4 ctf128-random ctf128-random-par4; do
+        refiner=()
+        [[ $name == ctf* ]] && refiner=(--refiner runs/fmnist64-ctf128-random-refiner/checkpoint)
+        for batch in 1 64; do
+            bench "runs/fmnist64-$name/checkpoint" "runs/eval64/$name" $batch "${refiner[@]}"
+        done
+    done
+}
+
+demo_bench() {  # images/s at batch 1 and 40 (the demo's batch) of the shipped demo models, back to back
+    local name folder refiner batch
+    while read -r name folder; do
+        refiner=()
+        [[ $name == ctf || $name == combined ]] && refiner=(--refiner checkpoints/fmnist64/ctf-refiner)
+        for batch in 1 40; do
+            bench "checkpoints/fmnist64/$folder" "runs/eval64/demo-$name" $batch "${refiner[@]}"
+        done
+    done <<< "ar1x ar-1x
+par4 ar-par4
+par16 ar-par16
+ctf ctf-ar
+prologue prologue-ar
+combined combined-ar"
+}
+
+ctf_refiners() {  # ctf_refiners [NAME...]: the refiner size ablation (default: all)
+    local name overrides
+    while read -r name overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        # shellcheck disable=SC2086  # the overrides are separate words
+        ctf_refiner ctf128-random "runs/fmnist64-ctf128-random-$name" $overrides
+        evaluate runs/fmnist64-ctf128-random "runs/eval64/ctf128-random-$name" \
+            --refiner "runs/fmnist64-ctf128-random-$name/checkpoint"
+    done <<< "$CTF_REFINERS"
+}
+
+ctf_models() {  # ctf_models [NAME...]: these CTF models (default: all)
+    local name table clusters method overrides
+    while read -r name table clusters method overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        # shellcheck disable=SC2086  # the overrides are separate words
+        ctf_model "$name" "$table" "$clusters" "$method" $overrides
+    done <<< "$CTF_MODELS"
+}
+
+# Prologue at 64x64: name of the stage-1 run, then its overrides of configs/fmnist64-prologue.yaml (joint
+# fine-tuning from the PAR section's tokenizer; "post" keeps that tokenizer frozen; "k64": 64 prologue codes
+# instead of 1024 and a 10x smaller entropy weight, so that the prologue ids can become predictable)
+PROLOGUE_TOKENIZERS="prologue
+prologue-post prologue.freeze_visual=true loss.restart_dead_codes_every=0
+prologue-post-k64 prologue.freeze_visual=true loss.restart_dead_codes_every=0 prologue.entropy_weight=0.1 model.prologue_codebook_size=64
+prologue-k64 prologue.entropy_weight=0.1 model.prologue_codebook_size=64"
+
+prologue_stage1() {  # prologue_stage1 [NAME...]: stage 1 and the token caches (train and test) of these runs
+    local name overrides
+    while read -r name overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        # shellcheck disable=SC2086  # the overrides are separate words
+        $argen tokenizer train --preset VQ-CPU-32 --config configs/fmnist64-prologue.yaml \
+            --out "runs/fmnist64-$name" $overrides
+        done_or "runs/fmnist64-$name-cache" $argen tokenize --tokenizer "runs/fmnist64-$name/checkpoint" \
+            --out "runs/fmnist64-$name-cache" --limit 30000
+        done_or "runs/fmnist64-$name-cache-test" $argen tokenize --tokenizer "runs/fmnist64-$name/checkpoint" \
+            --split test --out "runs/fmnist64-$name-cache-test"
+    done <<< "$PROLOGUE_TOKENIZERS"
+}
+
+prologue_models() {  # prologue_models [NAME...]: stage 3 (a fresh AR on each cache) and its evaluation
+    local name overrides out
+    while read -r name overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        out=runs/eval64/$name
+        $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache "runs/fmnist64-$name-cache" \
+            --out "runs/fmnist64-$name-ar"
+        evaluate "runs/fmnist64-$name-ar" "$out"
+        evaluate "runs/fmnist64-$name-ar" "$out-noguidance" --cfg 1 --temperature 1
+        prologue_analysis "runs/fmnist64-$name-ar" "$name" "$out"
+    done <<< "$PROLOGUE_TOKENIZERS"
+}
+
+prologue_analysis() {  # prologue_analysis RUN STAGE1_NAME OUT: fixed-prologue rows and the linear probe
+    local run=$1 cache=runs/fmnist64-$2-cache out=$3
+    done_or "$out/fixed-prologue.png" $argen sample --model "$run/checkpoint" --fixed-prologue "$cache-test" \
+        --count 10 --columns 9 --cfg 2 --temperature 0.8 --seed 0 --out "$out"
+    done_or "$out/probe.json" $argen probe --cache "$cache" --test-cache "$cache-test" --out "$out/probe.json"
+}
+
+prologue_tokenizer_evals() {  # reconstruction (PSNR, rFID on 2000 test images) with and without the prologue
+    local name
+    for name in tokenizer prologue prologue-post prologue-k64; do
+        done_or "runs/eval64/tokenizer-$name/metrics.json" $argen eval tokenizer \
+            --tokenizer "runs/fmnist64-$name/checkpoint" --classifier $classifier --count 2000 \
+            --out "runs/eval64/tokenizer-$name"
+    done
+    # the baseline AR without guidance, for the no-guidance comparison
+    evaluate runs/fmnist64-ar1x runs/eval64/ar1x-noguidance --cfg 1 --temperature 1
+}
+
+# The demo's models (checkpoints/fmnist64, what `argen demo` loads): every method at one small size (width 128,
+# 1.5 M parameters, configs/fmnist64-demo-ar.yaml), trained on the first 50,000 training images tokenized by the
+# shipped tokenizers; images 50,000-59,999 are the validation split guidance is chosen on, the test split scores.
+# The Prologue models read the shipped Post stage 1 (checkpoints/fmnist64/prologue-tokenizer): its visual path
+# is the baseline tokenizer, frozen, so its CTF table has the baseline table's content and the combined model
+# shares the CTF model's refiner.
+DEMO=checkpoints/fmnist64
+# The demo's Prologue stage 1 (checkpoints/fmnist64/prologue-tokenizer was shipped from this run) and combination
+DEMO_PROLOGUE=prologue-post-k64
+COMBINED_LAYOUT="layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4"
+
+# name, token cache (base or post), CTF (ctf: coarse labels, - fine ids), layout overrides; the last two are not
+# shipped: a combination attempt and PAR-4x's raster-order ablation (docs/results.md)
+DEMO_MODELS="ar1x base -
+par4 base - layout.order=region layout.parallel=4
+par16 base - layout.order=region layout.parallel=16
+ctf base ctf
+prologue post -
+combined post ctf $COMBINED_LAYOUT
+ctf-par16 base ctf layout.order=region layout.parallel=16 layout.sequential_initial=false
+raster4 base - layout.order=raster layout.parallel=4"
+
+demo_data() {  # the two token caches (the baseline's of all training images), the CTF tables, the validation reference
+    done_or runs/demo64-base-cache $argen tokenize --tokenizer $DEMO/tokenizer --out runs/demo64-base-cache
+    done_or runs/demo64-post-cache $argen tokenize --tokenizer $DEMO/prologue-tokenizer \
+        --out runs/demo64-post-cache --limit 50000
+    ctf_table $DEMO/tokenizer 128 random runs/ctf64/demo-base.safetensors
+    ctf_table $DEMO/prologue-tokenizer 128 random runs/ctf64/demo-post.safetensors
+    done_or runs/demo64-validation.npz $argen eval ref --classifier $classifier --split train --skip 50000 \
+        --image-size 64 --resize resize --pad-to 32 --out runs/demo64-validation.npz
+    done_or runs/fmnist64-reference.npz cp $DEMO/reference.npz runs/fmnist64-reference.npz
+}
+
+demo_train() {  # demo_train [NAME...]: train these demo models (default: all; the refiner with ctf)
+    local name cache ctf overrides options
+    while read -r name cache ctf overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        options=()
+        [[ $ctf == ctf ]] && options=(--coarse-table "runs/ctf64/demo-$cache.safetensors")
+        # shellcheck disable=SC2086  # the overrides are separate words
+        $argen train --preset GPT-S --config configs/fmnist64-demo-ar.yaml --cache "runs/demo64-$cache-cache" \
+            "${options[@]}" --out "runs/demo64-$name" $overrides
+        if [[ $name == ctf ]]; then  # one refiner, on the baseline's cache and table
+            $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-demo-ar.yaml --cache runs/demo64-base-cache \
+                --table runs/ctf64/demo-base.safetensors --out runs/demo64-ctf-refiner refiner.coarse_noise=0.1 \
+                train.steps=300
+        fi
+    done <<< "$DEMO_MODELS"
+}
+
+# Guidance, temperature and weights (EMA or the last step's) of each demo model, chosen by the lowest
+# classifier-FID of 400 samples on the validation split
+GUIDANCE_GRID="2 1.0 ema
+3 1.0 ema
+4.5 1.0 ema
+3 0.8 ema
+3 1.0 raw"
+
+demo_evaluate() {  # demo_evaluate [NAME...]: choose guidance on the validation split, then score on the test split
+    local name cache ctf overrides options cfg temperature weights out ema
+    while read -r name cache ctf overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        options=()
+        [[ $ctf == ctf ]] && options=(--refiner runs/demo64-ctf-refiner/checkpoint)
+        while read -r cfg temperature weights; do
+            out=runs/eval64/demo-$name/validation/cfg$cfg-t$temperature-$weights
+            ema=()
+            [[ $weights == ema ]] && ema=(--ema)
+            mkdir -p "$out"
+            done_or "$out/samples.npz" $argen sample --model "runs/demo64-$name/checkpoint" "${ema[@]}" --count 400 \
+                --batch 200 --cfg "$cfg" --temperature "$temperature" --dtype fp32 --seed 1 --out "$out" "${options[@]}"
+            done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/demo64-validation.npz \
+                --classifier $classifier --out "$out/metrics.json"
+        done <<< "$GUIDANCE_GRID"
+        # shellcheck disable=SC2046  # the choice is two options and their values
+        evaluate "runs/demo64-$name" "runs/eval64/demo-$name" "${options[@]}" \
+            $(.venv/bin/python scripts/results_table.py choose "runs/eval64/demo-$name/validation")
+    done <<< "$DEMO_MODELS"
+}
+
+combined_3m() {  # the demo's combination at the PAR section's size (3 M parameters, its bf16 recipe), decoded by
+    # the CTF section's refiner of that size (the Post table has the baseline table's content)
+    local table=runs/ctf64/$DEMO_PROLOGUE-ctf128-random.safetensors refiner=runs/fmnist64-ctf128-random-refiner
+    prologue_stage1 $DEMO_PROLOGUE
+    ctf_table runs/fmnist64-tokenizer/checkpoint 128 random runs/ctf64/ctf128-random.safetensors
+    ctf_table "runs/fmnist64-$DEMO_PROLOGUE/checkpoint" 128 random "$table"
+    ctf_refiner ctf128-random $refiner
+    # shellcheck disable=SC2086  # the overrides are separate words
+    $argen train --preset GPT-S --config configs/fmnist64-ar.yaml --cache "runs/fmnist64-$DEMO_PROLOGUE-cache" \
+        --coarse-table "$table" --out runs/fmnist64-combined $COMBINED_LAYOUT
+    evaluate runs/fmnist64-combined runs/eval64/combined --refiner $refiner/checkpoint
+    evaluate runs/fmnist64-combined runs/eval64/combined-noguidance --refiner $refiner/checkpoint \
+        --cfg 1 --temperature 1
+}
+
+demo_ship() {  # copy the demo's models into checkpoints/fmnist64 (fp16) beside the tokenizers and the classifier,
+    # each with the weights and sampling settings chosen on the validation split
+    local ship=".venv/bin/python scripts/ship.py" name folder tokenizer
+    while read -r name folder tokenizer; do
+        # shellcheck disable=SC2046  # the choice is options and their values
+        $ship "runs/demo64-$name/checkpoint" "$DEMO/$folder" --fp16 --tokenizer "../$tokenizer" \
+            $(.venv/bin/python scripts/results_table.py choose "runs/eval64/demo-$name/validation")
+    done <<< "ar1x ar-1x tokenizer
+par4 ar-par4 tokenizer
+par16 ar-par16 tokenizer
+ctf ctf-ar tokenizer
+prologue prologue-ar prologue-tokenizer
+combined combined-ar prologue-tokenizer"
+    $ship runs/demo64-ctf-refiner/checkpoint $DEMO/ctf-refiner --fp16 --tokenizer ../tokenizer
+    du -sh checkpoints
+}
+
+# Video: moving Fashion-MNIST, 4 frames of 32x32 -> (4, 8, 8) token grids; name, then the layout overrides
+VIDEO_MODELS="1x
+par4 layout.order=region layout.parallel=4
+par16 layout.order=region layout.parallel=16"
+
+video_data() {
+    done_or runs/mfm-tokenizer/checkpoint $argen tokenizer train --preset VQ-CPU-32 --config configs/mfm-tokenizer.yaml \
+        --out runs/mfm-tokenizer
+    done_or runs/mfm-classifier/checkpoint $argen eval train-classifier --config configs/mfm-classifier.yaml \
+        --out runs/mfm-classifier
+    done_or runs/mfm-tokenizer/eval/metrics.json $argen eval tokenizer --tokenizer runs/mfm-tokenizer/checkpoint \
+        --classifier runs/mfm-classifier/checkpoint --count 4000 --out runs/mfm-tokenizer/eval
+    done_or runs/mfm-cache $argen tokenize --tokenizer runs/mfm-tokenizer/checkpoint --out runs/mfm-cache --limit 30000
+    done_or runs/mfm-test.npz $argen video make-dataset --tokenizer runs/mfm-tokenizer/checkpoint --split test \
+        --count 1000 --out runs/mfm-test.npz
+}
+
+video_models() {  # video_models [NAME...]: train, sample (500 videos) and evaluate these models (default: all)
+    local name overrides out
+    while read -r name overrides; do
+        if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
+        out=runs/evalmfm/$name
+        mkdir -p "$out"
+        # shellcheck disable=SC2086  # the overrides are separate words
+        $argen train --preset GPT-S --config configs/mfm-ar.yaml --cache runs/mfm-cache --out "runs/mfm-$name" \
+            $overrides
+        done_or "$out/videos.npz" $argen sample --model "runs/mfm-$name/checkpoint" --count 500 --batch 250 --cfg 2 \
+            --temperature 0.8 --seed 0 --out "$out"
+        done_or "$out/metrics.json" $argen eval video "$out/videos.npz" --real runs/mfm-test.npz \
+            --classifier runs/mfm-classifier/checkpoint --out "$out/metrics.json"
+    done <<< "$VIDEO_MODELS"
+}
+
+video_analysis() {  # batch-1 decode speed of the three, back to back, and the report with the GIFs
+    local name media=()
+    for name in $(cut -d' ' -f1 <<< "$VIDEO_MODELS"); do
+        [[ -e runs/evalmfm/$name/bench-b1.json ]] || $argen bench sample --model "runs/mfm-$name/checkpoint" \
+            --batch 1 --repeats 3 --json > "runs/evalmfm/$name/bench-b1.json"
+        media+=("$name=runs/evalmfm/$name/samples.gif")
+    done
+    $argen report --out runs/report-video --title "PAR for video: moving Fashion-MNIST" \
+        --metrics runs/evalmfm/*/metrics.json --media "${media[@]}"
+}
+
+# Video 3D: 17 frames of 32x32; the per-frame tokenizer's (17, 8, 8) grids against the causal 3D tokenizer's (5, 8, 8)
+# (both 1024 codes); name, cache, then the layout overrides
+VIDEO3D_MODELS="frame-1x runs/mfm17-cache
+causal3d-1x runs/mfm17-3d-cache
+causal3d-par4 runs/mfm17-3d-cache layout.order=region layout.parallel=4
+causal3d-par16 runs/mfm17-3d-cache layout.order=region layout.parallel=16"
+
+video3d() {  # tokenizers (reconstruction), caches, the four AR models (500 videos each, evaluated), the report
+    local tokenizer name cache overrides out media=()
+    video_data  # the frame classifier of the moving Fashion-MNIST videos (same items and motion)
+    done_or runs/mfm17-tokenizer/checkpoint $argen tokenizer train --preset VQ-CPU-32 \
+        --config configs/mfm17-tokenizer.yaml --out runs/mfm17-tokenizer
+    done_or runs/mfm17-causal3d-tokenizer/checkpoint $argen tokenizer train --preset VQ3D-CPU-32 \
+        --config configs/mfm17-causal3d-tokenizer.yaml --out runs/mfm17-causal3d-tokenizer
+    for tokenizer in mfm17-tokenizer mfm17-causal3d-tokenizer; do
+        done_or "runs/$tokenizer/eval/metrics.json" $argen tokenizer eval --tokenizer "runs/$tokenizer/checkpoint" \
+            --count 1000 --out "runs/$tokenizer/eval"
+    done
+    done_or runs/mfm17-cache $argen tokenize --tokenizer runs/mfm17-tokenizer/checkpoint --out runs/mfm17-cache \
+        --limit 30000
+    done_or runs/mfm17-3d-cache $argen tokenize --tokenizer runs/mfm17-causal3d-tokenizer/checkpoint \
+        --out runs/mfm17-3d-cache --limit 30000
+    done_or runs/mfm17-test.npz $argen video make-dataset --tokenizer runs/mfm17-tokenizer/checkpoint --split test \
+        --count 1000 --out runs/mfm17-test.npz
+    while read -r name cache overrides; do
+        out=runs/evalmfm17/$name
+        mkdir -p "$out"
+        # shellcheck disable=SC2086  # the overrides are separate words
+        $argen train --preset GPT-S --config configs/mfm-ar.yaml --cache "$cache" --out "runs/mfm17-$name" $overrides
+        done_or "$out/videos.npz" $argen sample --model "runs/mfm17-$name/checkpoint" --count 500 --batch 100 \
+            --cfg 2 --temperature 0.8 --seed 0 --out "$out"
+        done_or "$out/metrics.json" $argen eval video "$out/videos.npz" --real runs/mfm17-test.npz \
+            --classifier runs/mfm-classifier/checkpoint --out "$out/metrics.json"
+        [[ -e $out/bench-b1.json ]] || $argen bench sample --model "runs/mfm17-$name/checkpoint" --batch 1 \
+            --repeats 3 --json > "$out/bench-b1.json"
+        media+=("$name=$out/samples.gif")
+    done <<< "$VIDEO3D_MODELS"
+    $argen report --out runs/report-video3d --title "Causal 3D tokenizer: moving Fashion-MNIST, 17 frames" \
+        --metrics runs/evalmfm17/*/metrics.json --media "${media[@]}"
+}
+
+case "${1:-}" in
+    par) par_data && par_models && par_analysis ;;
+    # e.g. two trainings at a time on 2 cores, one thread each, then `scripts/reproduce.sh par` for the rest:
+    #   OMP_NUM_THREADS=1 scripts/reproduce.sh par-models ar1x par4 par16 &
+    #   OMP_NUM_THREADS=1 scripts/reproduce.sh par-models raster4 par4-noinit par4-causal
+    par-models) shift; par_data && par_models "$@" ;;
+    ctf) shift; par_data && ctf_models "$@" ;;
+    ctf-refiners) shift; par_data && ctf_models ctf128-random && ctf_refiners "$@" ;;
+    ctf-temperatures) par_data && ctf_models ctf128-random && ctf_temperatures ;;
+    ctf-bench) ctf_bench ;;
+    demo-bench) demo_bench ;;
+    combined) par_data && combined_3m ;;
+    ctf-report) $argen report --out runs/report-ctf --title "CTF on Fashion-MNIST 64x64" \
+        --metrics runs/eval64/{ar1x,ctf*}/metrics.json \
+        --samples runs/eval64/{ar1x,ctf128-random,ctf256-random,ctf128-random-par4,ctf128}/samples.npz ;;
+    prologue) shift; par_data && prologue_stage1 "$@" && prologue_models "$@" ;;
+    prologue-evals) par_data && prologue_tokenizer_evals ;;
+    demo) demo_data && demo_train && demo_evaluate ;;
+    demo-data) demo_data ;;
+    demo-train) shift; demo_train "$@" ;;
+    demo-evaluate) shift; demo_evaluate "$@" ;;
+    demo-ship) demo_ship ;;
+    video) shift; video_data && video_models && video_analysis ;;
+    video-models) shift; video_data && video_models "$@" ;;
+    video3d) video3d ;;
+    *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
+            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-ship | video | video-models NAME... | video3d" >&2; exit 2 ;;
+esac
