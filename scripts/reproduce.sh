@@ -291,10 +291,11 @@ demo_train() {  # demo_train [NAME...]: train these demo models (default: all; t
 
 # Guidance, temperature and weights (EMA or the last step's) of each demo model, chosen by the lowest
 # classifier-FID of 400 samples on the validation split
-GUIDANCE_GRID="2 0.8 ema
-3 0.8 ema
-3 0.65 ema
-3 0.8 raw"
+GUIDANCE_GRID="1.5 0.8 raw
+2 0.8 raw
+3 0.8 raw
+2 0.65 raw
+2 0.8 ema"
 
 demo_evaluate() {  # demo_evaluate [NAME...]: choose guidance on the validation split, then score on the test split
     local name cache ctf overrides options cfg temperature weights out ema
