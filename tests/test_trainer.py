@@ -181,3 +181,12 @@ def test_init_from_starts_from_a_checkpoint_and_resume_overrides_it(digits_datas
     assert resumed.step == 4 and not torch.equal(weights(resumed)["1.weight"], weights(source)["1.weight"])
     with pytest.raises(ckpt.CheckpointError, match="no model.safetensors"):
         make_trainer(digits_dataset, tmp_path / "other", init_from=str(tmp_path / "missing"))
+
+
+def test_ema_is_warmed_up_so_the_initial_weights_do_not_linger(digits_dataset, tmp_path):
+    trainer = make_trainer(digits_dataset, tmp_path, ema_decay=0.999)
+    start = weights(trainer)
+    trainer.fit(stop_after=1)
+    # The first update's decay is min(0.999, 1 / 10): the EMA is already 90 % the trained weights.
+    for key, value in weights(trainer).items():
+        assert torch.allclose(trainer.ema[key], 0.1 * start[key] + 0.9 * value, atol=1e-6), key
