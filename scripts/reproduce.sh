@@ -294,11 +294,13 @@ demo_train() {  # demo_train [NAME...]: train these demo models (default: all; t
 GUIDANCE_GRID="1.5 0.8 raw
 2 0.8 raw
 3 0.8 raw
+4 0.8 raw
+5 0.8 raw
 2 0.65 raw
 2 0.8 ema"
 
 demo_evaluate() {  # demo_evaluate [NAME...]: choose guidance on the validation split, then score on the test split
-    local name cache ctf overrides options cfg temperature weights out ema
+    local name cache ctf overrides options cfg temperature weights out ema chosen
     while read -r name cache ctf overrides; do
         if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
         options=()
@@ -313,9 +315,14 @@ demo_evaluate() {  # demo_evaluate [NAME...]: choose guidance on the validation 
             done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/demo64-validation.npz \
                 --classifier $classifier --out "$out/metrics.json"
         done <<< "$GUIDANCE_GRID"
-        # shellcheck disable=SC2046  # the choice is two options and their values
-        evaluate "runs/demo64-$name" "runs/eval64/demo-$name" "${options[@]}" \
-            $(.venv/bin/python scripts/results_table.py choose "runs/eval64/demo-$name/validation")
+        chosen=$(.venv/bin/python scripts/results_table.py choose "runs/eval64/demo-$name/validation")
+        out=runs/eval64/demo-$name
+        if [[ $(cat "$out/chosen.txt" 2>/dev/null) != "$chosen" ]]; then  # a new choice: score it afresh
+            rm -f "$out/samples.npz" "$out/metrics.json"
+            echo "$chosen" > "$out/chosen.txt"
+        fi
+        # shellcheck disable=SC2086  # the choice is options and their values
+        evaluate "runs/demo64-$name" "$out" "${options[@]}" $chosen
     done <<< "$DEMO_MODELS"
 }
 
