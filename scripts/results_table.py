@@ -155,6 +155,7 @@ DEMO_MODELS = {  # demo run name -> (description, refiner run)
     "ctf": ("CTF, 128 random groups", "demo64-ctf-refiner"),
     "prologue": ("Prologue (Post, 64 codes)", None),
     "combined": ("Prologue (4 per step) + CTF + PAR-16x, no sequential initial tokens", "demo64-ctf-refiner"),
+    "ctf-par16": ("CTF + PAR-16x, no sequential initial tokens", "demo64-ctf-refiner"),
 }
 
 
