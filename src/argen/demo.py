@@ -145,13 +145,13 @@ def _side_by_side(grids: list[torch.Tensor], classes: int, columns: int) -> torc
     return torch.cat(rows)  # (classes * (methods * (columns + 1) - 1), C, H, W)
 
 
-def _sample_method(pipeline, classes: int, per_class: int, per_batch: int) -> tuple[torch.Tensor, float, int]:
+def _sample_method(pipeline, classes: int, per_class: int, per_batch: int,
+                   sampling: dict) -> tuple[torch.Tensor, float, int]:
     """Batches of `per_batch` images of every class until each class has `per_class`; returns uint8 images
     (classes, per_class, C, H, W), the sampling seconds (token generation only) and the number of batches."""
     counts = [min(per_batch, per_class - start) for start in range(0, per_class, per_batch)]  # per class, per batch
     labels = torch.cat([torch.arange(classes).repeat_interleave(count) for count in counts])
-    samples = pipeline.sample(labels, classes * per_batch, torch.Generator().manual_seed(0),
-                              **{**SAMPLING, **pipeline.tuned_sampling})
+    samples = pipeline.sample(labels, classes * per_batch, torch.Generator().manual_seed(0), **sampling)
     parts = samples.images.split([classes * count for count in counts])
     images = torch.cat([part.view(classes, count, *part.shape[1:]) for part, count in zip(parts, counts)], 1)
     return images, samples.seconds, len(counts)
@@ -192,14 +192,14 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
         pipeline = load_pipeline(folder / method.checkpoint, tokenizer=folder / method.tokenizer,
                               refiner=folder / method.refiner if method.refiner else None)
         classes, class_names = pipeline.config.model.num_classes, pipeline.class_names
-        images, seconds, batches = _sample_method(pipeline, classes, per_class, per_batch)
+        sampling = {**SAMPLING, **pipeline.tuned_sampling}
+        images, seconds, batches = _sample_method(pipeline, classes, per_class, per_batch, sampling)
         grids.append(images)
         labels = torch.arange(classes).repeat_interleave(per_class).numpy()
         # One Inception Score split: a few hundred samples are too few for ten.
         metrics = evaluate(images.flatten(0, 1).permute(0, 2, 3, 1).numpy(), reference, extractor, labels,
                            splits=1)
         # Forward passes per image: the AR steps (prologue included), plus CTF's one refiner pass.
-        sampling = {**SAMPLING, **pipeline.tuned_sampling}
         rows.append({"method": method.name, "steps": pipeline.layout.num_steps + (method.refiner is not None),
                      "guidance": sampling["guidance"], "temperature": sampling["temperature"],
                      "ms_per_batch": round(1000 * seconds / batches, 1),
