@@ -55,6 +55,18 @@ def test_without_split_file_every_video_file_of_every_class_folder(tmp_path):
     assert dataset.batch(torch.tensor([3]))["images"].shape == (1, 5, 1, 16, 16)  # extra.mp4 sorts first
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".webm", ".mkv"])
+def test_other_containers_read_as_avi_does(tmp_path, suffix):
+    root = tmp_path / "videos"
+    write_video(root / "Jump" / f"a{suffix}", moving_square(12, row=4))
+    dataset = load_video_dataset(config(root, split_file=""))
+    assert len(dataset) == 1 and dataset.files[0].decode() == f"Jump/a{suffix}"
+    clip = dataset.batch(torch.tensor([0]))["images"][0]
+    assert clip.shape == (5, 1, 16, 16)
+    moves = column_of_square(clip).diff()
+    assert torch.allclose(moves, torch.full_like(moves, STEP), atol=0.3)
+
+
 def test_corrupt_and_short_files_are_skipped_with_a_warning_or_an_error(tmp_path):
     root = write_ucf(tmp_path / "ucf")
     (root / "Jump" / "v_Jump_g01_c01.avi").write_bytes(b"not a video")

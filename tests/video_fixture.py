@@ -20,13 +20,20 @@ def moving_square(frames: int, row: int, size: int = SIZE) -> np.ndarray:
     return video
 
 
+# The codec a container gets and its options for a nearly lossless video (the square stays where it was drawn):
+# MPEG-4 Part 2 as in UCF-101's .avi files, VP9 in .webm (which holds only VP8/VP9/AV1).
+CODECS = {".webm": ("libvpx-vp9", {"crf": "4", "b": "0"})}
+MPEG4 = ("mpeg4", {"qscale": "2"})
+
+
 def write_video(path: Path, video: np.ndarray) -> Path:
-    """RGB frames (T, H, W, 3) as an MPEG-4 Part 2 video in the container the suffix names (.avi, .mp4, ...)."""
+    """RGB frames (T, H, W, 3) as a video in the container the suffix names (.avi, .mp4, .webm, .mkv)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    codec, options = CODECS.get(path.suffix, MPEG4)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
+        stream = container.add_stream(codec, rate=10)
         stream.width, stream.height, stream.pix_fmt = video.shape[2], video.shape[1], "yuv420p"
-        stream.options = {"qscale": "2"}  # nearly lossless: the square stays where it was drawn
+        stream.options = options
         for frame in video:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
