@@ -425,17 +425,18 @@ par4 layout.order=region layout.parallel=4
 par16 layout.order=region layout.parallel=16"
 
 video3d() {  # both tokenizers (reconstruction), the 3D cache, the three AR models (500 videos each), the report
-    local tokenizer name overrides out media=()
+    local name overrides out media=()
     done_or runs/mfm-classifier/checkpoint $argen eval train-classifier --config configs/mfm-classifier.yaml \
         --out runs/mfm-classifier
     done_or runs/mfm17-tokenizer/checkpoint $argen tokenizer train --preset VQ-CPU-32 \
         --config configs/mfm17-tokenizer.yaml --out runs/mfm17-tokenizer
     done_or runs/mfm17-causal3d-tokenizer/checkpoint $argen tokenizer train --preset VQ3D-CPU-32 \
         --config configs/mfm17-causal3d-tokenizer.yaml --out runs/mfm17-causal3d-tokenizer
-    for tokenizer in mfm17-tokenizer mfm17-causal3d-tokenizer; do
-        done_or "runs/$tokenizer/eval/metrics.json" $argen tokenizer eval --tokenizer "runs/$tokenizer/checkpoint" \
-            --count 500 --out "runs/$tokenizer/eval"
-    done
+    # the same 500 test clips: 8,500 frames for the per-frame tokenizer, 500 clips for the 3D one
+    done_or runs/mfm17-tokenizer/eval/metrics.json $argen tokenizer eval --tokenizer runs/mfm17-tokenizer/checkpoint \
+        --count 8500 --out runs/mfm17-tokenizer/eval
+    done_or runs/mfm17-causal3d-tokenizer/eval/metrics.json $argen tokenizer eval \
+        --tokenizer runs/mfm17-causal3d-tokenizer/checkpoint --count 500 --out runs/mfm17-causal3d-tokenizer/eval
     done_or runs/mfm17-3d-cache $argen tokenize --tokenizer runs/mfm17-causal3d-tokenizer/checkpoint \
         --out runs/mfm17-3d-cache --limit 6400
     done_or runs/mfm17-test.npz $argen video make-dataset --tokenizer runs/mfm17-tokenizer/checkpoint --split test \

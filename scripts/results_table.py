@@ -1,6 +1,6 @@
 """Print the markdown tables of docs/results.md from the outputs of `scripts/reproduce.sh`.
 
-    .venv/bin/python scripts/results_table.py par|ctf|ctf-speed|prologue|demo|demo-speed|combined|video
+    .venv/bin/python scripts/results_table.py par|ctf|ctf-speed|prologue|demo|demo-speed|combined|video|video3d
 """
 
 import json
@@ -193,21 +193,40 @@ def combined() -> None:
     quality_rows(rows)
 
 
-def video() -> None:
+def video(evaluations: str = "evalmfm", runs: str = "mfm") -> None:
     print("| model | steps | training: final loss (time) | s/video (batch 1) | frame FID | temporal distance "
           "(real) | video acc. | frame acc. |")
     print("|---|---|---|---|---|---|---|---|")
     for name, description in (("1x", "1x"), ("par4", "PAR-4x"), ("par16", "PAR-16x")):
-        folder = RUNS / "evalmfm" / name
+        folder = RUNS / evaluations / name
         metrics, bench = read(folder / "metrics.json"), read(folder / "bench-b1.json")
         if not metrics:
             print(f"| {description} | (not run) |")
             continue
         seconds = f"{bench['seconds_per_batch_median']:.3f}" if bench else ""
-        print(f"| {description} | {bench.get('steps', '')} | {final(RUNS / f'mfm-{name}' / 'log.jsonl')} | {seconds} | "
+        training = final(RUNS / f"{runs}-{name}" / "log.jsonl")
+        print(f"| {description} | {bench.get('steps', '')} | {training} | {seconds} | "
               f"{metrics['frame_fid']:.1f} | {metrics['temporal_distance']:.3f} "
               f"({metrics['real_temporal_distance']:.3f}) | {metrics['video_class_accuracy']:.1%} | "
               f"{metrics['frame_class_accuracy']:.1%} |")
+
+
+def video3d(frames: int = 17) -> None:
+    """The per-frame and the causal 3D tokenizer on the same test clips, then the AR models on the 3D grid."""
+    print("| tokenizer | tokens per clip | PSNR per frame | codebook usage | perplexity | "
+          "training: final loss (time) |")
+    print("|---|---|---|---|---|---|")
+    for name, description, per_frame in (("mfm17-tokenizer", "per frame (17, 8, 8)", True),
+                                         ("mfm17-causal3d-tokenizer", "causal 3D (5, 8, 8)", False)):
+        metrics = read(RUNS / name / "eval" / "metrics.json")
+        if not metrics:
+            print(f"| {description} | (not run) |")
+            continue
+        tokens = metrics["tokens_per_item"] * (frames if per_frame else 1)
+        print(f"| {description} | {tokens} | {metrics['psnr_db']:.2f} dB | {metrics['codebook_usage']:.1%} | "
+              f"{metrics['perplexity']:.0f} | {final(RUNS / name / 'log.jsonl', 'tokenizer_loss')} |")
+    print()
+    video("evalmfm17", "mfm17")
 
 
 def best_validation(folder: Path) -> tuple[tuple[str, str, bool], float] | None:
@@ -236,5 +255,6 @@ if __name__ == "__main__":
         choose(sys.argv[2])
         sys.exit()
     tables = {"par": par, "ctf": ctf, "ctf-speed": ctf_speed, "prologue": prologue, "demo": demo,
-              "demo-speed": demo_speed, "combined": combined, "video": video}
+              "demo-speed": demo_speed, "combined": combined, "video": video,
+              "video3d": video3d}
     tables[sys.argv[1] if len(sys.argv) > 1 else "par"]()

@@ -94,7 +94,8 @@ def test_ucf_files_through_an_inflated_3d_tokenizer_to_sampled_videos(tmp_path):
                  str(tmp_path / "cache")]) == 0
     assert main(["tokenizer", "eval", "--tokenizer", str(tmp_path / "tok" / "checkpoint"), "--out",
                  str(tmp_path / "tok-eval")]) == 0  # the test split: testlist01.txt's 2 clips
-    assert json.loads((tmp_path / "tok-eval" / "metrics.json").read_text())["images"] == 2
+    metrics = json.loads((tmp_path / "tok-eval" / "metrics.json").read_text())
+    assert (metrics["images"], metrics["frames"], metrics["tokens_per_item"]) == (2, 18, 3 * 4 * 4)  # PSNR per frame
     manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
     assert manifest["grid"] == [3, 4, 4] and manifest["count"] == 4  # 9 frames -> 3 latent frames
     assert main(["train", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "ar"), "layout.order=region",

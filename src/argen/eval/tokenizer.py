@@ -22,8 +22,8 @@ from argen.io.load import load_tokenizer
 def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = "test", count: int = 0,
                        data_dir: str | None = None, batch_size: int = 256, progress: bool = True,
                        extractor=None) -> dict[str, Any]:
-    """MSE, PSNR (per image, on [0, 255] pixels), codebook usage and perplexity, a reconstruction grid, and
-    with a feature extractor the rFID of reconstructions against the originals."""
+    """MSE, PSNR (per image or video frame, on [0, 255] pixels), codebook usage and perplexity, a reconstruction
+    grid, and with a feature extractor the rFID of reconstructions against the originals."""
     model, config = load_tokenizer(directory)
     data = evaluation_data(config, split, data_dir)
     # A causal 3D tokenizer is measured on whole clips (per clip), an image tokenizer on images (or frames).
@@ -31,7 +31,7 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
     if config.model.temporal_downsample:
         batch_size = max(1, batch_size // data.video.frames)  # about as many frames per pass as images
     total = len(dataset) if count <= 0 else min(count, len(dataset))
-    squared_error, psnr_sum = 0.0, 0.0
+    squared_error, psnr_sum, frame_total = 0.0, 0.0, 0
     counts = torch.zeros(config.model.codebook_size, dtype=torch.long)
     first_originals = first_reconstructions = None
     originals, reconstructions = [], []  # uint8 NHWC, kept only for rFID
@@ -40,13 +40,14 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
         ids = model.encode(batch["images"])
         reconstruction = to_uint8(model.decode(ids))
         original = to_uint8(batch["images"])
-        error = (reconstruction.float() - original.float()).pow(2).flatten(1).mean(1)  # (B,)
+        counts += torch.bincount(ids.flatten(), minlength=config.model.codebook_size)
+        frames = original.ndim - 4  # 1 for videos: the metrics, the grid and rFID see frames
+        original, reconstruction = original.flatten(0, frames), reconstruction.flatten(0, frames)
+        error = (reconstruction.float() - original.float()).pow(2).flatten(1).mean(1)  # (frames,)
         squared_error += float(error.sum())
         psnr_sum += float((10 * torch.log10(255.0 ** 2 / error.clamp_min(1e-10))).sum())
-        counts += torch.bincount(ids.flatten(), minlength=config.model.codebook_size)
-        frames = original.ndim - 4  # 1 for videos
-        original, reconstruction = original.flatten(0, frames), reconstruction.flatten(0, frames)
-        if first_originals is None:  # the grid and rFID see frames
+        frame_total += len(error)
+        if first_originals is None:
             first_originals, first_reconstructions = original[:32], reconstruction[:32]
         if extractor is not None:
             originals.append(original.permute(0, 2, 3, 1).numpy())
@@ -58,8 +59,9 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
     grid = save_grid(pairs, out_dir / "reconstructions.png", columns=16, scale=2)
     result = {
         "tokenizer": str(directory), "tokenizer_sha256": ckpt.checkpoint_checksum(directory), "split": split,
-        "images": total, "mse": squared_error / total / 255.0 ** 2 * 4,  # on the [-1, 1] scale
-        "psnr_db": psnr_sum / total, "codebook_usage": float((counts > 0).double().mean()),
+        "images": total, "frames": frame_total, "tokens_per_item": int(ids[0].numel()),  # image or clip
+        "mse": squared_error / frame_total / 255.0 ** 2 * 4,  # on the [-1, 1] scale
+        "psnr_db": psnr_sum / frame_total, "codebook_usage": float((counts > 0).double().mean()),
         "perplexity": float(entropy.exp()), "codebook_size": config.model.codebook_size, "grid": str(grid),
     }
     if extractor is not None:
