@@ -459,6 +459,10 @@ video3d() {  # both tokenizers (reconstruction), the 3D cache, the three AR mode
     done
     $argen report --out runs/report-video3d --title "Causal 3D tokenizer: moving Fashion-MNIST, 17 frames" \
         --metrics runs/evalmfm17/*/metrics.json --media "${media[@]}"
+    # docs/figures/video3d-strips.png: the first video of four classes, real and each model's
+    .venv/bin/python scripts/video_figure.py --out runs/report-video3d/strips.png --classes 0,1,5,7 \
+        real=runs/mfm17-test.npz 1x=runs/evalmfm17/1x/videos.npz PAR-4x=runs/evalmfm17/par4/videos.npz \
+        PAR-16x=runs/evalmfm17/par16/videos.npz
 }
 
 case "${1:-}" in
