@@ -4,6 +4,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 from video_fixture import write_ucf
@@ -104,3 +105,11 @@ def test_ucf_files_through_an_inflated_3d_tokenizer_to_sampled_videos(tmp_path):
     pipeline = argen.load(tmp_path / "ar" / "checkpoint")
     samples = pipeline.sample([0, 1], generator=torch.Generator().manual_seed(0))
     assert samples.visual.shape == (2, 3, 4, 4) and samples.images.shape == (2, 9, 1, 16, 16)
+    # `argen sample` writes the videos, an animated GIF and a strip; the real test clips, read from the files,
+    # become the real batch of `argen eval video`.
+    assert main(["sample", "--model", str(tmp_path / "ar" / "checkpoint"), "--count", "4", "--batch", "2",
+                 "--out", str(tmp_path / "samples")]) == 0
+    assert {"videos.npz", "samples.gif", "samples.png"} <= {p.name for p in (tmp_path / "samples").iterdir()}
+    assert main(["video", "make-dataset", "--tokenizer", str(tmp_path / "tok" / "checkpoint"),
+                 "--out", str(tmp_path / "real.npz")]) == 0
+    assert np.load(tmp_path / "real.npz")["arr_0"].shape == (2, 9, 16, 16, 1)
