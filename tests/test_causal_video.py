@@ -97,6 +97,8 @@ def test_ucf_files_through_an_inflated_3d_tokenizer_to_sampled_videos(tmp_path):
                  str(tmp_path / "tok-eval")]) == 0  # the test split: testlist01.txt's 2 clips
     metrics = json.loads((tmp_path / "tok-eval" / "metrics.json").read_text())
     assert (metrics["images"], metrics["frames"], metrics["tokens_per_item"]) == (2, 18, 3 * 4 * 4)  # PSNR per frame
+    assert len(metrics["psnr_db_by_frame"]) == 9
+    assert sum(metrics["psnr_db_by_frame"]) / 9 == pytest.approx(metrics["psnr_db"])
     manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
     assert manifest["grid"] == [3, 4, 4] and manifest["count"] == 4  # 9 frames -> 3 latent frames
     assert main(["train", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "ar"), "layout.order=region",

@@ -32,6 +32,7 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
         batch_size = max(1, batch_size // data.video.frames)  # about as many frames per pass as images
     total = len(dataset) if count <= 0 else min(count, len(dataset))
     squared_error, psnr_sum, frame_total = 0.0, 0.0, 0
+    psnr_by_frame = 0.0  # videos: summed over clips, per frame position
     counts = torch.zeros(config.model.codebook_size, dtype=torch.long)
     first_originals = first_reconstructions = None
     originals, reconstructions = [], []  # uint8 NHWC, kept only for rFID
@@ -47,6 +48,9 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
         squared_error += float(error.sum())
         psnr_sum += float((10 * torch.log10(255.0 ** 2 / error.clamp_min(1e-10))).sum())
         frame_total += len(error)
+        if frames:
+            psnr_by_frame = psnr_by_frame + (10 * torch.log10(255.0 ** 2 / error.clamp_min(1e-10))).view(
+                len(ids), -1).sum(0)
         if first_originals is None:
             first_originals, first_reconstructions = original[:32], reconstruction[:32]
         if extractor is not None:
@@ -64,6 +68,8 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
         "psnr_db": psnr_sum / frame_total, "codebook_usage": float((counts > 0).double().mean()),
         "perplexity": float(entropy.exp()), "codebook_size": config.model.codebook_size, "grid": str(grid),
     }
+    if frames:  # where the error is: a causal 3D tokenizer encodes frame 0 alone, later frames 4 to a latent
+        result["psnr_db_by_frame"] = (psnr_by_frame / total).tolist()
     if extractor is not None:
         reference = compute_reference(originals, extractor)
         scores = evaluate(reconstructions, reference, extractor)
