@@ -1,6 +1,6 @@
 """Print the markdown tables of docs/results.md from the outputs of `scripts/reproduce.sh`.
 
-    .venv/bin/python scripts/results_table.py par|ctf|ctf-speed|prologue|demo|demo-speed|combined|video|video3d
+    .venv/bin/python scripts/results_table.py par|ctf|ctf-speed|prologue|demo [STAGE]|demo-speed|combined|video|video3d
 """
 
 import json
@@ -159,20 +159,23 @@ DEMO_MODELS = {  # demo run name -> (description, refiner run)
 }
 
 
-def demo() -> None:
-    """The demo's models: the settings chosen on the validation split, its FID there, and the test scores."""
+def demo(stage: str = "1") -> None:
+    """The demo's models: the settings chosen on the validation split, its FID there, and the test scores; stage 2
+    is the continuation (scripts/reproduce.sh: DEMO_STAGE=2), its training column that continuation's."""
+    suffix = "" if stage == "1" else f"-stage{stage}"
     print("| model | forward passes | training: final loss (time) | chosen: guidance, T, weights | validation FID "
           "| test FID (± bootstrap std) | IS | precision | recall | class acc. |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, (description, refiner) in DEMO_MODELS.items():
-        folder = RUNS / "eval64" / f"demo-{name}"
+        folder = RUNS / "eval64" / f"demo-{name}{suffix}"
         metrics, sampling = read(folder / "metrics.json"), read(folder / "sampling.json")
         chosen = best_validation(folder / "validation")
         if not metrics or not chosen:
             print(f"| {description} | (not run) |")
             continue
         (cfg, temperature, ema), validation_fid = chosen
-        print(f"| {description} | {sampling['steps']} | {trained(f'demo64-{name}', refiner)} | {cfg}, {temperature}, "
+        training = trained(f"demo64-{name}{suffix}", refiner)
+        print(f"| {description} | {sampling['steps']} | {training} | {cfg}, {temperature}, "
               f"{'EMA' if ema else 'last'} | {validation_fid:.1f} | "
               f"{metrics['fid']:.1f} ± {metrics['fid_bootstrap_std']:.1f} | {metrics['inception_score']:.2f} | "
               f"{metrics['precision']:.3f} | {metrics['recall']:.3f} | {metrics['class_accuracy']:.1%} |")
@@ -257,4 +260,4 @@ if __name__ == "__main__":
     tables = {"par": par, "ctf": ctf, "ctf-speed": ctf_speed, "prologue": prologue, "demo": demo,
               "demo-speed": demo_speed, "combined": combined, "video": video,
               "video3d": video3d}
-    tables[sys.argv[1] if len(sys.argv) > 1 else "par"]()
+    tables[sys.argv[1] if len(sys.argv) > 1 else "par"](*sys.argv[2:])
