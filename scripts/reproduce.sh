@@ -286,10 +286,10 @@ demo_train() {  # demo_train [NAME...]: train these demo models (default: all; t
         if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
         options=()
         [[ $ctf == ctf ]] && options=(--coarse-table "runs/ctf64/demo-$cache.safetensors")
-        # shellcheck disable=SC2086  # the overrides are separate words
         if [[ $DEMO_STAGE == 2 ]]; then  # a warm restart from the stage-1 weights
             options+=(train.init_from="runs/demo64-$name/checkpoint" train.steps=1500 train.lr=1e-3)
         fi
+        # shellcheck disable=SC2086  # the overrides are separate words
         $argen train --preset GPT-S --config configs/fmnist64-demo-ar.yaml --cache "runs/demo64-$cache-cache" \
             --out "runs/demo64-$name$DEMO_SUFFIX" "${options[@]}" $overrides
         if [[ $name == ctf && $DEMO_STAGE == 1 ]]; then  # one refiner, on the baseline's cache and table
@@ -417,9 +417,9 @@ video_analysis() {  # batch-1 decode speed of the three, back to back, and the r
 }
 
 # Video 3D: 17 frames of 32x32; the per-frame tokenizer's (17, 8, 8) grids against the causal 3D tokenizer's (5, 8, 8)
-# (both 1024 codes); name, cache, then the layout overrides
-# The causal 3D tokenizer's grid, (5, 8, 8) = 320 tokens a video; name, then the layout overrides. (The per-frame
-# grid's 1088-token sequences are compared only as a tokenizer: an AR on them costs hours of CPU.)
+# (both 1024 codes). The AR models run on the causal 3D tokenizer's grid, 320 tokens a video; the per-frame grid's
+# 1088-token sequences are compared only as a tokenizer (an AR on them costs hours of CPU). Name, then the layout
+# overrides:
 VIDEO3D_MODELS="1x
 par4 layout.order=region layout.parallel=4
 par16 layout.order=region layout.parallel=16"

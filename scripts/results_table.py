@@ -214,8 +214,10 @@ def video(evaluations: str = "evalmfm", runs: str = "mfm") -> None:
               f"{metrics['frame_class_accuracy']:.1%} |")
 
 
-def video3d(frames: int = 17) -> None:
-    """The per-frame and the causal 3D tokenizer on the same test clips, then the AR models on the 3D grid."""
+def video3d() -> None:
+    """The per-frame and the causal 3D tokenizer on the same 17-frame test clips, then the AR models on the 3D
+    grid."""
+    frames = 17  # configs/mfm17-*.yaml
     print("| tokenizer | tokens per clip | PSNR per frame | codebook usage | perplexity | "
           "training: final loss (time) |")
     print("|---|---|---|---|---|---|")

@@ -26,7 +26,7 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
     grid, and with a feature extractor the rFID of reconstructions against the originals."""
     model, config = load_tokenizer(directory)
     data = evaluation_data(config, split, data_dir)
-    # A causal 3D tokenizer is measured on whole clips (per clip), an image tokenizer on images (or frames).
+    # A causal 3D tokenizer encodes whole clips, an image tokenizer images (or frames); the metrics are per frame.
     dataset = load_video_dataset(data) if config.model.temporal_downsample else load_dataset(data, training=False)
     if config.model.temporal_downsample:
         batch_size = max(1, batch_size // data.video.frames)  # about as many frames per pass as images
@@ -45,12 +45,12 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
         frames = original.ndim - 4  # 1 for videos: the metrics, the grid and rFID see frames
         original, reconstruction = original.flatten(0, frames), reconstruction.flatten(0, frames)
         error = (reconstruction.float() - original.float()).pow(2).flatten(1).mean(1)  # (frames,)
+        psnr = 10 * torch.log10(255.0 ** 2 / error.clamp_min(1e-10))
         squared_error += float(error.sum())
-        psnr_sum += float((10 * torch.log10(255.0 ** 2 / error.clamp_min(1e-10))).sum())
+        psnr_sum += float(psnr.sum())
         frame_total += len(error)
         if frames:
-            psnr_by_frame = psnr_by_frame + (10 * torch.log10(255.0 ** 2 / error.clamp_min(1e-10))).view(
-                len(ids), -1).sum(0)
+            psnr_by_frame = psnr_by_frame + psnr.view(len(ids), -1).sum(0)
         if first_originals is None:
             first_originals, first_reconstructions = original[:32], reconstruction[:32]
         if extractor is not None:
