@@ -254,8 +254,8 @@ DEMO=checkpoints/fmnist64
 DEMO_PROLOGUE=prologue-post-k64
 COMBINED_LAYOUT="layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4"
 
-# name, token cache (base or post), CTF (ctf: coarse labels, - fine ids), layout overrides; the last is a
-# combination attempt (docs/results.md), not shipped
+# name, token cache (base or post), CTF (ctf: coarse labels, - fine ids), layout overrides; the last two are
+# combination attempts (docs/results.md), not shipped
 # Two stages: 1 is configs/fmnist64-demo-ar.yaml (500 steps); 2 (DEMO_STAGE=2 before demo-train, demo-evaluate,
 # demo-ship) continues each model from its stage-1 weights for 1500 more steps at lr 1e-3 cosine with a fresh
 # warm-up (a warm restart), 2000 steps in all, 2.6 epochs of the 50,000 images; its runs end in -stage2.
@@ -267,7 +267,8 @@ par16 base - layout.order=region layout.parallel=16
 ctf base ctf
 prologue post -
 combined post ctf $COMBINED_LAYOUT
-ctf-par16 base ctf layout.order=region layout.parallel=16 layout.sequential_initial=false"
+ctf-par16 base ctf layout.order=region layout.parallel=16 layout.sequential_initial=false
+prologue-par16 post - layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4"
 
 demo_data() {  # the two token caches (the baseline's of all training images), the CTF tables, the validation reference
     done_or runs/demo64-base-cache $argen tokenize --tokenizer $DEMO/tokenizer --out runs/demo64-base-cache
@@ -278,6 +279,13 @@ demo_data() {  # the two token caches (the baseline's of all training images), t
     done_or runs/demo64-validation.npz $argen eval ref --classifier $classifier --split train --skip 50000 \
         --image-size 64 --resize resize --pad-to 32 --out runs/demo64-validation.npz
     done_or runs/fmnist64-reference.npz cp $DEMO/reference.npz runs/fmnist64-reference.npz
+    # the floor: 1,000 real validation images scored as the models' samples are
+    done_or runs/demo64-real-validation.npz .venv/bin/python scripts/real_samples.py --split train --skip 50000 \
+        --count 1000 --image-size 64 --resize resize --pad-to 32 --out runs/demo64-real-validation.npz
+    mkdir -p runs/eval64/demo-real-validation
+    done_or runs/eval64/demo-real-validation/metrics.json $argen eval runs/demo64-real-validation.npz \
+        --ref runs/fmnist64-reference.npz --classifier $classifier --bootstrap 50 \
+        --out runs/eval64/demo-real-validation/metrics.json
 }
 
 demo_train() {  # demo_train [NAME...]: train these demo models (default: all; the refiner with ctf)

@@ -156,6 +156,7 @@ DEMO_MODELS = {  # demo run name -> (description, refiner run)
     "prologue": ("Prologue (Post, 64 codes)", None),
     "combined": ("Prologue (4 per step) + CTF + PAR-16x, no sequential initial tokens", "demo64-ctf-refiner"),
     "ctf-par16": ("CTF + PAR-16x, no sequential initial tokens", "demo64-ctf-refiner"),
+    "prologue-par16": ("Prologue (4 per step) + PAR-16x, no sequential initial tokens", None),
 }
 
 
@@ -179,6 +180,11 @@ def demo(stage: str = "1") -> None:
               f"{'EMA' if ema else 'last'} | {validation_fid:.1f} | "
               f"{metrics['fid']:.1f} ± {metrics['fid_bootstrap_std']:.1f} | {metrics['inception_score']:.2f} | "
               f"{metrics['precision']:.3f} | {metrics['recall']:.3f} | {metrics['class_accuracy']:.1%} |")
+    real = read(RUNS / "eval64" / "demo-real-validation" / "metrics.json")
+    if real:
+        print(f"| 1,000 real validation images (the floor) | - | - | - | - | "
+              f"{real['fid']:.1f} ± {real['fid_bootstrap_std']:.1f} | {real['inception_score']:.2f} | "
+              f"{real['precision']:.3f} | {real['recall']:.3f} | {real['class_accuracy']:.1%} |")
 
 
 def combined() -> None:

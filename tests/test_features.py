@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from argen.eval.features import (Classifier, ClassifierConfig, ClassifierExtract
                                  to_unit_images)
 from argen.eval.inception import InceptionE, InceptionExtractor, InceptionV3
 from argen.eval.metrics import MetricError
+from argen.eval.npz import read_npz
 from argen.eval.reference import ReferenceStatistics, compute_reference, evaluate
 from argen.io.checkpoint import CheckpointError
 from argen.train.classifier_task import ClassifierRunConfig, ClassifierTask, random_shift, train_classifier
@@ -283,6 +286,21 @@ def test_reference_round_trip_and_self_evaluation(tmp_path, digits_dataset):
     half = ReferenceStatistics.load(compact.save(tmp_path / "compact.npz"))
     assert half.features.dtype == np.float32 and np.allclose(half.features, reference.features, rtol=1e-3)
     assert evaluate(images, half, extractor)["precision"] == 1.0
+
+
+def test_real_samples_script_writes_a_split_as_a_sample_batch(tmp_path, digits_dataset):
+    # scripts/real_samples.py: real images scored as samples give the metrics' floor at that sample count.
+    script = [sys.executable, "scripts/real_samples.py", "--dataset", "digits", "--split", "train", "--image-size", "8"]
+    out = tmp_path / "real.npz"
+    done = subprocess.run([*script, "--skip", "100", "--count", "30", "--out", str(out)], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    batch = read_npz(out)
+    assert np.array_equal(batch.images, digits_nhwc(digits_dataset)[100:130])
+    assert np.array_equal(batch.labels, digits_dataset.labels.numpy()[100:130])
+    too_many = subprocess.run([*script, "--skip", str(len(digits_dataset) - 5), "--count", "30", "--out",
+                               str(tmp_path / "x.npz")], capture_output=True, text=True)
+    assert too_many.returncode == 2 and "fewer than --count 30" in too_many.stderr
 
 
 def test_evaluate_refuses_another_extractor(tmp_path, digits_dataset):
