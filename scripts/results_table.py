@@ -240,14 +240,19 @@ def video3d() -> None:
     video("evalmfm17", "mfm17")
 
 
+RECOGNISABLE = 0.8  # the class accuracy a setting must reach on validation before its FID competes (issue #24)
+
+
 def best_validation(folder: Path) -> tuple[tuple[str, str, bool], float] | None:
     """(guidance, temperature, EMA weights) of the validation run under `folder` (one sub-folder cfgG-tT-ema|raw
-    per setting, as `scripts/reproduce.sh demo` writes them) with the lowest classifier-FID, and that FID."""
-    scored = [(read(run / "metrics.json")["fid"], run.name) for run in sorted(folder.glob("*"))
-              if (run / "metrics.json").is_file()]
-    if not scored:
+    per setting, as `scripts/reproduce.sh demo` writes them) with the lowest classifier-FID among those whose
+    samples the classifier recognises at least RECOGNISABLE of the time (among all when none does), and that FID."""
+    metrics = [(read(run / "metrics.json"), run.name) for run in sorted(folder.glob("*"))
+               if (run / "metrics.json").is_file()]
+    if not metrics:
         return None
-    fid, name = min(scored)
+    recognised = [(m["fid"], name) for m, name in metrics if m["class_accuracy"] >= RECOGNISABLE]
+    fid, name = min(recognised or [(m["fid"], name) for m, name in metrics])
     cfg, temperature, weights = name.split("-")
     return (cfg[3:], temperature[1:], weights == "ema"), fid
 
