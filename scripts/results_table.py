@@ -22,6 +22,12 @@ def read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def scores(metrics: dict) -> str:
+    """The quality cells every table ends with: FID ± its bootstrap std, IS, precision, recall, class accuracy."""
+    return (f"{metrics['fid']:.1f} ± {metrics['fid_bootstrap_std']:.1f} | {metrics['inception_score']:.2f} | "
+            f"{metrics['precision']:.3f} | {metrics['recall']:.3f} | {metrics['class_accuracy']:.1%} |")
+
+
 def par() -> None:
     print("| model | steps | train min | loss | s/image (batch 1) | speed-up | FID (± bootstrap std) | IS | precision "
           "| recall | class acc. |")
@@ -37,10 +43,8 @@ def par() -> None:
         last = json.loads(log.read_text().splitlines()[-1])
         seconds = bench["ms_per_step_median"] * bench["steps"] / 1e3
         baseline_seconds = baseline_seconds or seconds
-        fid = f"{metrics['fid']:.1f} ± {metrics['fid_bootstrap_std']:.1f}"
         print(f"| {description} | {bench['steps']} | {last['elapsed_s'] / 60:.1f} | {last['model_loss']:.3f} | "
-              f"{seconds:.3f} | {baseline_seconds / seconds:.2f}x | {fid} | {metrics['inception_score']:.2f} | "
-              f"{metrics['precision']:.3f} | {metrics['recall']:.3f} | {metrics['class_accuracy']:.1%} |")
+              f"{seconds:.3f} | {baseline_seconds / seconds:.2f}x | {scores(metrics)}")
 
 
 def final(log: Path, key: str = "model_loss") -> str:
@@ -67,10 +71,7 @@ def quality_rows(rows: list[tuple[str, Path, str]]) -> None:
         if not metrics:
             print(f"| {description} | (not run) |")
             continue
-        fid = f"{metrics['fid']:.1f} ± {metrics['fid_bootstrap_std']:.1f}"
-        print(f"| {description} | {sampling.get('steps', '')} | {training} | {fid} | "
-              f"{metrics['inception_score']:.2f} | {metrics['precision']:.3f} | {metrics['recall']:.3f} | "
-              f"{metrics['class_accuracy']:.1%} |")
+        print(f"| {description} | {sampling.get('steps', '')} | {training} | {scores(metrics)}")
 
 
 CTF_MODELS = {  # eval name -> (description, coarse AR run, refiner run)
@@ -177,14 +178,10 @@ def demo(stage: str = "1") -> None:
         (cfg, temperature, ema), validation_fid = chosen
         training = trained(f"demo64-{name}{suffix}", refiner)
         print(f"| {description} | {sampling['steps']} | {training} | {cfg}, {temperature}, "
-              f"{'EMA' if ema else 'last'} | {validation_fid:.1f} | "
-              f"{metrics['fid']:.1f} ± {metrics['fid_bootstrap_std']:.1f} | {metrics['inception_score']:.2f} | "
-              f"{metrics['precision']:.3f} | {metrics['recall']:.3f} | {metrics['class_accuracy']:.1%} |")
+              f"{'EMA' if ema else 'last'} | {validation_fid:.1f} | {scores(metrics)}")
     real = read(RUNS / "eval64" / "demo-real-validation" / "metrics.json")
     if real:
-        print(f"| 1,000 real validation images (the floor) | - | - | - | - | "
-              f"{real['fid']:.1f} ± {real['fid_bootstrap_std']:.1f} | {real['inception_score']:.2f} | "
-              f"{real['precision']:.3f} | {real['recall']:.3f} | {real['class_accuracy']:.1%} |")
+        print(f"| 1,000 real validation images (the floor) | - | - | - | - | {scores(real)}")
 
 
 def combined() -> None:
@@ -247,12 +244,12 @@ def best_validation(folder: Path) -> tuple[tuple[str, str, bool], float] | None:
     """(guidance, temperature, EMA weights) of the validation run under `folder` (one sub-folder cfgG-tT-ema|raw
     per setting, as `scripts/reproduce.sh demo` writes them) with the lowest classifier-FID among those whose
     samples the classifier recognises at least RECOGNISABLE of the time (among all when none does), and that FID."""
-    metrics = [(read(run / "metrics.json"), run.name) for run in sorted(folder.glob("*"))
-               if (run / "metrics.json").is_file()]
-    if not metrics:
+    scored = [(read(run / "metrics.json"), run.name) for run in sorted(folder.glob("*"))
+              if (run / "metrics.json").is_file()]
+    candidates = [run for run in scored if run[0]["class_accuracy"] >= RECOGNISABLE] or scored
+    if not candidates:
         return None
-    recognised = [(m["fid"], name) for m, name in metrics if m["class_accuracy"] >= RECOGNISABLE]
-    fid, name = min(recognised or [(m["fid"], name) for m, name in metrics])
+    fid, name = min((metrics["fid"], name) for metrics, name in candidates)
     cfg, temperature, weights = name.split("-")
     return (cfg[3:], temperature[1:], weights == "ema"), fid
 
