@@ -254,14 +254,16 @@ DEMO=checkpoints/fmnist64
 DEMO_PROLOGUE=prologue-post-k64
 COMBINED_LAYOUT="layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4"
 
-# name, token cache (base or post), CTF (ctf: coarse labels, - fine ids), layout overrides; the last two are
-# combination attempts (docs/results.md), not shipped
+# name, token cache (base or post), CTF (ctf: coarse labels, - fine ids), layout overrides; region1x (1x in
+# PAR-4x's order: the order without the parallel steps) and the last two (combination attempts, docs/results.md)
+# are not shipped
 # Two stages: 1 is configs/fmnist64-demo-ar.yaml (500 steps); 2 (DEMO_STAGE=2 before demo-train, demo-evaluate,
 # demo-ship) continues each model from its stage-1 weights for 1500 more steps at lr 1e-3 cosine with a fresh
 # warm-up (a warm restart), 2000 steps in all, 2.6 epochs of the 50,000 images; its runs end in -stage2.
 DEMO_STAGE=${DEMO_STAGE:-1}
 DEMO_SUFFIX=$([[ $DEMO_STAGE == 1 ]] || echo "-stage$DEMO_STAGE")
 DEMO_MODELS="ar1x base -
+region1x base - layout.order=region layout.regions=[2,2]
 par4 base - layout.order=region layout.parallel=4
 par16 base - layout.order=region layout.parallel=16
 ctf base ctf
