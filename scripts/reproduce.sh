@@ -254,9 +254,9 @@ DEMO=checkpoints/fmnist64
 DEMO_PROLOGUE=prologue-post-k64
 COMBINED_LAYOUT="layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4"
 
-# name, token cache (base or post), CTF (ctf: coarse labels, - fine ids), layout overrides; region1x (1x in
-# PAR-4x's order: the order without the parallel steps) and the last two (combination attempts, docs/results.md)
-# are not shipped
+# name, token cache (base or post), CTF (ctf: coarse labels, - fine ids), layout overrides; not shipped: the
+# order ablations (region1x: one token per step in PAR-4x's order; raster4: four per step in raster order) and
+# the last two (combination attempts, docs/results.md)
 # Two stages: 1 is configs/fmnist64-demo-ar.yaml (500 steps); 2 (DEMO_STAGE=2 before demo-train, demo-evaluate,
 # demo-ship) continues each model from its stage-1 weights for 1500 more steps at lr 1e-3 cosine with a fresh
 # warm-up (a warm restart), 2000 steps in all, 2.6 epochs of the 50,000 images; its runs end in -stage2.
@@ -264,6 +264,7 @@ DEMO_STAGE=${DEMO_STAGE:-1}
 DEMO_SUFFIX=$([[ $DEMO_STAGE == 1 ]] || echo "-stage$DEMO_STAGE")
 DEMO_MODELS="ar1x base -
 region1x base - layout.order=region layout.regions=[2,2]
+raster4 base - layout.order=raster layout.parallel=4
 par4 base - layout.order=region layout.parallel=4
 par16 base - layout.order=region layout.parallel=16
 ctf base ctf

@@ -152,6 +152,7 @@ def prologue() -> None:
 DEMO_MODELS = {  # demo run name -> (description, refiner run)
     "ar1x": ("1x raster", None),
     "region1x": ("1x in PAR-4x's region order", None),
+    "raster4": ("4 per step in raster order", None),
     "par4": ("PAR-4x", None),
     "par16": ("PAR-16x", None),
     "ctf": ("CTF, 128 random groups", "demo64-ctf-refiner"),
