@@ -167,6 +167,7 @@ par4 ar-par4
 par16 ar-par16
 ctf ctf-ar
 prologue prologue-ar
+prologue-par16 prologue-par16-ar
 combined combined-ar"
 }
 
@@ -377,6 +378,7 @@ par4 ar-par4 tokenizer
 par16 ar-par16 tokenizer
 ctf ctf-ar tokenizer
 prologue prologue-ar prologue-tokenizer
+prologue-par16 prologue-par16-ar prologue-tokenizer
 combined combined-ar prologue-tokenizer"
     if (( ! $# )) || [[ " $* " == *" ctf "* ]]; then
         $ship runs/demo64-ctf-refiner/checkpoint $DEMO/ctf-refiner --fp16 --tokenizer ../tokenizer

@@ -50,8 +50,8 @@ class Method:
     layout: LayoutConfig = field(default_factory=LayoutConfig)
 
 
-# The combination decodes its prologue 4 tokens per step and drops PAR's sequential initial tokens (the
-# prologue already fixes the image's global content): 4 + 1 (separator) + 16 steps + the refiner's pass.
+# The combinations decode their prologue 4 tokens per step and drop PAR's sequential initial tokens (the
+# prologue already fixes the image's global content): 4 + 1 (separator) + 16 steps (+ CTF's refiner pass).
 COMBINED = LayoutConfig(order="region", parallel=16, sequential_initial=False, prologue_parallel=4)
 METHODS = (
     Method("1x raster", "ar-1x"),
@@ -59,6 +59,7 @@ METHODS = (
     Method("PAR-16x", "ar-par16", layout=LayoutConfig(order="region", parallel=16)),
     Method("CTF", "ctf-ar", refiner="ctf-refiner"),
     Method("Prologue", "prologue-ar", tokenizer="prologue-tokenizer"),
+    Method("Prologue+PAR-16x", "prologue-par16-ar", tokenizer="prologue-tokenizer", layout=COMBINED),
     Method("Prologue+CTF+PAR-16x", "combined-ar", tokenizer="prologue-tokenizer", refiner="ctf-refiner",
            layout=COMBINED),
 )
