@@ -155,20 +155,14 @@ ctf_bench() {  # images/s at batch 1 and 64 of the baselines and CTF, back to ba
 }
 
 demo_bench() {  # images/s at batch 1 and 40 (the demo's batch) of the shipped demo models, back to back
-    local name folder refiner batch
-    while read -r name folder; do
+    local name folder tokenizer refiner batch
+    while read -r name folder tokenizer; do
         refiner=()
-        [[ $name == ctf || $name == combined ]] && refiner=(--refiner checkpoints/fmnist64/ctf-refiner)
+        [[ $name == ctf || $name == combined ]] && refiner=(--refiner $DEMO/ctf-refiner)
         for batch in 1 40; do
-            bench "checkpoints/fmnist64/$folder" "runs/eval64/demo-$name" $batch "${refiner[@]}"
+            bench "$DEMO/$folder" "runs/eval64/demo-$name" $batch "${refiner[@]}"
         done
-    done <<< "ar1x ar-1x
-par4 ar-par4
-par16 ar-par16
-ctf ctf-ar
-prologue prologue-ar
-prologue-par16 prologue-par16-ar
-combined combined-ar"
+    done <<< "$DEMO_SHIPPED"
 }
 
 ctf_refiners() {  # ctf_refiners [NAME...]: the refiner size ablation (default: all)
@@ -257,7 +251,7 @@ COMBINED_LAYOUT="layout.order=region layout.parallel=16 layout.sequential_initia
 
 # name, token cache (base or post), CTF (ctf: coarse labels, - fine ids), layout overrides; not shipped: the
 # order ablations (region1x: one token per step in PAR-4x's order; raster4: four per step in raster order) and
-# the last two (combination attempts, docs/results.md)
+# ctf-par16 (a combination attempt, docs/results.md)
 # Two stages: 1 is configs/fmnist64-demo-ar.yaml (500 steps); 2 (DEMO_STAGE=2 before demo-train, demo-evaluate,
 # demo-ship) continues each model from its stage-1 weights for 1500 more steps at lr 1e-3 cosine with a fresh
 # warm-up (a warm restart), 2000 steps in all, 2.6 epochs of the 50,000 images; its runs end in -stage2.
@@ -273,6 +267,14 @@ prologue post -
 combined post ctf $COMBINED_LAYOUT
 ctf-par16 base ctf layout.order=region layout.parallel=16 layout.sequential_initial=false
 prologue-par16 post - layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4"
+# The shipped ones: name, folder in checkpoints/fmnist64, the tokenizer folder it decodes with
+DEMO_SHIPPED="ar1x ar-1x tokenizer
+par4 ar-par4 tokenizer
+par16 ar-par16 tokenizer
+ctf ctf-ar tokenizer
+prologue prologue-ar prologue-tokenizer
+prologue-par16 prologue-par16-ar prologue-tokenizer
+combined combined-ar prologue-tokenizer"
 
 demo_data() {  # the two token caches (the baseline's of all training images), the CTF tables, the validation reference
     done_or runs/demo64-base-cache $argen tokenize --tokenizer $DEMO/tokenizer --out runs/demo64-base-cache
@@ -373,13 +375,7 @@ demo_ship() {  # demo_ship [NAME...]: copy these demo models (default: all) into
         # shellcheck disable=SC2046  # the choice is options and their values
         $ship "runs/demo64-$name$DEMO_SUFFIX/checkpoint" "$DEMO/$folder" --fp16 --tokenizer "../$tokenizer" \
             $(.venv/bin/python scripts/results_table.py choose "runs/eval64/demo-$name$DEMO_SUFFIX/validation")
-    done <<< "ar1x ar-1x tokenizer
-par4 ar-par4 tokenizer
-par16 ar-par16 tokenizer
-ctf ctf-ar tokenizer
-prologue prologue-ar prologue-tokenizer
-prologue-par16 prologue-par16-ar prologue-tokenizer
-combined combined-ar prologue-tokenizer"
+    done <<< "$DEMO_SHIPPED"
     if (( ! $# )) || [[ " $* " == *" ctf "* ]]; then
         $ship runs/demo64-ctf-refiner/checkpoint $DEMO/ctf-refiner --fp16 --tokenizer ../tokenizer
     fi
