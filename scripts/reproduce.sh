@@ -16,6 +16,7 @@
 #                                           `demo-ship` copies them into checkpoints/fmnist64 in fp16
 #   scripts/reproduce.sh demo-train|demo-evaluate|demo-ship [NAME...]  only these demo models' training,
 #                                           evaluation or shipping; with DEMO_STAGE=2 the 1500-step continuation
+#   scripts/reproduce.sh demo-refiners [METHOD...]  CTF's refiner of each clustering (spherical, random)
 #   scripts/reproduce.sh demo-bench         images/s of the shipped demo models at batch 1 and 40 (quiet machine)
 #   scripts/reproduce.sh combined           the demo's combination at 3 M parameters (the PAR section's size)
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
@@ -249,9 +250,11 @@ DEMO=checkpoints/fmnist64
 DEMO_PROLOGUE=prologue-post-k64
 COMBINED_LAYOUT="layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4"
 
-# name, token cache (base or post), CTF (ctf: coarse labels, - fine ids), layout overrides; not shipped: the
-# order ablations (region1x: one token per step in PAR-4x's order; raster4: four per step in raster order) and
-# ctf-par16 (a combination attempt, docs/results.md)
+# name, token cache (base or post), CTF (the codebook clustering of its coarse labels: spherical k-means as the
+# CTF paper clusters, random as its negative ablation; - for fine ids), layout overrides; not shipped: the
+# order ablations (region1x: one token per step in PAR-4x's order; raster4: four per step in raster order), the
+# random-groups ablations (ctf-random, combined-random: what was shipped before k-means) and ctf-par16 (a
+# combination attempt, docs/results.md)
 # Two stages: 1 is configs/fmnist64-demo-ar.yaml (500 steps); 2 (DEMO_STAGE=2 before demo-train, demo-evaluate,
 # demo-ship) continues each model from its stage-1 weights for 1500 more steps at lr 1e-3 cosine with a fresh
 # warm-up (a warm restart), 2000 steps in all, 2.6 epochs of the 50,000 images; its runs end in -stage2.
@@ -262,11 +265,16 @@ region1x base - layout.order=region layout.regions=[2,2]
 raster4 base - layout.order=raster layout.parallel=4
 par4 base - layout.order=region layout.parallel=4
 par16 base - layout.order=region layout.parallel=16
-ctf base ctf
+ctf base spherical
+ctf-random base random
 prologue post -
-combined post ctf $COMBINED_LAYOUT
-ctf-par16 base ctf layout.order=region layout.parallel=16 layout.sequential_initial=false
+combined post spherical $COMBINED_LAYOUT
+combined-random post random $COMBINED_LAYOUT
+ctf-par16 base random layout.order=region layout.parallel=16 layout.sequential_initial=false
 prologue-par16 post - layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4"
+# CTF's refiner, one per clustering, trained in stage 1 on the baseline's cache for as many steps as its coarse AR
+# has in all (the random one of the earlier demo had 300)
+DEMO_REFINER_STEPS=2000
 # The shipped ones: name, folder in checkpoints/fmnist64, the tokenizer folder it decodes with
 DEMO_SHIPPED="ar1x ar-1x tokenizer
 par4 ar-par4 tokenizer
@@ -280,8 +288,11 @@ demo_data() {  # the two token caches (the baseline's of all training images), t
     done_or runs/demo64-base-cache $argen tokenize --tokenizer $DEMO/tokenizer --out runs/demo64-base-cache
     done_or runs/demo64-post-cache $argen tokenize --tokenizer $DEMO/prologue-tokenizer \
         --out runs/demo64-post-cache --limit 50000
-    ctf_table $DEMO/tokenizer 128 random runs/ctf64/demo-base.safetensors
-    ctf_table $DEMO/prologue-tokenizer 128 random runs/ctf64/demo-post.safetensors
+    local method
+    for method in spherical random; do  # 128 clusters of the 1024 codes
+        ctf_table $DEMO/tokenizer 128 $method runs/ctf64/demo-base-$method.safetensors
+        ctf_table $DEMO/prologue-tokenizer 128 $method runs/ctf64/demo-post-$method.safetensors
+    done
     done_or runs/demo64-validation.npz $argen eval ref --classifier $classifier --split train --skip 50000 \
         --image-size 64 --resize resize --pad-to 32 --out runs/demo64-validation.npz
     done_or runs/fmnist64-reference.npz cp $DEMO/reference.npz runs/fmnist64-reference.npz
@@ -294,23 +305,33 @@ demo_data() {  # the two token caches (the baseline's of all training images), t
         --out runs/eval64/demo-real-validation/metrics.json
 }
 
+demo_refiners() {  # demo_refiners [METHOD...]: the refiner of each clustering (default: spherical, random), on
+    # the baseline's cache and table
+    local method methods=("$@")
+    (( $# )) || methods=(spherical random)
+    for method in "${methods[@]}"; do
+        demo_refiner "$method"
+    done
+}
+
+demo_refiner() {
+    $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-demo-ar.yaml --cache runs/demo64-base-cache \
+        --table "runs/ctf64/demo-base-$1.safetensors" --out "runs/demo64-ctf-refiner-$1" refiner.coarse_noise=0.1 \
+        train.steps=$DEMO_REFINER_STEPS
+}
+
 demo_train() {  # demo_train [NAME...]: train these demo models (default: all; the refiner with ctf)
     local name cache ctf overrides options
     while read -r name cache ctf overrides; do
         if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
         options=()
-        [[ $ctf == ctf ]] && options=(--coarse-table "runs/ctf64/demo-$cache.safetensors")
+        [[ $ctf == - ]] || options=(--coarse-table "runs/ctf64/demo-$cache-$ctf.safetensors")
         if [[ $DEMO_STAGE == 2 ]]; then  # a warm restart from the stage-1 weights
             options+=(train.init_from="runs/demo64-$name/checkpoint" train.steps=1500 train.lr=1e-3)
         fi
         # shellcheck disable=SC2086  # the overrides are separate words
         $argen train --preset GPT-S --config configs/fmnist64-demo-ar.yaml --cache "runs/demo64-$cache-cache" \
             --out "runs/demo64-$name$DEMO_SUFFIX" "${options[@]}" $overrides
-        if [[ $name == ctf && $DEMO_STAGE == 1 ]]; then  # one refiner, on the baseline's cache and table
-            $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-demo-ar.yaml --cache runs/demo64-base-cache \
-                --table runs/ctf64/demo-base.safetensors --out runs/demo64-ctf-refiner refiner.coarse_noise=0.1 \
-                train.steps=300
-        fi
     done <<< "$DEMO_MODELS"
 }
 
@@ -330,7 +351,7 @@ demo_evaluate() {  # demo_evaluate [NAME...]: choose guidance on the validation 
     while read -r name cache ctf overrides; do
         if (( $# )) && [[ " $* " != *" $name "* ]]; then continue; fi
         options=()
-        [[ $ctf == ctf ]] && options=(--refiner runs/demo64-ctf-refiner/checkpoint)
+        [[ $ctf == - ]] || options=(--refiner "runs/demo64-ctf-refiner-$ctf/checkpoint")
         while read -r cfg temperature weights; do
             out=runs/eval64/demo-$name$DEMO_SUFFIX/validation/cfg$cfg-t$temperature-$weights
             ema=()
@@ -377,7 +398,7 @@ demo_ship() {  # demo_ship [NAME...]: copy these demo models (default: all) into
             $(.venv/bin/python scripts/results_table.py choose "runs/eval64/demo-$name$DEMO_SUFFIX/validation")
     done <<< "$DEMO_SHIPPED"
     if (( ! $# )) || [[ " $* " == *" ctf "* ]]; then
-        $ship runs/demo64-ctf-refiner/checkpoint $DEMO/ctf-refiner --fp16 --tokenizer ../tokenizer
+        $ship runs/demo64-ctf-refiner-spherical/checkpoint $DEMO/ctf-refiner --fp16 --tokenizer ../tokenizer
     fi
     du -sh checkpoints
 }
@@ -492,14 +513,15 @@ case "${1:-}" in
         --samples runs/eval64/{ar1x,ctf128-random,ctf256-random,ctf128-random-par4,ctf128}/samples.npz ;;
     prologue) shift; par_data && prologue_stage1 "$@" && prologue_models "$@" ;;
     prologue-evals) par_data && prologue_tokenizer_evals ;;
-    demo) demo_data && demo_train && demo_evaluate ;;
+    demo) demo_data && demo_train && demo_refiners && demo_evaluate ;;
     demo-data) demo_data ;;
     demo-train) shift; demo_train "$@" ;;
+    demo-refiners) shift; demo_refiners "$@" ;;
     demo-evaluate) shift; demo_evaluate "$@" ;;
     demo-ship) shift; demo_ship "$@" ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
     video3d) video3d ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-ship | video | video-models NAME... | video3d" >&2; exit 2 ;;
+            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ship | video | video-models NAME... | video3d" >&2; exit 2 ;;
 esac

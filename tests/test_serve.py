@@ -32,12 +32,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
-    """The base URL of `argen --threads 1 serve` on a free port, and its process."""
+def server(tmp_path_factory):
+    """The base URL of `argen --threads 1 serve` on a free port, its process and its log file."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    process = subprocess.Popen([sys.executable, "-m", "argen.cli", "--threads", "1", "serve", "--port", str(port)],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    process = subprocess.Popen([sys.executable, "-m", "argen.cli", "--threads", "1", "serve", "--port", str(port),
+                                "--allow-host", "argen.internal"],
+                               cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -48,8 +50,8 @@ def server():
             time.sleep(0.2)
     else:
         process.kill()
-        pytest.fail(f"argen serve did not start: {process.communicate()[0][-2000:]}")
-    yield url, process
+        pytest.fail(f"argen serve did not start: {log.read_text()[-2000:]}")
+    yield url, process, log
     process.terminate()
     process.wait(timeout=30)
 
@@ -96,13 +98,108 @@ def test_methods_are_every_shipped_method_by_name(server):
     ("not json", 422, "the body is not JSON"),
     ([1, 2], 422, "the body must be a JSON object"),
     ("x" * 5000, 413, "at most 4096"),
+    ({"method": []}, 422, "method must be a name, got []"),
+    ({"method": {}}, 422, "method must be a name, got {}"),
+    ({"method": "PAR-16x", "class": {}}, 422, "unknown class {}"),
+    ('{"method": "PAR-16x", "seed": ' + "7" * 4001 + "}", 422, "seed must be in [0, 9007199254740992], got 777"),
+    ("[" * 2000 + "]" * 2000, 422, "nested too deeply"),
 ])
 def test_bad_requests_get_a_json_error_in_one_line(server, body, status, says):
     content = body if isinstance(body, str) else json.dumps(body)
-    response = httpx.post(f"{server[0]}/api/generate", content=content)
+    response = httpx.post(f"{server[0]}/api/generate", content=content, headers={"Content-Type": "application/json"})
     assert response.status_code == status
     message = response.json()["error"]
-    assert says in message and "\n" not in message and "Traceback" not in message
+    assert says in message and "\n" not in message and "Traceback" not in message and len(message) < 300
+    assert "Traceback" not in server[2].read_text()  # nothing was a bug of the server
+
+
+@pytest.mark.parametrize("headers, status, says", [
+    ({"Origin": "https://evil.example"}, 403, "requests from the page at https://evil.example are refused"),
+    ({"Origin": "null"}, 403, "requests from the page at null are refused"),
+    ({"Content-Type": "text/plain"}, 415, "Content-Type: application/json"),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "Content-Type: application/json"),
+    ({"Host": "rebound.example:8000"}, 421, "does not answer to the host name 'rebound.example'"),
+    ({"Host": "rebound.example", "Origin": "http://rebound.example"}, 421, "--allow-host NAME"),
+])
+def test_only_its_own_page_may_start_a_run(server, headers, status, says):
+    """Cross-site requests (a foreign Origin, a form's content type) and DNS rebinding (a foreign Host) are refused
+    before any work; the run would otherwise be valid."""
+    before = httpx.get(f"{server[0]}/api/status").json()
+    response = httpx.post(f"{server[0]}/api/generate", content=json.dumps({"method": "PAR-16x"}),
+                          headers={"Content-Type": "application/json", **headers})
+    assert response.status_code == status and says in response.json()["error"]
+    after = httpx.get(f"{server[0]}/api/status").json()
+    assert after == before  # no run started
+
+
+def test_its_own_page_and_named_hosts_are_answered(server):
+    url = server[0]
+    port = url.rsplit(":", 1)[1]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "argen.internal", "[::1]:8000"):
+        assert httpx.get(f"{url}/api/methods", headers={"Host": host}).status_code == 200
+    response = httpx.get(f"{url}/api/methods", headers={"Host": "evil.example"})
+    assert response.status_code == 421  # a rebinding page cannot read the API either
+    body = {"method": "PAR-16x", "images": 1}
+    with httpx.stream("POST", f"{url}/api/generate", json=body, timeout=60,
+                      headers={"Origin": f"http://localhost:{port}", "Host": f"localhost:{port}"}) as response:
+        assert response.status_code == 200 and any(kind == "done" for kind, _ in events(response))
+
+
+def raw_request(url: str, head: str, body: bytes = b"", read: bool = True) -> bytes:
+    """Send a request by hand (headers that httpx would not send, a body cut short); the answer's first bytes."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        answer = b""
+        while read and (chunk := connection.recv(4096)):  # until the server closes the connection
+            answer += chunk
+        return answer
+
+
+def test_a_huge_declared_body_is_refused_before_it_is_read(server):
+    url, process, _ = server
+    before = rss_mb(process)
+    head = ("POST /api/generate HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n"
+            f"Content-Length: {1 << 30}\n")
+    answers = [raw_request(url, head, b"{" * 1000) for _ in range(3)]  # the rest of the GiB never comes
+    assert all(answer.startswith(b"HTTP/1.1 413") and b"at most 4096" in answer for answer in answers)
+    assert rss_mb(process) - before < 16
+
+
+def test_a_chunked_body_stops_at_the_limit_and_memory_stays_bounded(server):
+    """Without Content-Length the body is counted as it arrives: 20 clients streaming 4 MB each cost no memory."""
+    url, process, _ = server
+    before = rss_mb(process)
+
+    async def endless():
+        for _ in range(64):
+            yield b" " * 65536
+
+    async def load():
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(*(client.post(f"{url}/api/generate", content=endless(),
+                                                      headers={"Content-Type": "application/json"})
+                                          for _ in range(20)), return_exceptions=True)
+
+    results = asyncio.run(load())
+    answered = [result for result in results if isinstance(result, httpx.Response)]
+    assert answered, results
+    assert all(result.status_code == 413 for result in answered)
+    assert rss_mb(process) - before < 32
+
+
+def test_clients_hanging_up_mid_body_cost_one_short_line_each(server):
+    url, _, log = server
+    lines = len(log.read_text().splitlines())
+    head = "POST /api/generate HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\nContent-Length: 4000\n"
+    for _ in range(30):
+        raw_request(url, head, b'{"method": ', read=False)
+    assert httpx.get(f"{url}/api/status").status_code == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(log.read_text().splitlines()) < lines + 30:
+        time.sleep(0.1)
+    new = log.read_text().splitlines()[lines:]
+    assert len(new) == 30 and all("hung up while sending its request" in line for line in new)
 
 
 def test_unknown_pages_and_methods_are_json_too(server):
@@ -167,7 +264,7 @@ async def _one_run(client: httpx.AsyncClient, url: str, index: int) -> tuple[lis
 
 
 def test_twenty_concurrent_runs_finish_without_error_or_memory_growth(server):
-    url, process = server
+    url, process, _ = server
     httpx.post(f"{url}/api/generate", json={"method": "PAR-16x"}, timeout=60).read()  # warm-up
     before = rss_mb(process)
 

@@ -399,7 +399,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port < 65536:
         raise ValueError(f"--port must be in [0, 65535], got {args.port}")
-    serve(args.checkpoints or [SHIPPED], args.host, args.port)
+    serve(args.checkpoints or [SHIPPED], args.host, args.port, tuple(args.allow_host))
     return 0
 
 

@@ -315,6 +315,9 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
                        "(default: the shipped checkpoints/fmnist64)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="a host name the server answers to besides its addresses and localhost (repeatable; "
+                       "behind a reverse proxy, the proxy's public name; * answers any name)")
     serve.set_defaults(handler=handlers["serve"])
 
     analyze = commands.add_parser("analyze", help="analyses of data and models")

@@ -10,6 +10,7 @@ events, each decode step as it happens (argen.live over the one decode loop; no 
 
 One run at a time per process, in one sampling thread; the others wait in a queue and are told their place. A
 client that goes away (a closed tab) cancels its run at the next step. Every error is JSON with a one-line message.
+Only the server's own page may start runs, and bodies are bounded before they are read (argen.serve.guard).
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ import torch
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from argen.live import DISPLAY_BUDGET, Cancelled, Frame, generate_live
 from argen.serve.catalog import Method, load_methods
+from argen.serve.guard import Guard
 from argen.serve.requests import DEFAULTS, LIMITS, RequestError, RunRequest, parse_run
 from argen.serve.runs import QueueFull, RunQueue
 
@@ -100,12 +103,21 @@ class Service:
             self.queue.leave(ticket)
 
     async def generate(self, request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return _error(413, f"the body has {len(body)} bytes; at most {MAX_BODY_BYTES}")
+        # The Guard refused a declared Content-Length over the limit; a body without one is counted as it arrives.
+        body = bytearray()
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    return _error(413, f"the body has more than {MAX_BODY_BYTES} bytes; at most {MAX_BODY_BYTES}")
+        except ClientDisconnect:
+            print(f"argen serve: a client ({_client(request)}) hung up while sending its request", file=sys.stderr)
+            return Response(status_code=400)  # nobody reads it
         try:
             run = parse_run(json.loads(body or b"null"), self.methods)
-        except json.JSONDecodeError as error:
+        except RecursionError:
+            return _error(422, "the body is nested too deeply; a run is one flat JSON object")
+        except ValueError as error:  # json.JSONDecodeError, or an integer of more digits than Python parses
             return _error(422, f"the body is not JSON: {error}")
         except RequestError as error:
             return _error(error.status, str(error))
@@ -133,24 +145,32 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return _error(error.status_code, error.detail)
 
 
+def _client(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+
+
 async def _server_error(request: Request, error: Exception) -> Response:
-    traceback.print_exception(error, file=sys.stderr)
+    # Starlette re-raises the error after this answer and uvicorn logs its traceback: once, not here too.
     return _error(500, f"internal error ({type(error).__name__}); the server's log has the details")
 
 
-def create_app(methods: dict[str, Method], budget: float = DISPLAY_BUDGET, max_waiting: int = MAX_WAITING
-               ) -> Starlette:
+def create_app(methods: dict[str, Method], budget: float = DISPLAY_BUDGET, max_waiting: int = MAX_WAITING,
+               allowed_hosts: tuple[str, ...] = ()) -> Starlette:
+    """The app behind its Guard (argen.serve.guard): `allowed_hosts` are host names answered besides addresses and
+    localhost."""
     service = Service(methods, budget, max_waiting)
     routes = [Route("/", _index), Route("/api/methods", service.describe), Route("/api/status", service.status),
               Route("/api/generate", service.generate, methods=["POST"]),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error},
+                    middleware=[Middleware(Guard, max_body_bytes=MAX_BODY_BYTES, allowed_hosts=allowed_hosts)])
     app.state.service = service
     return app
 
 
-def serve(checkpoints: list[str | Path], host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(checkpoints: list[str | Path], host: str = "127.0.0.1", port: int = 8000,
+          allowed_hosts: tuple[str, ...] = ()) -> None:
     """Load every method once, then serve the page until interrupted."""
     methods = load_methods(checkpoints)
     print(f"argen serve: {len(methods)} methods ({', '.join(methods)}) on http://{host}:{port}/", flush=True)
-    uvicorn.run(create_app(methods), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(methods, allowed_hosts=allowed_hosts), host=host, port=port, log_level="warning")

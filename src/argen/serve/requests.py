@@ -43,14 +43,21 @@ class RunRequest:
         return asdict(self)
 
 
+def _shown(value: Any) -> str:
+    """A client's value in a message: its repr, cut short (a 4,000-digit seed stays one short line)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _number(body: dict, name: str, integer: bool, low: float, high: float, low_open: bool = False) -> Any:
     value = body.get(name, DEFAULTS[name])
     kind = int if integer else (int, float)
-    # bool is an int in Python but not a number here; NaN and infinities are refused by the bounds' check.
-    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
-        raise RequestError(422, f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    # bool is an int in Python but not a number here; NaN and infinities are refused (an int is always finite, and
+    # math.isfinite of a huge one overflows).
+    if isinstance(value, bool) or not isinstance(value, kind) or (isinstance(value, float) and not math.isfinite(value)):
+        raise RequestError(422, f"{name} must be {'an integer' if integer else 'a number'}, got {_shown(value)}")
     if value < low or value > high or (low_open and value == low):
-        raise RequestError(422, f"{name} must be in {'(' if low_open else '['}{low}, {high}], got {value}")
+        raise RequestError(422, f"{name} must be in {'(' if low_open else '['}{low}, {high}], got {_shown(value)}")
     return value
 
 
@@ -62,15 +69,17 @@ def parse_run(body: Any, methods: dict[str, Method]) -> RunRequest:
     if unknown:
         raise RequestError(422, f"unknown field(s) {', '.join(unknown)}; known: method, {', '.join(DEFAULTS)}")
     name = body.get("method")
+    if not isinstance(name, str):
+        raise RequestError(422, f"method must be a name, got {_shown(name)}; known: {', '.join(methods)}")
     if name not in methods:
-        raise RequestError(404, f"unknown method {name!r}; known: {', '.join(methods)}")
+        raise RequestError(404, f"unknown method {_shown(name)}; known: {', '.join(methods)}")
     method = methods[name]
     label = body.get("class", DEFAULTS["class"])
     names = method.class_names
     if isinstance(label, str) and label in names:
         label = names.index(label)
     if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(names):
-        raise RequestError(422, f"unknown class {label!r} for {name}; classes: 0 to {len(names) - 1} or a name "
+        raise RequestError(422, f"unknown class {_shown(label)} for {name}; classes: 0 to {len(names) - 1} or a name "
                                 f"({', '.join(names)})")
     return RunRequest(
         method=name, label=label,
