@@ -10,7 +10,10 @@ kept) and `trained_sha256`, the sha256 of the weights as trained (fp16 changes t
 trained on it expect), and the run's training log (log.jsonl beside the checkpoint); the optimizer state is
 left behind. `--cfg G --temperature T` record the sampling settings chosen on a validation split
 (`scripts/results_table.py choose` prints them), which `argen demo` then samples the model with. The folder is
-written beside the destination and swapped in whole.
+written beside the destination and swapped in whole. `shipped_sha256` records the weights file as shipped, so
+that a later change to it is caught when the folder loads; absolute paths of the machine that trained the model
+(its run folder, its CTF table) are cut to their last part. `--restamp DIR` applies both to a folder already in
+checkpoints/ without touching its weights.
 Reference statistics (`.npz` from `argen eval ref`) keep mu and sigma exact; --fp16 stores the
 precision/recall feature vectors in fp16.
 """
@@ -31,13 +34,19 @@ from argen.io.load import EMA_WEIGHTS_FILE
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("source", type=Path, help="a checkpoint directory (config.json + model.safetensors)")
-    parser.add_argument("destination", type=Path)
+    parser.add_argument("destination", type=Path, nargs="?")
     parser.add_argument("--fp16", action="store_true", help="store floating weights in fp16")
     parser.add_argument("--tokenizer", help="the tokenizer's path relative to the destination (AR checkpoints)")
     parser.add_argument("--ema", action="store_true", help="ship the EMA weights (ema.safetensors)")
     parser.add_argument("--cfg", type=float, help="the guidance scale chosen for this model")
     parser.add_argument("--temperature", type=float, help="the temperature chosen for this model")
+    parser.add_argument("--restamp", action="store_true", help="only restamp the shipped folder SOURCE's config")
     args = parser.parse_args()
+    if args.restamp:
+        restamp(args.source)
+        return
+    if args.destination is None:
+        raise SystemExit("give the destination folder")
     if args.source.suffix == ".npz":
         ship_reference(args.source, args.destination, args.fp16)
         return
@@ -57,6 +66,7 @@ def main() -> None:
     weights = ckpt.load_weights(args.source, EMA_WEIGHTS_FILE if args.ema else ckpt.WEIGHTS_FILE)
     ckpt.save_checkpoint(staging, kind, config, weights, extra=meta,
                          dtype=torch.float16 if args.fp16 else None)
+    restamp(staging)
     log = args.source.parent / "log.jsonl"
     if log.is_file():
         shutil.copyfile(log, staging / "log.jsonl")
@@ -68,6 +78,24 @@ def main() -> None:
     shutil.rmtree(replaced, ignore_errors=True)
     size = sum(path.stat().st_size for path in args.destination.iterdir()) / 2 ** 20
     print(f"{args.destination}: {kind}, {size:.1f} MB")
+
+
+def without_machine_paths(value):
+    """`value` (config.json's contents) with every absolute path cut to its last part."""
+    if isinstance(value, dict):
+        return {key: without_machine_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_machine_paths(item) for item in value]
+    if isinstance(value, str) and Path(value).is_absolute():
+        return Path(value).name
+    return value
+
+
+def restamp(folder: Path) -> None:
+    """Record the shipped weights' sha256 in the folder's config.json and cut its machine paths."""
+    meta = without_machine_paths(ckpt.read_meta(folder))
+    meta["shipped_sha256"] = ckpt.file_checksum(folder / ckpt.WEIGHTS_FILE)
+    ckpt.save_json(folder / ckpt.CONFIG_FILE, meta)
 
 
 def ship_reference(source: Path, destination: Path, fp16: bool) -> None:

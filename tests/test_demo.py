@@ -1,12 +1,15 @@
 """`argen demo`: the shipped Fashion-MNIST checkpoints give every method's numbers, files and a report that
 renders; `--train` builds the same set from scratch."""
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
 from argen.cli import main
 from argen.demo import COMPONENTS, METHODS, SHIPPED, run_demo, shipped_checkpoints
+from argen.io.checkpoint import file_checksum
 
 # Forward passes per image on the 16x16 grid: 256 raster steps; PAR-4x 4 initial + 63 groups; PAR-16x 16 + 15;
 # CTF adds its refiner pass; a prologue adds 16 tokens and the separator. The combinations decode their prologue
@@ -35,6 +38,24 @@ def test_demo_with_shipped_checkpoints_renders_report(tmp_path, capsys, dump_dom
 def test_shipped_checkpoints_fit_the_size_budget():
     size = sum(path.stat().st_size for path in SHIPPED.parent.rglob("*") if path.is_file())
     assert size <= 40 * 2 ** 20, f"checkpoints/ holds {size / 2 ** 20:.1f} MB, over the 40 MB budget"
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        yield from (text for item in value.values() for text in _strings(item))
+    elif isinstance(value, list):
+        yield from (text for item in value for text in _strings(item))
+    elif isinstance(value, str):
+        yield value
+
+
+@pytest.mark.parametrize("config", sorted(SHIPPED.parent.glob("*/*/config.json")), ids=lambda path: path.parent.name)
+def test_shipped_checkpoints_carry_no_machine_path_and_their_own_hash(config):
+    """scripts/ship.py cuts the trainer's absolute paths and records the weights' sha256 as shipped, which loading
+    checks (a changed tokenizer file is refused)."""
+    meta = json.loads(config.read_text())
+    assert not [text for text in _strings(meta) if Path(text).is_absolute()]
+    assert meta["shipped_sha256"] == file_checksum(config.parent / "model.safetensors")
 
 
 @pytest.mark.slow

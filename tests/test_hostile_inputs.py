@@ -3,6 +3,7 @@ and writes nothing (no output folder, no checkpoint lost)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -46,6 +47,28 @@ def prepare(case: str, tmp: Path) -> dict[str, str]:
         other = int((table != table[0]).nonzero()[0])  # swap code 0 with a code of another cluster
         table[[0, other]] = table[[other, 0]]
         save_file({**weights, "fine_to_coarse": table}, str(tmp / "ctf-refiner" / "model.safetensors"))
+    if case in ("nan-output-row", "inf-class-embedding", "nan-tokenizer-decoder", "altered-shipped-tokenizer",
+                "config-null", "config-without-dim", "grid-edited"):
+        for folder in ("ar-1x", "tokenizer"):  # the AR names its tokenizer as ../tokenizer
+            shutil.copytree(SHIPPED / folder, tmp / folder)
+        ar, tokenizer = tmp / "ar-1x", tmp / "tokenizer"
+        if case in ("nan-output-row", "inf-class-embedding"):
+            key, value = ("output.weight", float("nan")) if case == "nan-output-row" else \
+                ("cls_embedding.embedding_table.weight", float("inf"))
+            edit_weights(ar, lambda weights: weights[key][3].fill_(value))
+        if case in ("nan-tokenizer-decoder", "altered-shipped-tokenizer"):
+            key = next(key for key in load_file(str(tokenizer / "model.safetensors")) if key.startswith("decoder."))
+            change = float("nan") if case == "nan-tokenizer-decoder" else 0.01
+            edit_weights(tokenizer, lambda weights: weights[key].add_(change))
+        if case in ("config-null", "config-without-dim", "grid-edited"):
+            meta = json.loads((ar / "config.json").read_text())
+            if case == "config-null":
+                meta["config"] = None
+            elif case == "config-without-dim":
+                del meta["config"]["model"]["dim"]
+            else:
+                meta["config"]["layout"]["grid"] = [8, 8]
+            (ar / "config.json").write_text(json.dumps(meta))
     if case == "empty-npz":
         np.savez(tmp / "empty.npz", np.zeros((0, 64, 64, 1), np.uint8))
     if case == "labels-outside-the-classes":
@@ -56,7 +79,14 @@ def prepare(case: str, tmp: Path) -> dict[str, str]:
     return files
 
 
+def edit_weights(folder: Path, edit) -> None:
+    weights = load_file(str(folder / "model.safetensors"))
+    edit(weights)
+    save_file(weights, str(folder / "model.safetensors"))
+
+
 SAMPLE = ["sample", "--model", str(SHIPPED / "ar-1x"), "--out", "{tmp}/out"]
+COPIED = ["sample", "--model", "{tmp}/ar-1x", "--out", "{tmp}/out"]  # the shipped 1x and its tokenizer, edited
 # name, arguments ({tmp} is the case's folder), what the message must say
 CASES = [
     ("batch-size-0", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.batch_size=0"],
@@ -98,6 +128,13 @@ CASES = [
      "predicts CTF coarse labels"),
     ("altered-refiner", ["sample", "--model", str(SHIPPED / "ctf-ar"), "--refiner", "{tmp}/ctf-refiner", "--out",
                          "{tmp}/out"], "is not the one it was trained with"),
+    ("nan-output-row", [*COPIED], "tensor output.weight holds 128 NaN or infinite value(s)"),
+    ("inf-class-embedding", [*COPIED], "tensor cls_embedding.embedding_table.weight holds 128 NaN or infinite"),
+    ("nan-tokenizer-decoder", [*COPIED], "NaN or infinite value(s)"),
+    ("altered-shipped-tokenizer", [*COPIED], "weights were changed after it was shipped"),
+    ("config-null", [*COPIED], "must hold an object with 'kind' and a 'config' object"),
+    ("config-without-dim", [*COPIED], "config.model does not state dim"),
+    ("grid-edited", [*COPIED], "lays out [8, 8] token grids but its tokenizer"),
     ("refine-option-without-refiner", [*SAMPLE, "--refine-temperature", "2"], "they need --refiner"),
     ("threads-0", ["--threads", "0", "train", *CONFIG_MODEL, "--out", "{tmp}/out"], "--threads must be >= 1"),
     ("empty-npz", ["eval", "{tmp}/empty.npz", "--ref", str(SHIPPED / "reference.npz"), "--classifier",
@@ -108,10 +145,15 @@ CASES = [
 ]
 
 
+def written(folder: Path) -> list[Path]:
+    """The files under `folder`, but the caches of weights files' sha256 (ckpt.checkpoint_checksum) beside them."""
+    return sorted(path for path in folder.rglob("*") if not path.name.endswith(".sha256"))
+
+
 @pytest.mark.parametrize("case, arguments, message", CASES, ids=[case[0] for case in CASES])
 def test_hostile_input_gives_one_line_and_writes_nothing(case, arguments, message, tmp_path, capsys):
     files = prepare(case, tmp_path)
-    before = sorted(tmp_path.rglob("*"))
+    before = written(tmp_path)
     try:
         code = main([argument.format(**files) for argument in arguments])
     except SystemExit as exit:  # argparse's own refusals (an output that cannot be written)
@@ -121,4 +163,4 @@ def test_hostile_input_gives_one_line_and_writes_nothing(case, arguments, messag
     assert len(error.splitlines()) == 1 and "Traceback" not in error, error
     assert message in error, error
     assert "weights_only=False" not in error
-    assert sorted(tmp_path.rglob("*")) == before  # nothing written, nothing lost
+    assert written(tmp_path) == before  # nothing written, nothing lost

@@ -306,6 +306,10 @@ def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | 
                                        f"(load it with refiner=DIR)")
         tokenizer_model, tokenizer_config = load_tokenizer(tokenizer_dir)
         _check_tokenizer(ar_dir, meta.get("tokenizer_sha256"), tokenizer_dir)
+        spatial = (tokenizer_config.model.grid_size,) * 2
+        if tuple(layout.grid[-2:]) != spatial:
+            raise ckpt.CheckpointError(f"{ar_dir} lays out {list(layout.grid)} token grids but its tokenizer "
+                                       f"{tokenizer_dir} makes {list(spatial)} per frame (was layout.grid edited?)")
         codebook = tokenizer_config.model.codebook_size
         if codebook != fine_vocab:
             raise ckpt.CheckpointError(f"the tokenizer {tokenizer_dir} has {codebook} codes but the "
@@ -334,15 +338,24 @@ def _check_refiner(ar_dir: Path, coarse_table: dict | None, refiner_dir: str | P
 
 def _check_tokenizer(ar_dir: Path, trained_on: str | None, tokenizer_dir: str | Path) -> None:
     """The tokenizer must be the one whose tokens the AR model learned (when its checkpoint records it): the
-    same weights, or a copy shipped in another precision (its `trained_sha256`)."""
+    same weights, or a copy shipped in another precision whose file is still the one shipped (its
+    `trained_sha256` names the weights it was made from, its `shipped_sha256` the file as shipped). The file's
+    hash is computed, never taken from the folder's config.json alone."""
     if not trained_on:
         return
-    # The recorded identity first: hashing the weights reads the whole file (hundreds of MB for VQ-16).
-    if trained_on != ckpt.read_meta(tokenizer_dir).get("trained_sha256") and \
-            trained_on != ckpt.checkpoint_checksum(tokenizer_dir):
-        raise ckpt.CheckpointError(f"{ar_dir} was trained on the tokens of the tokenizer with sha256 "
-                                   f"{trained_on[:12]}..., but {tokenizer_dir} holds other weights; use the tokenizer "
-                                   "it was trained with (its token ids mean other images under another one)")
+    actual = ckpt.checkpoint_checksum(tokenizer_dir)
+    if actual == trained_on:
+        return
+    meta = ckpt.read_meta(tokenizer_dir)
+    if meta.get("trained_sha256") == trained_on:
+        if meta.get("shipped_sha256") == actual:
+            return
+        raise ckpt.CheckpointError(f"{tokenizer_dir}'s weights were changed after it was shipped (sha256 "
+                                   f"{actual[:12]}..., shipped as {str(meta.get('shipped_sha256'))[:12]}...); "
+                                   "restore the shipped file")
+    raise ckpt.CheckpointError(f"{ar_dir} was trained on the tokens of the tokenizer with sha256 "
+                               f"{trained_on[:12]}..., but {tokenizer_dir} holds other weights; use the tokenizer "
+                               "it was trained with (its token ids mean other images under another one)")
 
 
 def _check_fields(cls: type, options: dict, what: str) -> None:

@@ -98,8 +98,8 @@ def read_meta(directory: str | Path, kind: str | tuple[str, ...] | None = None) 
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path} is not valid JSON: {error}") from error
-    if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:
-        raise CheckpointError(f"{path} must hold an object with 'kind' and 'config'")
+    if not isinstance(meta, dict) or "kind" not in meta or not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{path} must hold an object with 'kind' and a 'config' object")
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds is not None and meta["kind"] not in kinds:
         raise CheckpointError(f"{directory} holds a {meta['kind']!r} checkpoint; expected {' or '.join(kinds)}")
@@ -117,8 +117,18 @@ def load_weights(directory: str | Path, file: str = WEIGHTS_FILE) -> dict[str, t
         raise CheckpointError(f"{path} is truncated or not a safetensors file ({error})") from error
 
 
+def check_finite(state_dict: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Refuse weights holding NaN or infinity: they decode to silent garbage (one NaN row in an output layer makes
+    every token the same), so the first such tensor is named instead."""
+    for key, value in state_dict.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(f"{source}: tensor {key} holds {bad} NaN or infinite value(s) of {value.numel()}; "
+                                  "the file is damaged or its training diverged")
+
+
 def load_state_into(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Strict load that names every missing, unexpected or mis-shaped key before touching weights."""
+    """Strict load that names every missing, unexpected, mis-shaped or non-finite tensor before touching weights."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -133,6 +143,7 @@ def load_state_into(module: torch.nn.Module, state_dict: dict[str, torch.Tensor]
         problems.append("shape mismatches: " + "; ".join(shapes[:8]))
     if problems:
         raise CheckpointError(f"{source} does not fit the model ({type(module).__name__}): " + " | ".join(problems))
+    check_finite(state_dict, source)
     cast = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
     module.load_state_dict(cast, strict=True)
 
@@ -180,4 +191,21 @@ def file_checksum(path: str | Path) -> str:
 
 
 def checkpoint_checksum(directory: str | Path) -> str:
-    return file_checksum(Path(directory) / WEIGHTS_FILE)
+    """sha256 of a checkpoint's weights, read once: it is cached beside them (.model.safetensors.sha256) under the
+    file's size and modification time, so a changed file is hashed again (VQ-16's weights are hundreds of MB)."""
+    path = Path(directory) / WEIGHTS_FILE
+    cache = path.with_name(f".{path.name}.sha256")
+    stat = path.stat()
+    stamp = f"{stat.st_size} {stat.st_mtime_ns}"
+    try:
+        cached_stamp, digest = cache.read_text().split("\n")[:2]
+        if cached_stamp == stamp and len(digest) == 64:
+            return digest
+    except (OSError, ValueError):
+        pass
+    digest = file_checksum(path)
+    try:
+        atomic_write(cache, lambda tmp: tmp.write_text(f"{stamp}\n{digest}\n"))
+    except OSError:  # a read-only checkpoint folder: hash it again next time
+        pass
+    return digest

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from argen.config import ARRunConfig, RefinerRunConfig, TokenizerRunConfig, VQConfig, from_dict
+from argen.config import ARRunConfig, ConfigError, RefinerRunConfig, TokenizerRunConfig, VQConfig, from_dict
 from argen.ctf.table import CoarseTable, load_table
 from argen.data.token_cache import TokenDataset
 from argen.io import checkpoint as ckpt
@@ -26,11 +27,35 @@ TOKENIZER_KIND = "tokenizer"
 AR_KIND = "ar"
 REFINER_KIND = "refiner"
 EMA_WEIGHTS_FILE = "ema.safetensors"
+# What a checkpoint's config.json must state itself: the fields that fix the network's shapes, and the AR's grid.
+# Any other field missing takes its default (configs written before it existed); these would build another network.
+_GPT_SHAPE = ("dim", "n_layer", "n_head", "vocab_size", "num_classes")
+STATED = {TOKENIZER_KIND: {"model": ("image_size", "ch", "ch_mult", "z_channels", "codebook_size", "codebook_dim")},
+          AR_KIND: {"model": _GPT_SHAPE, "layout": ("grid", "order", "parallel")},
+          REFINER_KIND: {"model": _GPT_SHAPE}}
+
+
+def run_config(cls: type, meta: dict, directory: str | Path) -> Any:
+    """The run config of a checkpoint's config.json, refused with a one-line error when a section or a shape field is
+    missing or a value does not fit its field."""
+    config, where = meta["config"], Path(directory) / ckpt.CONFIG_FILE
+    for section, keys in STATED[meta["kind"]].items():
+        given = config.get(section)
+        if not isinstance(given, dict):
+            raise ckpt.CheckpointError(f"{where}: config.{section} is missing or not an object")
+        missing = [key for key in keys if key not in given]
+        if missing:
+            raise ckpt.CheckpointError(f"{where}: config.{section} does not state {', '.join(missing)} (they fix the "
+                                       "network's shapes and are never filled in)")
+    try:
+        return from_dict(cls, config)
+    except (ConfigError, TypeError) as error:
+        raise ckpt.CheckpointError(f"{where}: {error}") from error
 
 
 def tokenizer_config(directory: str | Path) -> TokenizerRunConfig:
     """The run config a tokenizer checkpoint was trained with (its data settings included)."""
-    return from_dict(TokenizerRunConfig, ckpt.read_meta(directory, TOKENIZER_KIND)["config"])
+    return run_config(TokenizerRunConfig, ckpt.read_meta(directory, TOKENIZER_KIND), directory)
 
 
 def build_tokenizer(config: VQConfig) -> VQModel | CausalVideoVQModel:
@@ -60,7 +85,7 @@ def load_ar(directory: str | Path, ema: bool = False) -> tuple[Layout, Transform
     """A trained AR transformer (eval mode) with its Layout, run config and checkpoint metadata."""
     directory = Path(directory)
     meta = ckpt.read_meta(directory, AR_KIND)
-    config = from_dict(ARRunConfig, meta["config"])
+    config = run_config(ARRunConfig, meta, directory)
     layout, model = build_ar(config, int(meta.get("visual_vocab", config.model.vocab_size)))
     if ema and not (directory / EMA_WEIGHTS_FILE).is_file():
         raise ckpt.CheckpointError(f"{directory} has no EMA weights (train with train.ema_decay > 0)")
@@ -72,7 +97,7 @@ def load_ar(directory: str | Path, ema: bool = False) -> tuple[Layout, Transform
 def load_refiner(directory: str | Path, device: str | torch.device = "cpu") -> tuple[Refiner, RefinerRunConfig, dict]:
     """A trained CTF refiner (eval mode), its run config and its checkpoint metadata."""
     meta = ckpt.read_meta(directory, REFINER_KIND)
-    config = from_dict(RefinerRunConfig, meta["config"])
+    config = run_config(RefinerRunConfig, meta, directory)
     weights = ckpt.load_weights(directory)
     if "fine_to_coarse" not in weights:
         raise ckpt.CheckpointError(f"{directory} has no fine_to_coarse table in its weights")

@@ -32,8 +32,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from argen.config import ConfigError, LayoutConfig, PrologueTrainConfig, TokenizerRunConfig, VQConfig, from_dict
+from argen.config import ConfigError, LayoutConfig, PrologueTrainConfig, TokenizerRunConfig, VQConfig
 from argen.io import checkpoint as ckpt
+from argen.io.load import tokenizer_config
 from argen.layout import PROLOGUE, SEPARATOR, VISUAL, Layout
 from argen.model.transformer import Transformer
 from argen.teacher_forcing import TeacherForcing, cross_entropy
@@ -95,7 +96,7 @@ def validate_prologue_training(config: TokenizerRunConfig) -> None:
 def load_visual_path(model: VQModel, directory: str | Path, freeze: bool) -> None:
     """Load a trained tokenizer's visual path into `model` (strictly; its prologue head keeps its fresh
     weights); with `freeze` (the Post variant) only the prologue head stays trainable."""
-    saved = from_dict(TokenizerRunConfig, ckpt.read_meta(directory, "tokenizer")["config"]).model
+    saved = tokenizer_config(directory).model
     visual_fields = [f.name for f in dataclasses.fields(VQConfig) if not f.name.startswith("prologue_")]
     differing = [f"model.{name}: {getattr(saved, name)} in {directory}, {getattr(model.config, name)} here"
                  for name in visual_fields if getattr(saved, name) != getattr(model.config, name)]
