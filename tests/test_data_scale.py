@@ -80,6 +80,28 @@ def test_a_cache_with_a_shard_missing_or_truncated_is_a_clear_error(tmp_path):
         TokenDataset(directory)
 
 
+def test_a_restart_remakes_a_shard_damaged_since_it_was_written(tmp_path, capsys):
+    def encode_then_die(images):
+        if int(images.max()) >= 70:  # dies inside shard 2
+            raise KeyboardInterrupt
+        return {"ids": images}
+
+    directory = tmp_path / "cache"
+    with pytest.raises(KeyboardInterrupt):
+        write_token_cache(encode_then_die, CountingImages(100), directory, tokenizer={"codebook_size": 128},
+                          batch_size=8, shard_size=32, progress=False)
+    shard = directory / "shard-00000.safetensors"
+    damaged = bytearray(shard.read_bytes())
+    damaged[-3] ^= 0xFF  # a flipped bit in the data: the shard still parses, its ids are wrong
+    shard.write_bytes(bytes(damaged))
+    images = CountingImages(100)
+    write_token_cache(lambda x: {"ids": x}, images, directory, tokenizer={"codebook_size": 128}, batch_size=8,
+                      shard_size=32, progress=False)
+    assert f"{shard} is damaged" in capsys.readouterr().out
+    assert images.batches == 9  # shards 0, 2 and 3: 4 + 4 + 1 batches; shard 1 was kept
+    assert torch.equal(TokenDataset(directory).column("ids")[:, 0, 0], torch.arange(100))
+
+
 def test_a_killed_tokenization_restarts_from_its_last_finished_shard(tmp_path):
     class Killed(Exception):
         pass

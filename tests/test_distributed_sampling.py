@@ -1,7 +1,9 @@
 """`argen sample` and `argen eval` under torchrun: the same samples and metrics as one process, one streamed .npz."""
 
+import io
 import json
 import os
+import shutil
 import subprocess
 import tracemalloc
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 
 from argen.cli import main
 from argen.eval.npz import SampleFileError, open_npz, read_npz, write_npz, write_npz_chunks
+from argen.io.checkpoint import write_checked
 from argen.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +74,13 @@ def test_two_ranks_sample_what_one_process_samples(tmp_path, torchrun):
     assert np.array_equal(read_npz(tmp_path / "ids" / "samples.npz").images, one.images)
 
 
-def test_an_interrupted_run_keeps_its_finished_batches(tmp_path, monkeypatch):
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _interrupt_second_batch(monkeypatch) -> None:
     sample, calls = Pipeline.sample, []
 
     def interrupted(self, *args, **kwargs):
@@ -81,20 +90,49 @@ def test_an_interrupted_run_keeps_its_finished_batches(tmp_path, monkeypatch):
         return sample(self, *args, **kwargs)
 
     monkeypatch.setattr(Pipeline, "sample", interrupted)
+
+
+def test_an_interrupted_run_keeps_its_finished_batches_and_remakes_damaged_ones(tmp_path, monkeypatch, capsys):
+    sample = Pipeline.sample
+    _interrupt_second_batch(monkeypatch)
     out = tmp_path / "run"
     assert main(["--threads", "1", *SAMPLE, "--out", str(out)]) == 130
     parts = out / "samples.parts"
     assert sorted(p.name for p in parts.glob("*.npy")) == ["000000000.npy"]
-    np.save(parts / "000000000.npy", np.zeros((2, 64, 64, 1), np.uint8))  # marks the kept batch
+    kept = parts / "000000000.npy"
+    write_checked(kept, lambda tmp: tmp.write_bytes(npy_bytes(np.zeros((2, 64, 64, 1), np.uint8))))  # marked
     monkeypatch.setattr(Pipeline, "sample", sample)
     assert main(["--threads", "1", *SAMPLE, "--out", str(out)]) == 0
     assert not parts.exists()
     images = read_npz(out / "samples.npz").images
-    assert not images[:2].any() and images[2:].any()
+    assert not images[:2].any() and images[2:].any()  # the kept batch was not made again
+
+    # A part damaged after it was written (here cut short) is named and made again, not read as garbage.
+    _interrupt_second_batch(monkeypatch)
+    assert main(["--threads", "1", *SAMPLE, "--out", str(out)]) == 130
+    kept.write_bytes(kept.read_bytes()[:1000])
+    monkeypatch.setattr(Pipeline, "sample", sample)
+    assert main(["--threads", "1", *SAMPLE, "--out", str(out)]) == 0
+    assert f"{kept} is damaged" in capsys.readouterr().out
+    assert read_npz(out / "samples.npz").images[:2].any()
+
     # Parts of another run are refused, not mixed in.
     (parts / "plan.json").parent.mkdir()
     (parts / "plan.json").write_text(json.dumps({"seed": 0}))
     assert main(["--threads", "1", *SAMPLE, "--out", str(out)]) == 2
+
+
+def test_a_rerun_with_other_weights_at_the_same_path_is_refused(tmp_path, monkeypatch, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(SHIPPED / "ar-par16", model)
+    command = ["--threads", "1", "sample", "--model", str(model), "--tokenizer", str(SHIPPED / "tokenizer"),
+               "--count", "6", "--batch", "2", "--out", str(tmp_path / "run")]
+    _interrupt_second_batch(monkeypatch)
+    assert main(command) == 130
+    shutil.copyfile(SHIPPED / "ar-par4" / "model.safetensors", model / "model.safetensors")  # replaced meanwhile
+    shutil.copyfile(SHIPPED / "ar-par4" / "config.json", model / "config.json")
+    assert main(command) == 2
+    assert "holds the parts of a run with other weights (weights_sha256 differ)" in capsys.readouterr().err
 
 
 def test_two_ranks_evaluate_as_one_process(tmp_path, torchrun):

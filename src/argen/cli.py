@@ -39,6 +39,7 @@ from argen.io.checkpoint import check_writable, save_json
 from argen.io.convert import convert_checkpoint
 from argen.io.images import save_grid
 from argen.io.load import ar_config_from_cache, open_token_cache, refiner_config_from_cache, tokenizer_config
+from argen.io.run_folder import own_folder
 from argen.pipeline import load as load_pipeline
 from argen.sampling_run import sample_to_npz
 from argen.serve.app import serve
@@ -66,7 +67,8 @@ def _print_or_train(args: argparse.Namespace, config: Any, train: Callable[..., 
         print(dump_yaml(config), end="")
         return None
     check_writable(config.train.out_dir)
-    directory = train(config, progress=_progress())
+    with own_folder(config.train.out_dir, what):
+        directory = train(config, progress=_progress())
     print(f"{what}: {directory}")
     return directory
 
@@ -107,9 +109,10 @@ def cmd_eval_train_classifier(args: argparse.Namespace) -> int:
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
-    directory = tokenize(args.tokenizer, args.out, split=args.split, data_dir=args.data_dir,
-                         flip_copies=args.flip_copies, ten_crops=args.ten_crops, limit=args.limit,
-                         num_workers=args.workers, shard_size=args.shard_size, progress=_progress())
+    with own_folder(args.out, "tokenize"):
+        directory = tokenize(args.tokenizer, args.out, split=args.split, data_dir=args.data_dir,
+                             flip_copies=args.flip_copies, ten_crops=args.ten_crops, limit=args.limit,
+                             num_workers=args.workers, shard_size=args.shard_size, progress=_progress())
     print(f"token cache: {directory}")
     return 0
 
@@ -161,7 +164,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     # One process samples on the CPU; torchrun ranks on their GPU when there is one.
     context = distributed.setup(None if distributed.under_torchrun() else "cpu")
     try:
-        return _sample(args, classes, options, refine, context)
+        with own_folder(args.out, "sample"):
+            return _sample(args, classes, options, refine, context)
     finally:
         distributed.teardown(context)
 
@@ -202,9 +206,8 @@ def _sample(args: argparse.Namespace, classes: list[int] | None, options: dict[s
         (picture, npz), made = samples.save(args.out, columns=args.columns, fps=args.fps), len(labels)
         seconds = samples.seconds + samples.decode_seconds
     else:
-        run = sample_to_npz(pipeline, labels, args.batch, args.seed, args.out, context, refine,
-                            {"model": str(args.model), "tokenizer": str(args.tokenizer), "refiner": str(args.refiner),
-                             "ema": args.ema}, args.columns, args.fps, **options)
+        run = sample_to_npz(pipeline, labels, args.batch, args.seed, args.out, context, refine, {"ema": args.ema},
+                            args.columns, args.fps, **options)
         if run is None:  # not rank 0
             return 0
         picture, npz, made, seconds = run.picture, run.npz, run.made, run.seconds
@@ -369,7 +372,8 @@ def cmd_analyze_entropy(args: argparse.Namespace) -> int:
 
 
 def cmd_data_pack(args: argparse.Namespace) -> int:
-    directory = pack_image_folder(args.images, args.out, args.shard_size)
+    with own_folder(args.out, "data pack"):
+        directory = pack_image_folder(args.images, args.out, args.shard_size)
     print(f"tar shards: {directory}")
     return 0
 

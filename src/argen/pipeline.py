@@ -31,7 +31,7 @@ from argen.data.transforms import to_uint8
 from argen.eval.npz import write_npz
 from argen.io import checkpoint as ckpt
 from argen.io.images import save_grid
-from argen.io.load import AR_KIND, REFINER_KIND, TOKENIZER_KIND, load_ar, load_refiner, load_tokenizer
+from argen.io.load import AR_KIND, EMA_WEIGHTS_FILE, REFINER_KIND, TOKENIZER_KIND, load_ar, load_refiner, load_tokenizer
 from argen.io.video import save_gif, save_strip
 from argen.layout import Layout, Step
 from argen.model.refiner import Refiner
@@ -99,6 +99,7 @@ class Pipeline:
     coarse_table: dict | None = None  # CTF: what the AR checkpoint records about its fine -> coarse table
     # Sampling settings (guidance, temperature) chosen on a validation split, recorded when shipped (scripts/ship.py)
     tuned_sampling: dict = field(default_factory=dict)
+    weights_sha256: dict = field(default_factory=dict)  # {"ar", "tokenizer", "refiner"}: the files `load` read
 
     @property
     def coarse(self) -> bool:
@@ -315,8 +316,14 @@ def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | 
             raise ckpt.CheckpointError(f"the tokenizer {tokenizer_dir} has {codebook} codes but the "
                                        f"{'refiner' if refiner_model is not None else 'AR model'} predicts "
                                        f"{fine_vocab} visual ids")
+    weights = {"ar": ckpt.checkpoint_checksum(ar_dir, EMA_WEIGHTS_FILE if ema else ckpt.WEIGHTS_FILE)}
+    for name, directory, module in (("tokenizer", tokenizer_dir, tokenizer_model), ("refiner", refiner_dir,
+                                                                                    refiner_model)):
+        if module is not None:
+            weights[name] = ckpt.checkpoint_checksum(directory)
     return Pipeline(model, layout, config, tokenizer_model, tokenizer_config, tuple(meta.get("class_names", ())),
-                    refiner_model, refiner_config, refiner_meta, coarse_table, meta.get("sampling", {})).to(device)
+                    refiner_model, refiner_config, refiner_meta, coarse_table, meta.get("sampling", {}),
+                    weights).to(device)
 
 
 def _check_refiner(ar_dir: Path, coarse_table: dict | None, refiner_dir: str | Path, refiner_meta: dict,

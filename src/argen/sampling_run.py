@@ -6,7 +6,9 @@ index)`; rank r makes the batches b with b % world_size == r. So sample i is the
 (for one seed, batch size, class schedule and sampling options, on one kind of device): ranks change who makes a
 batch, never what it holds. Each finished batch is saved as `<npz>.parts/<first index>.npy`, so no process holds
 more than a batch of images; rank 0 then streams the parts into the `.npz` (atomic) and removes them. A run that
-stopped keeps its finished parts: rerunning the same command makes only the missing batches.
+stopped keeps its finished parts: rerunning the same command makes only the missing batches, and those damaged
+since they were written (each part's size and sha256 are noted beside it). The plan records the sha256 of the
+weights, so a rerun with other weights at the same path is refused rather than mixed in.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 from argen.eval.npz import write_npz_chunks
-from argen.io.checkpoint import atomic_write, save_json
+from argen.io.checkpoint import is_intact, save_json, write_checked
 from argen.pipeline import Pipeline, batch_generator, samples_file, save_preview
 from argen.train import distributed
 from argen.train.distributed import DistributedContext
@@ -56,21 +58,26 @@ def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: 
     video = len(pipeline.layout.grid) == 3
     npz = samples_file(out_dir, video)
     parts = npz.with_suffix(".parts")
-    plan = {**(plan or {}), "labels": list(labels), "batch_size": batch_size, "seed": seed, "refine": refine,
-            "options": options}
+    plan = json.loads(json.dumps({**(plan or {}), "weights_sha256": pipeline.weights_sha256, "labels": list(labels),
+                                  "batch_size": batch_size, "seed": seed, "refine": refine, "options": options}))
     if context.is_main and not (parts / PLAN_FILE).is_file():
         save_json(parts / PLAN_FILE, plan)
     distributed.barrier(context)
-    if json.loads((parts / PLAN_FILE).read_text()) != json.loads(json.dumps(plan)):
-        raise ValueError(f"{parts} holds the parts of a run with other settings; delete it, or rerun that command "
-                         "to finish it")
+    earlier = json.loads((parts / PLAN_FILE).read_text())
+    if earlier != plan:
+        differing = sorted(key for key in {*earlier, *plan} if earlier.get(key) != plan.get(key))
+        what = "other weights" if "weights_sha256" in differing else "other settings"
+        raise ValueError(f"{parts} holds the parts of a run with {what} ({', '.join(differing)} differ); delete "
+                         "it, or rerun that run's command with its weights to finish it")
 
     starts = range(0, len(labels), batch_size)
     made, seconds = 0, 0.0
     for start in starts[context.rank::context.world_size]:
         part = parts / f"{start:09d}.npy"
-        if part.is_file():  # finished by an earlier run (parts are renamed into place only when whole)
+        if is_intact(part):  # finished by an earlier run
             continue
+        if part.is_file():
+            print(f"argen sample: {part} is damaged (its size or sha256 is not the one written); making it again")
         batch = labels[start:start + batch_size]
         samples = pipeline.sample(batch, len(batch), batch_generator(seed, start, pipeline.device), refine,
                                   **options)
@@ -80,7 +87,7 @@ def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: 
             with open(temporary, "wb") as handle:  # a handle, so numpy does not append ".npy" to the temp name
                 np.save(handle, images, allow_pickle=False)
 
-        atomic_write(part, write)
+        write_checked(part, write)
         made += len(batch)
         seconds += samples.seconds + samples.decode_seconds
 

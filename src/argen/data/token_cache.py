@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from argen.io.checkpoint import atomic_write, save_json
+from argen.io.checkpoint import is_intact, remove_checked, save_json, write_checked
 
 if TYPE_CHECKING:
     from argen.ctf.table import CoarseTable
@@ -59,14 +59,16 @@ def map_safetensors(path: Path) -> dict[str, np.ndarray]:
             begin, end = info["data_offsets"]
             shape = tuple(info["shape"])
             if 8 + length + end > size or end - begin != dtype.itemsize * int(np.prod(shape)):
-                raise TokenCacheError(f"{path}: truncated or corrupt shard ({key} does not fit the file)")
+                raise TokenCacheError(f"{path}: truncated or corrupt shard ({key} does not fit the file); rerun "
+                                      "the `argen tokenize` command that wrote the cache to remake it")
             mapped[key] = np.memmap(path, dtype, "c", 8 + length + begin, shape) if end > begin \
                 else np.empty(shape, dtype)
         return mapped
     except (OSError, ValueError, KeyError, struct.error) as error:
         if isinstance(error, TokenCacheError):
             raise
-        raise TokenCacheError(f"{path}: not a readable token cache shard ({error})") from error
+        raise TokenCacheError(f"{path}: not a readable token cache shard ({error}); rerun the `argen tokenize` "
+                              "command that wrote the cache to remake it") from error
 
 
 def write_token_cache(encode: Callable[[torch.Tensor], dict[str, torch.Tensor]], dataset, out_dir: str | Path,
@@ -94,11 +96,19 @@ def write_token_cache(encode: Callable[[torch.Tensor], dict[str, torch.Tensor]],
         (out_dir / MANIFEST).unlink(missing_ok=True)
         if _read_json(out_dir / PLAN) != json.loads(json.dumps(plan)):
             for stale in out_dir.glob("shard-*.safetensors"):
-                stale.unlink()
+                remove_checked(stale)
             save_json(out_dir / PLAN, plan)
     barrier()
     shard_count = max(1, -(-len(dataset) // shard_size))
-    mine = [k for k in range(rank, shard_count, world_size) if not (out_dir / shard_name(k)).is_file()]
+    mine = []
+    for k in range(rank, shard_count, world_size):
+        shard = out_dir / shard_name(k)
+        if shard.is_file() and not is_intact(shard):  # changed since it was written (or by an older argen)
+            print(f"tokenize (rank {rank}): {shard} is damaged (its size or sha256 is not the one written, or none "
+                  "was recorded); making it again")
+            remove_checked(shard)
+        if not shard.is_file():
+            mine.append(k)
     starts = [(k, start) for k in mine for start in range(k * shard_size, min((k + 1) * shard_size, len(dataset)),
                                                              batch_size)]
     requests = [torch.arange(start, min(start + batch_size, (k + 1) * shard_size, len(dataset))) for k, start in starts]
@@ -124,7 +134,7 @@ def write_token_cache(encode: Callable[[torch.Tensor], dict[str, torch.Tensor]],
                     pending.setdefault("prologue_ids", []).append(encoded["prologue_ids"].to(torch.int32).cpu())
             if start + batch_size >= min((shard + 1) * shard_size, len(dataset)):  # the shard's last batch
                 tensors = {key: torch.cat(parts).contiguous() for key, parts in pending.items()}
-                atomic_write(out_dir / shard_name(shard), lambda tmp: save_file(tensors, str(tmp)))
+                write_checked(out_dir / shard_name(shard), lambda tmp: save_file(tensors, str(tmp)))
                 pending = {}
     if skipped:
         print(f"tokenize (rank {rank}): left out {skipped} unreadable image(s)")

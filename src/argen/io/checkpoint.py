@@ -190,10 +190,36 @@ def file_checksum(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_checksum(directory: str | Path) -> str:
+def _note(path: Path) -> Path:
+    return path.with_name(f".{path.name}.sum")
+
+
+def write_checked(path: Path, write: Callable[[Path], None]) -> None:
+    """`atomic_write`, then a note beside the file (.NAME.sum: its size and sha256), so that a rerun which would
+    reuse the file (a token-cache shard, a sampling part) can tell it from one damaged since."""
+    atomic_write(path, write)
+    atomic_write(_note(path), lambda tmp: tmp.write_text(f"{path.stat().st_size} {file_checksum(path)}\n"))
+
+
+def is_intact(path: Path) -> bool:
+    """True when `path` exists and matches the size and sha256 noted when `write_checked` wrote it."""
+    try:
+        size, digest = _note(path).read_text().split()
+        return path.stat().st_size == int(size) and file_checksum(path) == digest
+    except (OSError, ValueError):
+        return False
+
+
+def remove_checked(path: Path) -> None:
+    """Remove a file written by `write_checked` and its note."""
+    path.unlink(missing_ok=True)
+    _note(path).unlink(missing_ok=True)
+
+
+def checkpoint_checksum(directory: str | Path, file: str = WEIGHTS_FILE) -> str:
     """sha256 of a checkpoint's weights, read once: it is cached beside them (.model.safetensors.sha256) under the
     file's size and modification time, so a changed file is hashed again (VQ-16's weights are hundreds of MB)."""
-    path = Path(directory) / WEIGHTS_FILE
+    path = Path(directory) / file
     cache = path.with_name(f".{path.name}.sha256")
     stat = path.stat()
     stamp = f"{stat.st_size} {stat.st_mtime_ns}"
