@@ -15,6 +15,7 @@ from argen.config import (GPT_PRESETS, ARRunConfig, GPTConfig, LayoutConfig, Ref
                           TrainConfig)
 from argen.ctf.cluster import cluster_codebook
 from argen.ctf.cluster import METHODS
+from argen.ctf.redundancy import random_members
 from argen.ctf.sample import RefineOptions, refine, sample_ctf
 from argen.ctf.table import CoarseTable, load_table, save_table
 from argen.ctf.table import histogram_path
@@ -27,6 +28,9 @@ from argen.train import recipes
 
 # ------------------------------------------------------------------------------------------------
 # clustering
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist64"
 
 
 def blobs(count: int = 4, per_blob: int = 10, dim: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -440,3 +444,25 @@ def test_cli_coarse_model_without_refiner(ctf_run, tmp_path, capsys):
     assert "decoding them needs its refiner" in capsys.readouterr().err
     assert main(["sample", "--model", ar, "--classes", "1", "--refine-top-k", "4", "--save-ids", str(ids_file)]) == 2
     assert "they need --refiner DIR" in capsys.readouterr().err
+
+
+def test_random_members_stay_in_their_cluster_and_singletons_stay_put():
+    table = torch.tensor([0, 1, 0, 2, 1, 0])
+    ids = torch.tensor([[0, 1, 2], [3, 4, 5]]).repeat(50, 1)
+    swapped = random_members(ids, table, torch.Generator().manual_seed(0))
+    assert torch.equal(table[swapped], table[ids]) and not torch.equal(swapped, ids)
+    assert torch.equal(swapped[ids == 3], ids[ids == 3])  # code 3 is alone in its cluster
+    assert set(swapped[ids == 0].tolist()) == {0, 2, 5}  # every member of cluster 0 is drawn
+    assert torch.equal(random_members(ids, torch.arange(6), torch.Generator()), ids)
+
+
+def test_redundancy_on_the_shipped_tokenizer_favours_clusters_of_alike_codes(capsys):
+    """CTF's Fig. 1b premise on the shipped tokenizer: swapping tokens inside k-means clusters barely changes the
+    decoded image; inside random groups it ruins it."""
+    assert main(["ctf", "redundancy", "--tokenizer", str(SHIPPED / "tokenizer"), "--clusters", "128", "--methods",
+                 "spherical", "random", "--count", "16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    psnr = {line.split()[0]: float(line.split()[1]) for line in lines[1:]}
+    cosine = {line.split()[0]: float(line.split()[5]) for line in lines[1:]}
+    assert psnr["spherical"] > psnr["random"] + 10 and psnr["spherical"] > 24
+    assert cosine["spherical"] > 0.8 and cosine["random"] < 0.3

@@ -18,7 +18,7 @@ LAYERS = {
                    "argen.teacher_forcing",
                    "argen.ctf", "argen.ctf.table", "argen.ctf.sample", "argen.data", "argen.eval"],
     "loading": ["argen.io.load", "argen.io.convert"],
-    "library": ["argen.pipeline", "argen.sampling_run", "argen.ctf.cluster", "argen.eval.distributed",
+    "library": ["argen.pipeline", "argen.sampling_run", "argen.ctf.cluster", "argen.ctf.redundancy", "argen.eval.distributed",
                 "argen.data.tokenize", "argen.eval.tokenizer",
                 "argen.eval.entropy_report", "argen.eval.report", "argen.train", "argen.machine", "argen.bench",
                 "argen.live"],

@@ -340,3 +340,14 @@ def test_probe_separates_a_class_coded_prefix_from_noise(tmp_path):
     assert result["prologue"]["test_accuracy"] == 1.0 and result["first_visual"]["test_accuracy"] < 0.6
     assert result["test_images"] == 40 and result["prologue"]["features"] == 4 * 16
     assert result["first_visual"]["features"] == 4 * 32
+
+
+def test_split_guidance_from_the_command_line_as_the_paper_sets_it(tmp_path):
+    """A constant s_p < 1 on prologue tokens and a cosine ramp of power p on visual ones (--cfg-power)."""
+    out = tmp_path / "samples"
+    assert main(["sample", "--model", str(Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist64" / "prologue-ar"), "--count", "2", "--cfg", "3", "--cfg-schedule",
+                 "cosine", "--cfg-power", "0.25", "--prologue-cfg", "0.7", "--dtype", "fp32", "--out", str(out)]) == 0
+    recorded = json.loads((out / "sampling.json").read_text())
+    assert recorded["guidance"] == {"visual": 3.0, "prologue": 0.7}
+    assert recorded["guidance_schedule"] == {"visual": "cosine", "prologue": "constant"}
+    assert recorded["guidance_power"] == {"visual": 0.25, "prologue": 1.0}

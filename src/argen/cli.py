@@ -18,6 +18,7 @@ from argen.cli_arguments import REFINE_DEFAULTS
 from argen.config import (ARRunConfig, DataConfig, RefinerRunConfig, TokenizerRunConfig, build, build_run,
                           dump_yaml)
 from argen.ctf.cluster import cluster_tokenizer
+from argen.ctf.redundancy import group_redundancy
 from argen.ctf.table import histogram_path, load_table
 from argen.data import image_batches, load_dataset
 from argen.data.tar_shards import pack_image_folder
@@ -119,13 +120,15 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
     options = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "greedy": args.greedy,
-               "guidance": args.cfg, "guidance_schedule": args.cfg_schedule, "dtype": args.dtype}
+               "guidance": args.cfg, "guidance_schedule": args.cfg_schedule, "guidance_power": args.cfg_power,
+               "dtype": args.dtype}
     # Prologue's split settings: the prologue segment's own guidance (constant) and temperature.
     for name, value in (("guidance", args.prologue_cfg), ("temperature", args.prologue_temperature)):
         if value is not None:
             options[name] = {"visual": options[name], "prologue": value}
     if args.prologue_cfg is not None:
         options["guidance_schedule"] = {"visual": args.cfg_schedule, "prologue": "constant"}
+        options["guidance_power"] = {"visual": args.cfg_power, "prologue": 1.0}
     return options
 
 
@@ -388,6 +391,19 @@ def cmd_ctf_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ctf_redundancy(args: argparse.Namespace) -> int:
+    result = group_redundancy(args.tokenizer, args.clusters, args.methods, args.count, seed=args.seed,
+                              progress=_progress())
+    print(f"{result['images']} test images, {args.clusters} clusters; every token swapped for a random member of its "
+          "cluster, PSNR against the reconstruction:")
+    for method, scores in result["methods"].items():
+        print(f"  {method:10s} {scores['psnr_db']:6.2f} dB   within-cluster cosine {scores['within_cluster_cosine']:.3f}"
+              f"   largest cluster {scores['largest_cluster']} codes")
+    if args.out:
+        save_json(args.out, result)
+    return 0
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     return _print_json(linear_probe(args.cache, args.test_cache, test_fraction=args.test_fraction,
                                     regularization=args.regularization, max_iterations=args.max_iterations,
@@ -416,6 +432,7 @@ HANDLERS = {
     "bench-live": cmd_bench_live,
     "bench-sample": cmd_bench_sample,
     "convert": cmd_convert,
+    "ctf-redundancy": cmd_ctf_redundancy,
     "ctf-cluster": cmd_ctf_cluster,
     "data-pack": cmd_data_pack,
     "ctf-train-refiner": cmd_ctf_train_refiner,

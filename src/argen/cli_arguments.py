@@ -8,6 +8,7 @@ from typing import Any, Callable, NoReturn
 
 from argen import __version__
 from argen.config import GPT_PRESETS, VQ_PRESETS
+from argen.ctf.cluster import METHODS as CLUSTER_METHODS
 from argen.io.checkpoint import check_writable
 from argen.live import DISPLAY_BUDGET
 from argen.precision import PRECISIONS
@@ -126,9 +127,12 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     sample.add_argument("--top-k", type=int, default=0)
     sample.add_argument("--top-p", type=float, default=1.0)
     sample.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
-    sample.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "cosine"])
+    sample.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "cosine"],
+                        help="ramp of the guidance over a segment's tokens, from 1 to --cfg (default: %(default)s)")
+    sample.add_argument("--cfg-power", type=float, default=1.0, help="the ramp's power p: cosine is "
+                        "1 + (s - 1)(1 - cos(pi t^p)) / 2 (Prologue's visual ramp: p 0.2-0.25) (default: %(default)s)")
     sample.add_argument("--prologue-cfg", type=float, help="Prologue: constant guidance on the prologue tokens "
-                        "(--cfg and --cfg-schedule then apply to the visual tokens)")
+                        "(--cfg, --cfg-schedule and --cfg-power then apply to the visual tokens; the paper: < 1)")
     sample.add_argument("--prologue-temperature", type=float, help="Prologue: temperature of the prologue tokens")
     sample.add_argument("--fixed-prologue", type=Path, help="Prologue: a token cache with prologue ids; write a "
                         "grid whose rows keep the prologue of the cache's first --count images and resample only "
@@ -166,12 +170,24 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     cluster = ctf_commands.add_parser("cluster", help="cluster a tokenizer's codebook into a fine -> coarse table")
     cluster.add_argument("--tokenizer", required=True, type=Path, help="tokenizer checkpoint directory")
     cluster.add_argument("--clusters", required=True, type=int, help="number of clusters K (coarse labels)")
-    cluster.add_argument("--method", default="kmeans", choices=["kmeans", "spherical", "balanced", "random"])
+    cluster.add_argument("--method", default="spherical", choices=CLUSTER_METHODS,
+                         help="spherical (cosine) k-means, as CTF clusters l2-normalised codes; kmeans (Euclidean); "
+                         "balanced (equal sizes); random (the CTF paper's negative ablation) (default: %(default)s)")
     cluster.add_argument("--restarts", type=int, default=4, help="k-means restarts; the lowest inertia is kept")
     cluster.add_argument("--seed", type=int, default=0)
     cluster.add_argument("--out", required=True, type=output_file,
                          help="table file (.safetensors); a -sizes.png beside")
     cluster.set_defaults(handler=handlers["ctf-cluster"])
+    redundancy = ctf_commands.add_parser(
+        "redundancy", help="CTF's premise: PSNR after swapping each token for a random member of its cluster")
+    redundancy.add_argument("--tokenizer", required=True, type=Path, help="tokenizer checkpoint directory")
+    redundancy.add_argument("--clusters", required=True, type=int, help="number of clusters K (coarse labels)")
+    redundancy.add_argument("--methods", nargs="+", default=list(CLUSTER_METHODS), choices=CLUSTER_METHODS,
+                            help="clusterings to compare (default: %(default)s)")
+    redundancy.add_argument("--count", type=int, default=500, help="test images (default: %(default)s)")
+    redundancy.add_argument("--seed", type=int, default=0)
+    redundancy.add_argument("--out", type=output_file, help="also write the JSON here")
+    redundancy.set_defaults(handler=handlers["ctf-redundancy"])
     train_refiner = ctf_commands.add_parser("train-refiner", help="train the refiner: coarse map -> fine ids")
     _add_training_arguments(train_refiner, GPT_PRESETS)
     train_refiner.add_argument("--cache", help="token cache directory (argen tokenize)")

@@ -183,6 +183,8 @@ class DataConfig:
     crop_min: float = 1.0
     num_workers: int = 0  # DataLoader worker processes reading batches ahead (0: the training process reads)
     on_bad_image: str = "skip"  # "skip" (warn and count) or "error"
+    # Images of more pixels (read from the header, before decoding) are unreadable: decompression bombs are skipped
+    max_image_pixels: int = 2 ** 26
     limit: int = 0  # use only the first N samples (0 = all)
     skip: int = 0  # drop the first N samples before `limit` (a validation split held out from training's first N)
     video: VideoDataConfig = field(default_factory=VideoDataConfig)
@@ -195,6 +197,8 @@ class DataConfig:
             raise ConfigError(f"data.crop_min must be in (0, 1] (1 = no random crop), got {self.crop_min!r}")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be an integer >= 0, got {self.num_workers!r}")
+        if not isinstance(self.max_image_pixels, int) or self.max_image_pixels < 1:
+            raise ConfigError(f"data.max_image_pixels must be an integer >= 1, got {self.max_image_pixels!r}")
 
 
 @dataclass

@@ -8,7 +8,8 @@ coarse label. Methods:
 - "spherical": cosine k-means: vectors and centroids on the unit sphere, assignment by largest cosine.
 - "balanced": Euclidean k-means whose assignment step gives every cluster V // K or V // K + 1 codes
   (IAR's argument: plain k-means leaves some clusters far larger than others).
-- "random": a seeded random partition into equal groups, the baseline the paper compares against.
+- "random": a seeded random partition into equal groups: the CTF paper's negative ablation (its codes of one
+  group are unrelated, so a refiner's wrong pick inside the right group is an unrelated patch).
 
 Every result assigns each code to exactly one cluster and leaves no cluster empty, and is a pure
 function of (vectors, clusters, method, restarts, seed): all randomness comes from one seeded generator.

@@ -28,12 +28,13 @@ def load_dataset(config: DataConfig, training: bool = True) -> ImageDataset | Im
             raise DataError("data.pad_to applies to the in-memory datasets, not imagefolder (set it to 0)")
         return ImageFolderDataset(config.path, config.image_size, config.channels, flip=config.flip and training,
                                   crop_min=config.crop_min if training else 1.0, on_bad_image=config.on_bad_image,
-                                  limit=config.limit)
+                                  limit=config.limit, max_pixels=config.max_image_pixels)
     if config.name == "webdataset":
         if not config.path:
             raise DataError("data.name=webdataset needs data.path (a folder packed by `argen data pack`)")
         return TarShardDataset(config.path, config.image_size, config.channels, flip=config.flip and training,
-                               crop_min=config.crop_min if training else 1.0, on_bad_image=config.on_bad_image)
+                               crop_min=config.crop_min if training else 1.0, on_bad_image=config.on_bad_image,
+                               max_pixels=config.max_image_pixels)
     return load_image_dataset(config, training)
 
 

@@ -12,19 +12,39 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from argen.config import DataConfig
 from argen.data.datasets import IMAGE_SUFFIXES, DataError
 from argen.data.transforms import random_crop_box, random_flip, to_unit_range
 
 MAX_BAD_IN_A_ROW = 100  # a run of unreadable files this long is a broken folder, not a few bad images
-UNREADABLE = (OSError, ValueError, SyntaxError)  # what PIL raises for a corrupt or truncated file
+MAX_IMAGE_PIXELS = DataConfig.max_image_pixels  # 8192 x 8192 (PIL refuses more than 2 x 89 M pixels itself)
 
 
-def decode_image(source: str | Path | BinaryIO, size: int, channels: int, crop_min: float = 1.0) -> torch.Tensor:
+class ImageTooLarge(ValueError):
+    """An image over the pixel limit: a decompression bomb, or simply more than the run should decode."""
+
+
+def _unreadable() -> tuple[type[BaseException], ...]:
+    """What decoding a corrupt, truncated or oversized file raises (PIL's DecompressionBombError is no OSError)."""
+    from PIL import Image
+
+    return OSError, ValueError, SyntaxError, Image.DecompressionBombError
+
+
+UNREADABLE = _unreadable()
+
+
+def decode_image(source: str | Path | BinaryIO, size: int, channels: int, crop_min: float = 1.0,
+                 max_pixels: int = MAX_IMAGE_PIXELS) -> torch.Tensor:
     """An encoded image as uint8 (C, size, size): cropped to a square (centred, or LlamaGen's random crop with
-    `crop_min` < 1) and resized (bicubic). Raises one of UNREADABLE for a file PIL cannot decode."""
+    `crop_min` < 1) and resized (bicubic). Raises one of UNREADABLE for a file PIL cannot decode and
+    ImageTooLarge for one of more than `max_pixels` pixels (read from its header, before decoding)."""
     from PIL import Image
 
     with Image.open(source) as image:
+        if image.width * image.height > max_pixels:
+            raise ImageTooLarge(f"{image.width}x{image.height} pixels, over the limit of {max_pixels} "
+                                "(data.max_image_pixels)")
         # JPEG decodes at 1/2, 1/4 or 1/8 scale when that still covers the output: far less work.
         image.draft("L" if channels == 1 else "RGB", (round(size / crop_min),) * 2)
         image = image.convert("L" if channels == 1 else "RGB")
@@ -38,17 +58,33 @@ def decode_image(source: str | Path | BinaryIO, size: int, channels: int, crop_m
     return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
 
 
+def _entries(folder: Path, want: str) -> list[os.DirEntry]:
+    """The entries of `folder` that are directories (want="dir") or files; one that cannot be followed (a symlink
+    loop, a dangling or unreadable link) is skipped with a warning."""
+    chosen, broken = [], []
+    for entry in os.scandir(folder):
+        try:
+            if entry.is_dir() if want == "dir" else entry.is_file():
+                chosen.append(entry)
+        except OSError:
+            broken.append(entry.name)
+    if broken:
+        warnings.warn(f"{folder}: skipped {len(broken)} entr{'y' if len(broken) == 1 else 'ies'} that cannot be "
+                      f"followed (symlink loops or unreadable links), e.g. {broken[0]}", stacklevel=3)
+    return chosen
+
+
 def scan_image_folder(folder: Path) -> tuple[list[str], list[int], tuple[str, ...]]:
     """The images of `folder/<class>/` as (paths relative to folder, labels, class names), in sorted order."""
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist")
-    classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    classes = sorted(entry.name for entry in _entries(folder, "dir"))
     if not classes:
         raise DataError(f"{folder} has no class sub-folders (expected {folder}/<class>/<image>.jpg)")
     files, labels = [], []
     for label, name in enumerate(classes):
-        names = sorted(entry.name for entry in os.scandir(folder / name)
-                       if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES)
+        names = sorted(entry.name for entry in _entries(folder / name, "file")
+                       if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES)
         if not names:
             raise DataError(f"class folder {folder / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
                             "add some or remove the folder")
@@ -132,7 +168,7 @@ class ImageFolderDataset(LazyFileDataset):
     kind = "image"
 
     def __init__(self, folder: str | Path, size: int, channels: int, flip: bool = False, crop_min: float = 1.0,
-                 on_bad_image: str = "skip", limit: int = 0):
+                 on_bad_image: str = "skip", limit: int = 0, max_pixels: int = MAX_IMAGE_PIXELS):
         folder = Path(folder)
         if channels not in (1, 3):
             raise DataError(f"data.channels must be 1 or 3, got {channels}")
@@ -140,7 +176,7 @@ class ImageFolderDataset(LazyFileDataset):
         if limit:
             files, labels = files[:limit], labels[:limit]
         super().__init__(folder, files, labels, classes, flip, on_bad_image)
-        self.size, self.channels, self.crop_min = size, channels, crop_min
+        self.size, self.channels, self.crop_min, self.max_pixels = size, channels, crop_min, max_pixels
 
     def decode(self, path: Path) -> torch.Tensor:
-        return decode_image(path, self.size, self.channels, self.crop_min)
+        return decode_image(path, self.size, self.channels, self.crop_min, self.max_pixels)

@@ -16,14 +16,14 @@ import json
 import tarfile
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from argen.data.datasets import IMAGE_SUFFIXES, DataError
-from argen.data.image_folder import UNREADABLE, decode_image, scan_image_folder
+from argen.data.image_folder import MAX_IMAGE_PIXELS, UNREADABLE, decode_image, scan_image_folder
 from argen.data.transforms import random_flip, to_unit_range
 from argen.io.checkpoint import atomic_write, save_json
 
@@ -34,7 +34,8 @@ EXTENSIONS = tuple(suffix[1:] for suffix in sorted(IMAGE_SUFFIXES))
 
 
 def pack_image_folder(folder: str | Path, out_dir: str | Path, shard_size: int = 2000) -> Path:
-    """Pack `folder/<class>/<image>` into tar shards of `shard_size` samples (files stored as they are)."""
+    """Pack `folder/<class>/<image>` into tar shards of `shard_size` samples (files stored as they are); a file that
+    cannot be read is left out and counted."""
     import webdataset as wds
 
     folder, out_dir = Path(folder), Path(out_dir)
@@ -42,22 +43,48 @@ def pack_image_folder(folder: str | Path, out_dir: str | Path, shard_size: int =
         raise DataError(f"the shard size must be >= 1, got {shard_size}")
     files, labels, classes = scan_image_folder(folder)
     out_dir.mkdir(parents=True, exist_ok=True)
-    shards = []
+    shards, unreadable = [], []
     for first in range(0, len(files), shard_size):
         name = f"shard-{first // shard_size:06d}.tar"
+        written = 0
 
         def write(tmp: Path, first: int = first) -> None:
+            nonlocal written
             with tmp.open("wb") as stream, wds.TarWriter(stream) as writer:
                 for index in range(first, min(first + shard_size, len(files))):
+                    try:
+                        data = (folder / files[index]).read_bytes()
+                    except OSError as error:
+                        unreadable.append(f"{files[index]} ({error.strerror or error})")
+                        continue
                     suffix = Path(files[index]).suffix.lower()[1:]
-                    writer.write({"__key__": f"{index:09d}", suffix: (folder / files[index]).read_bytes(),
-                                  "cls": str(labels[index]).encode()})
+                    writer.write({"__key__": f"{index:09d}", suffix: data, "cls": str(labels[index]).encode()})
+                    written += 1
 
         atomic_write(out_dir / name, write)
-        shards.append({"file": name, "count": min(shard_size, len(files) - first)})
-    save_json(out_dir / INDEX, {"format": FORMAT, "count": len(files), "class_names": list(classes),
-                                "shards": shards})
+        shards.append({"file": name, "count": written})
+    if unreadable:
+        print(f"data pack: left out {len(unreadable)} unreadable image(s), e.g. {unreadable[0]}")
+    if not sum(shard["count"] for shard in shards):
+        for shard in shards:
+            (out_dir / shard["file"]).unlink()
+        raise DataError(f"{folder}: no readable image to pack")
+    save_json(out_dir / INDEX, {"format": FORMAT, "count": sum(shard["count"] for shard in shards),
+                                "class_names": list(classes), "shards": shards})
     return out_dir
+
+
+def _shard_path(folder: Path, name: Any) -> str:
+    """A shard named in shards.json: a file of the folder itself, never a path that leads out of it."""
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        raise ValueError(f"shard file {name!r} is not a file name of the folder")
+    return str(folder / name)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"a shard's count must be an integer >= 0, got {value!r}")
+    return value
 
 
 class TarShardDataset:
@@ -65,11 +92,11 @@ class TarShardDataset:
     `stream`, not indexed."""
 
     def __init__(self, folder: str | Path, size: int, channels: int, flip: bool = False, crop_min: float = 1.0,
-                 on_bad_image: str = "skip"):
+                 on_bad_image: str = "skip", max_pixels: int = MAX_IMAGE_PIXELS):
         folder = Path(folder)
         try:
             index = json.loads((folder / INDEX).read_text())
-            self.shards = [(str(folder / shard["file"]), int(shard["count"])) for shard in index["shards"]]
+            self.shards = [(_shard_path(folder, shard["file"]), _count(shard["count"])) for shard in index["shards"]]
             self.class_names = tuple(index["class_names"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise DataError(f"{folder}: no readable {INDEX} (pack an image folder with `argen data pack`): "
@@ -78,7 +105,7 @@ class TarShardDataset:
         if missing:
             raise DataError(f"{missing[0]} is listed in {folder / INDEX} but missing")
         self.size, self.channels, self.flip, self.crop_min = size, channels, flip, crop_min
-        self.on_bad_image = on_bad_image
+        self.on_bad_image, self.max_pixels = on_bad_image, max_pixels
 
     def __len__(self) -> int:
         return sum(count for _, count in self.shards)
@@ -165,8 +192,8 @@ class _StreamPlan(IterableDataset):
         readable = []
         for key, data, label in raw:
             try:
-                readable.append((decode_image(io.BytesIO(data), dataset.size, dataset.channels, dataset.crop_min),
-                                 label))
+                readable.append((decode_image(io.BytesIO(data), dataset.size, dataset.channels, dataset.crop_min,
+                                              dataset.max_pixels), label))
             except UNREADABLE as error:
                 if dataset.on_bad_image == "error":
                     raise DataError(f"sample {key}: unreadable image ({error}); data.on_bad_image=skip skips such "
@@ -193,11 +220,19 @@ def _read_shards(urls: list[str]) -> Iterator[tuple[str, bytes, int]]:
                 image = next((sample[ext] for ext in EXTENSIONS if ext in sample), None)
                 if image is None or "cls" not in sample:
                     raise DataError(f"{url}: sample {sample['__key__']} lacks an image or its .cls label")
-                yield sample["__key__"], image, int(sample["cls"])
+                yield sample["__key__"], image, _label(url, sample)
         except (tarfile.TarError, OSError, ValueError) as error:
             if isinstance(error, DataError):
                 raise
             raise DataError(f"{url}: truncated or corrupt tar shard ({error}); repack it") from error
+
+
+def _label(url: str, sample: dict) -> int:
+    text = sample["cls"].decode("utf-8", "replace").strip() if isinstance(sample["cls"], bytes) else sample["cls"]
+    if not (isinstance(text, str) and text.isdigit()):
+        raise DataError(f"{url}: sample {sample['__key__']} has the label {str(text)[:40]!r}, not a class number "
+                        "(.cls holds an integer >= 0); repack it")
+    return int(text)
 
 
 def _shuffled(samples: Iterator, rng: np.random.Generator) -> Iterator:

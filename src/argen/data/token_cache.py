@@ -137,7 +137,7 @@ def write_token_cache(encode: Callable[[torch.Tensor], dict[str, torch.Tensor]],
                 write_checked(out_dir / shard_name(shard), lambda tmp: save_file(tensors, str(tmp)))
                 pending = {}
     if skipped:
-        print(f"tokenize (rank {rank}): left out {skipped} unreadable image(s)")
+        print(f"tokenize (rank {rank}): left out {skipped} unreadable {getattr(dataset, 'kind', 'image')}(s)")
     barrier()
     if rank == 0:
         write_manifest(out_dir, shard_count, tokenizer, plan)

@@ -26,6 +26,17 @@ WEIGHTS_FILE = "model.safetensors"
 TRAINER_STATE_FILE = "trainer_state.pt"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Files get the mode the user's umask gives (mkstemp's temporary files are 0600): a shared dataset's caches and a
+# team's checkpoints stay readable by the others.
+FILE_MODE = 0o666 & ~_umask()
+
+
 class CheckpointError(ValueError):
     """A checkpoint that is missing, malformed or does not fit the model."""
 
@@ -37,6 +48,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
