@@ -293,6 +293,9 @@ demo_data() {  # the two token caches (the baseline's of all training images), t
         ctf_table $DEMO/tokenizer 128 $method runs/ctf64/demo-base-$method.safetensors
         ctf_table $DEMO/prologue-tokenizer 128 $method runs/ctf64/demo-post-$method.safetensors
     done
+    # CTF's premise on the shipped tokenizer (docs/ctf.md): tokens swapped inside their cluster, per clustering
+    done_or runs/ctf64/demo-base-redundancy.json $argen ctf redundancy --tokenizer $DEMO/tokenizer --clusters 128 \
+        --count 500 --out runs/ctf64/demo-base-redundancy.json
     done_or runs/demo64-validation.npz $argen eval ref --classifier $classifier --split train --skip 50000 \
         --image-size 64 --resize resize --pad-to 32 --out runs/demo64-validation.npz
     done_or runs/fmnist64-reference.npz cp $DEMO/reference.npz runs/fmnist64-reference.npz

@@ -64,7 +64,8 @@ def test_reference_statistics_of_an_image_folder_are_read_batch_by_batch(tmp_pat
         for index in range(5):
             picture = Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8))
             picture.save(tmp_path / "images" / label / f"{index}.png")
-    classifier = ROOT / "checkpoints" / "fmnist64" / "classifier"
+    torch.manual_seed(0)  # a classifier that records no training data: any dataset may be named
+    classifier = save_classifier(tmp_path / "classifier", Classifier(ClassifierConfig(image_size=64)))
     assert main(["eval", "ref", "--dataset", "imagefolder", "--data-dir", str(tmp_path / "images"), "--image-size",
                  "64", "--channels", "1", "--classifier", str(classifier), "--out", str(tmp_path / "ref.npz")]) == 0
     dataset = load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "images"), image_size=64, channels=1),
@@ -73,3 +74,28 @@ def test_reference_statistics_of_an_image_folder_are_read_batch_by_batch(tmp_pat
     assert [len(batch) for batch in batches] == [4, 4, 2] and batches[0].shape[1:] == (64, 64, 1)
     whole = compute_reference(np.concatenate(batches), ClassifierExtractor.from_checkpoint(classifier))
     assert np.allclose(ReferenceStatistics.load(tmp_path / "ref.npz").mu, whole.mu, atol=1e-5)
+
+
+def test_a_reference_is_of_the_classifiers_own_dataset_and_says_so(tmp_path, capsys):
+    """Without --dataset the classifier's dataset is used; another one is refused; the file records it, and samples
+    of another image size are refused against it."""
+    from argen.eval.reference import ReferenceStatistics
+
+    classifier = ROOT / "checkpoints" / "fmnist64" / "classifier"
+    reference = tmp_path / "ref.npz"
+    assert main(["eval", "ref", "--classifier", str(classifier), "--limit", "300", "--out", str(reference)]) == 0
+    assert "of 300 fashion-mnist test images, 32x32" in capsys.readouterr().out
+    recorded = ReferenceStatistics.load(reference).dataset
+    assert recorded == {"name": "fashion-mnist", "path": "", "split": "test", "skip": 0, "image_size": 32,
+                        "channels": 1}
+    assert main(["eval", "ref", "--classifier", str(classifier), "--dataset", "digits", "--out",
+                 str(tmp_path / "digits.npz")]) == 2
+    error = capsys.readouterr().err
+    assert "was trained on fashion-mnist, not digits: its features mean nothing on other data" in error
+    assert not (tmp_path / "digits.npz").exists()
+    samples = write_npz(tmp_path / "samples.npz", np.zeros((20, 64, 64, 1), np.uint8), labels=np.arange(20) % 10)
+    assert main(["eval", str(samples), "--ref", str(reference), "--classifier", str(classifier)]) == 2
+    assert "the samples are 64x64 images but the reference is of 32x32 ones" in capsys.readouterr().err
+    small = write_npz(tmp_path / "small.npz", np.zeros((20, 32, 32, 1), np.uint8), labels=np.arange(20) % 10)
+    assert main(["eval", str(small), "--ref", str(reference), "--classifier", str(classifier)]) == 0
+    assert '"reference": "300 fashion-mnist test images, 32x32"' in capsys.readouterr().out

@@ -29,7 +29,7 @@ from argen.demo import SHIPPED, run_demo
 from argen.eval import report
 from argen.eval.distributed import evaluate_across_ranks
 from argen.eval.entropy_report import write_entropy_analysis
-from argen.eval.features import ClassifierExtractor, FeatureExtractor
+from argen.eval.features import ClassifierExtractor, FeatureExtractor, classifier_data
 from argen.eval.inception import InceptionExtractor
 from argen.eval.npz import read_npz, read_samples
 from argen.eval.probe import linear_probe
@@ -282,11 +282,37 @@ def _print_json(result: dict[str, Any], out: Path | None = None) -> int:
     return 0
 
 
+def _reference_data(args: argparse.Namespace) -> DataConfig:
+    """The images a reference is of: the classifier's own dataset unless named, and never another one."""
+    trained = classifier_data(args.classifier) if args.classifier else None
+    name = args.dataset or (trained.name if trained else None)
+    if name is None:
+        raise ValueError("give --dataset (and --data-dir): with --inception argen cannot tell which images the "
+                         "reference is of")
+    path = args.data_dir or (trained.path if trained is not None and trained.name == name else "")
+    # A folder format is its folder; a named dataset (fashion-mnist, digits) is itself wherever its copy lies.
+    folder_format = name in ("idx", "imagefolder", "webdataset")
+    if trained is not None and (name != trained.name or folder_format and _resolved(path) != _resolved(trained.path)):
+        raise ValueError(f"the classifier {args.classifier} was trained on {trained.name}"
+                         f"{' at ' + trained.path if trained.path else ''}, not {name}{' at ' + path if path else ''}: "
+                         "its features mean nothing on other data; use a classifier of those images "
+                         "(argen eval train-classifier) or leave --dataset out")
+    size = args.image_size or (trained.image_size if trained else 32)
+    channels = args.channels or (trained.channels if trained else 1)
+    return DataConfig(name=name, path=path, split=args.split, image_size=size, channels=channels, resize=args.resize,
+                      pad_to=args.pad_to, skip=args.skip, limit=args.limit)
+
+
+def _resolved(path: str) -> str:
+    return str(Path(path).resolve()) if path else ""
+
+
 def cmd_eval_ref(args: argparse.Namespace) -> int:
-    data = DataConfig(name=args.dataset, path=args.data_dir or "", split=args.split, image_size=args.image_size,
-                      channels=args.channels, resize=args.resize, pad_to=args.pad_to, skip=args.skip, limit=args.limit)
+    data = _reference_data(args)
     reference = compute_reference(image_batches(load_dataset(data, training=False)), _extractor(args))
-    print(f"reference statistics of {reference.count} images ({reference.extractor}): {reference.save(args.out)}")
+    reference.dataset = {"name": data.name, "path": _resolved(data.path), "split": data.split, "skip": data.skip,
+                         "image_size": data.image_size, "channels": data.channels}
+    print(f"reference statistics of {reference.describe()} ({reference.extractor}): {reference.save(args.out)}")
     return 0
 
 
@@ -303,8 +329,9 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
             {**result, "samples_file": str(args.samples), "reference_file": str(args.ref)}, args.out)
     batch = read_samples(args.samples)
     labels = batch.labels if batch.labels is not None and not args.unconditional else None
-    result = evaluate(batch.images, ReferenceStatistics.load(args.ref), _extractor(args), labels,
-                      bootstrap=args.bootstrap)
+    reference = ReferenceStatistics.load(args.ref)
+    reference.check_samples(batch.images.shape[1])
+    result = evaluate(batch.images, reference, _extractor(args), labels, bootstrap=args.bootstrap)
     return _print_json({**result, "samples_file": str(args.samples), "reference_file": str(args.ref)}, args.out)
 
 

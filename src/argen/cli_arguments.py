@@ -250,12 +250,13 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     samples.set_defaults(handler=handlers["eval-samples"])
     reference = eval_commands.add_parser("ref", help="reference statistics of a dataset split")
     _add_extractor(reference)
-    reference.add_argument("--dataset", default="fashion-mnist", help="data.name of the images: fashion-mnist, idx, "
-                           "imagefolder, digits, ... (as the tokenizer and classifier configs name it)")
-    reference.add_argument("--data-dir", help="their folder (data.path; Fashion-MNIST is found by itself)")
+    reference.add_argument("--dataset", help="data.name of the images: fashion-mnist, idx, imagefolder, digits, ... "
+                           "(default: the dataset the --classifier was trained on; must be that one)")
+    reference.add_argument("--data-dir", help="their folder (data.path; default: the classifier's; Fashion-MNIST is "
+                           "found by itself)")
     reference.add_argument("--split", default="test", choices=["train", "test"])
-    reference.add_argument("--image-size", type=int, default=32)
-    reference.add_argument("--channels", type=int, default=1)
+    reference.add_argument("--image-size", type=int, help="the samples' size (default: the classifier's data size)")
+    reference.add_argument("--channels", type=int, help="1 or 3 (default: the classifier's)")
     reference.add_argument("--resize", choices=["pad", "resize"], default="pad", help="see data.resize")
     reference.add_argument("--pad-to", type=int, default=0, help="see data.pad_to (e.g. 32 for Fashion-MNIST at 64)")
     reference.add_argument("--skip", type=int, default=0, help="leave out the split's first N images (e.g. those "

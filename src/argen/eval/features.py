@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.config import from_dict, to_dict
+from argen.config import DataConfig, from_dict, to_dict
 from argen.io import checkpoint as ckpt
 
 CLASSIFIER_KIND = "classifier"
@@ -206,6 +206,17 @@ def load_classifier(directory: str | Path) -> Classifier:
     model = Classifier(from_dict(ClassifierConfig, meta["config"]["model"], "model"))
     ckpt.load_state_into(model, ckpt.load_weights(directory), str(directory))
     return model.eval()
+
+
+def classifier_data(directory: str | Path) -> DataConfig | None:
+    """The data a classifier checkpoint was trained on (its features are only meaningful on those images), or
+    None when it records none (a classifier saved outside the trainer)."""
+    data = ckpt.read_meta(directory, CLASSIFIER_KIND)["config"].get("data")
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ckpt.CheckpointError(f"{directory}/config.json: config.data is not an object")
+    return from_dict(DataConfig, data, "data")
 
 
 class ClassifierExtractor(FeatureExtractor):

@@ -3,8 +3,9 @@
 A reference file (`.npz`, read with allow_pickle=False) holds the mean and covariance of the
 extractor's pool features (`mu`, `sigma`), the spatial ones when the extractor has them (`mu_s`,
 `sigma_s`, ADM's names), a seeded random subset of the pool features for precision/recall
-(`features`, at most 10k rows by default), and a JSON `meta` string: extractor name, weight checksum
-and image count. Samples are only ever compared with a reference made by the same extractor weights.
+(`features`, at most 10k rows by default), and a JSON `meta` string: extractor name, weight checksum,
+image count and the dataset the images came from (name, folder, split, skip, image size). Samples are only ever
+compared with a reference made by the same extractor weights, and of their image size.
 """
 
 from __future__ import annotations
@@ -38,12 +39,31 @@ class ReferenceStatistics:
     features: np.ndarray  # (M, d), M <= count: the precision/recall subset
     spatial_mu: np.ndarray | None = None  # (s,)
     spatial_sigma: np.ndarray | None = None  # (s, s)
+    dataset: dict | None = None  # name, path, split, skip, image_size, channels (argen eval ref records them)
+
+    def describe(self) -> str:
+        """The reference's images in a few words, for every printed score."""
+        if not self.dataset:
+            return f"{self.count} images of an unrecorded dataset"
+        data = self.dataset
+        where = f" at {data['path']}" if data.get("path") else ""
+        skip = f" after the first {data['skip']}" if data.get("skip") else ""
+        return (f"{self.count} {data['name']}{where} {data['split']} images{skip}, "
+                f"{data['image_size']}x{data['image_size']}")
+
+    def check_samples(self, image_size: int) -> None:
+        """Refuse samples of another image size than the reference's (their features are not comparable)."""
+        recorded = (self.dataset or {}).get("image_size")
+        if recorded is not None and recorded != image_size:
+            raise MetricError(f"the samples are {image_size}x{image_size} images but the reference is of "
+                              f"{recorded}x{recorded} ones ({self.describe()}); compute a reference at the "
+                              "samples' size")
 
     def save(self, path: str | Path) -> Path:
         """Write the statistics as an `.npz` (atomic)."""
         path = Path(path)
         meta = {"format": FORMAT_VERSION, "extractor": self.extractor, "checksum": self.checksum,
-                "count": self.count}
+                "count": self.count, "dataset": self.dataset}
         arrays = {"mu": self.mu, "sigma": self.sigma, "features": self.features, "meta": np.array(json.dumps(meta))}
         if self.spatial_mu is not None:
             arrays.update(mu_s=self.spatial_mu, sigma_s=self.spatial_sigma)
@@ -74,7 +94,7 @@ class ReferenceStatistics:
             # Shipped files may hold the features in fp16 (scripts/ship.py); distances are computed in fp32.
             return cls(meta["extractor"], meta["checksum"], int(meta["count"]), data["mu"], data["sigma"],
                        data["features"].astype(np.float32), data["mu_s"] if spatial else None,
-                       data["sigma_s"] if spatial else None)
+                       data["sigma_s"] if spatial else None, meta.get("dataset"))
 
 
 class _RandomSubset:
@@ -171,6 +191,6 @@ def evaluate_features(batches: Iterable[dict[str, np.ndarray]], reference: Refer
         results["class_accuracy"] = class_accuracy(logits, np.asarray(labels))
         results["class_accuracy_per_class"] = {str(c): value for c, value in
                                                per_class_accuracy(logits, np.asarray(labels)).items()}
-    results.update(samples=count, reference_samples=reference.count, extractor=extractor.name,
-                   checksum=extractor.checksum)
+    results.update(samples=count, reference_samples=reference.count, reference=reference.describe(),
+                   extractor=extractor.name, checksum=extractor.checksum)
     return results
