@@ -132,6 +132,8 @@ def benchmark_sampling(model: Transformer, layout: Layout, batch: int = 1, guida
         "ms_per_step_min": step_min, "ms_per_step_median": step_median,
         "seconds_per_batch_median": median_seconds,
         "images_per_s": batch / median_seconds,
+        # the spread of the repeats: the slowest and fastest batch, as images/s
+        "images_per_s_range": [batch / max(seconds), batch / min(seconds)],
         "tokens_per_s": batch * layout.generated_length / median_seconds,
         "bytes_per_step": traffic["total"], "weight_bytes_per_step": traffic["weights"],
         "kv_bytes_per_step": traffic["kv_cache"],
@@ -155,11 +157,12 @@ def benchmark_refiner(refiner, grid: tuple[int, ...], batch: int = 1, dtype: str
 
 
 def run_sample_benchmark(model: str | Path | None = None, preset_name: str | None = None,
-                         random_weights: bool = False, batch: int = 1, guidance: float = 1.0, parallel: int = 1,
+                         random_weights: bool = False, batch: int = 1, guidance: float | None = None, parallel: int = 1,
                          grid: int = 16, dtype: str = "auto", repeats: int = 3, bandwidth_gbs: float | None = None,
                          overrides: list[str] | None = None, refiner: str | Path | None = None) -> dict:
     """`argen bench sample`: a trained model (its own layout) or a preset with random weights; with a CTF
-    `refiner` the refiner pass is timed too and images/s covers both stages."""
+    `refiner` the refiner pass is timed too and images/s covers both stages. Without `guidance`, a model decodes
+    with the guidance it was shipped with (what `argen sample` and the demo use), a preset without guidance."""
     if (model is None) == (preset_name is None):
         raise ValueError("give a model folder, or a preset name with random_weights")
     if refiner is not None and model is None:
@@ -168,6 +171,8 @@ def run_sample_benchmark(model: str | Path | None = None, preset_name: str | Non
     if model is not None:
         pipeline = load(model, refiner=refiner)
         network, layout, refiner_model = pipeline.model, pipeline.layout, pipeline.refiner
+        if guidance is None:
+            guidance = float(pipeline.tuned_sampling.get("guidance", 1.0))
     else:
         if not random_weights:
             raise ValueError("a preset is benchmarked with random weights: set random_weights")
@@ -176,6 +181,7 @@ def run_sample_benchmark(model: str | Path | None = None, preset_name: str | Non
         layout = Layout(LayoutConfig(grid=(grid, grid), order=order, parallel=parallel), config.vocab_size)
         torch.manual_seed(0)
         network = Transformer(config, n_transition=layout.n_transition).eval()
+    guidance = 1.0 if guidance is None else guidance
     rows = batch * (2 if SamplingOptions(guidance=guidance).guided(layout) else 1)
     if resolve(dtype, decode_rows(layout, rows), next(network.parameters()).device) == "bf16":
         network = network.to(torch.bfloat16)  # bf16 weights: half the bytes per step (LlamaGen's inference setup)

@@ -41,6 +41,7 @@ from argen.io.convert import convert_checkpoint
 from argen.io.images import save_grid
 from argen.io.load import ar_config_from_cache, open_token_cache, refiner_config_from_cache, tokenizer_config
 from argen.io.run_folder import own_folder
+from argen.machine import other_argen_processes
 from argen.pipeline import load as load_pipeline
 from argen.sampling_run import sample_to_npz
 from argen.serve.app import serve
@@ -495,6 +496,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    elif "OMP_NUM_THREADS" not in os.environ and sys.stderr.isatty() and (others := other_argen_processes()):
+        # Each process takes a thread per core: two of them fight over the cores and both run several times slower.
+        print(f"argen: warning: another argen process is running (pid {others[0]}); with a thread per core each, "
+              "both run several times slower: give each --threads N (N cores between them)", file=sys.stderr)
     try:
         return args.handler(args)
     except KeyboardInterrupt:

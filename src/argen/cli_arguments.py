@@ -15,8 +15,28 @@ from argen.precision import PRECISIONS
 
 # The CTF refiner pass's defaults; a --refine-* option away from them needs --refiner.
 REFINE_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "guidance": 1.0}
+class HelpWithDefaults(argparse.HelpFormatter):
+    """--help lists each option's default after its text, unless the text already says it or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False \
+                or action.default == argparse.SUPPRESS or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: the usage is one --help away."""
+    """argparse with one-line errors (the usage is one --help away) and every option's default in its --help."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("formatter_class", HelpWithDefaults)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if kwargs.get("help") is None and kwargs.get("default") is not None and kwargs.get("default") is not False:
+            kwargs["help"] = "(default: %(default)s)"  # argparse shows nothing for an option without a text
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
@@ -203,7 +223,8 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     bench_sample.add_argument("--preset", help=f"model preset with random weights: {', '.join(GPT_PRESETS)}")
     bench_sample.add_argument("--random-weights", action="store_true", help="build --preset with random weights")
     bench_sample.add_argument("--batch", type=int, default=1)
-    bench_sample.add_argument("--cfg", type=float, default=1.0)
+    bench_sample.add_argument("--cfg", type=float, help="guidance scale (default: the model's shipped setting, as "
+                              "argen sample uses it; 1 for --preset)")
     bench_sample.add_argument("--parallel", type=int, default=1)
     bench_sample.add_argument("--grid", type=int, default=16, help="token grid side for --preset")
     bench_sample.add_argument("--dtype", default="auto", choices=PRECISIONS)

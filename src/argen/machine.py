@@ -36,6 +36,20 @@ def _cpu_jiffies() -> tuple[int, int] | None:
     return sum(values) - idle, sum(values)
 
 
+def other_argen_processes() -> list[int]:
+    """The pids of other running argen processes (the `argen` command or `python -m argen...`), from /proc."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*") if Path("/proc").is_dir() else ():
+        try:
+            words = (entry / "cmdline").read_bytes().split(b"\0")[:3]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if int(entry.name) != os.getpid() and any(Path(word.decode(errors="replace")).name == "argen"
+                                                  or word.startswith(b"argen.") for word in words):
+            found.append(int(entry.name))
+    return found
+
+
 def _own_cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
