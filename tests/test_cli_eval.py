@@ -99,3 +99,12 @@ def test_a_reference_is_of_the_classifiers_own_dataset_and_says_so(tmp_path, cap
     small = write_npz(tmp_path / "small.npz", np.zeros((20, 32, 32, 1), np.uint8), labels=np.arange(20) % 10)
     assert main(["eval", str(small), "--ref", str(reference), "--classifier", str(classifier)]) == 0
     assert '"reference": "300 fashion-mnist test images, 32x32"' in capsys.readouterr().out
+
+
+def test_tokenizer_eval_reports_rfid_and_the_class_accuracy_of_reconstructions(tmp_path, capsys):
+    shipped = ROOT / "checkpoints" / "fmnist64"
+    assert main(["tokenizer", "eval", "--tokenizer", str(shipped / "tokenizer"), "--classifier",
+                 str(shipped / "classifier"), "--count", "200", "--out", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["images"] == 200 and metrics["psnr_db"] > 24 and metrics["rfid"] > 0
+    assert 0.7 < metrics["reconstruction_class_accuracy"] <= 1  # the classifier still sees the classes

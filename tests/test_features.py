@@ -78,14 +78,14 @@ def test_classifier_shapes_and_feature_maps():
 
 
 def test_classifier_feature_maps_drive_the_perceptual_loss():
-    from argen.tokenizer.losses import PerceptualLoss
+    from argen.tokenizer.lpips import FeatureDistance, perceptual_loss
 
-    loss = PerceptualLoss(ClassifierFeatureMaps(tiny_classifier()))
+    distance = FeatureDistance(ClassifierFeatureMaps(tiny_classifier()))
     target = torch.rand(2, 1, 8, 8) * 2 - 1
     reconstruction = target.clone().requires_grad_(True)
-    assert float(loss(reconstruction, target).detach()) == pytest.approx(0.0, abs=1e-6)
+    assert float(perceptual_loss(distance, reconstruction, target).detach()) == pytest.approx(0.0, abs=1e-6)
     moved = (target + 0.5 * torch.randn_like(target)).requires_grad_(True)
-    value = loss(moved, target)
+    value = perceptual_loss(distance, moved, target)
     value.backward()
     assert float(value.detach()) > 0 and moved.grad.abs().sum() > 0
 

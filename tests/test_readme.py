@@ -74,9 +74,15 @@ def prose(path: Path) -> str:
 
 
 def shell_commands(text: str) -> list[list[str]]:
-    """Each command of a bash block as a token list: continuation lines joined, comments dropped, `&&` split."""
-    commands = []
+    """Each command of a bash block as a token list: continuation lines joined, comments dropped, `&&` split, and
+    the block's own variables (`NAME=value` lines) put in for `$NAME`."""
+    commands, variables = [], {}
     for line in text.replace("\\\n", " ").splitlines():
+        assignment = re.fullmatch(r"([A-Z_]+)=(\S+)", line.split("#", 1)[0].strip())
+        if assignment:
+            variables[assignment.group(1)] = assignment.group(2)
+            continue
+        line = re.sub(r"\$([A-Z_]+)", lambda found: variables.get(found.group(1), found.group(0)), line)
         current: list[str] = []
         for token in shlex.split(line, comments=True):
             if token in SEPARATORS:

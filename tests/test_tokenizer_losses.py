@@ -8,8 +8,9 @@ from torch import nn
 
 from argen.config import ConfigError, TrainConfig, VQConfig, VQLossConfig
 from argen.io import checkpoint as ckpt
-from argen.tokenizer.losses import (PatchDiscriminator, PerceptualLoss, hinge_discriminator_loss,
-                                    hinge_generator_loss, reconstruction_loss)
+from argen.tokenizer.losses import (PatchDiscriminator, hinge_discriminator_loss, hinge_generator_loss,
+                                    reconstruction_loss)
+from argen.tokenizer.lpips import FeatureDistance, perceptual_loss
 from argen.tokenizer.vq import VQModel
 from argen.train.tokenizer_task import VQTask, psnr_db
 from argen.train.trainer import Trainer
@@ -66,19 +67,19 @@ class RandomFeatures(nn.Module):
         return [first, self.second(first)]
 
 
-def test_perceptual_loss_is_zero_for_equal_images_and_trains_only_the_input():
+def test_feature_distance_is_zero_for_equal_images_and_trains_only_the_input():
     torch.manual_seed(0)
-    loss = PerceptualLoss(RandomFeatures())
+    distance = FeatureDistance(RandomFeatures())
     images = torch.randn(2, 1, 8, 8)
-    assert float(loss(images, images)) == pytest.approx(0.0, abs=1e-6)
+    assert float(perceptual_loss(distance, images, images)) == pytest.approx(0.0, abs=1e-6)
     reconstruction = torch.randn(2, 1, 8, 8, requires_grad=True)
-    value = loss(reconstruction, images)
+    value = perceptual_loss(distance, reconstruction, images)
     value.backward()
     assert float(value.detach()) > 0 and reconstruction.grad.abs().sum() > 0
-    assert all(p.grad is None and not p.requires_grad for p in loss.network.parameters())
-    assert not loss.train().network.training
+    assert all(p.grad is None and not p.requires_grad for p in distance.network.parameters())
+    assert not distance.train().network.training
     with pytest.raises(TypeError, match="list of feature tensors"):
-        PerceptualLoss(nn.Conv2d(1, 2, 1))(images, images)
+        FeatureDistance(nn.Conv2d(1, 2, 1))(images, images)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -92,8 +93,10 @@ def tiny_task(**loss_overrides) -> VQTask:
     values = dict(disc_weight=0.5, disc_start=0, disc_layers=1, disc_channels=8, perceptual_weight=0.1,
                   restart_dead_codes_every=1)
     values.update(loss_overrides)
-    network = RandomFeatures() if values["perceptual_weight"] > 0 else None
-    return VQTask(model, VQLossConfig(**values), network)
+    if values["perceptual_weight"] > 0:  # the distance is given here, not loaded from the named network
+        values["perceptual_network"] = "random-features"
+    distance = FeatureDistance(RandomFeatures()) if values["perceptual_weight"] > 0 else None
+    return VQTask(model, VQLossConfig(**values), distance)
 
 
 def test_task_losses_are_finite_and_update_both_groups_in_order():
@@ -132,8 +135,12 @@ def test_discriminator_is_idle_before_its_start_step():
 
 def test_task_config_errors():
     model = VQModel(VQConfig(image_size=8, ch=8, ch_mult=(1, 2), codebook_size=16, codebook_dim=4))
-    with pytest.raises(ConfigError, match="needs a feature network"):
-        VQTask(model, VQLossConfig(perceptual_weight=1.0))
+    with pytest.raises(ConfigError, match="needs loss.perceptual_network: lpips"):
+        VQLossConfig(perceptual_weight=1.0)
+    with pytest.raises(ConfigError, match="set loss.perceptual_network=lpips to use them"):
+        VQLossConfig(lpips_vgg="vgg16.pth")
+    with pytest.raises(ConfigError, match="needs the perceptual distance"):
+        VQTask(model, VQLossConfig(perceptual_weight=1.0, perceptual_network="lpips"))
     with pytest.raises(ConfigError, match="at least 12 pixels"):
         VQTask(model, VQLossConfig(disc_weight=0.5, disc_layers=2))
     with pytest.raises(ConfigError, match="loss.reconstruction"):

@@ -16,7 +16,7 @@ from argen import cli_arguments
 from argen.bench import run_live_benchmark, run_sample_benchmark
 from argen.cli_arguments import REFINE_DEFAULTS
 from argen.config import (ARRunConfig, DataConfig, RefinerRunConfig, TokenizerRunConfig, build, build_run,
-                          dump_yaml)
+                          dump_yaml, from_dict)
 from argen.ctf.cluster import cluster_tokenizer
 from argen.ctf.redundancy import group_redundancy
 from argen.ctf.table import histogram_path, load_table
@@ -43,8 +43,9 @@ from argen.io.load import ar_config_from_cache, open_token_cache, refiner_config
 from argen.io.run_folder import own_folder
 from argen.machine import other_argen_processes
 from argen.pipeline import load as load_pipeline
-from argen.sampling_run import sample_to_npz
+from argen.sampling_run import PREVIEW_SAMPLES, sample_to_npz
 from argen.serve.app import serve
+from argen.tokenizer.lpips import load_lpips
 from argen.train import distributed, recipes
 from argen.train.classifier_task import ClassifierRunConfig, classifier_test_accuracy, train_classifier
 from argen.train.trainer import TrainingError
@@ -114,7 +115,8 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     with own_folder(args.out, "tokenize"):
         directory = tokenize(args.tokenizer, args.out, split=args.split, data_dir=args.data_dir,
                              flip_copies=args.flip_copies, ten_crops=args.ten_crops, limit=args.limit,
-                             num_workers=args.workers, shard_size=args.shard_size, progress=_progress())
+                             num_workers=args.workers, shard_size=args.shard_size, progress=_progress(),
+                             holdout=args.holdout)
     print(f"token cache: {directory}")
     return 0
 
@@ -225,7 +227,9 @@ def _sample(args: argparse.Namespace, classes: list[int] | None, options: dict[s
         "model": str(args.model), "images": len(labels), "steps": layout.num_steps + (refine is not None),
         "parallel": layout.parallel, "order": layout.config.order, "seconds": seconds, "images_per_s": speed,
         "ranks": context.world_size, **options, **ctf})
-    print(f"samples: {picture} and {npz} ({f'{speed:.1f} images/s' if speed else 'all resumed'})")
+    shown = min(len(labels), PREVIEW_SAMPLES)
+    print(f"samples: {picture} (the first {shown} of {len(labels)}) and {npz} "
+          f"({f'{speed:.1f} images/s' if speed else 'all resumed'})")
     return 0
 
 
@@ -284,8 +288,20 @@ def _print_json(result: dict[str, Any], out: Path | None = None) -> int:
 
 
 def _reference_data(args: argparse.Namespace) -> DataConfig:
-    """The images a reference is of: the classifier's own dataset unless named, and never another one."""
+    """The images a reference is of: a cache's held-out split, or the classifier's own dataset unless named; never
+    another dataset than the classifier's."""
     trained = classifier_data(args.classifier) if args.classifier else None
+    if args.holdout_of:
+        if args.dataset or args.data_dir or args.skip or args.limit or args.image_size or args.channels:
+            raise ValueError("--holdout-of names the images and their sizes itself; drop --dataset, --data-dir, "
+                             "--skip, --limit, --image-size and --channels")
+        held_out = TokenDataset(args.holdout_of).manifest.get("holdout")
+        if not held_out:
+            raise ValueError(f"{args.holdout_of} kept no validation images aside (argen tokenize --holdout N)")
+        data = from_dict(DataConfig, held_out["data"], "data")
+        if trained is not None and data.name != trained.name:
+            raise ValueError(f"the classifier {args.classifier} was trained on {trained.name}, not {data.name}")
+        return data
     name = args.dataset or (trained.name if trained else None)
     if name is None:
         raise ValueError("give --dataset (and --data-dir): with --inception argen cannot tell which images the "
@@ -337,9 +353,12 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_tokenizer(args: argparse.Namespace) -> int:
+    if (args.lpips_vgg is None) != (args.lpips_linear is None):
+        raise ValueError("LPIPS needs both files: --lpips-vgg (VGG16) and --lpips-linear (vgg.pth)")
+    lpips = load_lpips(args.lpips_vgg, args.lpips_linear) if args.lpips_vgg else None
     return _print_json(evaluate_tokenizer(args.tokenizer, args.out, split=args.split, count=args.count,
                                           data_dir=args.data_dir, progress=_progress(),
-                                          extractor=_extractor(args, required=False)))
+                                          extractor=_extractor(args, required=False), lpips=lpips))
 
 
 def cmd_eval_video(args: argparse.Namespace) -> int:
@@ -425,8 +444,8 @@ def cmd_ctf_redundancy(args: argparse.Namespace) -> int:
     print(f"{result['images']} test images, {args.clusters} clusters; every token swapped for a random member of its "
           "cluster, PSNR against the reconstruction:")
     for method, scores in result["methods"].items():
-        print(f"  {method:10s} {scores['psnr_db']:6.2f} dB   within-cluster cosine {scores['within_cluster_cosine']:.3f}"
-              f"   largest cluster {scores['largest_cluster']} codes")
+        print(f"  {method:10s} {scores['psnr_db']:6.2f} dB   within-cluster cosine "
+              f"{scores['within_cluster_cosine']:.3f}   largest cluster {scores['largest_cluster']} codes")
     if args.out:
         save_json(args.out, result)
     return 0

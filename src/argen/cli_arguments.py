@@ -83,9 +83,12 @@ def _add_extractor(parser: argparse.ArgumentParser) -> None:
 
 def _add_tokenizer_eval(commands: Any, name: str, handler: Handler) -> None:
     """`argen tokenizer eval` and `argen eval tokenizer`: one command under two names."""
-    evaluate = commands.add_parser(name, help="PSNR, codebook usage, a reconstruction grid; rFID with an extractor")
+    evaluate = commands.add_parser(name, help="PSNR, codebook usage, a reconstruction grid; rFID and the "
+                                   "reconstructions' class accuracy with an extractor; LPIPS with its weight files")
     evaluate.add_argument("--tokenizer", required=True, type=Path, help="tokenizer checkpoint directory")
     _add_extractor(evaluate)
+    evaluate.add_argument("--lpips-vgg", type=Path, help="torchvision's VGG16 weights (with --lpips-linear: LPIPS)")
+    evaluate.add_argument("--lpips-linear", type=Path, help="LPIPS' lin layers (LlamaGen's vgg.pth)")
     evaluate.add_argument("--out", type=output_folder, default="runs/tokenizer-eval")
     evaluate.add_argument("--split", default="test", choices=["train", "test"])
     evaluate.add_argument("--count", type=int, default=0, help="images to use (0 = all)")
@@ -115,6 +118,8 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     tokenize.add_argument("--split", default="train", choices=["train", "test"])
     tokenize.add_argument("--data-dir")
     tokenize.add_argument("--limit", type=int, default=0, help="tokenize only the first N images (0 = all)")
+    tokenize.add_argument("--holdout", type=int, default=0, help="keep the split's last N images out of the cache "
+                          "as a validation split (guidance is chosen on it: argen eval ref --holdout-of CACHE)")
     tokenize.add_argument("--flip-copies", action="store_true", help="also store horizontally mirrored copies "
                           "(right for clothing and natural images, wrong for digits and text)")
     tokenize.add_argument("--ten-crops", action="store_true", help="store LlamaGen's ten crops of every image "
@@ -283,6 +288,9 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     reference.add_argument("--skip", type=int, default=0, help="leave out the split's first N images (e.g. those "
                            "an AR trained on with cache_limit=N: the rest is a validation split)")
     reference.add_argument("--limit", type=int, default=0, help="then use only the next N images (0 = all)")
+    reference.add_argument("--holdout-of", type=Path, metavar="CACHE",
+                           help="the validation images a token cache kept aside (argen tokenize --holdout N), as "
+                           "the models see them (instead of --dataset, --split, --skip and sizes)")
     reference.add_argument("--out", required=True, type=output_file)
     reference.set_defaults(handler=handlers["eval-ref"])
     classifier = eval_commands.add_parser("train-classifier", help="train the project's metric classifier")

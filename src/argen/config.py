@@ -74,13 +74,28 @@ class VQLossConfig:
 
     reconstruction: str = "l2"  # "l1" or "l2"
     reconstruction_weight: float = 1.0
-    perceptual_weight: float = 0.0  # needs a feature network (eval classifier checkpoint)
-    perceptual_network: str = ""  # path to a classifier checkpoint used as perceptual features
+    perceptual_weight: float = 0.0  # the perceptual term's weight (LlamaGen: 1.0 with LPIPS); 0 = off
+    # "lpips": LPIPS-VGG16 from loss.lpips_vgg (torchvision's VGG16 state dict) and loss.lpips_linear (the lin*
+    # layers of LlamaGen's vgg.pth), local files read safely; or a classifier checkpoint folder, whose feature maps
+    # give the same distance without learned weights (argen.tokenizer.lpips).
+    perceptual_network: str = ""
+    lpips_vgg: str = ""
+    lpips_linear: str = ""
     disc_weight: float = 0.0  # 0 disables the PatchGAN discriminator
     disc_start: int = 0
     disc_layers: int = 2
     disc_channels: int = 32
     restart_dead_codes_every: int = 0  # 0 disables dead-code restarts
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.perceptual_weight, (int, float)) or self.perceptual_weight < 0:
+            raise ConfigError(f"loss.perceptual_weight must be >= 0, got {self.perceptual_weight!r}")
+        if self.perceptual_weight > 0 and not self.perceptual_network:
+            raise ConfigError("loss.perceptual_weight > 0 needs loss.perceptual_network: lpips (with "
+                              "loss.lpips_vgg=FILE loss.lpips_linear=FILE) or a classifier checkpoint folder")
+        if (self.lpips_vgg or self.lpips_linear) and self.perceptual_network != "lpips":
+            raise ConfigError("loss.lpips_vgg and loss.lpips_linear are LPIPS' weights: set "
+                              "loss.perceptual_network=lpips to use them")
 
 
 @dataclass

@@ -166,8 +166,10 @@ def write_manifest(out_dir: Path, shard_count: int, tokenizer: dict, plan: dict[
     for index in range(shard_count):  # shards with no readable image are not named
         if not any(shard["file"] == shard_name(index) for shard in shards):
             (out_dir / shard_name(index)).unlink(missing_ok=True)
+    held_out = {"holdout": plan["holdout"]} if plan.get("holdout") else {}  # the validation split kept aside
     save_json(out_dir / MANIFEST, {"format": FORMAT, "count": count, "grid": grid, "views": views,
-                                   "prologue_length": prologue_length, "tokenizer": tokenizer, "shards": shards})
+                                   "prologue_length": prologue_length, "tokenizer": tokenizer, "shards": shards,
+                                   **held_out})
     (out_dir / PLAN).unlink(missing_ok=True)
 
 

@@ -29,8 +29,10 @@ def evaluation_data(config: TokenizerRunConfig, split: str, data_dir: str | None
 
 def tokenize(directory: str | Path, out_dir: str | Path, split: str = "train", data_dir: str | None = None,
              flip_copies: bool = False, ten_crops: bool = False, limit: int = 0, num_workers: int | None = None,
-             shard_size: int = 16384, progress: bool = True) -> Path:
-    """Write the token cache of a dataset split (the first `limit` images if > 0). Augmentations stored: flipped
+             shard_size: int = 16384, progress: bool = True, holdout: int = 0) -> Path:
+    """Write the token cache of a dataset split (the first `limit` images if > 0; with `holdout` N, all but the
+    split's last N, which the manifest records as the validation split for `argen eval ref --holdout-of`, and
+    which the cache never holds). Augmentations stored: flipped
     copies as extra samples, or LlamaGen's ten crops (centre crop at 1.1x, TenCrop) as 10 views of each image.
     A tokenizer with a Prologue head also writes `prologue_ids` (n, P). A video dataset (argen.data.video) gives
     (T, h, w) grids: the tokenizer encodes each frame. Under torchrun the ranks share the work; the cache holds
@@ -42,6 +44,7 @@ def tokenize(directory: str | Path, out_dir: str | Path, split: str = "train", d
     try:
         model, config = load_tokenizer(directory, context.device)
         data = dataclasses.replace(evaluation_data(config, split, data_dir), limit=limit)
+        data, validation = _hold_out(data, holdout) if holdout else (data, None)
         size = data.image_size
         if ten_crops:
             data = dataclasses.replace(data, image_size=round(TEN_CROP_SCALE * size), resize="resize")
@@ -67,6 +70,8 @@ def tokenize(directory: str | Path, out_dir: str | Path, split: str = "train", d
             dataset = _TenCrops(dataset, size)
         plan = {"split": split, "data": dataclasses.asdict(data), "flip_copies": flip_copies,
                 "views": 10 if ten_crops else 1}
+        if validation is not None:
+            plan["holdout"] = {"images": holdout, "data": dataclasses.asdict(validation)}
         workers = data.num_workers if num_workers is None else num_workers
 
         def read(requests):
@@ -88,6 +93,21 @@ def tokenize(directory: str | Path, out_dir: str | Path, split: str = "train", d
                                  barrier=lambda: distributed.barrier(context), batches=read)
     finally:
         distributed.teardown(context)
+
+
+def _hold_out(data: DataConfig, holdout: int) -> tuple[DataConfig, DataConfig]:
+    """(the images to tokenize, the held-out last `holdout` images of the split) for an in-memory dataset."""
+    if data.limit:
+        raise ValueError("--holdout and --limit both choose the images: give one")
+    if data.name in ("imagefolder", "webdataset") or is_video_dataset(data.name):
+        raise ValueError(f"--holdout keeps the split's last images aside, which suits datasets stored in random "
+                         f"order (IDX, fashion-mnist, digits); {data.name} is sorted by class: keep a validation "
+                         "folder of its own instead")
+    total = len(load_dataset(data, training=False))
+    if not 0 < holdout < total:
+        raise ValueError(f"--holdout must be in [1, {total - 1}] (the split has {total} images), got {holdout}")
+    return (dataclasses.replace(data, limit=total - holdout),
+            dataclasses.replace(data, skip=data.skip + total - holdout, limit=0))
 
 
 class _WithFlippedCopies:

@@ -182,7 +182,8 @@ class Classifier(nn.Module):
 
 
 class ClassifierFeatureMaps(nn.Module):
-    """Adapter for argen.tokenizer.losses.PerceptualLoss, which calls `network(images)` for a list of maps."""
+    """The classifier as a perceptual network (argen.tokenizer.lpips.FeatureDistance calls `network(images)` for a
+    list of feature maps)."""
 
     def __init__(self, classifier: Classifier):
         super().__init__()

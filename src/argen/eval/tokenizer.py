@@ -1,10 +1,12 @@
-"""A tokenizer's reconstruction quality: MSE, PSNR, codebook usage and perplexity, rFID with an extractor."""
+"""A tokenizer's reconstruction quality: MSE, PSNR, codebook usage and perplexity; with an extractor, rFID and the
+class accuracy of the reconstructions."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -21,9 +23,10 @@ from argen.io.load import load_tokenizer
 @torch.inference_mode()
 def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = "test", count: int = 0,
                        data_dir: str | None = None, batch_size: int = 256, progress: bool = True,
-                       extractor=None) -> dict[str, Any]:
+                       extractor=None, lpips: torch.nn.Module | None = None) -> dict[str, Any]:
     """MSE, PSNR (per image or video frame, on [0, 255] pixels), codebook usage and perplexity, a reconstruction
-    grid, and with a feature extractor the rFID of reconstructions against the originals."""
+    grid; with a feature extractor the rFID of reconstructions against the originals and their class accuracy;
+    with an LPIPS network (argen.tokenizer.lpips) the mean LPIPS of reconstruction and original."""
     model, config = load_tokenizer(directory)
     data = evaluation_data(config, split, data_dir)
     # A causal 3D tokenizer encodes whole clips, an image tokenizer images (or frames); the metrics are per frame.
@@ -31,15 +34,19 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
     if config.model.temporal_downsample:
         batch_size = max(1, batch_size // data.video.frames)  # about as many frames per pass as images
     total = len(dataset) if count <= 0 else min(count, len(dataset))
-    squared_error, psnr_sum, frame_total = 0.0, 0.0, 0
+    squared_error, psnr_sum, lpips_sum, frame_total = 0.0, 0.0, 0.0, 0
     psnr_by_frame = 0.0  # videos: summed over clips, per frame position
     counts = torch.zeros(config.model.codebook_size, dtype=torch.long)
     first_originals = first_reconstructions = None
-    originals, reconstructions = [], []  # uint8 NHWC, kept only for rFID
+    originals, reconstructions, labels = [], [], []  # uint8 NHWC and labels, kept only for rFID
     for start in tqdm(range(0, total, batch_size), desc="tokenizer eval", disable=not progress):
         batch = dataset.batch(torch.arange(start, min(start + batch_size, total)))
         ids = model.encode(batch["images"])
-        reconstruction = to_uint8(model.decode(ids))
+        decoded = model.decode(ids)
+        if lpips is not None:  # on the [-1, 1] images, frames of videos as images
+            lpips_sum += float(lpips(decoded.clamp(-1, 1).flatten(0, decoded.ndim - 4),
+                                     batch["images"].flatten(0, decoded.ndim - 4)).sum())
+        reconstruction = to_uint8(decoded)
         original = to_uint8(batch["images"])
         counts += torch.bincount(ids.flatten(), minlength=config.model.codebook_size)
         frames = original.ndim - 4  # 1 for videos: the metrics, the grid and rFID see frames
@@ -56,6 +63,7 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
         if extractor is not None:
             originals.append(original.permute(0, 2, 3, 1).numpy())
             reconstructions.append(reconstruction.permute(0, 2, 3, 1).numpy())
+            labels.append(batch["labels"].repeat_interleave(len(original) // len(batch["labels"])).numpy())
     probabilities = counts.double() / counts.sum()
     entropy = -(probabilities[probabilities > 0] * probabilities[probabilities > 0].log()).sum()
     out_dir = Path(out_dir)
@@ -68,11 +76,15 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
         "psnr_db": psnr_sum / frame_total, "codebook_usage": float((counts > 0).double().mean()),
         "perplexity": float(entropy.exp()), "codebook_size": config.model.codebook_size, "grid": str(grid),
     }
+    if lpips is not None:
+        result["lpips"] = lpips_sum / frame_total
     if frames:  # where the error is: a causal 3D tokenizer encodes frame 0 alone, later frames 4 to a latent
         result["psnr_db_by_frame"] = (psnr_by_frame / total).tolist()
     if extractor is not None:
         reference = compute_reference(originals, extractor)
-        scores = evaluate(reconstructions, reference, extractor)
-        result.update(rfid=scores["fid"], extractor=scores["extractor"], extractor_checksum=scores["checksum"])
+        scores = evaluate(reconstructions, reference, extractor, np.concatenate(labels))
+        # The class accuracy of the reconstructions: how much of what the classifier sees survives tokenization.
+        result.update(rfid=scores["fid"], reconstruction_class_accuracy=scores["class_accuracy"],
+                      extractor=scores["extractor"], extractor_checksum=scores["checksum"])
     ckpt.save_json(out_dir / "metrics.json", result)
     return result

@@ -13,14 +13,17 @@ from typing import Any
 
 import torch
 
-from argen.config import ARRunConfig, ConfigError, RefinerRunConfig, TokenizerRunConfig, VQConfig, from_dict
+from argen.config import (ARRunConfig, ConfigError, RefinerRunConfig, TokenizerRunConfig, VQConfig, VQLossConfig,
+                          from_dict)
 from argen.ctf.table import CoarseTable, load_table
 from argen.data.token_cache import TokenDataset
+from argen.eval.features import ClassifierFeatureMaps, load_classifier
 from argen.io import checkpoint as ckpt
 from argen.layout import Layout
 from argen.model.refiner import Refiner
 from argen.model.transformer import Transformer
 from argen.tokenizer.causal_video import CausalVideoVQModel
+from argen.tokenizer.lpips import FeatureDistance, load_lpips
 from argen.tokenizer.vq import VQModel
 
 TOKENIZER_KIND = "tokenizer"
@@ -70,6 +73,20 @@ def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu"
     model = build_tokenizer(config.model)
     ckpt.load_state_into(model, ckpt.load_weights(directory), str(directory))
     return model.to(device).eval(), config
+
+
+def load_perceptual(loss: VQLossConfig) -> torch.nn.Module | None:
+    """The perceptual distance `loss` asks for (None when its weight is 0): LPIPS-VGG16 from the two weight files,
+    or a classifier checkpoint's feature maps (argen.tokenizer.lpips)."""
+    if loss.perceptual_weight == 0:
+        return None
+    if loss.perceptual_network == "lpips":
+        if not (loss.lpips_vgg and loss.lpips_linear):
+            raise ConfigError("loss.perceptual_network=lpips reads two local files: set loss.lpips_vgg=FILE "
+                              "(torchvision's VGG16 weights, e.g. vgg16-397923af.pth) and loss.lpips_linear=FILE "
+                              "(LlamaGen's vgg.pth); argen downloads nothing")
+        return load_lpips(loss.lpips_vgg, loss.lpips_linear)
+    return FeatureDistance(ClassifierFeatureMaps(load_classifier(loss.perceptual_network)))
 
 
 def build_ar(config: ARRunConfig, visual_vocab: int) -> tuple[Layout, Transformer]:

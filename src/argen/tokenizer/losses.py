@@ -1,14 +1,11 @@
-"""Tokenizer training losses: reconstruction, PatchGAN hinge discriminator, perceptual features.
+"""Tokenizer training losses: reconstruction and the PatchGAN hinge discriminator (the perceptual distance, LPIPS or
+a classifier's features, is argen.tokenizer.lpips).
 
 The discriminator is LlamaGen's NLayerDiscriminator (a Pix2Pix PatchGAN, keys `main.*`); with its
-defaults (64 channels, 3 layers, 3 input channels) it has 2,765,633 parameters. The perceptual loss
-compares the features of any frozen network (images -> list of feature maps), e.g. the project's
-Fashion-MNIST classifier; nothing is downloaded.
+defaults (64 channels, 3 layers, 3 input channels) it has 2,765,633 parameters.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -76,40 +73,3 @@ def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tenso
 def hinge_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """-mean(D(fake)): the generator raises the discriminator's score of its reconstructions."""
     return -fake_logits.mean()
-
-
-class PerceptualLoss(nn.Module):
-    """Distance between the feature maps a frozen network gives two image batches.
-
-    Each feature map is unit-normalised over channels (as LPIPS does, without its learned per-channel
-    weights); the loss is the squared difference summed over channels, averaged over positions, batch
-    and layers. The network is put in eval mode and its parameters frozen.
-    """
-
-    def __init__(self, network: nn.Module):
-        super().__init__()
-        self.network = network.eval().requires_grad_(False)
-
-    def train(self, mode: bool = True) -> PerceptualLoss:
-        super().train(mode)
-        self.network.eval()  # the feature network never switches to training behaviour (dropout, BN)
-        return self
-
-    def _features(self, images: torch.Tensor) -> Sequence[torch.Tensor]:
-        features = self.network(images)
-        if isinstance(features, torch.Tensor) or not isinstance(features, Sequence) or not features or \
-                not all(isinstance(f, torch.Tensor) and f.ndim >= 2 for f in features):
-            raise TypeError("the perceptual network must return a non-empty list of feature tensors (B, C, ...), "
-                            f"got {type(features).__name__}")
-        return features
-
-    def forward(self, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Scalar perceptual distance; gradients flow into `reconstruction` only."""
-        with torch.no_grad():
-            target_features = self._features(target)
-        total = reconstruction.new_zeros((), dtype=torch.float32)
-        reconstruction_features = self._features(reconstruction)
-        for fake, real in zip(reconstruction_features, target_features, strict=True):
-            difference = F.normalize(fake.float(), dim=1, eps=1e-10) - F.normalize(real.float(), dim=1, eps=1e-10)
-            total = total + difference.pow(2).sum(1).mean()
-        return total / len(reconstruction_features)

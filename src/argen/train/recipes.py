@@ -11,8 +11,8 @@ from argen.ctf.table import load_table
 from argen.data import load_dataset
 from argen.data.video import is_video_dataset, load_video_dataset
 from argen.io import checkpoint as ckpt
-from argen.io.load import AR_KIND, REFINER_KIND, TOKENIZER_KIND, build_ar, build_tokenizer, load_tokenizer, \
-    open_token_cache
+from argen.io.load import (AR_KIND, REFINER_KIND, TOKENIZER_KIND, build_ar, build_tokenizer, load_perceptual,
+                           load_tokenizer, open_token_cache)
 from argen.model.refiner import Refiner
 from argen.model.transformer import Transformer
 from argen.tokenizer.causal_video import inflate_from_image
@@ -52,12 +52,13 @@ def _tokenizer_task(config: TokenizerRunConfig) -> VQTask | PrologueTask:
         image_tokenizer, _ = load_tokenizer(config.model.inflate_from)
         inflate_from_image(model, image_tokenizer.state_dict())
     if config.model.prologue_tokens == 0:
-        return VQTask(model, config.loss)
+        return VQTask(model, config.loss, load_perceptual(config.loss))
     prologue = config.prologue
     if prologue.visual_tokenizer:
         load_visual_path(model, prologue.visual_tokenizer, freeze=prologue.freeze_visual)
     # Post: the visual path is frozen and not trained, so it has no task of its own.
-    visual_task = None if prologue.visual_tokenizer and prologue.freeze_visual else VQTask(model, config.loss)
+    visual_task = None if prologue.visual_tokenizer and prologue.freeze_visual else \
+        VQTask(model, config.loss, load_perceptual(config.loss))
     return PrologueTask(model, Transformer(prologue.prior), prior_layout(config.model), prologue, visual_task)
 
 

@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from argen.config import ConfigError, VQLossConfig
-from argen.tokenizer.code_usage import usage_and_restarts
-from argen.tokenizer.losses import (RECONSTRUCTION_KINDS, PatchDiscriminator, PerceptualLoss,
-                                    hinge_discriminator_loss, hinge_generator_loss, reconstruction_loss)
 from argen.tokenizer.causal_video import CausalVideoVQModel
+from argen.tokenizer.code_usage import usage_and_restarts
+from argen.tokenizer.losses import (RECONSTRUCTION_KINDS, PatchDiscriminator, hinge_discriminator_loss,
+                                    hinge_generator_loss, reconstruction_loss)
+from argen.tokenizer.lpips import perceptual_loss
 from argen.tokenizer.vq import QuantizerOutput, VQModel
 
 TOKENIZER = "tokenizer"
@@ -39,20 +40,21 @@ def _value(tensor: torch.Tensor) -> float:
 
 
 class VQTask:
-    """Train a VQModel (or a causal 3D video tokenizer, on clips) with LlamaGen's losses; `feature_network` (images
-    -> list of features) enables the perceptual term and is required when `loss.perceptual_weight > 0`."""
+    """Train a VQModel (or a causal 3D video tokenizer, on clips) with LlamaGen's losses; `perceptual` (a frozen
+    distance of two image batches, (B,) out: LPIPS, or a classifier's feature distance; io.load.load_perceptual
+    builds it from the config) is the perceptual term, required when `loss.perceptual_weight > 0`."""
 
     def __init__(self, model: VQModel | CausalVideoVQModel, loss: VQLossConfig,
-                 feature_network: nn.Module | None = None):
+                 perceptual: nn.Module | None = None):
         if loss.reconstruction not in RECONSTRUCTION_KINDS:
             raise ConfigError(f"loss.reconstruction must be one of {RECONSTRUCTION_KINDS}, got {loss.reconstruction!r}")
-        if loss.perceptual_weight > 0 and feature_network is None:
-            raise ConfigError("loss.perceptual_weight > 0 needs a feature network (set loss.perceptual_network to a "
-                              "classifier checkpoint), or set loss.perceptual_weight=0")
+        if loss.perceptual_weight > 0 and perceptual is None:
+            raise ConfigError("loss.perceptual_weight > 0 needs the perceptual distance (io.load.load_perceptual "
+                              "builds it from loss.perceptual_network)")
         if loss.disc_weight < 0 or loss.disc_start < 0 or loss.restart_dead_codes_every < 0:
             raise ConfigError("loss.disc_weight, loss.disc_start and loss.restart_dead_codes_every must be >= 0")
         self.model, self.config = model, loss
-        self.perceptual = PerceptualLoss(feature_network) if loss.perceptual_weight > 0 else None
+        self.perceptual = perceptual if loss.perceptual_weight > 0 else None
         self.discriminator = None
         if loss.disc_weight > 0:
             smallest = PatchDiscriminator.min_input_size(loss.disc_layers)
@@ -100,7 +102,7 @@ class VQTask:
         if self.model.config.entropy_weight > 0:
             logs["entropy_loss"] = _value(quantizer.entropy_loss)
         if self.perceptual is not None:
-            perceptual = self.perceptual.to(images.device)(_frames(reconstruction), _frames(images))
+            perceptual = perceptual_loss(self.perceptual.to(images.device), _frames(reconstruction), _frames(images))
             total = total + config.perceptual_weight * perceptual
             logs["perceptual_loss"] = _value(perceptual)
         if self._adversarial(step):
