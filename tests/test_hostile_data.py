@@ -163,7 +163,8 @@ def test_files_are_written_with_the_users_umask(tmp_path):
     os.umask(mask)
     atomic_write(tmp_path / "file", lambda tmp: tmp.write_text("x"))
     assert (tmp_path / "file").stat().st_mode & 0o777 == 0o666 & ~mask
-    script = ("import os, sys; os.umask(0o002); from pathlib import Path; from argen.io.checkpoint import atomic_write; "
+    script = ("import os, sys; os.umask(0o002); from pathlib import Path; "
+              "from argen.io.checkpoint import atomic_write; "
               "atomic_write(Path(sys.argv[1]), lambda tmp: tmp.write_text('x'))")
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "group")], check=True,
                    env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})

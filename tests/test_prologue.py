@@ -345,7 +345,8 @@ def test_probe_separates_a_class_coded_prefix_from_noise(tmp_path):
 def test_split_guidance_from_the_command_line_as_the_paper_sets_it(tmp_path):
     """A constant s_p < 1 on prologue tokens and a cosine ramp of power p on visual ones (--cfg-power)."""
     out = tmp_path / "samples"
-    assert main(["sample", "--model", str(Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist64" / "prologue-ar"), "--count", "2", "--cfg", "3", "--cfg-schedule",
+    model = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist64" / "prologue-ar"
+    assert main(["sample", "--model", str(model), "--count", "2", "--cfg", "3", "--cfg-schedule",
                  "cosine", "--cfg-power", "0.25", "--prologue-cfg", "0.7", "--dtype", "fp32", "--out", str(out)]) == 0
     recorded = json.loads((out / "sampling.json").read_text())
     assert recorded["guidance"] == {"visual": 3.0, "prologue": 0.7}

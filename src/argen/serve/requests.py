@@ -54,7 +54,8 @@ def _number(body: dict, name: str, integer: bool, low: float, high: float, low_o
     kind = int if integer else (int, float)
     # bool is an int in Python but not a number here; NaN and infinities are refused (an int is always finite, and
     # math.isfinite of a huge one overflows).
-    if isinstance(value, bool) or not isinstance(value, kind) or (isinstance(value, float) and not math.isfinite(value)):
+    if isinstance(value, bool) or not isinstance(value, kind) or \
+            (isinstance(value, float) and not math.isfinite(value)):
         raise RequestError(422, f"{name} must be {'an integer' if integer else 'a number'}, got {_shown(value)}")
     if value < low or value > high or (low_open and value == low):
         raise RequestError(422, f"{name} must be in {'(' if low_open else '['}{low}, {high}], got {_shown(value)}")
