@@ -1,11 +1,14 @@
 """`argen bench sample`: the JSON contract (values are machine-dependent; only their consistency is checked)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from argen.cli import main
+
+SHIPPED_1X = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist64" / "ar-1x"
 
 KEYS = {"steps", "ms_per_step_min", "ms_per_step_median", "images_per_s", "tokens_per_s", "bytes_per_step",
         "bandwidth_fraction", "dtype_path", "linear_path", "cpu_model", "cpu_cores", "threads", "isa",
@@ -87,3 +90,12 @@ def test_read_bandwidth_is_measured_once_per_cpu_and_threads_and_not_cached_when
     with pytest.warns(RuntimeWarning, match="not cached"):
         assert machine.read_bandwidth_gbs(refresh=True) == 25.0
     assert len(measured) == 2
+
+
+def test_bench_sample_counts_the_forward_passes_of_speculative_decoding():
+    from argen.bench import run_sample_benchmark
+
+    plain = run_sample_benchmark(model=SHIPPED_1X, batch=1, repeats=1, dtype="fp32", guidance=1.0)
+    fast = run_sample_benchmark(model=SHIPPED_1X, batch=1, repeats=1, dtype="fp32", guidance=1.0, speculative=8)
+    assert plain["forward_passes"] == plain["steps"] == 256 and fast["speculative"] == 8
+    assert fast["forward_passes"] < 256 and fast["ms_per_pass_median"] > 0

@@ -103,6 +103,7 @@ def test_methods_are_every_shipped_method_by_name(server):
     ({"method": "PAR-16x", "class": {}}, 422, "unknown class {}"),
     ('{"method": "PAR-16x", "seed": ' + "7" * 4001 + "}", 422, "seed must be in [0, 9007199254740992], got 777"),
     ("[" * 2000 + "]" * 2000, 422, "nested too deeply"),
+    ({"method": "PAR-16x", "speculative": 100}, 422, "speculative must be in [0, 32]"),
 ])
 def test_bad_requests_get_a_json_error_in_one_line(server, body, status, says):
     content = body if isinstance(body, str) else json.dumps(body)
@@ -224,6 +225,15 @@ def test_a_run_streams_every_step_then_its_images(server):
     assert replay and all(kind == "replay" and data["step"] < 31 and len(data["images"]) == 2 for kind, data in replay)
     image = Image.open(io.BytesIO(base64.b64decode(done["images"][0].split(",", 1)[1])))
     assert image.size == (64, 64) and done["images_per_s"] > 0
+
+
+def test_a_speculative_run_shows_every_step_in_fewer_passes(server):
+    body = {"method": "1x raster", "seed": 3, "speculative": 8}
+    with httpx.stream("POST", f"{server[0]}/api/generate", json=body, timeout=60) as response:
+        received = list(events(response))
+    steps = [data["step"] for kind, data in received if kind == "step"]
+    assert steps == sorted(set(steps)) and steps[-1] == 256  # several steps may arrive from one pass
+    assert any(kind == "done" for kind, _ in received)
 
 
 def test_a_closed_connection_cancels_its_run(server):

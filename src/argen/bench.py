@@ -98,17 +98,18 @@ def linear_path(model: nn.Module) -> str:
 
 def benchmark_sampling(model: Transformer, layout: Layout, batch: int = 1, guidance: float = 1.0,
                        dtype: str = "auto", repeats: int = 5, bandwidth_gbs: float | None = None, warmup: int = 1,
-                       seed: int = 0) -> dict:
+                       seed: int = 0, speculative: int = 0) -> dict:
     """Time `generate` (sampling at temperature 1) and relate it to the bandwidth bound.
 
     Returns steps, ms_per_step_min/median, images_per_s, tokens_per_s (median), bytes_per_step,
     bandwidth_fraction (bound / median step time) and bandwidth_fraction_best (bound / min), the
     busiest other-process load seen (cores), the precision and linear product taken, the settings and the
-    machine (`argen.machine.describe`). The bandwidth is this machine's measured one unless given.
+    machine (`argen.machine.describe`). The bandwidth is this machine's measured one unless given. With
+    `speculative` W (SJD) it also reports the forward passes per batch and the time per pass.
     """
     if repeats < 1 or batch < 1:
         raise ValueError(f"repeats and batch must be >= 1, got repeats={repeats}, batch={batch}")
-    options = SamplingOptions(guidance=guidance, dtype=dtype)
+    options = SamplingOptions(guidance=guidance, dtype=dtype, speculative=speculative)
     device = next(model.parameters()).device
     labels = torch.arange(batch, device=device) % model.config.num_classes
     rows = batch * (2 if options.guided(layout) else 1)
@@ -118,8 +119,11 @@ def benchmark_sampling(model: Transformer, layout: Layout, batch: int = 1, guida
     measured = bandwidth_gbs is None
     bandwidth_gbs = read_bandwidth_gbs() if measured else bandwidth_gbs
 
-    seconds, busiest = _timed(lambda: generate(model, layout, labels, options=options, generator=generator,
-                                                cache=cache), device, warmup, repeats)
+    passes: list[int] = []
+    seconds, busiest = _timed(lambda: passes.append(generate(model, layout, labels, options=options,
+                                                             generator=generator, cache=cache).forward_passes),
+                              device, warmup, repeats)
+    passes = passes[warmup:]
     steps = layout.num_steps
     traffic = bytes_per_step(model, layout, rows, precision)
     bound_ms = traffic["total"] / (bandwidth_gbs * 1e9) * 1e3
@@ -127,7 +131,9 @@ def benchmark_sampling(model: Transformer, layout: Layout, batch: int = 1, guida
     step_median = statistics.median(seconds) / steps * 1e3
     median_seconds = statistics.median(seconds)
     return {
-        "steps": steps, "batch": batch, "rows": rows, "guidance": guidance, "dtype": dtype,
+        "steps": steps, "forward_passes": statistics.mean(passes), "speculative": speculative,
+        "ms_per_pass_median": statistics.median(seconds) / statistics.mean(passes) * 1e3,
+        "batch": batch, "rows": rows, "guidance": guidance, "dtype": dtype,
         "dtype_path": precision, "linear_path": linear_path(model), "repeats": repeats,
         "ms_per_step_min": step_min, "ms_per_step_median": step_median,
         "seconds_per_batch_median": median_seconds,
@@ -159,7 +165,8 @@ def benchmark_refiner(refiner, grid: tuple[int, ...], batch: int = 1, dtype: str
 def run_sample_benchmark(model: str | Path | None = None, preset_name: str | None = None,
                          random_weights: bool = False, batch: int = 1, guidance: float | None = None, parallel: int = 1,
                          grid: int = 16, dtype: str = "auto", repeats: int = 3, bandwidth_gbs: float | None = None,
-                         overrides: list[str] | None = None, refiner: str | Path | None = None) -> dict:
+                         overrides: list[str] | None = None, refiner: str | Path | None = None,
+                         speculative: int = 0) -> dict:
     """`argen bench sample`: a trained model (its own layout) or a preset with random weights; with a CTF
     `refiner` the refiner pass is timed too and images/s covers both stages. Without `guidance`, a model decodes
     with the guidance it was shipped with (what `argen sample` and the demo use), a preset without guidance."""
@@ -185,7 +192,8 @@ def run_sample_benchmark(model: str | Path | None = None, preset_name: str | Non
     rows = batch * (2 if SamplingOptions(guidance=guidance).guided(layout) else 1)
     if resolve(dtype, decode_rows(layout, rows), next(network.parameters()).device) == "bf16":
         network = network.to(torch.bfloat16)  # bf16 weights: half the bytes per step (LlamaGen's inference setup)
-    result = benchmark_sampling(network, layout, batch, guidance, dtype, repeats, bandwidth_gbs)
+    result = benchmark_sampling(network, layout, batch, guidance, dtype, repeats, bandwidth_gbs,
+                                speculative=speculative)
     result.update(model=str(model) if model else f"{preset_name} (random weights)",
                   grid=list(layout.grid), parallel=layout.parallel)
     if refiner_model is not None:

@@ -124,7 +124,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
     options = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "greedy": args.greedy,
                "guidance": args.cfg, "guidance_schedule": args.cfg_schedule, "guidance_power": args.cfg_power,
-               "dtype": args.dtype}
+               "dtype": args.dtype, "speculative": args.speculative}
     # Prologue's split settings: the prologue segment's own guidance (constant) and temperature.
     for name, value in (("guidance", args.prologue_cfg), ("temperature", args.prologue_temperature)):
         if value is not None:
@@ -210,22 +210,25 @@ def _sample(args: argparse.Namespace, classes: list[int] | None, options: dict[s
         if samples.images is None:
             return 0
         (picture, npz), made = samples.save(args.out, columns=args.columns, fps=args.fps), len(labels)
-        seconds = samples.seconds + samples.decode_seconds
+        seconds, passes = samples.seconds + samples.decode_seconds, samples.forward_passes
     else:
         run = sample_to_npz(pipeline, labels, args.batch, args.seed, args.out, context, refine, {"ema": args.ema},
                             args.columns, args.fps, **options)
         if run is None:  # not rank 0
             return 0
-        picture, npz, made, seconds = run.picture, run.npz, run.made, run.seconds
+        picture, npz, made, seconds, passes = run.picture, run.npz, run.made, run.seconds, run.forward_passes
     # CTF counts its refiner pass as one more step (the paper's "256+1").
     ctf = {} if refine is None else {
         "refiner": str(args.refiner), "ar_steps": layout.num_steps,
         "refine": {"restrict_to_cluster": pipeline.refiner_config.refiner.restrict_to_cluster, **refine}}
     # Images per second of the samples this run made (a resumed run skips the parts an earlier one finished).
     speed = made / seconds if seconds else None
+    batches = -(-made // args.batch)
     save_json(args.out / "sampling.json", {
         "model": str(args.model), "images": len(labels), "steps": layout.num_steps + (refine is not None),
         "parallel": layout.parallel, "order": layout.config.order, "seconds": seconds, "images_per_s": speed,
+        # the AR's forward passes per batch (SJD: fewer than its steps; the refiner pass not counted)
+        "forward_passes_per_batch": passes / batches if batches else None,
         "ranks": context.world_size, **options, **ctf})
     shown = min(len(labels), PREVIEW_SAMPLES)
     print(f"samples: {picture} (the first {shown} of {len(labels)}) and {npz} "
@@ -241,7 +244,7 @@ def cmd_bench_sample(args: argparse.Namespace) -> int:
     result = run_sample_benchmark(model=args.model, preset_name=args.preset, random_weights=args.random_weights,
                                   batch=args.batch, guidance=args.cfg, parallel=args.parallel, grid=args.grid,
                                   dtype=args.dtype, repeats=args.repeats, bandwidth_gbs=args.bandwidth_gbs,
-                                  overrides=args.overrides, refiner=args.refiner)
+                                  overrides=args.overrides, refiner=args.refiner, speculative=args.speculative)
     return _print_result(result, args.json)
 
 

@@ -164,6 +164,8 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
                         "the visual tokens (--columns - 1 samples per row)")
     sample.add_argument("--dtype", default="auto", choices=PRECISIONS,
                         help="decode precision; auto = the fastest on this CPU (docs/speed.md)")
+    sample.add_argument("--speculative", type=int, default=0, metavar="W", help="speculative Jacobi decoding over "
+                        "windows of W steps: fewer forward passes, the same distribution (0 = off; docs/speed.md)")
     sample.add_argument("--ema", action="store_true", help="use the EMA weights")
     sample.add_argument("--columns", type=int, default=10)
     sample.add_argument("--fps", type=float, default=4.0, help="frames per second of video GIFs")
@@ -233,6 +235,8 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     bench_sample.add_argument("--parallel", type=int, default=1)
     bench_sample.add_argument("--grid", type=int, default=16, help="token grid side for --preset")
     bench_sample.add_argument("--dtype", default="auto", choices=PRECISIONS)
+    bench_sample.add_argument("--speculative", type=int, default=0, metavar="W",
+                              help="speculative Jacobi decoding over windows of W steps (0 = off)")
     bench_sample.add_argument("--repeats", type=int, default=3)
     bench_sample.add_argument("--bandwidth-gbs", type=float,
                               help="memory bandwidth of the bound (default: measured once on this machine, cached)")

@@ -50,6 +50,7 @@ class Samples:
     images: torch.Tensor | None  # uint8 (N, C, H, W) or videos (N, T, C, H, W); None without a tokenizer
     seconds: float  # token generation (CTF's refiner pass included)
     decode_seconds: float  # ids -> pixels
+    forward_passes: int = 0  # of the AR model, over all batches (fewer than the steps with speculative decoding)
 
     def save(self, out_dir: str | Path, columns: int = 10, fps: float = 4.0) -> tuple[Path, Path]:
         """Images: samples.png (a grid) and samples.npz (ADM format, with labels); videos: samples.png (a strip
@@ -170,13 +171,14 @@ class Pipeline:
         if seed is not None and generator is not None:
             raise ValueError("give a generator or a seed, not both")
         decode = decode and self.tokenizer is not None
-        visual, coarse, images, seconds, decode_seconds = [], [], [], 0.0, 0.0
+        visual, coarse, images, seconds, decode_seconds, passes = [], [], [], 0.0, 0.0, 0
         for start in range(0, len(labels), batch_size):
             if seed is not None:
                 generator = batch_generator(seed, start, self.device)
             started = time.perf_counter()
             generated = self.generate_ids(labels[start:start + batch_size], generator, refine, **options)
             seconds += time.perf_counter() - started
+            passes += generated.forward_passes
             visual.append(generated.visual.cpu())
             if generated.coarse is not None:
                 coarse.append(generated.coarse.cpu())
@@ -185,7 +187,7 @@ class Pipeline:
                 images.append(self.decode(generated.visual))
                 decode_seconds += time.perf_counter() - started
         return Samples(labels, torch.cat(visual), torch.cat(coarse) if coarse else None,
-                       torch.cat(images) if images else None, seconds, decode_seconds)
+                       torch.cat(images) if images else None, seconds, decode_seconds, passes)
 
     def fixed_prologue_rows(self, cache: TokenDataset, rows: int, per_row: int,
                             generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:

@@ -6,6 +6,19 @@ segment vocabulary. Classifier-free guidance doubles the batch (conditional rows
 null class) and mixes `uncond + s * (cond - uncond)`, with s computed on the host from the step.
 Tokens are drawn by inverse-CDF sampling (one uniform number per token, searched in the cumulative
 probabilities), so nothing in the loop waits for the device.
+
+Speculative Jacobi decoding (SJD, Teng et al., arXiv 2410.01699) is an option of the same loop
+(`SamplingOptions.speculative` = W): each forward pass feeds a window of the next W Layout steps, the later steps
+fed with drafts (the tokens an earlier pass drew for them), through the same static cache and the Layout's mask,
+so one pass gives every window step's distribution. Left to right, a step whose context is all decided verifies
+its drafted tokens with SJD's criterion (keep x with probability min(1, p(x) / q(x)), q the distribution x was
+drawn from; else draw from max(0, p - q), renormalised); the steps after the first token that differs from what
+they were fed are drafted afresh from this pass's distributions. A PAR step's tokens are verified each on its own
+(they are independent given the context). The cache keeps what the decided steps fed: a rejected draft's slots are
+written again by the next pass. Plain decoding is the window of one step, with the same random draws as ever.
+Greedy decoding with SJD equals greedy decoding. Sampled, it keeps the distribution: a draft is drawn from q before
+anything it is fed to is decided, and nothing decided before it depends on it, so each verification is speculative
+sampling's exact accept-or-resample (tests/test_sampler.py checks the joint distribution with a chi-square test).
 """
 
 from __future__ import annotations
@@ -43,6 +56,7 @@ class SamplingOptions:
     guidance_power: float | dict[str, float] = 1.0
     dtype: str = "auto"  # "auto" (the fastest on this CPU), "fp32", "bf16" or "int8": see argen.precision
     compile: bool = False  # torch.compile the model's step forward (static cache length)
+    speculative: int = 0  # speculative Jacobi decoding over a window of this many steps (0 or 1 = off)
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -56,6 +70,12 @@ class SamplingOptions:
             raise ValueError(f"SamplingOptions.dtype must be one of {list(PRECISIONS)}, got {self.dtype!r}")
         if self.compile and self.dtype == "int8":
             raise ValueError("SamplingOptions: a compiled step runs fp32 or bf16, not int8")
+        if not isinstance(self.speculative, int) or isinstance(self.speculative, bool) or self.speculative < 0:
+            raise ValueError(f"SamplingOptions.speculative must be an integer >= 0 (a window of steps; 0 = off), "
+                             f"got {self.speculative!r}")
+        if self.compile and self.speculative > 1:
+            raise ValueError("SamplingOptions: speculative decoding runs eagerly (its windows vary in length); "
+                             "drop compile")
         for segment in SAMPLED_SEGMENTS:
             if self.segment_value("guidance_schedule", segment) not in SCHEDULES:
                 raise ValueError(f"guidance_schedule must be one of {SCHEDULES}, "
@@ -105,6 +125,7 @@ class Generated(NamedTuple):
     visual: torch.Tensor
     prologue: torch.Tensor | None
     coarse: torch.Tensor | None = None
+    forward_passes: int = 0  # of the AR model (the Layout's steps, fewer with speculative decoding)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -134,6 +155,18 @@ def sample_from_logits(logits: torch.Tensor, temperature: float, top_k: int, top
     # Unnormalised probabilities: the uniform number is scaled by their total instead of dividing each.
     cdf = (logits - logits.amax(dim=-1, keepdim=True)).exp_().cumsum_(dim=-1)
     # right=True never lands on a zero-probability id (its cumulative sum equals its predecessor's).
+    target = torch.rand(*cdf.shape[:-1], 1, generator=generator, device=cdf.device) * cdf[..., -1:]
+    return torch.searchsorted(cdf, target, right=True).clamp_(max=cdf.shape[-1] - 1).squeeze(-1)
+
+
+def probabilities(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """The distribution `sample_from_logits` draws from: softmax of the tempered, filtered logits."""
+    return torch.softmax(filter_logits(logits.float() / max(temperature, 1e-5), top_k, top_p), dim=-1)
+
+
+def sample_from_probabilities(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """(..., V) non-negative weights (need not sum to 1) -> (...) ids by inverse-CDF sampling."""
+    cdf = probs.cumsum(dim=-1)
     target = torch.rand(*cdf.shape[:-1], 1, generator=generator, device=cdf.device) * cdf[..., -1:]
     return torch.searchsorted(cdf, target, right=True).clamp_(max=cdf.shape[-1] - 1).squeeze(-1)
 
@@ -220,31 +253,46 @@ def generate(model: Transformer, layout: Layout, labels: torch.Tensor, *, option
     slots = torch.arange(length, device=device)
     generated = torch.zeros(batch, layout.generated_length, dtype=torch.long, device=device)  # global ids
     forward = torch.compile(model, dynamic=False) if options.compile else model
+    steps, window = layout.steps, max(1, options.speculative)
+    decoder = _Decoder(options, guided, batch, generator, generated, forced_ids)
+
+    def fed(step: Step) -> torch.Tensor:
+        """The input group of `step`: the class, or the tokens of the step before (decided or drafted), then its
+        transition slots."""
+        if step.index == 0:
+            group = condition[:, None]  # (rows, 1)
+        else:
+            group = generated[:, step.fed_start:step.fed_start + step.n_fed]  # (B, n_fed)
+            group = torch.cat([group, group]) if guided else group
+        if step.n_transition:
+            padding = transitions[None, step.slot_end - step.n_transition:step.slot_end].expand(rows, -1)
+            group = torch.cat([group, padding], dim=1)  # (rows, n_slots)
+        return group
 
     was_training = model.training
     model.eval()
     try:
         with inference_precision(model, precision):
-            for step in layout.steps:
-                start, end = step.slot_start, step.slot_end
-                if step.index == 0:
-                    fed = condition[:, None]  # (rows, 1)
-                else:
-                    fed = generated[:, step.fed_start:step.fed_start + step.n_fed]  # (B, n_fed)
-                    fed = torch.cat([fed, fed]) if guided else fed
-                if step.n_transition:
-                    padding = transitions[None, end - step.n_transition:end].expand(rows, -1)
-                    fed = torch.cat([fed, padding], dim=1)  # (rows, n_slots)
-                logits = forward(fed, kinds[start:end], rope[start:end], mask[start:end], cache=cache,
-                                 cache_slots=slots[start:end], kv_length=length if options.compile else end)
-                tokens = _choose(logits[:, :step.n_output, step.id_low:step.id_high], step, options, guided,
-                                 batch, generator) + step.id_low  # (B, n_output) global ids
-                if forced_ids is not None:
-                    wanted = forced_ids[:, step.output_start:step.output_end]
-                    tokens = torch.where(wanted >= 0, wanted, tokens)
-                generated[:, step.output_start:step.output_end] = tokens
-                if on_step is not None:
-                    on_step(step, generated)
+            reported = 0  # steps decided in every row (and shown to on_step)
+            while reported < len(steps):
+                # Plain decoding decides one step per pass in every row, known without asking the device.
+                first = reported if window == 1 else int(decoder.done.min())
+                chosen = steps[first:first + window]
+                start, end = chosen[0].slot_start, chosen[-1].slot_end
+                logits = forward(torch.cat([fed(step) for step in chosen], dim=1), kinds[start:end],
+                                 rope[start:end], mask[start:end], cache=cache, cache_slots=slots[start:end],
+                                 kv_length=length if options.compile else end)
+                decoder.passes += 1
+                exact = torch.ones(batch, dtype=torch.bool, device=device)  # rows whose context is all decided
+                for step in chosen:
+                    offset = step.slot_start - start
+                    exact = decoder.decide(step, logits[:, offset:offset + step.n_output, step.id_low:step.id_high],
+                                           exact)
+                decided = first + 1 if window == 1 else int(decoder.done.min())
+                for step in steps[reported:decided]:
+                    if on_step is not None:
+                        on_step(step, generated)
+                reported = decided
     finally:
         model.train(was_training)
 
@@ -252,19 +300,85 @@ def generate(model: Transformer, layout: Layout, labels: torch.Tensor, *, option
     prologue = layout.segments.get(PROLOGUE)
     return Generated(
         visual=layout.to_grid(generated[:, visual.start:] - visual.offset),
-        prologue=None if prologue is None else generated[:, :prologue.length] - prologue.offset)
+        prologue=None if prologue is None else generated[:, :prologue.length] - prologue.offset,
+        forward_passes=decoder.passes)
 
 
-def _choose(logits: torch.Tensor, step: Step, options: SamplingOptions, guided: bool, batch: int,
-            generator: torch.Generator | None) -> torch.Tensor:
-    """Local ids (B, n_output) from the step's segment logits (rows, n_output, segment vocab)."""
-    if step.segment == SEPARATOR:
-        return torch.zeros(batch, step.n_output, dtype=torch.long, device=logits.device)
-    if guided:
-        conditional, unconditional = logits[:batch], logits[batch:]
-        scale = options.guidance_scale(step)
+class _Decoder:
+    """What the decode loop decides step by step: the tokens of each row, how many steps each row has decided
+    (`done`), and under speculative decoding the distributions q its drafts were drawn from."""
+
+    def __init__(self, options: SamplingOptions, guided: bool, batch: int, generator: torch.Generator | None,
+                 generated: torch.Tensor, forced: torch.Tensor | None):
+        self.options, self.guided, self.batch, self.generator = options, guided, batch, generator
+        self.generated, self.forced = generated, forced
+        self.done = torch.zeros(batch, dtype=torch.long, device=generated.device)
+        self.drafts: dict[int, torch.Tensor] = {}  # step index -> q (B, n_output, segment vocab) of its drafts
+        self.passes = 0
+
+    def decide(self, step: Step, logits: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+        """Decide `step` in the rows whose context is all decided (`exact`, and the step is their next), draft it in
+        the other rows that still need it; return the rows whose context stays decided for the next step."""
+        pending = self.done <= step.index
+        deciding = pending & exact & (self.done == step.index)
+        drafted = self.generated[:, step.output_start:step.output_end] - step.id_low  # what later steps were fed
+        if step.segment == SEPARATOR:  # one possible token
+            tokens = torch.zeros_like(drafted)
+            return self._settle(step, tokens, drafted, pending, deciding, exact)
+        logits = self._guided(logits, step)
+        temperature = float(self.options.segment_value("temperature", step.segment))
+        top_k = int(self.options.segment_value("top_k", step.segment))
+        top_p = float(self.options.segment_value("top_p", step.segment))
+        q = self.drafts.pop(step.index, None)
+        speculative = self.options.speculative > 1
+        if q is None:  # nothing drafted yet: a plain draw, the decision where the context is decided
+            tokens = sample_from_logits(logits, temperature, top_k, top_p, self.options.greedy, self.generator)
+            if speculative:
+                q = self._distribution(logits, temperature, top_k, top_p)
+        else:
+            p = self._distribution(logits, temperature, top_k, top_p)
+            if self.options.greedy:
+                replacement = p.argmax(-1)
+                accepted = drafted == replacement
+                tokens = torch.where(accepted, drafted, replacement)
+            else:
+                # SJD's criterion: keep x with probability min(1, p(x) / q(x)); else draw from max(0, p - q).
+                chance = torch.rand(drafted.shape, generator=self.generator, device=p.device)
+                accepted = chance * q.gather(-1, drafted[..., None])[..., 0] < p.gather(-1, drafted[..., None])[..., 0]
+                residual = (p - q).clamp_min(0.0)
+                residual = torch.where(residual.sum(-1, keepdim=True) > 0, residual, p)
+                tokens = torch.where(accepted, drafted, sample_from_probabilities(residual, self.generator))
+            # rows that only draft this step again take a fresh draw from this pass's distribution
+            fresh = p.argmax(-1) if self.options.greedy else sample_from_probabilities(p, self.generator)
+            tokens = torch.where(deciding[:, None], tokens, fresh)
+            q = p
+        if self.forced is not None:
+            wanted = self.forced[:, step.output_start:step.output_end]
+            tokens = torch.where(wanted >= 0, wanted - step.id_low, tokens)
+        if speculative:
+            self.drafts[step.index] = q
+        return self._settle(step, tokens, drafted, pending, deciding, exact)
+
+    def _settle(self, step: Step, tokens: torch.Tensor, drafted: torch.Tensor, pending: torch.Tensor,
+                deciding: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+        """Write the step's tokens (local ids) where it is pending, count it decided where it was decided, and
+        return the rows whose next steps this pass saw exactly: where this step decided what they were fed."""
+        outputs = self.generated[:, step.output_start:step.output_end]
+        outputs.copy_(torch.where(pending[:, None], tokens + step.id_low, outputs))
+        self.done = torch.where(deciding, step.index + 1, self.done)
+        if self.options.speculative <= 1:
+            return exact
+        return exact & (~deciding | (tokens == drafted).all(-1))
+
+    def _guided(self, logits: torch.Tensor, step: Step) -> torch.Tensor:
+        if not self.guided:
+            return logits
+        conditional, unconditional = logits[:self.batch], logits[self.batch:]
+        scale = self.options.guidance_scale(step)
         # s == 1 takes the conditional logits as they are, so a unit scale is exactly the conditional path.
-        logits = conditional if scale == 1.0 else unconditional + scale * (conditional - unconditional)
-    return sample_from_logits(logits, float(options.segment_value("temperature", step.segment)),
-                              int(options.segment_value("top_k", step.segment)),
-                              float(options.segment_value("top_p", step.segment)), options.greedy, generator)
+        return conditional if scale == 1.0 else unconditional + scale * (conditional - unconditional)
+
+    def _distribution(self, logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+        if self.options.greedy:  # the argmax is all that counts; any distribution with it works as q
+            return torch.softmax(logits.float(), dim=-1)
+        return probabilities(logits, temperature, top_k, top_p)

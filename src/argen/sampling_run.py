@@ -40,6 +40,7 @@ class SamplingRun:
     npz: Path
     made: int  # samples made by this run (those of parts kept from an earlier run are not counted)
     seconds: float  # the slowest rank's token generation and decoding time
+    forward_passes: int  # of the AR model, over the batches this run made (all ranks)
 
 
 def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: int, out_dir: str | Path,
@@ -71,7 +72,7 @@ def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: 
                          "it, or rerun that run's command with its weights to finish it")
 
     starts = range(0, len(labels), batch_size)
-    made, seconds = 0, 0.0
+    made, seconds, passes = 0, 0.0, 0
     for start in starts[context.rank::context.world_size]:
         part = parts / f"{start:09d}.npy"
         if is_intact(part):  # finished by an earlier run
@@ -90,8 +91,9 @@ def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: 
         write_checked(part, write)
         made += len(batch)
         seconds += samples.seconds + samples.decode_seconds
+        passes += samples.forward_passes
 
-    timings = distributed.gather_to_main((made, seconds), context)
+    timings = distributed.gather_to_main((made, seconds, passes), context)
     distributed.barrier(context)
     if not context.is_main:
         return None
@@ -103,4 +105,5 @@ def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: 
     first = np.concatenate([read(start) for start in starts[:-(-PREVIEW_SAMPLES // batch_size)]])[:PREVIEW_SAMPLES]
     picture = save_preview(torch.from_numpy(first).movedim(-1, -3), out_dir, columns, fps)
     shutil.rmtree(parts)
-    return SamplingRun(picture, npz, sum(m for m, _ in timings), max(s for _, s in timings))
+    return SamplingRun(picture, npz, sum(m for m, _, _ in timings), max(s for _, s, _ in timings),
+                       sum(p for _, _, p in timings))

@@ -97,4 +97,4 @@ def sample_ctf(coarse_model: Transformer, coarse_layout: Layout, refiner: Refine
     coarse = generate(coarse_model, coarse_layout, labels, options=coarse_options, generator=generator,
                       forced=forced, on_step=on_step)
     fine = refine(refiner, coarse.visual, labels, refine_options, generator)
-    return Generated(visual=fine, prologue=coarse.prologue, coarse=coarse.visual)
+    return Generated(visual=fine, prologue=coarse.prologue, coarse=coarse.visual, forward_passes=coarse.forward_passes)

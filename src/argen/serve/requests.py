@@ -11,9 +11,10 @@ from argen.demo import SAMPLING
 from argen.serve.catalog import Method
 
 # Bounds that keep one request small on a CPU; the page reads them from /api/methods.
-LIMITS = {"images": 8, "guidance": 20.0, "temperature": 5.0, "seed": 2**53}  # 2**53: exact in JavaScript too
+LIMITS = {"images": 8, "guidance": 20.0, "temperature": 5.0, "seed": 2**53,  # 2**53: exact in JavaScript too
+          "speculative": 32}
 DEFAULTS = {"class": 0, "images": 1, "seed": 0, "guidance": SAMPLING["guidance"],
-            "temperature": SAMPLING["temperature"], "top_k": 0, "top_p": 1.0}
+            "temperature": SAMPLING["temperature"], "top_k": 0, "top_p": 1.0, "speculative": 0}
 
 
 class RequestError(Exception):
@@ -34,10 +35,12 @@ class RunRequest:
     temperature: float
     top_k: int
     top_p: float
+    speculative: int = 0  # speculative Jacobi decoding's window of steps (0 = off)
 
     def sampling_options(self) -> dict[str, Any]:
         """The SamplingOptions fields of this run."""
-        return {"guidance": self.guidance, "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+        return {"guidance": self.guidance, "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p,
+                "speculative": self.speculative}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,4 +92,5 @@ def parse_run(body: Any, methods: dict[str, Method]) -> RunRequest:
         guidance=float(_number(body, "guidance", False, 0.0, LIMITS["guidance"])),
         temperature=float(_number(body, "temperature", False, 0.0, LIMITS["temperature"], low_open=True)),
         top_k=_number(body, "top_k", True, 0, method.pipeline.layout.visual_vocab),
-        top_p=float(_number(body, "top_p", False, 0.0, 1.0, low_open=True)))
+        top_p=float(_number(body, "top_p", False, 0.0, 1.0, low_open=True)),
+        speculative=_number(body, "speculative", True, 0, LIMITS["speculative"]))
