@@ -5,7 +5,7 @@
 Needs only an installed PyTorch (CUDA build on a GPU machine) and the packages argen imports; no network, no pip.
 Prints one JSON object (also written to --out) and exits 1 when a correctness check fails:
   (a) CUDA and CPU logits of a small random GPT and VQ agree (tolerances in the JSON), greedy ids are equal;
-  (b) compiled decoding gives the eager ids;
+  (b) compiled decoding gives the eager ids; speculative Jacobi decoding gives greedy's ids in fewer passes;
   (c) training steps of a GPT on random tokens, bf16 autocast, eager and compiled: the loss falls; tokens/s,
       peak memory and model FLOPs utilisation (against --peak-tflops);
   (d) decode ms/step at batch 1 and 64, with and without guidance, eager and compiled, and PAR-4x / PAR-16x
@@ -19,6 +19,7 @@ test can run this script and it cannot rot. Sizes on CUDA: GPT-B and GPT-XL, VQ-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -111,6 +112,25 @@ def check_compiled_decoding() -> dict[str, Any]:
     compiled = generate(model, layout, labels, options=SamplingOptions(greedy=True, compile=True)).visual
     return {"layout": layout.describe(), "ids_equal": bool(torch.equal(eager, compiled)),
             "ok": bool(torch.equal(eager, compiled))}
+
+
+def check_speculative_decoding() -> dict[str, Any]:
+    """(b2) Speculative Jacobi decoding on the device: greedy ids equal plain greedy ids, in fewer forward passes,
+    guided, on PAR-4x; and the time per image against plain decoding at batch 1."""
+    model, layout = gpt("GPT-B", parallel=4)
+    model.to(DEVICE)
+    labels = torch.arange(2, device=DEVICE)
+    options = SamplingOptions(greedy=True, guidance=2.0)
+    plain = generate(model, layout, labels, options=options)
+    fast = generate(model, layout, labels, options=dataclasses.replace(options, speculative=8))
+    one = torch.zeros(1, dtype=torch.long, device=DEVICE)
+    sampled = SamplingOptions(guidance=2.0)
+    seconds = {window: timed(lambda window=window: generate(
+        model, layout, one, options=dataclasses.replace(sampled, speculative=window))) for window in (0, 8)}
+    equal = bool(torch.equal(plain.visual, fast.visual))
+    return {"layout": layout.describe(), "window": 8, "ids_equal": equal, "passes": fast.forward_passes,
+            "steps": layout.num_steps, "seconds_per_image": {str(w): t for w, t in seconds.items()},
+            "ok": equal and fast.forward_passes <= layout.num_steps}
 
 
 def training_steps(compiled: bool, steps: int) -> dict[str, Any]:
@@ -238,6 +258,7 @@ def main() -> int:
                               "torch": torch.__version__, "cuda": torch.version.cuda}
     report["devices_agree"] = check_devices_agree()
     report["compiled_decoding"] = check_compiled_decoding()
+    report["speculative_decoding"] = check_speculative_decoding()
     steps = args.train_steps if CUDA else 8
     report["training"] = [training_steps(compiled, steps) for compiled in (False, True)]
     for run in report["training"]:
@@ -246,9 +267,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as work:
         report["ddp"] = check_ddp(Path(work))
     report["vq"] = vq_speed()
-    checks = [report[name] for name in ("devices_agree", "compiled_decoding", "ddp")] + report["training"]
-    failed = [name for name, check in zip(("devices_agree", "compiled_decoding", "ddp", "training_eager",
-                                           "training_compiled"), checks) if check.get("ok") is False]
+    names = ("devices_agree", "compiled_decoding", "speculative_decoding", "ddp")
+    checks = [report[name] for name in names] + report["training"]
+    failed = [name for name, check in zip((*names, "training_eager", "training_compiled"), checks)
+              if check.get("ok") is False]
     report.update(failed=failed, seconds=time.perf_counter() - started)
     text = json.dumps(report, indent=1)
     print(text)
