@@ -38,6 +38,9 @@ class VQConfig:
     z_channels: int = 64
     codebook_size: int = 256
     codebook_dim: int = 8
+    # "vq": a looked-up codebook (LlamaGen); "lfq": lookup-free (MAGVIT-v2), each of codebook_dim latent channels a
+    # bit, codebook_size = 2 ** codebook_dim, entropy_weight its entropy penalty (argen.tokenizer.lfq)
+    quantizer: str = "vq"
     codebook_l2_norm: bool = True
     commit_beta: float = 0.25
     entropy_weight: float = 0.0

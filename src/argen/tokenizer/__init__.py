@@ -1,13 +1,17 @@
-"""The VQ image tokenizer (LlamaGen-compatible, optionally with a Prologue head), its training losses."""
+"""The VQ image tokenizer (LlamaGen-compatible, VQ or lookup-free quantisation, optionally with a Prologue head),
+its training losses."""
 
+from argen.tokenizer.code_usage import QuantizerOutput
+from argen.tokenizer.lfq import LookupFreeQuantizer
 from argen.tokenizer.losses import (PatchDiscriminator, hinge_discriminator_loss, hinge_generator_loss,
                                     reconstruction_loss)
 from argen.tokenizer.lpips import LPIPS, FeatureDistance, load_lpips
 from argen.tokenizer.prologue import PrologueHead, PrologueOutput
-from argen.tokenizer.vq import QuantizerOutput, VectorQuantizer, VQModel, validate_vq_config
+from argen.tokenizer.vq import VectorQuantizer, VQModel, validate_vq_config
 
 __all__ = [
-    "FeatureDistance", "LPIPS", "PatchDiscriminator", "PrologueHead", "PrologueOutput", "QuantizerOutput", "VQModel",
+    "FeatureDistance", "LPIPS", "LookupFreeQuantizer", "PatchDiscriminator", "PrologueHead", "PrologueOutput",
+    "QuantizerOutput", "VQModel",
     "VectorQuantizer", "hinge_discriminator_loss", "hinge_generator_loss", "reconstruction_loss",
     "load_lpips", "validate_vq_config",
 ]

@@ -9,7 +9,7 @@ only input frames <= f * j:
   frames -> 1 + m), MAGVIT-v2's layout: T = 1 + f * k frames -> 1 + k latent frames, frame 0 encoded alone as an
   image; the decoder mirrors them (frame 0 kept, every later frame doubled, then a causal convolution).
 
-The quantiser is the image tokenizer's VectorQuantizer, applied to every latent frame. `inflate_from_image` starts
+The quantiser is the image tokenizer's (VQ or lookup-free), applied to every latent frame. `inflate_from_image` starts
 the network from a trained image tokenizer: each 2D kernel in the current-frame tap of its 3D kernel and zeros in
 the past taps, so latent frame j is at first exactly the image tokenizer's encoding of frame f * j.
 """
@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.config import ConfigError, VQConfig
-from argen.tokenizer.vq import (AttnBlock, Decoder, Encoder, ImageLayers, QuantizerOutput, VectorQuantizer,
-                                validate_vq_config)
+from argen.tokenizer.code_usage import QuantizerOutput
+from argen.tokenizer.vq import AttnBlock, Decoder, Encoder, ImageLayers, build_quantizer, validate_vq_config
 
 
 def validate_causal_video_config(config: VQConfig) -> None:
@@ -139,8 +139,7 @@ class CausalVideoVQModel(nn.Module):
         layers = CausalVideoLayers(temporal_levels(config))
         self.encoder = Encoder(config, layers)
         self.decoder = Decoder(config, layers)
-        self.quantize = VectorQuantizer(config.codebook_size, config.codebook_dim, config.commit_beta,
-                                        config.entropy_weight, config.codebook_l2_norm)
+        self.quantize = build_quantizer(config)
         self.quant_conv = CausalConv3d(config.z_channels, config.codebook_dim, 1)
         self.post_quant_conv = CausalConv3d(config.codebook_dim, config.z_channels, 1)
 

@@ -1,4 +1,5 @@
-"""Codebook usage records and dead-code restarts, shared by the visual quantiser and the prologue's.
+"""What every quantiser shares: its output (`QuantizerOutput`), codebook usage records and dead-code restarts (the
+visual quantisers, VQ and LFQ, and the prologue's).
 
 A quantiser keeps a rolling record of the latest chosen ids (LlamaGen's `codebook_used` buffer: float,
 -1 = empty slot, saved with every checkpoint so a resumed run restarts the same codes). Codes absent from
@@ -8,12 +9,33 @@ when the latents drift away from most codes (or, for the prologue, start out all
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 # Length of LlamaGen's `quantize.codebook_used` buffer: a rolling record of the latest chosen ids.
 USAGE_RECORD_LENGTH = 65536
+
+
+class QuantizerOutput(NamedTuple):
+    """What quantisation reports besides the straight-through vectors.
+
+    `commit_loss` already includes beta; the vector-quantisation term of the loss is
+    codebook_loss + commit_loss + entropy_loss. `latents` are the (normalised) encoder vectors that
+    were quantised, detached, for dead-code restarts. `prologue` is the prologue head's output when the
+    tokenizer has one (VQModel.forward fills it in).
+    """
+
+    ids: torch.Tensor  # (B, h, w) long
+    commit_loss: torch.Tensor  # scalar
+    codebook_loss: torch.Tensor  # scalar
+    entropy_loss: torch.Tensor  # scalar (entropy_weight already applied)
+    perplexity: torch.Tensor  # scalar, exp(entropy of this batch's code histogram), detached
+    usage: torch.Tensor  # scalar, fraction of the codebook used in this batch, detached
+    latents: torch.Tensor  # (B*h*w, D) detached
+    prologue: Any = None  # the prologue head's PrologueOutput (argen.tokenizer.prologue), when there is one
 
 
 class CodeUsage(nn.Module):

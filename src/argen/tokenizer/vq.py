@@ -12,15 +12,14 @@ with `strict=True` after `argen.io.convert.convert_llamagen_vq`. Two deliberate 
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from argen.config import ConfigError, VQConfig
-from argen.tokenizer.code_usage import CodeUsage, assignment_entropy_loss
-from argen.tokenizer.prologue import PrologueHead, PrologueOutput, validate_prologue_config
+from argen.tokenizer.code_usage import CodeUsage, QuantizerOutput, assignment_entropy_loss
+from argen.tokenizer.lfq import MAX_BITS, LookupFreeQuantizer
+from argen.tokenizer.prologue import PrologueHead, validate_prologue_config
 
 ENTROPY_TEMPERATURE = 0.01  # LlamaGen's compute_entropy_loss temperature
 
@@ -44,6 +43,14 @@ def validate_vq_config(config: VQConfig) -> None:
                           f"{config.downsample} (2 ** (len(ch_mult) - 1))")
     if not 0.0 <= config.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {config.dropout}")
+    if config.quantizer not in ("vq", "lfq"):
+        raise ConfigError(f"model.quantizer must be vq (a looked-up codebook) or lfq (lookup-free), "
+                          f"got {config.quantizer!r}")
+    bits = config.codebook_dim
+    if config.quantizer == "lfq" and (bits > MAX_BITS or config.codebook_size != 2 ** bits):
+        raise ConfigError(f"model.quantizer=lfq makes each of model.codebook_dim channels a bit: codebook_dim must be "
+                          f"at most {MAX_BITS} and codebook_size 2 ** codebook_dim, got {config.codebook_dim} and "
+                          f"{config.codebook_size} (e.g. codebook_dim=10 codebook_size=1024)")
     if not isinstance(config.temporal_downsample, int) or config.temporal_downsample < 0:
         raise ConfigError(f"model.temporal_downsample must be 0 (an image tokenizer) or a power of 2, got "
                           f"{config.temporal_downsample!r}")
@@ -233,25 +240,6 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-class QuantizerOutput(NamedTuple):
-    """What quantisation reports besides the straight-through vectors.
-
-    `commit_loss` already includes beta; the vector-quantisation term of the loss is
-    codebook_loss + commit_loss + entropy_loss. `latents` are the (normalised) encoder vectors that
-    were quantised, detached, for dead-code restarts. `prologue` is the prologue head's output when the
-    tokenizer has one (VQModel.forward fills it in).
-    """
-
-    ids: torch.Tensor  # (B, h, w) long
-    commit_loss: torch.Tensor  # scalar
-    codebook_loss: torch.Tensor  # scalar
-    entropy_loss: torch.Tensor  # scalar (entropy_weight already applied)
-    perplexity: torch.Tensor  # scalar, exp(entropy of this batch's code histogram), detached
-    usage: torch.Tensor  # scalar, fraction of the codebook used in this batch, detached
-    latents: torch.Tensor  # (B*h*w, D) detached
-    prologue: PrologueOutput | None = None
-
-
 class VectorQuantizer(CodeUsage):
     """Nearest-code quantisation with optional l2-normalised codes and latents (LlamaGen's VectorQuantizer)."""
 
@@ -306,6 +294,15 @@ class VectorQuantizer(CodeUsage):
         return straight_through.view(b, h, w, d).permute(0, 3, 1, 2), output
 
 
+def build_quantizer(config: VQConfig) -> VectorQuantizer | LookupFreeQuantizer:
+    """The visual quantiser `model.quantizer` names: "vq" (a looked-up codebook, LlamaGen's) or "lfq" (lookup-free,
+    MAGVIT-v2's: codebook_dim bits, 2^codebook_dim codes)."""
+    if config.quantizer == "lfq":
+        return LookupFreeQuantizer(config.codebook_dim, config.commit_beta, config.entropy_weight)
+    return VectorQuantizer(config.codebook_size, config.codebook_dim, config.commit_beta, config.entropy_weight,
+                           config.codebook_l2_norm)
+
+
 class VQModel(nn.Module):
     """LlamaGen's VQ tokenizer: `encode(images) -> ids`, `decode(ids) -> images`, `forward` for training.
 
@@ -323,8 +320,7 @@ class VQModel(nn.Module):
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
-        self.quantize = VectorQuantizer(config.codebook_size, config.codebook_dim, config.commit_beta,
-                                        config.entropy_weight, config.codebook_l2_norm)
+        self.quantize = build_quantizer(config)
         self.quant_conv = nn.Conv2d(config.z_channels, config.codebook_dim, 1)
         self.post_quant_conv = nn.Conv2d(config.codebook_dim, config.z_channels, 1)
         self.prologue = PrologueHead(config) if config.prologue_tokens > 0 else None

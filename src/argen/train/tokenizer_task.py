@@ -13,11 +13,11 @@ from torch import nn
 
 from argen.config import ConfigError, VQLossConfig
 from argen.tokenizer.causal_video import CausalVideoVQModel
-from argen.tokenizer.code_usage import usage_and_restarts
+from argen.tokenizer.code_usage import QuantizerOutput, usage_and_restarts
 from argen.tokenizer.losses import (RECONSTRUCTION_KINDS, PatchDiscriminator, hinge_discriminator_loss,
                                     hinge_generator_loss, reconstruction_loss)
 from argen.tokenizer.lpips import perceptual_loss
-from argen.tokenizer.vq import QuantizerOutput, VQModel
+from argen.tokenizer.vq import VQModel
 
 TOKENIZER = "tokenizer"
 DISCRIMINATOR = "discriminator"
@@ -51,6 +51,9 @@ class VQTask:
         if loss.perceptual_weight > 0 and perceptual is None:
             raise ConfigError("loss.perceptual_weight > 0 needs the perceptual distance (io.load.load_perceptual "
                               "builds it from loss.perceptual_network)")
+        if model.config.quantizer == "lfq" and loss.restart_dead_codes_every:
+            raise ConfigError("model.quantizer=lfq has no code table to restart: set loss.restart_dead_codes_every=0 "
+                              "(its entropy penalty, model.entropy_weight, keeps codes in use)")
         if loss.disc_weight < 0 or loss.disc_start < 0 or loss.restart_dead_codes_every < 0:
             raise ConfigError("loss.disc_weight, loss.disc_start and loss.restart_dead_codes_every must be >= 0")
         self.model, self.config = model, loss
