@@ -30,6 +30,7 @@ from argen.eval import report
 from argen.eval.distributed import evaluate_across_ranks
 from argen.eval.entropy_report import write_entropy_analysis
 from argen.eval.features import ClassifierExtractor, FeatureExtractor, classifier_data
+from argen.eval.i3d import I3DFeatures
 from argen.eval.inception import InceptionExtractor
 from argen.eval.npz import read_npz, read_samples
 from argen.eval.probe import linear_probe
@@ -366,8 +367,11 @@ def cmd_eval_tokenizer(args: argparse.Namespace) -> int:
 
 def cmd_eval_video(args: argparse.Namespace) -> int:
     samples, real = read_npz(args.samples, video=True), read_npz(args.real, video=True)
+    i3d = I3DFeatures.from_file(args.i3d) if args.i3d else None
     result = evaluate_videos(samples.images, real.images, _extractor(args),
-                             samples.labels if not args.unconditional else None)
+                             samples.labels if not args.unconditional else None, i3d)
+    if i3d is None:
+        print("argen eval video: no FVD: it needs Inception-I3D weights, --i3d FILE (docs/video.md)", file=sys.stderr)
     return _print_json({**result, "samples_file": str(args.samples), "real_file": str(args.real)}, args.out)
 
 

@@ -302,10 +302,13 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     classifier.add_argument("--data-dir", help="the images' folder (data.path); name the dataset with data.name=...")
     classifier.set_defaults(handler=handlers["eval-train-classifier"])
     _add_tokenizer_eval(eval_commands, "tokenizer", handlers["eval-tokenizer"])
-    video_eval = eval_commands.add_parser("video", help="frame FID, temporal distance and class accuracy of videos")
+    video_eval = eval_commands.add_parser("video", help="frame FID, temporal distance and class accuracy of videos; "
+                                          "FVD with --i3d")
     video_eval.add_argument("samples", type=Path, help="video batch (videos.npz of `argen sample`)")
     video_eval.add_argument("--real", required=True, type=Path, help="real videos (argen video make-dataset)")
     _add_extractor(video_eval)
+    video_eval.add_argument("--i3d", type=Path, help="Inception-I3D (Kinetics-400) weights in pytorch-i3d's layout, "
+                            "e.g. rgb_imagenet.pt: FVD too (16 frames at 224 px)")
     video_eval.add_argument("--unconditional", action="store_true", help="ignore labels stored with the samples")
     video_eval.add_argument("--out", type=output_file, help="also write the JSON here")
     video_eval.set_defaults(handler=handlers["eval-video"])

@@ -9,9 +9,9 @@
 - Video class accuracy: the class of a video is the argmax of its frames' mean logits (frame accuracy,
   the share of single frames classified as the video's class, is reported beside).
 
-FVD (Unterthiner et al. 2018) needs an I3D network trained on Kinetics; no such weights are available
-offline and argen ships none, so there is no FVD here. The numbers above depend on the extractor and are
-not comparable with published video metrics.
+- FVD (argen.eval.i3d), when an I3D weight file is given: the standard protocol (16 frames at 224 x 224, I3D's
+  Kinetics-400 logits), comparable with published FVDs when the real set is the benchmark's. The frame
+  metrics above depend on the extractor and are not comparable with published video metrics.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 
 from argen.data.transforms import to_uint8
 from argen.eval.features import FeatureExtractor
+from argen.eval.i3d import FVD_FRAMES, I3DFeatures, fvd
 from argen.eval.metrics import MetricError, class_accuracy, fid_from_features
 from argen.eval.npz import write_npz
 from argen.io.video import save_gif, save_strip
@@ -62,9 +63,9 @@ def video_class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def evaluate_videos(samples: np.ndarray, real: np.ndarray, extractor: FeatureExtractor,
-                    labels: np.ndarray | None = None) -> dict[str, Any]:
+                    labels: np.ndarray | None = None, i3d: I3DFeatures | None = None) -> dict[str, Any]:
     """Frame FID and temporal distances of uint8 videos `samples` against `real` (both (N, T, H, W, C), one T),
-    and with `labels` (the classes the samples were generated for) their class accuracies."""
+    with `labels` (the classes the samples were generated for) their class accuracies, and with `i3d` their FVD."""
     samples, real = _check_videos(samples, "samples"), _check_videos(real, "real videos")
     if samples.shape[1] != real.shape[1]:
         raise MetricError(f"the samples have {samples.shape[1]} frames per video but the real videos "
@@ -79,6 +80,9 @@ def evaluate_videos(samples: np.ndarray, real: np.ndarray, extractor: FeatureExt
         "temporal_distance_gap": moving - real_moving,
         "extractor": extractor.name, "checksum": extractor.checksum,
     }
+    if i3d is not None:
+        result.update(fvd=fvd(samples, real, i3d), i3d_checksum=i3d.checksum, fvd_protocol=(
+            f"the first {FVD_FRAMES} frames at {i3d.size}x{i3d.size}, I3D Kinetics-400 logits"))
     if labels is not None:
         logits = generated["logits"]
         result["video_class_accuracy"] = video_class_accuracy(logits, labels)
