@@ -98,3 +98,23 @@ def test_split_file_errors_name_the_line(tmp_path):
         load_video_dataset(config(root, split_file="trainlist09.txt"))
     with pytest.raises(DataError, match="name it as UCF-101 does"):
         load_video_dataset(config(root, split_file="ucfTrainTestlist/classInd.txt"))
+
+
+def test_random_temporal_starts_are_seeded_and_only_in_training(tmp_path):
+    """With video.random_start a training clip starts at a random frame (where its square has moved further right),
+    drawn from the torch RNG the trainer seeds per batch: the same seed, the same starts; evaluation starts at 0."""
+    root = write_ucf(tmp_path / "ucf", frames=20)  # 20 frames: a 5-frame clip at stride 2 may start at 0 to 11
+    settings = config(root, random_start=True)
+    train = load_video_dataset(settings, training=True)
+    evaluation = load_video_dataset(settings)
+    first_columns = []
+    for seed in range(6):
+        torch.manual_seed(seed)
+        clips = train.batch(torch.arange(4))["images"]
+        torch.manual_seed(seed)
+        assert torch.equal(clips, train.batch(torch.arange(4))["images"])  # seeded: resumable
+        first_columns += [float(column_of_square(clip)[0]) for clip in clips]
+    fixed = column_of_square(evaluation.batch(torch.tensor([0]))["images"][0])[0]
+    assert min(first_columns) >= float(fixed) - 0.3  # never before frame 0
+    assert max(first_columns) > float(fixed) + 2 * STEP  # some clips start later in their video
+    assert len({round(column) for column in first_columns}) > 3

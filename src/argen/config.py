@@ -174,6 +174,9 @@ class VideoDataConfig:
     # videofiles: a UCF-101 split list (e.g. ucfTrainTestlist/trainlist01.txt, relative to data.path or absolute)
     # naming the videos to read as `Class/name.avi [label]` lines; empty: every video under data.path.
     split_file: str = ""
+    # videofiles: while training, each clip starts at a random frame of its video (drawn from the batch's seeded
+    # RNG, so a resumed run draws the same starts); off, or when evaluating, every clip starts at frame 0
+    random_start: bool = False
     objects: int = 1  # moving-*: sprites per video, all of the video's class
     sprite_size: int = 16  # moving-*: sprites are resized to this side before they move on the canvas
     speed: float = 2.0  # moving-*: pixels per frame, in a random direction, bouncing off the borders

@@ -228,7 +228,8 @@ def load_video_dataset(config: DataConfig, training: bool = False) -> VideoDatas
             raise DataError("data.name=videofiles needs data.path (one sub-folder of video files per class)")
         listing = split_list(config.video.split_file, config.split) if config.video.split_file else ""
         return VideoFileDataset(config.path, config.video.frames, config.video.stride, config.image_size,
-                                config.channels, listing, flip, config.on_bad_image, config.limit)
+                                config.channels, listing, flip, config.on_bad_image, config.limit,
+                                random_start=config.video.random_start and training)
     if config.name.startswith(MOVING_PREFIX):
         return dataclasses.replace(_moving_dataset(config), flip=flip)
     if config.name == VIDEO_FOLDER:

@@ -6,7 +6,8 @@ classes in sorted order. `data.video.split_file` (UCF-101's `ucfTrainTestlist/tr
 root or absolute; the test split reads testlist01.txt beside it) names the videos instead, one
 `Class/v_Class_g08_c01.avi [label]` line each; `classInd.txt` beside it (`1 ApplyEyeMakeup` lines) numbers the
 classes, and a line's label, when given, must agree with it. A clip is frames 0, stride, 2 * stride, ...
-(data.video.frames of them) of its video, each centre-cropped to a square and resized to image_size (the shorter
+(data.video.frames of them) of its video, or with data.video.random_start (training only) the same span from a
+random first frame, drawn per clip from the batch's seeded torch RNG (a resumed run draws the same), each centre-cropped to a square and resized to image_size (the shorter
 side becomes image_size). A file that cannot be decoded or is too short is skipped with a warning naming it and a
 count, or is an error with data.on_bad_image=error (argen.data.image_folder.LazyFileDataset).
 """
@@ -21,7 +22,7 @@ import torch
 from argen.data.datasets import DataError
 from argen.data.image_folder import LazyFileDataset
 from argen.data.transforms import to_resolution
-from argen.io.video import read_video_clip
+from argen.io.video import VideoFileError, read_video_clip, video_frame_count
 
 VIDEO_SUFFIXES = {".avi", ".mp4", ".webm", ".mkv"}
 CLASS_INDEX = "classInd.txt"
@@ -110,7 +111,7 @@ class VideoFileDataset(LazyFileDataset):
     kind = "video"
 
     def __init__(self, root: str | Path, frames: int, stride: int, size: int, channels: int, split_file: str = "",
-                 flip: bool = False, on_bad_image: str = "skip", limit: int = 0):
+                 flip: bool = False, on_bad_image: str = "skip", limit: int = 0, random_start: bool = False):
         """`split_file`: the list to read (see `split_list`), or empty for every video under `root`."""
         if frames < 1 or stride < 1:
             raise DataError(f"data.video.frames and data.video.stride must be >= 1, got {frames} and {stride}")
@@ -122,9 +123,19 @@ class VideoFileDataset(LazyFileDataset):
             files, labels = files[:limit], labels[:limit]
         super().__init__(root, files, labels, classes, flip, on_bad_image)
         self.frames, self.stride, self.size, self.channels = frames, stride, size, channels
+        self.random_start = random_start
 
     def decode(self, path: Path) -> torch.Tensor:
-        clip = read_video_clip(path, self.frames, self.stride, self.channels)
+        start = 0
+        if self.random_start:  # any first frame whose span fits the frames the container declares
+            spare = video_frame_count(path) - (self.frames - 1) * self.stride - 1
+            start = int(torch.randint(0, spare + 1, ())) if spare > 0 else 0
+        try:
+            clip = read_video_clip(path, self.frames, self.stride, self.channels, start)
+        except VideoFileError:
+            if not start:
+                raise
+            clip = read_video_clip(path, self.frames, self.stride, self.channels)  # it declared more than it has
         return torch.from_numpy(to_resolution(clip, self.size, mode="resize"))
 
     def frames_view(self) -> ClipFrames:

@@ -82,10 +82,21 @@ def read_gif(path: str | Path, channels: int = 1) -> np.ndarray:
     return video[:, None] if channels == 1 else video.transpose(0, 3, 1, 2)
 
 
-def read_video_clip(path: str | Path, frames: int, stride: int = 1, channels: int = 1) -> np.ndarray:
-    """The first clip of a video file (any container and codec FFmpeg reads, through PyAV) as uint8
-    (frames, channels, H, W): frames 0, stride, 2 * stride, ...; decoding stops at the clip's last frame. Raises
-    VideoFileError saying what is wrong with the file, without its name (the datasets' messages lead with it)."""
+def video_frame_count(path: str | Path) -> int:
+    """The number of frames the file's video stream declares (0 where the container does not say)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return int(container.streams.video[0].frames) if container.streams.video else 0
+    except (av.FFmpegError, OSError):
+        return 0  # read_video_clip then says what is wrong with it
+
+
+def read_video_clip(path: str | Path, frames: int, stride: int = 1, channels: int = 1, start: int = 0) -> np.ndarray:
+    """A clip of a video file (any container and codec FFmpeg reads, through PyAV) as uint8 (frames, channels,
+    H, W): frames start, start + stride, ...; decoding stops at the clip's last frame. Raises VideoFileError
+    saying what is wrong with the file, without its name (the datasets' messages lead with it)."""
     import av  # FFmpeg's libraries load only when a video file is read
 
     if frames < 1 or stride < 1 or channels not in (1, 3):
@@ -96,7 +107,7 @@ def read_video_clip(path: str | Path, frames: int, stride: int = 1, channels: in
             if not container.streams.video:
                 raise VideoFileError("no video stream")
             for index, frame in enumerate(container.decode(container.streams.video[0])):
-                if index % stride == 0:
+                if index >= start and (index - start) % stride == 0:
                     kept.append(frame.to_ndarray(format="gray" if channels == 1 else "rgb24"))
                     if len(kept) == frames:
                         break
@@ -104,6 +115,7 @@ def read_video_clip(path: str | Path, frames: int, stride: int = 1, channels: in
         raise VideoFileError(f"FFmpeg cannot decode it: {error}") from error
     if len(kept) < frames:
         raise VideoFileError(f"too short: {len(kept)} of the {frames} frames a clip needs (data.video.frames="
-                             f"{frames}, stride {stride}: {(frames - 1) * stride + 1} frames of the file)")
+                             f"{frames}, stride {stride}: {(frames - 1) * stride + 1} frames of the file from frame "
+                             f"{start})")
     video = np.stack(kept)  # (T, H, W) or (T, H, W, 3)
     return video[:, None] if channels == 1 else video.transpose(0, 3, 1, 2)
