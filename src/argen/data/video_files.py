@@ -7,9 +7,10 @@ root or absolute; the test split reads testlist01.txt beside it) names the video
 `Class/v_Class_g08_c01.avi [label]` line each; `classInd.txt` beside it (`1 ApplyEyeMakeup` lines) numbers the
 classes, and a line's label, when given, must agree with it. A clip is frames 0, stride, 2 * stride, ...
 (data.video.frames of them) of its video, or with data.video.random_start (training only) the same span from a
-random first frame, drawn per clip from the batch's seeded torch RNG (a resumed run draws the same), each centre-cropped to a square and resized to image_size (the shorter
-side becomes image_size). A file that cannot be decoded or is too short is skipped with a warning naming it and a
-count, or is an error with data.on_bad_image=error (argen.data.image_folder.LazyFileDataset).
+random first frame, drawn per clip from the batch's seeded torch RNG (a resumed run draws the same), each frame
+centre-cropped to a square and resized to image_size (the shorter side becomes image_size). A file that cannot be
+decoded or is too short is skipped with a warning naming it and a count, or is an error with
+data.on_bad_image=error (argen.data.image_folder.LazyFileDataset).
 """
 
 from __future__ import annotations
