@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from argen.cli import main
-from argen.demo import COMPONENTS, METHODS, SHIPPED, run_demo, shipped_checkpoints
+from argen.catalog import COMPONENTS, METHODS, SHIPPED, shipped_checkpoints
+from argen.demo import run_demo
 from argen.io.checkpoint import file_checksum
 
 # Forward passes per image on the 16x16 grid: 256 raster steps; PAR-4x 4 initial + 63 groups; PAR-16x 16 + 15;

@@ -18,7 +18,7 @@ LAYERS = {
                    "argen.teacher_forcing",
                    "argen.ctf", "argen.ctf.table", "argen.ctf.sample", "argen.data", "argen.eval"],
     "loading": ["argen.io.load", "argen.io.convert"],
-    "library": ["argen.pipeline", "argen.sampling_run", "argen.ctf.cluster", "argen.ctf.redundancy",
+    "library": ["argen.catalog", "argen.pipeline", "argen.sampling_run", "argen.ctf.cluster", "argen.ctf.redundancy",
                 "argen.eval.distributed",
                 "argen.data.tokenize", "argen.eval.tokenizer",
                 "argen.eval.entropy_report", "argen.eval.report", "argen.train", "argen.machine", "argen.bench",
@@ -104,6 +104,14 @@ def test_no_module_imports_a_higher_layer():
     upward = [f"{module} ({names[layer(module)]}) imports {target} ({names[layer(target)]})"
               for module, targets in graph().items() for target in sorted(targets) if layer(target) > layer(module)]
     assert not upward, "imports of a higher layer:\n" + "\n".join(upward)
+
+
+def test_no_library_module_imports_the_demo_or_the_command_line():
+    """The catalog of shipped models is argen.catalog; the demo and the CLI are ends, never dependencies."""
+    ends = {"argen.demo", "argen.cli", "argen.cli_arguments"}
+    found = [f"{module} imports {target}" for module, targets in graph().items() if not module.startswith(
+        ("argen.cli", "argen.demo", "argen.serve")) for target in targets & ends]
+    assert not found, "\n".join(found)
 
 
 def test_argen_modules_are_imported_at_the_top():

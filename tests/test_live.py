@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from argen.demo import METHODS, SHIPPED
+from argen.catalog import METHODS, SHIPPED
 from argen.live import UNDECODED_GREY, Cancelled, generate_live
 from argen.pipeline import load
 

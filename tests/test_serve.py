@@ -18,7 +18,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from argen.demo import METHODS
+from argen.catalog import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 LOAD_REQUESTS = 20

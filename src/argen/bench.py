@@ -254,7 +254,7 @@ def benchmark_live(pipeline: Pipeline, batch: int = 1, guidance: float = 1.0, re
     # Other jobs only add time, so the minimum is the steadiest figure on a shared machine; the median is kept too.
     best = {name: min(values) for name, values in seconds.items()}
     median = {name: statistics.median(values) for name, values in seconds.items()}
-    steps = pipeline.layout.num_steps + (pipeline.refiner is not None)
+    steps = pipeline.forward_passes
     return {"steps": steps, "batch": batch, "guidance": guidance, "repeats": repeats, "budget": budget,
             "threads": torch.get_num_threads(),
             **{f"{name}_ms_per_step_min": 1000 * value / steps for name, value in best.items()},

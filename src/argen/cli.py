@@ -14,6 +14,7 @@ from safetensors import SafetensorError
 
 from argen import cli_arguments
 from argen.bench import run_live_benchmark, run_sample_benchmark
+from argen.catalog import SHIPPED
 from argen.cli_arguments import REFINE_DEFAULTS
 from argen.config import (ARRunConfig, DataConfig, RefinerRunConfig, TokenizerRunConfig, build, build_run,
                           dump_yaml, from_dict)
@@ -25,7 +26,7 @@ from argen.data.tar_shards import pack_image_folder
 from argen.data.token_cache import TokenDataset
 from argen.data.tokenize import tokenize
 from argen.data.video import load_video_dataset
-from argen.demo import SHIPPED, run_demo
+from argen.demo import run_demo
 from argen.eval import report
 from argen.eval.distributed import evaluate_across_ranks
 from argen.eval.entropy_report import write_entropy_analysis
@@ -226,7 +227,7 @@ def _sample(args: argparse.Namespace, classes: list[int] | None, options: dict[s
     speed = made / seconds if seconds else None
     batches = -(-made // args.batch)
     save_json(args.out / "sampling.json", {
-        "model": str(args.model), "images": len(labels), "steps": layout.num_steps + (refine is not None),
+        "model": str(args.model), "images": len(labels), "steps": pipeline.forward_passes,
         "parallel": layout.parallel, "order": layout.config.order, "seconds": seconds, "images_per_s": speed,
         # the AR's forward passes per batch (SJD: fewer than its steps; the refiner pass not counted)
         "forward_passes_per_batch": passes / batches if batches else None,

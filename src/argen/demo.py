@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from argen.config import (ARRunConfig, DataConfig, GPT_PRESETS, GPTConfig, LayoutConfig, PrologueTrainConfig,
+from argen.catalog import COMPONENTS, METHODS, SAMPLING, shipped_checkpoints
+from argen.config import (ARRunConfig, DataConfig, GPT_PRESETS, GPTConfig, PrologueTrainConfig,
                           RefinerConfig, RefinerRunConfig, TokenizerRunConfig, TrainConfig, VQ_PRESETS, VQConfig,
                           VQLossConfig, preset)
 from argen.ctf.cluster import cluster_tokenizer
@@ -34,46 +34,9 @@ from argen.pipeline import load as load_pipeline
 from argen.train import recipes
 from argen.train.classifier_task import ClassifierRunConfig, train_classifier
 
-SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "fmnist64"
-# Guidance 2 and temperature 0.8 unless a model records its own, chosen on a validation split (Pipeline.tuned_sampling).
-SAMPLING = {"guidance": 2.0, "temperature": 0.8}
 QUICK_TRAIN_MINUTES = 10  # `--train` at scale 1 on 2 idle cores: 10.1 minutes measured (docs/results.md)
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    checkpoint: str  # the AR model's folder inside the checkpoint folder
-    tokenizer: str = "tokenizer"  # the tokenizer folder it decodes with (and, for --train, is trained on)
-    refiner: str | None = None  # CTF: the refiner folder that turns its coarse labels into fine ids
-    # What --train trains for it (the shipped checkpoints carry their own layout).
-    layout: LayoutConfig = field(default_factory=LayoutConfig)
-
-
-# The combinations decode their prologue 4 tokens per step and drop PAR's sequential initial tokens (the
-# prologue already fixes the image's global content): 4 + 1 (separator) + 16 steps (+ CTF's refiner pass).
-COMBINED = LayoutConfig(order="region", parallel=16, sequential_initial=False, prologue_parallel=4)
-METHODS = (
-    Method("1x raster", "ar-1x"),
-    Method("PAR-4x", "ar-par4", layout=LayoutConfig(order="region", parallel=4)),
-    Method("PAR-16x", "ar-par16", layout=LayoutConfig(order="region", parallel=16)),
-    Method("CTF", "ctf-ar", refiner="ctf-refiner"),
-    Method("Prologue", "prologue-ar", tokenizer="prologue-tokenizer"),
-    Method("Prologue+PAR-16x", "prologue-par16-ar", tokenizer="prologue-tokenizer", layout=COMBINED),
-    Method("Prologue+CTF+PAR-16x", "combined-ar", tokenizer="prologue-tokenizer", refiner="ctf-refiner",
-           layout=COMBINED),
-)
-COMPONENTS = ("tokenizer", "prologue-tokenizer", "classifier", "ctf-refiner",
-              *(method.checkpoint for method in METHODS))
 DATA = DataConfig(name="fashion-mnist", image_size=64, channels=1, pad_to=32, resize="resize")
-CTF_CLUSTERS = 128  # random groups of the 1024 codes: the best CTF setting measured (docs/results.md)
-
-
-def shipped_checkpoints() -> Path | None:
-    """The repository's checkpoint folder when every component is there."""
-    if all((SHIPPED / name / "config.json").is_file() for name in COMPONENTS):
-        return SHIPPED
-    return None
+CTF_CLUSTERS = 128  # clusters of the 1024 codes, by spherical k-means as the CTF paper clusters (docs/ctf.md)
 
 
 def quick_train(out_dir: Path, progress: bool = True, scale: float = 1.0) -> Path:
@@ -105,7 +68,7 @@ def quick_train(out_dir: Path, progress: bool = True, scale: float = 1.0) -> Pat
                                      limit=steps(8000)) for name in ("tokenizer", "prologue-tokenizer")}
     tables = {name: out_dir / f"{name}-ctf{CTF_CLUSTERS}.safetensors" for name in caches}
     for name, table in tables.items():
-        cluster_tokenizer(runs[name], CTF_CLUSTERS, table, method="random")
+        cluster_tokenizer(runs[name], CTF_CLUSTERS, table, method="spherical")
     tiny = preset(GPT_PRESETS, "GPT-T", GPTConfig)
     for method in METHODS:
         coarse = method.refiner is not None  # CTF: the AR predicts the cluster labels of its tokenizer's table
@@ -201,7 +164,7 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
         metrics = evaluate(images.flatten(0, 1).permute(0, 2, 3, 1).numpy(), reference, extractor, labels,
                            splits=1)
         # Forward passes per image: the AR steps (prologue included), plus CTF's one refiner pass.
-        rows.append({"method": method.name, "steps": pipeline.layout.num_steps + (method.refiner is not None),
+        rows.append({"method": method.name, "steps": pipeline.forward_passes,
                      "guidance": sampling["guidance"], "temperature": sampling["temperature"],
                      "ms_per_batch": round(1000 * seconds / batches, 1),
                      "images_per_s": round(classes * per_class / seconds, 2),

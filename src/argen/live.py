@@ -91,7 +91,7 @@ class LiveView:
             raise ValueError(f"watching a run shows images; this model makes {pipeline.layout.grid} grids (videos)")
         self.pipeline, self.batch, self.sink, self.budget, self.cancel = pipeline, batch, sink, budget, cancel
         layout = pipeline.layout
-        self.steps = layout.num_steps + (pipeline.refiner is not None)
+        self.steps = pipeline.forward_passes
         self.visual = layout.segments[VISUAL]
         self.patch = pipeline.tokenizer.config.downsample  # pixels per token side
         self.palette = coarse_palette(self.visual.vocab) if pipeline.coarse else None

@@ -108,6 +108,12 @@ class Pipeline:
         return self.coarse_table is not None
 
     @property
+    def forward_passes(self) -> int:
+        """Forward passes per image of plain decoding: the Layout's steps, plus CTF's refiner pass (the paper's
+        "256+1")."""
+        return self.layout.num_steps + (self.refiner is not None)
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 

@@ -36,7 +36,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from argen.live import DISPLAY_BUDGET, Cancelled, Frame, generate_live
-from argen.serve.catalog import Method, load_methods
+from argen.serve.methods import Method, load_methods
 from argen.serve.guard import Guard
 from argen.serve.requests import DEFAULTS, LIMITS, RequestError, RunRequest, parse_run
 from argen.serve.runs import QueueFull, RunQueue

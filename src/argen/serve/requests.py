@@ -7,8 +7,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from argen.demo import SAMPLING
-from argen.serve.catalog import Method
+from argen.catalog import SAMPLING
+from argen.serve.methods import Method
 
 # Bounds that keep one request small on a CPU; the page reads them from /api/methods.
 LIMITS = {"images": 8, "guidance": 20.0, "temperature": 5.0, "seed": 2**53,  # 2**53: exact in JavaScript too

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from argen.demo import METHODS
+from argen.catalog import METHODS
 from argen.live import LiveView, render_seconds
 from argen.pipeline import PIPELINE_FILE, Pipeline, load
 
@@ -28,7 +28,7 @@ class Method:
     @property
     def steps(self) -> int:
         """Forward passes per image: the AR steps, plus CTF's refiner pass."""
-        return self.pipeline.layout.num_steps + (self.pipeline.refiner is not None)
+        return self.pipeline.forward_passes
 
     @property
     def class_names(self) -> list[str]:
