@@ -4,11 +4,18 @@ function (so that a cycle cannot hide behind a late import)."""
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 SOURCE = Path(__file__).resolve().parents[1] / "src"
-# `import argen` stays light: the package root loads the pipeline only when `argen.load` is called.
-LATE_IMPORTS_ALLOWED = {"argen"}
+# `import argen` stays light: the package root loads the pipeline only when `argen.load` is called; argen.cli
+# imports the commands (and with them torch) only once a command was parsed, so `argen --help` and `--version`
+# answer at once.
+LATE_IMPORTS_ALLOWED = {"argen", "argen.cli"}
 # The README's architecture layers, from the foundation up; a module may import only its own layer and below.
 # A module is placed by its longest matching prefix ("argen.model" covers argen.model.*).
 LAYERS = {
@@ -23,7 +30,7 @@ LAYERS = {
                 "argen.data.tokenize", "argen.eval.tokenizer",
                 "argen.eval.entropy_report", "argen.eval.report", "argen.train", "argen.machine", "argen.bench",
                 "argen.live"],
-    "apps": ["argen.cli", "argen.cli_arguments", "argen.demo", "argen.serve"],
+    "apps": ["argen.cli", "argen.cli_arguments", "argen.commands", "argen.demo", "argen.serve"],
 }
 
 
@@ -110,7 +117,7 @@ def test_no_library_module_imports_the_demo_or_the_command_line():
     """The catalog of shipped models is argen.catalog; the demo and the CLI are ends, never dependencies."""
     ends = {"argen.demo", "argen.cli", "argen.cli_arguments"}
     found = [f"{module} imports {target}" for module, targets in graph().items() if not module.startswith(
-        ("argen.cli", "argen.demo", "argen.serve")) for target in targets & ends]
+        ("argen.cli", "argen.commands", "argen.demo", "argen.serve")) for target in targets & ends]
     assert not found, "\n".join(found)
 
 
@@ -132,3 +139,14 @@ def test_the_checker_sees_cycles_through_names_and_packages(tmp_path):
     assert edges["argen.a"] == {"argen.b"} and edges["argen.b"] == {"argen.sub.c"}
     assert edges["argen.sub"] == {"argen.a"} and edges["argen.sub.c"] == set()
     assert imports(tmp_path / "argen" / "sub" / "c.py", set(modules(tmp_path)))[1] == [(2, "argen.a")]
+
+
+@pytest.mark.parametrize("arguments", [["--version"], ["--help"], ["sample", "--help"]])
+def test_help_and_version_load_no_torch(arguments):
+    """`argen --help`, `--version` and a command's `--help` answer from the parser alone (startup in well under a
+    second; measured in docs/status.md), so torch must not be imported on that path."""
+    script = ("import sys\nfrom argen.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+              "print('torch' in sys.modules, file=sys.stderr)")
+    run = subprocess.run([sys.executable, "-c", script, *arguments], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(SOURCE)})
+    assert run.stderr.strip().splitlines()[-1] == "False", run.stderr

@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 from argen import __version__
-from argen.config import GPT_PRESETS, VQ_PRESETS
-from argen.ctf.cluster import METHODS as CLUSTER_METHODS
-from argen.io.checkpoint import check_writable
-from argen.live import DISPLAY_BUDGET
-from argen.precision import PRECISIONS
+from argen.config import CLUSTER_METHODS, DECODE_PRECISIONS, GPT_PRESETS, LIVE_DISPLAY_BUDGET, VQ_PRESETS
+from argen.io.paths import check_writable
 
 # The CTF refiner pass's defaults; a --refine-* option away from them needs --refiner.
 REFINE_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "guidance": 1.0}
+
+
 class HelpWithDefaults(argparse.HelpFormatter):
     """--help lists each option's default after its text, unless the text already says it or there is none."""
 
@@ -162,7 +161,7 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     sample.add_argument("--fixed-prologue", type=Path, help="Prologue: a token cache with prologue ids; write a "
                         "grid whose rows keep the prologue of the cache's first --count images and resample only "
                         "the visual tokens (--columns - 1 samples per row)")
-    sample.add_argument("--dtype", default="auto", choices=PRECISIONS,
+    sample.add_argument("--dtype", default="auto", choices=DECODE_PRECISIONS,
                         help="decode precision; auto = the fastest on this CPU (docs/speed.md)")
     sample.add_argument("--speculative", type=int, default=0, metavar="W", help="speculative Jacobi decoding over "
                         "windows of W steps: fewer forward passes, the same distribution (0 = off; docs/speed.md)")
@@ -234,7 +233,7 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
                               "argen sample uses it; 1 for --preset)")
     bench_sample.add_argument("--parallel", type=int, default=1)
     bench_sample.add_argument("--grid", type=int, default=16, help="token grid side for --preset")
-    bench_sample.add_argument("--dtype", default="auto", choices=PRECISIONS)
+    bench_sample.add_argument("--dtype", default="auto", choices=DECODE_PRECISIONS)
     bench_sample.add_argument("--speculative", type=int, default=0, metavar="W",
                               help="speculative Jacobi decoding over windows of W steps (0 = off)")
     bench_sample.add_argument("--repeats", type=int, default=3)
@@ -250,7 +249,7 @@ def build_parser(handlers: dict[str, Handler], description: str = "") -> argpars
     bench_live.add_argument("--batch", type=int, default=1)
     bench_live.add_argument("--cfg", type=float, default=2.0, help="classifier-free guidance scale (1 = off)")
     bench_live.add_argument("--repeats", type=int, default=5)
-    bench_live.add_argument("--budget", type=float, default=DISPLAY_BUDGET,
+    bench_live.add_argument("--budget", type=float, default=LIVE_DISPLAY_BUDGET,
                             help="share of the sampling time that partial renders may take")
     bench_live.add_argument("--json", action="store_true")
     bench_live.set_defaults(handler=handlers["bench-live"])

@@ -18,6 +18,13 @@ from typing import Any, Callable
 import yaml
 
 
+# Choices the command line offers before any model loads (`argen --help` imports no torch); the modules that use
+# them import them from here.
+DECODE_PRECISIONS = ("auto", "fp32", "bf16", "int8")  # argen.precision
+CLUSTER_METHODS = ("kmeans", "spherical", "balanced", "random")  # argen.ctf.cluster
+LIVE_DISPLAY_BUDGET = 0.1  # argen.live: the share of sampling time that partial renders may take
+
+
 class ConfigError(ValueError):
     """A config key or value that cannot be used; the message says what is valid."""
 

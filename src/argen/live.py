@@ -24,11 +24,11 @@ from typing import Any, Callable
 import torch
 from PIL import Image
 
+from argen.config import LIVE_DISPLAY_BUDGET as DISPLAY_BUDGET
 from argen.layout import PROLOGUE, VISUAL, Step
 from argen.pipeline import Pipeline
 from argen.sample import Generated
 
-DISPLAY_BUDGET = 0.1  # the share of sampling time that partial renders may take
 UNDECODED_GREY = 96  # pixel value of the positions not decoded yet
 REPLAY_FRAMES = 8  # at most, evenly spaced over the steps
 REPLAY_SHARE = 0.25  # of the run's wall time that the replay frames may add after it

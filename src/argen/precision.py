@@ -20,9 +20,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from argen.config import DECODE_PRECISIONS as PRECISIONS
 from argen.model.linear import int8_weights
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
 CACHE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
 # The most rows per step at which int8 weights beat the alternative (docs/speed.md, "Choosing a precision"),
 # keyed by whether oneDNN packs bf16 on this CPU.

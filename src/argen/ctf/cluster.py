@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from argen.config import CLUSTER_METHODS as METHODS
 from argen.ctf.table import CoarseTable, save_table
 from argen.io.checkpoint import checkpoint_checksum
 from argen.io.load import load_tokenizer
 
-METHODS = ("kmeans", "spherical", "balanced", "random")
 
 
 @dataclass(frozen=True)
