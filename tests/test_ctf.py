@@ -466,3 +466,15 @@ def test_redundancy_on_the_shipped_tokenizer_favours_clusters_of_alike_codes(cap
     cosine = {line.split()[0]: float(line.split()[5]) for line in lines[1:]}
     assert psnr["spherical"] > psnr["random"] + 10 and psnr["spherical"] > 24
     assert cosine["spherical"] > 0.8 and cosine["random"] < 0.3
+
+
+def test_the_refiner_ceiling_of_the_shipped_ctf(tmp_path, capsys):
+    """The shipped refiner on the true coarse maps of test images: most tokens right, mistakes mostly inside their
+    cluster, and images for argen eval."""
+    out = tmp_path / "ceiling"
+    assert main(["ctf", "ceiling", "--refiner", str(SHIPPED / "ctf-refiner"), "--tokenizer", str(SHIPPED / "tokenizer"),
+                 "--count", "16", "--out", str(out)]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    assert 0.5 < result["token_accuracy"] < 1 and result["outside_cluster"] < 0.2 and result["psnr_db"] > 15
+    assert result["clustering"] == "random" and (out / "samples.npz").is_file()
+    assert "of tokens right" in capsys.readouterr().out

@@ -18,7 +18,9 @@ from argen.catalog import SHIPPED
 from argen.cli_arguments import REFINE_DEFAULTS
 from argen.config import (ARRunConfig, DataConfig, RefinerRunConfig, TokenizerRunConfig, build, build_run,
                           dump_yaml, from_dict)
+from argen.ctf.ceiling import refiner_ceiling
 from argen.ctf.cluster import cluster_tokenizer
+from argen.ctf.sample import RefineOptions
 from argen.ctf.redundancy import group_redundancy
 from argen.ctf.table import histogram_path, load_table
 from argen.data import image_batches, load_dataset
@@ -447,6 +449,16 @@ def cmd_ctf_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ctf_ceiling(args: argparse.Namespace) -> int:
+    _positive(count=args.count)
+    result = refiner_ceiling(args.refiner, args.tokenizer, args.out, args.count,
+                             RefineOptions(temperature=args.refine_temperature), args.seed, progress=_progress())
+    print(f"refiner ceiling on {result['images']} test images: {result['token_accuracy']:.1%} of tokens right, "
+          f"{result['outside_cluster']:.1%} outside their cluster, {result['psnr_db']:.2f} dB against the "
+          f"reconstruction; score {Path(args.out) / 'samples.npz'} with argen eval")
+    return 0
+
+
 def cmd_ctf_redundancy(args: argparse.Namespace) -> int:
     result = group_redundancy(args.tokenizer, args.clusters, args.methods, args.count, seed=args.seed,
                               progress=_progress())
@@ -488,6 +500,7 @@ HANDLERS = {
     "bench-live": cmd_bench_live,
     "bench-sample": cmd_bench_sample,
     "convert": cmd_convert,
+    "ctf-ceiling": cmd_ctf_ceiling,
     "ctf-redundancy": cmd_ctf_redundancy,
     "ctf-cluster": cmd_ctf_cluster,
     "data-pack": cmd_data_pack,
