@@ -17,6 +17,7 @@
 #   scripts/reproduce.sh demo-train|demo-evaluate|demo-ship [NAME...]  only these demo models' training,
 #                                           evaluation or shipping; with DEMO_STAGE=2 the 1500-step continuation
 #   scripts/reproduce.sh demo-refiners [METHOD...]  CTF's refiner of each clustering (spherical, random)
+#   scripts/reproduce.sh demo-ceilings      each CTF refiner on test images' true coarse maps (argen ctf ceiling)
 #   scripts/reproduce.sh demo-bench         images/s of the shipped demo models at batch 1 and 40 (quiet machine)
 #   scripts/reproduce.sh combined           the demo's combination at 3 M parameters (the PAR section's size)
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
@@ -317,6 +318,20 @@ demo_refiners() {  # demo_refiners [METHOD...]: the refiner of each clustering (
     done
 }
 
+demo_ceilings() {  # what CTF's fine stage alone costs: each refiner on 1,000 test images' true coarse maps
+    # (the shipped 300-step random-groups refiner beside the k-means one trained as long as its coarse AR)
+    local name refiner out
+    for name in spherical shipped-random; do
+        refiner=runs/demo64-ctf-refiner-$name/checkpoint
+        [[ $name == shipped-random ]] && refiner=$DEMO/ctf-refiner
+        out=runs/eval64/ceiling-$name
+        done_or "$out/metrics.json" $argen ctf ceiling --refiner "$refiner" --tokenizer $DEMO/tokenizer \
+            --count 1000 --out "$out"
+        done_or "$out/scores.json" $argen eval "$out/samples.npz" --ref runs/fmnist64-reference.npz \
+            --classifier $classifier --bootstrap 50 --out "$out/scores.json"
+    done
+}
+
 demo_refiner() {
     $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-demo-ar.yaml --cache runs/demo64-base-cache \
         --table "runs/ctf64/demo-base-$1.safetensors" --out "runs/demo64-ctf-refiner-$1" refiner.coarse_noise=0.1 \
@@ -529,11 +544,12 @@ case "${1:-}" in
     demo-data) demo_data ;;
     demo-train) shift; demo_train "$@" ;;
     demo-refiners) shift; demo_refiners "$@" ;;
+    demo-ceilings) demo_ceilings ;;
     demo-evaluate) shift; demo_evaluate "$@" ;;
     demo-ship) shift; demo_ship "$@" ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
     video3d) video3d ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ship | video | video-models NAME... | video3d" >&2; exit 2 ;;
+            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-ship | video | video-models NAME... | video3d" >&2; exit 2 ;;
 esac
