@@ -11,10 +11,10 @@ from torch import nn
 
 from argen.config import TrainConfig
 from argen.io import checkpoint as ckpt
-from argen.train.trainer import Trainer, TrainingError, learning_rate
+from argen.train.trainer import Task, Trainer, TrainingError, learning_rate
 
 
-class DigitsTask:
+class DigitsTask(Task):
     """A small MLP classifier with dropout, so resuming must restore randomness too."""
 
     def __init__(self, poison_step: int | None = None):

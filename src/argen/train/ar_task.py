@@ -14,9 +14,10 @@ from argen.io.video import save_gif, save_strip
 from argen.layout import Layout
 from argen.sample import generate
 from argen.teacher_forcing import TeacherForcing, cross_entropy
+from argen.train.trainer import Task
 
 
-class ARTask:
+class ARTask(Task):
     """Next-group prediction under any Layout (raster, PAR, prologue), with class-label dropout for guidance."""
 
     def __init__(self, model: nn.Module, layout: Layout, num_classes: int, class_dropout_prob: float,

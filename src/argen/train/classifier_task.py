@@ -20,6 +20,7 @@ from argen.eval.features import CLASSIFIER_KIND, Classifier, ClassifierConfig, C
 from argen.eval.metrics import class_accuracy
 from argen.io import checkpoint as ckpt
 from argen.train import trainer
+from argen.train.trainer import Task
 
 CLASSIFIER = "classifier"
 
@@ -48,7 +49,7 @@ def random_shift(images: torch.Tensor, shift: int) -> torch.Tensor:
     return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], columns[:, None, :]].permute(0, 3, 1, 2)
 
 
-class ClassifierTask:
+class ClassifierTask(Task):
     """Train a Classifier on {"images": float (B, C, H, W) in [-1, 1], "labels": long (B,)} batches."""
 
     def __init__(self, model: Classifier, shift: int = 2):

@@ -41,6 +41,7 @@ from argen.teacher_forcing import TeacherForcing, cross_entropy
 from argen.tokenizer.code_usage import usage_and_restarts
 from argen.tokenizer.vq import VQModel
 from argen.train.tokenizer_task import TOKENIZER, VQTask
+from argen.train.trainer import Task
 
 PRIOR = "prior"
 
@@ -111,7 +112,7 @@ def load_visual_path(model: VQModel, directory: str | Path, freeze: bool) -> Non
             parameter.requires_grad_(name.startswith("prologue."))
 
 
-class PrologueTask:
+class PrologueTask(Task):
     """Joint (or Post) stage-1 training of a tokenizer with a Prologue head (see the module docstring)."""
 
     def __init__(self, model: VQModel, prior: Transformer, layout: Layout, config: PrologueTrainConfig,

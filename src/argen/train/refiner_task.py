@@ -14,9 +14,10 @@ from argen.data.transforms import to_uint8
 from argen.io.images import save_grid
 from argen.io.load import load_tokenizer
 from argen.model.refiner import Refiner
+from argen.train.trainer import Task
 
 
-class RefinerTask:
+class RefinerTask(Task):
     """Teacher forcing with the true coarse labels (optionally noised), class dropout for refiner guidance."""
 
     def __init__(self, model: Refiner, grid: tuple[int, ...], class_dropout_prob: float, options: RefinerConfig,

@@ -18,6 +18,7 @@ from argen.tokenizer.losses import (RECONSTRUCTION_KINDS, PatchDiscriminator, hi
                                     hinge_generator_loss, reconstruction_loss)
 from argen.tokenizer.lpips import perceptual_loss
 from argen.tokenizer.vq import VQModel
+from argen.train.trainer import Task
 
 TOKENIZER = "tokenizer"
 DISCRIMINATOR = "discriminator"
@@ -39,7 +40,7 @@ def _value(tensor: torch.Tensor) -> float:
     return float(tensor.detach())
 
 
-class VQTask:
+class VQTask(Task):
     """Train a VQModel (or a causal 3D video tokenizer, on clips) with LlamaGen's losses; `perceptual` (a frozen
     distance of two image batches, (B,) out: LPIPS, or a classifier's feature distance; io.load.load_perceptual
     builds it from the config) is the perceptual term, required when `loss.perceptual_weight > 0`."""

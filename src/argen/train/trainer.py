@@ -19,7 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -45,13 +45,27 @@ class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss, a bad batch split); the message says what to do."""
 
 
-class Task(Protocol):
+class Task:
+    """What the trainer trains, and every hook its loop calls: a task defines `modules` and `loss`; the hooks do
+    nothing unless it defines them."""
+
+    tokens_per_sample: int | None = None  # tokens one sample feeds the model, for the logged tokens/s
+
     def modules(self) -> dict[str, nn.Module]:
         """Trained modules, one optimizer each, updated in this order; the first is the saved model."""
+        raise NotImplementedError
 
     def loss(self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor],
              step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss that updates modules[name] and the floats to log."""
+        raise NotImplementedError
+
+    def after_step(self, modules: dict[str, nn.Module], step: int) -> dict[str, float]:
+        """Work after each optimizer step (e.g. dead-code restarts), and the floats it logs."""
+        return {}
+
+    def sample(self, model: nn.Module, step: int, out_dir: Path) -> None:
+        """A preview every train.sample_every steps (rank 0), written into the run folder."""
 
 
 @dataclass
@@ -123,7 +137,7 @@ class Trainer:
             self.wrapped = {name: torch.compile(module) for name, module in self.wrapped.items()}
         # Model FLOPs per token of the saved model (6 N: forward and backward), for the logged TFLOP/s.
         self.flops_per_token = 6 * sum(p.numel() for p in self.modules[self.model_name].parameters())
-        self.tokens_per_sample = getattr(task, "tokens_per_sample", None)
+        self.tokens_per_sample = task.tokens_per_sample
         self.optimizers = {name: make_optimizer(module, train_config, self.context.device)
                            for name, module in self.modules.items()}
         self.ema = None
@@ -399,9 +413,7 @@ class Trainer:
             logs: dict[str, float] = {"lr": lr}
             for name in self.modules:
                 logs.update(self._update(name, batches, lr))
-            after = getattr(self.task, "after_step", None)
-            if after is not None:
-                logs.update(after(self.modules, self.step) or {})
+            logs.update(self.task.after_step(self.modules, self.step))
             self._check_finite(logs)
             if self.ema is not None:
                 self._update_ema()
@@ -420,10 +432,8 @@ class Trainer:
                     window_start, samples_seen = now, 0
                     bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k.endswith("_loss")})
             if config.sample_every and self.step % config.sample_every == 0 and context.is_main:
-                sample = getattr(self.task, "sample", None)
-                if sample is not None:
-                    sample(self.modules[self.model_name], self.step, self.out_dir)
-                    self.modules[self.model_name].train()
+                self.task.sample(self.modules[self.model_name], self.step, self.out_dir)
+                self.modules[self.model_name].train()
             if self.step % config.checkpoint_every == 0 or self.step == config.steps:
                 self.save()
         bar.close()
