@@ -4,7 +4,8 @@ events, each decode step as it happens (argen.live over the one decode loop; no 
     GET  /                the page (static/: plain HTML, JS and CSS, nothing fetched from elsewhere)
     GET  /api/methods     the methods, their classes, the request defaults and limits
     GET  /api/status      runs running, waiting, finished and cancelled
-    POST /api/generate    {"method", "class", "images", "seed", "guidance", "temperature", "top_k", "top_p"} ->
+    POST /api/generate    {"method", "class", "images", "seed", "guidance", "temperature", "top_k", "top_p",
+                          "speculative"} ->
                           events: queued {place}, step {frame} (each step), done {frame}, replay {frame} (partial
                           images of a few steps, rendered after the run), error {message}
 
