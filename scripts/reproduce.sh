@@ -20,6 +20,7 @@
 #   scripts/reproduce.sh demo-ceilings      each CTF refiner on test images' true coarse maps (argen ctf ceiling)
 #   scripts/reproduce.sh demo-bench         images/s of the shipped demo models at batch 1 and 40 (quiet machine)
 #   scripts/reproduce.sh combined           the demo's combination at 3 M parameters (the PAR section's size)
+#   scripts/reproduce.sh perceptual         the demo's tokenizer with and without a perceptual loss (classifier features)
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
 #   scripts/reproduce.sh video-models NAME... only these video models (train, sample, evaluate)
 #   scripts/reproduce.sh video3d            17-frame moving Fashion-MNIST: per-frame vs causal 3D tokenizer (same
@@ -430,6 +431,22 @@ demo_ship() {  # demo_ship [NAME...]: copy these demo models (default: all) into
     du -sh checkpoints
 }
 
+# The tokenizer with and without a perceptual loss (issue 32): the demo's tokenizer recipe twice, the same steps and
+# data, once with the perceptual term at weight 1.0. Its network is the project classifier's features (LPIPS's
+# distance without learned weights): no VGG16 file is at hand offline. Scored on 2,000 test images.
+perceptual() {
+    local name
+    for name in plain perceptual; do
+        local options=()
+        [[ $name == perceptual ]] && options=(loss.perceptual_network=$classifier loss.perceptual_weight=1.0)
+        done_or "runs/fmnist64-tokenizer-$name/checkpoint" $argen tokenizer train --preset VQ-CPU-32 \
+            --config configs/fmnist64-tokenizer.yaml --out "runs/fmnist64-tokenizer-$name" "${options[@]}"
+        done_or "runs/fmnist64-tokenizer-$name/eval/metrics.json" $argen tokenizer eval \
+            --tokenizer "runs/fmnist64-tokenizer-$name/checkpoint" --classifier $classifier --count 2000 \
+            --out "runs/fmnist64-tokenizer-$name/eval"
+    done
+}
+
 # Video: moving Fashion-MNIST, 4 frames of 32x32 -> (4, 8, 8) token grids; name, then the layout overrides
 VIDEO_MODELS="1x
 par4 layout.order=region layout.parallel=4
@@ -547,9 +564,10 @@ case "${1:-}" in
     demo-ceilings) demo_ceilings ;;
     demo-evaluate) shift; demo_evaluate "$@" ;;
     demo-ship) shift; demo_ship "$@" ;;
+    perceptual) perceptual ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
     video3d) video3d ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-ship | video | video-models NAME... | video3d" >&2; exit 2 ;;
+            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-ship | perceptual | video | video-models NAME... | video3d" >&2; exit 2 ;;
 esac
