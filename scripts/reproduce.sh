@@ -20,6 +20,7 @@
 #   scripts/reproduce.sh demo-ceilings      each CTF refiner on test images' true coarse maps (argen ctf ceiling)
 #   scripts/reproduce.sh demo-bench         images/s of the shipped demo models at batch 1 and 40 (quiet machine)
 #   scripts/reproduce.sh combined           the demo's combination at 3 M parameters (the PAR section's size)
+#   scripts/reproduce.sh sjd                the shipped 1x sampled plainly and with speculative decoding, both scored
 #   scripts/reproduce.sh perceptual         the demo's tokenizer with and without a perceptual loss (classifier features)
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
 #   scripts/reproduce.sh video-models NAME... only these video models (train, sample, evaluate)
@@ -431,6 +432,28 @@ demo_ship() {  # demo_ship [NAME...]: copy these demo models (default: all) into
     du -sh checkpoints
 }
 
+# Speculative Jacobi decoding keeps the distribution (docs/speed.md): 1,000 test samples of a shipped model at its
+# shipped guidance and temperature, plain and with SJD, scored alike. Name, folder, window, SJD's batch (a window
+# feeds W steps of every row, and a batch advances with its slowest row, so SJD samples in small batches).
+SJD_MODELS="1x ar-1x 8 25"
+sjd() {
+    local name folder window batch settings out w
+    while read -r name folder window batch; do
+        settings=$(.venv/bin/python -c "import json; s = json.load(open('$DEMO/$folder/config.json'))['sampling']; \
+print(f\"--cfg {s['guidance']} --temperature {s['temperature']}\")")
+        for w in 0 "$window"; do
+            out=runs/eval64/sjd-$name-w$w
+            mkdir -p "$out"
+            # shellcheck disable=SC2086  # the settings are options and their values
+            done_or "$out/samples.npz" $argen sample --model "$DEMO/$folder" --count 1000 \
+                --batch "$([[ $w == 0 ]] && echo 250 || echo "$batch")" --dtype fp32 --seed 0 --speculative "$w" \
+                $settings --out "$out"
+            done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/fmnist64-reference.npz \
+                --classifier $classifier --bootstrap 50 --out "$out/metrics.json"
+        done
+    done <<< "$SJD_MODELS"
+}
+
 # The tokenizer with and without a perceptual loss (issue 32): the demo's tokenizer recipe twice, the same steps and
 # data, once with the perceptual term at weight 1.0. Its network is the project classifier's features (LPIPS's
 # distance without learned weights): no VGG16 file is at hand offline. Scored on 2,000 test images.
@@ -565,9 +588,10 @@ case "${1:-}" in
     demo-evaluate) shift; demo_evaluate "$@" ;;
     demo-ship) shift; demo_ship "$@" ;;
     perceptual) perceptual ;;
+    sjd) sjd ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
     video3d) video3d ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-ship | perceptual | video | video-models NAME... | video3d" >&2; exit 2 ;;
+            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-ship | perceptual | sjd | video | video-models NAME... | video3d" >&2; exit 2 ;;
 esac
