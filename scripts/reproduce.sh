@@ -20,6 +20,7 @@
 #   scripts/reproduce.sh demo-ceilings      each CTF refiner on test images' true coarse maps (argen ctf ceiling)
 #   scripts/reproduce.sh demo-bench         images/s of the shipped demo models at batch 1 and 40 (quiet machine)
 #   scripts/reproduce.sh combined           the demo's combination at 3 M parameters (the PAR section's size)
+#   scripts/reproduce.sh prologue-guidance  Prologue's split guidance on validation; Prologue and 1x without guidance
 #   scripts/reproduce.sh sjd                the shipped 1x sampled plainly and with speculative decoding, both scored
 #   scripts/reproduce.sh perceptual         the demo's tokenizer with and without a perceptual loss (classifier features)
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
@@ -432,6 +433,37 @@ demo_ship() {  # demo_ship [NAME...]: copy these demo models (default: all) into
     du -sh checkpoints
 }
 
+# Prologue's split guidance as its paper uses it (issue 31): a constant s_p < 1 on the prologue tokens, a cosine ramp
+# of power p on the visual ones, against the single constant the demo chose (guidance 2 on both), on the validation
+# split (400 samples each, temperature 0.8); then the paper's headline comparison, Prologue and the same-size 1x
+# without guidance, on the test split. Name, then the sampling options.
+PROLOGUE_GUIDANCE="constant-2 --cfg 2
+split-p0.7-v2-cos0.25 --prologue-cfg 0.7 --cfg 2 --cfg-schedule cosine --cfg-power 0.25
+split-p0.7-v3-cos0.25 --prologue-cfg 0.7 --cfg 3 --cfg-schedule cosine --cfg-power 0.25
+split-p0.7-v4-cos0.25 --prologue-cfg 0.7 --cfg 4 --cfg-schedule cosine --cfg-power 0.25
+split-p0.8-v3-cos0.25 --prologue-cfg 0.8 --cfg 3 --cfg-schedule cosine --cfg-power 0.25
+split-p0.6-v3-cos0.25 --prologue-cfg 0.6 --cfg 3 --cfg-schedule cosine --cfg-power 0.25"
+prologue_guidance() {
+    local name options out folder
+    while read -r name options; do
+        out=runs/eval64/prologue-guidance/$name
+        mkdir -p "$out"
+        # shellcheck disable=SC2086  # the options are separate words
+        done_or "$out/samples.npz" $argen sample --model $DEMO/prologue-ar --count 400 --batch 200 --temperature 0.8 \
+            --dtype fp32 --seed 1 --out "$out" $options
+        done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/demo64-validation.npz \
+            --classifier $classifier --out "$out/metrics.json"
+    done <<< "$PROLOGUE_GUIDANCE"
+    for folder in prologue-ar ar-1x; do  # no guidance, temperature 1: the paper's headline comparison
+        out=runs/eval64/noguidance-$folder
+        mkdir -p "$out"
+        done_or "$out/samples.npz" $argen sample --model "$DEMO/$folder" --count 1000 --batch 250 --cfg 1 \
+            --temperature 1 --dtype fp32 --seed 0 --out "$out"
+        done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/fmnist64-reference.npz \
+            --classifier $classifier --bootstrap 50 --out "$out/metrics.json"
+    done
+}
+
 # Speculative Jacobi decoding keeps the distribution (docs/speed.md): 1,000 test samples of a shipped model at its
 # shipped guidance and temperature, plain and with SJD, scored alike. Name, folder, window, SJD's batch (a window
 # feeds W steps of every row, and a batch advances with its slowest row, so SJD samples in small batches).
@@ -589,9 +621,10 @@ case "${1:-}" in
     demo-ship) shift; demo_ship "$@" ;;
     perceptual) perceptual ;;
     sjd) sjd ;;
+    prologue-guidance) demo_data && prologue_guidance ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
     video3d) video3d ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-ship | perceptual | sjd | video | video-models NAME... | video3d" >&2; exit 2 ;;
+            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-ship | perceptual | sjd | prologue-guidance | video | video-models NAME... | video3d" >&2; exit 2 ;;
 esac
