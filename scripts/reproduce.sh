@@ -25,6 +25,7 @@
 #   scripts/reproduce.sh perceptual         the demo's tokenizer with and without a perceptual loss (classifier features)
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
 #   scripts/reproduce.sh video-models NAME... only these video models (train, sample, evaluate)
+#   scripts/reproduce.sh video3d-lfq        the causal 3D tokenizer with lookup-free quantisation (the VQ one's data)
 #   scripts/reproduce.sh video3d            17-frame moving Fashion-MNIST: per-frame vs causal 3D tokenizer (same
 #                                           1024 codes), 1x, PAR-4x and PAR-16x on the 3D grid
 # Each step is skipped when its output exists, so an interrupted run continues where it stopped
@@ -595,6 +596,13 @@ video3d() {  # both tokenizers (reconstruction), the 3D cache, the three AR mode
         PAR-16x=runs/evalmfm17/par16/videos.npz
 }
 
+video3d_lfq() {  # the causal 3D tokenizer with lookup-free quantisation beside the VQ one (same 1024 codes, clips)
+    done_or runs/mfm17-causal3d-lfq-tokenizer/checkpoint $argen tokenizer train --preset VQ3D-CPU-32 \
+        --config configs/mfm17-causal3d-lfq-tokenizer.yaml --out runs/mfm17-causal3d-lfq-tokenizer
+    done_or runs/mfm17-causal3d-lfq-tokenizer/eval/metrics.json $argen tokenizer eval \
+        --tokenizer runs/mfm17-causal3d-lfq-tokenizer/checkpoint --count 500 --out runs/mfm17-causal3d-lfq-tokenizer/eval
+}
+
 case "${1:-}" in
     par) par_data && par_models && par_analysis ;;
     # e.g. two trainings at a time on 2 cores, one thread each, then `scripts/reproduce.sh par` for the rest:
@@ -625,6 +633,7 @@ case "${1:-}" in
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
     video3d) video3d ;;
+    video3d-lfq) video3d_lfq ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-ship | perceptual | sjd | prologue-guidance | video | video-models NAME... | video3d" >&2; exit 2 ;;
+            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-ship | perceptual | sjd | prologue-guidance | video | video-models NAME... | video3d | video3d-lfq" >&2; exit 2 ;;
 esac
