@@ -319,22 +319,25 @@ class _Decoder:
     def decide(self, step: Step, logits: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
         """Decide `step` in the rows whose context is all decided (`exact`, and the step is their next), draft it in
         the other rows that still need it; return the rows whose context stays decided for the next step."""
+        outputs = self.generated[:, step.output_start:step.output_end]
+        if self.options.speculative <= 1:  # plain decoding: every row decides the step, nothing to track
+            tokens = self._draw(step, self._guided(logits, step)) if step.segment != SEPARATOR else \
+                torch.zeros_like(outputs)
+            outputs.copy_(self._forced(step, tokens) + step.id_low)
+            return exact
         pending = self.done <= step.index
         deciding = pending & exact & (self.done == step.index)
-        drafted = self.generated[:, step.output_start:step.output_end] - step.id_low  # what later steps were fed
+        drafted = outputs - step.id_low  # what later steps were fed
         if step.segment == SEPARATOR:  # one possible token
-            tokens = torch.zeros_like(drafted)
-            return self._settle(step, tokens, drafted, pending, deciding, exact)
-        logits = self._guided(logits, step)
+            return self._settle(step, torch.zeros_like(drafted), drafted, pending, deciding, exact)
         temperature = float(self.options.segment_value("temperature", step.segment))
         top_k = int(self.options.segment_value("top_k", step.segment))
         top_p = float(self.options.segment_value("top_p", step.segment))
         q = self.drafts.pop(step.index, None)
-        speculative = self.options.speculative > 1
+        logits = self._guided(logits, step)
         if q is None:  # nothing drafted yet: a plain draw, the decision where the context is decided
-            tokens = sample_from_logits(logits, temperature, top_k, top_p, self.options.greedy, self.generator)
-            if speculative:
-                q = self._distribution(logits, temperature, top_k, top_p)
+            tokens = self._draw(step, logits)
+            q = self._distribution(logits, temperature, top_k, top_p)
         else:
             p = self._distribution(logits, temperature, top_k, top_p)
             if self.options.greedy:
@@ -352,12 +355,21 @@ class _Decoder:
             fresh = p.argmax(-1) if self.options.greedy else sample_from_probabilities(p, self.generator)
             tokens = torch.where(deciding[:, None], tokens, fresh)
             q = p
-        if self.forced is not None:
-            wanted = self.forced[:, step.output_start:step.output_end]
-            tokens = torch.where(wanted >= 0, wanted - step.id_low, tokens)
-        if speculative:
-            self.drafts[step.index] = q
-        return self._settle(step, tokens, drafted, pending, deciding, exact)
+        self.drafts[step.index] = q
+        return self._settle(step, self._forced(step, tokens), drafted, pending, deciding, exact)
+
+    def _draw(self, step: Step, logits: torch.Tensor) -> torch.Tensor:
+        """Local ids drawn from the step's guided logits as plain decoding draws them."""
+        return sample_from_logits(logits, float(self.options.segment_value("temperature", step.segment)),
+                                  int(self.options.segment_value("top_k", step.segment)),
+                                  float(self.options.segment_value("top_p", step.segment)), self.options.greedy,
+                                  self.generator)
+
+    def _forced(self, step: Step, tokens: torch.Tensor) -> torch.Tensor:
+        if self.forced is None:
+            return tokens
+        wanted = self.forced[:, step.output_start:step.output_end]
+        return torch.where(wanted >= 0, wanted - step.id_low, tokens)
 
     def _settle(self, step: Step, tokens: torch.Tensor, drafted: torch.Tensor, pending: torch.Tensor,
                 deciding: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
@@ -366,8 +378,6 @@ class _Decoder:
         outputs = self.generated[:, step.output_start:step.output_end]
         outputs.copy_(torch.where(pending[:, None], tokens + step.id_low, outputs))
         self.done = torch.where(deciding, step.index + 1, self.done)
-        if self.options.speculative <= 1:
-            return exact
         return exact & (~deciding | (tokens == drafted).all(-1))
 
     def _guided(self, logits: torch.Tensor, step: Step) -> torch.Tensor:
