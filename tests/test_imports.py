@@ -26,7 +26,7 @@ LAYERS = {
                    "argen.ctf", "argen.ctf.table", "argen.ctf.sample", "argen.data", "argen.eval"],
     "loading": ["argen.io.load", "argen.io.convert"],
     "library": ["argen.catalog", "argen.pipeline", "argen.sampling_run", "argen.ctf.ceiling", "argen.ctf.cluster",
-                "argen.ctf.redundancy",
+                "argen.ctf.redundancy", "argen.ctf.refinement",
                 "argen.eval.distributed",
                 "argen.data.tokenize", "argen.eval.tokenizer",
                 "argen.eval.entropy_report", "argen.eval.report", "argen.train", "argen.machine", "argen.bench",

@@ -177,7 +177,8 @@ def run_sample_benchmark(model: str | Path | None = None, preset_name: str | Non
     refiner_model = None
     if model is not None:
         pipeline = load(model, refiner=refiner)
-        network, layout, refiner_model = pipeline.model, pipeline.layout, pipeline.refiner
+        network, layout = pipeline.model, pipeline.layout
+        refiner_model = pipeline.refinement and pipeline.refinement.refiner
         if guidance is None:
             guidance = float(pipeline.tuned_sampling.get("guidance", 1.0))
     else:

@@ -200,7 +200,7 @@ def _sample(args: argparse.Namespace, classes: list[int] | None, options: dict[s
         raise ValueError(f"--parallel {args.parallel}: {args.model} was trained for {layout.parallel} token(s) per "
                          f"step ({layout.describe()}); train or convert a model with layout.parallel={args.parallel}")
     if not args.save_ids and pipeline.tokenizer is None:
-        if pipeline.coarse and pipeline.refiner is None:
+        if pipeline.coarse and pipeline.refinement is None:
             raise ValueError(f"{args.model} predicts CTF coarse labels: pass --refiner DIR to decode images, or "
                              f"--save-ids FILE for the coarse labels")
         raise ValueError("the model has no tokenizer to decode images; pass --tokenizer DIR or --save-ids FILE")
@@ -225,7 +225,7 @@ def _sample(args: argparse.Namespace, classes: list[int] | None, options: dict[s
     # CTF counts its refiner pass as one more step (the paper's "256+1").
     ctf = {} if refine is None else {
         "refiner": str(args.refiner), "ar_steps": layout.num_steps,
-        "refine": {"restrict_to_cluster": pipeline.refiner_config.refiner.restrict_to_cluster, **refine}}
+        "refine": {"restrict_to_cluster": pipeline.refinement.config.refiner.restrict_to_cluster, **refine}}
     # Images per second of the samples this run made (a resumed run skips the parts an earlier one finished).
     speed = made / seconds if seconds else None
     batches = -(-made // args.batch)

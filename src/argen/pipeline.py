@@ -24,17 +24,17 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from argen.config import ARRunConfig, RefinerRunConfig, to_dict
-from argen.ctf.sample import RefineOptions, sample_ctf
+from argen.config import ARRunConfig, to_dict
+from argen.ctf.refinement import Refinement
+from argen.ctf.sample import RefineOptions
 from argen.data.token_cache import TokenDataset
 from argen.data.transforms import to_uint8
 from argen.eval.npz import write_npz
 from argen.io import checkpoint as ckpt
 from argen.io.images import save_grid
-from argen.io.load import AR_KIND, EMA_WEIGHTS_FILE, REFINER_KIND, TOKENIZER_KIND, load_ar, load_refiner, load_tokenizer
+from argen.io.load import AR_KIND, EMA_WEIGHTS_FILE, TOKENIZER_KIND, load_ar, load_tokenizer
 from argen.io.video import save_gif, save_strip
 from argen.layout import Layout, Step
-from argen.model.refiner import Refiner
 from argen.sample import Generated, SamplingOptions, generate
 
 PIPELINE_FILE = "pipeline.json"
@@ -94,9 +94,7 @@ class Pipeline:
     tokenizer: torch.nn.Module | None = None
     tokenizer_config: Any = None  # the tokenizer's run config, saved with it
     class_names: tuple[str, ...] = ()
-    refiner: Refiner | None = None  # CTF: coarse labels -> fine ids
-    refiner_config: RefinerRunConfig | None = None
-    refiner_meta: dict | None = None  # the refiner checkpoint's metadata (table, grid, tokenizer)
+    refinement: Refinement | None = None  # CTF: the refiner that turns coarse labels into fine ids
     coarse_table: dict | None = None  # CTF: what the AR checkpoint records about its fine -> coarse table
     # Sampling settings (guidance, temperature) chosen on a validation split, recorded when shipped (scripts/ship.py)
     tuned_sampling: dict = field(default_factory=dict)
@@ -111,14 +109,14 @@ class Pipeline:
     def forward_passes(self) -> int:
         """Forward passes per image of plain decoding: the Layout's steps, plus CTF's refiner pass (the paper's
         "256+1")."""
-        return self.layout.num_steps + (self.refiner is not None)
+        return self.layout.num_steps + (self.refinement is not None)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def to(self, device: str | torch.device) -> "Pipeline":
-        for module in (self.model, self.tokenizer, self.refiner):
+        for module in (self.model, self.tokenizer, self.refinement and self.refinement.refiner):
             if module is not None:
                 module.to(device)
         return self
@@ -148,22 +146,20 @@ class Pipeline:
         if refine_options is None:
             return generate(self.model, self.layout, self.class_labels(labels), options=coarse_options,
                             generator=generator, forced=forced, on_step=on_step)
-        return sample_ctf(self.model, self.layout, self.refiner, self.class_labels(labels), coarse_options,
-                          refine_options, generator, forced, on_step)
+        return self.refinement.sample(self.model, self.layout, self.class_labels(labels), coarse_options,
+                                      refine_options, generator, forced, on_step)
 
     def sampling_options(self, refine: dict | None = None,
                          **options: Any) -> tuple[SamplingOptions, RefineOptions | None]:
         """The checked options of `generate_ids` (the refiner pass's None without a refiner)."""
         _check_fields(SamplingOptions, options, "sampling")
         coarse_options = SamplingOptions(**options)
-        if self.refiner is None:
+        if self.refinement is None:
             if refine:
                 raise ValueError("refine options were given but the pipeline has no refiner (load with refiner=DIR)")
             return coarse_options, None
         _check_fields(RefineOptions, refine or {}, "refine")
-        defaults = {"restrict_to_cluster": self.refiner_config.refiner.restrict_to_cluster,
-                    "greedy": coarse_options.greedy, "dtype": coarse_options.dtype}
-        return coarse_options, RefineOptions(**{**defaults, **(refine or {})})
+        return coarse_options, self.refinement.options(refine, coarse_options)
 
     def sample(self, labels, batch_size: int = 64, generator: torch.Generator | None = None,
                refine: dict | None = None, decode: bool = True, seed: int | None = None, **options: Any) -> Samples:
@@ -260,10 +256,8 @@ class Pipeline:
             ar_meta["sampling"] = self.tuned_sampling
         ckpt.save_checkpoint(directory / "ar", AR_KIND, to_dict(self.config), self.model.state_dict(), ar_meta)
         components = {"ar": "ar"}
-        if self.refiner is not None:
-            ckpt.save_checkpoint(directory / "refiner", REFINER_KIND, to_dict(self.refiner_config),
-                                 self.refiner.state_dict(), {k: v for k, v in self.refiner_meta.items()
-                                                             if k not in ("kind", "config")})
+        if self.refinement is not None:
+            self.refinement.save(directory / "refiner")
             components["refiner"] = "refiner"
         if self.tokenizer is not None:
             ckpt.save_checkpoint(directory / "tokenizer", TOKENIZER_KIND, to_dict(self.tokenizer_config),
@@ -299,18 +293,18 @@ def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | 
             refiner_dir = path / components["refiner"]
     layout, model, config, meta = load_ar(ar_dir, ema)
     coarse_table = meta.get("coarse_table")
-    refiner_model = refiner_config = refiner_meta = None
+    refinement = None
     if refiner_dir is not None:
-        refiner_model, refiner_config, refiner_meta = load_refiner(refiner_dir)
-        _check_refiner(ar_dir, coarse_table, refiner_dir, refiner_meta, layout)
-    fine_vocab = layout.visual_vocab if refiner_model is None else refiner_model.fine_vocab
-    if tokenizer_dir is None and meta.get("tokenizer") and (coarse_table is None or refiner_model is not None):
+        refinement = Refinement.load(refiner_dir)
+        refinement.check_pairs_with(ar_dir, coarse_table, layout)
+    fine_vocab = layout.visual_vocab if refinement is None else refinement.fine_vocab
+    if tokenizer_dir is None and meta.get("tokenizer") and (coarse_table is None or refinement is not None):
         named = ar_dir / meta["tokenizer"]  # relative names are relative to the AR directory
         if named.is_dir():
             tokenizer_dir = named
     tokenizer_model, tokenizer_config = (None, None)
     if tokenizer_dir is not None:
-        if coarse_table is not None and refiner_model is None:
+        if coarse_table is not None and refinement is None:
             raise ckpt.CheckpointError(f"{ar_dir} predicts CTF coarse labels: decoding them needs its refiner "
                                        f"(load it with refiner=DIR)")
         tokenizer_model, tokenizer_config = load_tokenizer(tokenizer_dir)
@@ -322,33 +316,15 @@ def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | 
         codebook = tokenizer_config.model.codebook_size
         if codebook != fine_vocab:
             raise ckpt.CheckpointError(f"the tokenizer {tokenizer_dir} has {codebook} codes but the "
-                                       f"{'refiner' if refiner_model is not None else 'AR model'} predicts "
+                                       f"{'refiner' if refinement is not None else 'AR model'} predicts "
                                        f"{fine_vocab} visual ids")
     weights = {"ar": ckpt.checkpoint_checksum(ar_dir, EMA_WEIGHTS_FILE if ema else ckpt.WEIGHTS_FILE)}
-    for name, directory, module in (("tokenizer", tokenizer_dir, tokenizer_model), ("refiner", refiner_dir,
-                                                                                    refiner_model)):
-        if module is not None:
+    for name, directory, loaded in (("tokenizer", tokenizer_dir, tokenizer_model), ("refiner", refiner_dir,
+                                                                                    refinement)):
+        if loaded is not None:
             weights[name] = ckpt.checkpoint_checksum(directory)
     return Pipeline(model, layout, config, tokenizer_model, tokenizer_config, tuple(meta.get("class_names", ())),
-                    refiner_model, refiner_config, refiner_meta, coarse_table, meta.get("sampling", {}),
-                    weights).to(device)
-
-
-def _check_refiner(ar_dir: Path, coarse_table: dict | None, refiner_dir: str | Path, refiner_meta: dict,
-                   layout: Any) -> None:
-    """The refiner must read the AR model's coarse labels: same table, same grid."""
-    if coarse_table is None:
-        raise ckpt.CheckpointError(f"a refiner was given but {ar_dir} predicts fine ids, not CTF coarse labels "
-                                   f"(train it with coarse_table=FILE)")
-    refiner_table = refiner_meta.get("coarse_table", {})
-    if refiner_table.get("checksum") != coarse_table.get("checksum"):
-        raise ckpt.CheckpointError(f"the refiner {refiner_dir} was trained with another fine -> coarse table than "
-                                   f"the AR model {ar_dir} (table checksums {str(refiner_table.get('checksum'))[:12]} "
-                                   f"and {str(coarse_table.get('checksum'))[:12]})")
-    grid = tuple(refiner_meta.get("grid", layout.grid))
-    if grid != layout.grid:
-        raise ckpt.CheckpointError(f"the refiner {refiner_dir} was trained on {grid} grids, the AR model makes "
-                                   f"{layout.grid}")
+                    refinement, coarse_table, meta.get("sampling", {}), weights).to(device)
 
 
 def _check_tokenizer(ar_dir: Path, trained_on: str | None, tokenizer_dir: str | Path) -> None:

@@ -38,12 +38,12 @@ class Method:
     def describe(self) -> dict[str, Any]:
         layout = self.pipeline.layout
         return {"name": self.name, "steps": self.steps, "classes": self.class_names, "grid": list(layout.grid),
-                "prologue": layout.prologue_length, "ctf": self.pipeline.refiner is not None,
+                "prologue": layout.prologue_length, "ctf": self.pipeline.refinement is not None,
                 "decoding": layout.describe()}
 
 
 def _method(name: str, pipeline: Pipeline, source: Path) -> Method:
-    for module in (pipeline.model, pipeline.tokenizer, pipeline.refiner):
+    for module in (pipeline.model, pipeline.tokenizer, pipeline.refinement and pipeline.refinement.refiner):
         if module is not None:
             module.eval().requires_grad_(False)
     LiveView(pipeline, 1, sink=lambda frame: None)  # refuses what the page cannot show (no tokenizer, videos)
