@@ -7,8 +7,8 @@ request forgery), and a domain that re-resolves to 127.0.0.1 reads its answers (
   (`argen serve --allow-host NAME`, for a reverse proxy; `*` turns the check off). A rebinding attack always
   arrives with its own domain name, never an address;
 - a request that changes something (POST) must come from the server's own page: a browser's Origin header, when
-  sent, must be this server's origin, and the body must be declared `application/json`, which a foreign page
-  cannot send without a CORS preflight that this server never grants;
+  sent, must name the host the request is addressed to, and the body must be declared `application/json`, which a
+  foreign page cannot send without a CORS preflight that this server never grants;
 - a declared Content-Length over the limit is refused before a byte of the body is read.
 
 Every refusal is a JSON error with one line, like the app's own.
@@ -57,7 +57,9 @@ class Guard:
         if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return None
         origin = headers.get("origin")
-        if origin is not None and origin != f"{scope.get('scheme', 'http')}://{host}":
+        # The page's own origin names the host it was loaded from (behind a TLS proxy its scheme is https while
+        # this server sees http, so the host is what is compared).
+        if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
             return 403, f"requests from the page at {origin} are refused: only this server's own page may start runs"
         if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             return 415, "the body must be sent with Content-Type: application/json"
