@@ -141,9 +141,11 @@ def test_its_own_page_and_named_hosts_are_answered(server):
     response = httpx.get(f"{url}/api/methods", headers={"Host": "evil.example"})
     assert response.status_code == 421  # a rebinding page cannot read the API either
     body = {"method": "PAR-16x", "images": 1}
-    with httpx.stream("POST", f"{url}/api/generate", json=body, timeout=60,
-                      headers={"Origin": f"http://localhost:{port}", "Host": f"localhost:{port}"}) as response:
-        assert response.status_code == 200 and any(kind == "done" for kind, _ in events(response))
+    for origin, host in ((f"http://localhost:{port}", f"localhost:{port}"),
+                         ("https://argen.internal", "argen.internal")):  # the page behind a TLS reverse proxy
+        with httpx.stream("POST", f"{url}/api/generate", json=body, timeout=60,
+                          headers={"Origin": origin, "Host": host}) as response:
+            assert response.status_code == 200 and any(kind == "done" for kind, _ in events(response))
 
 
 def raw_request(url: str, head: str, body: bytes = b"", read: bool = True) -> bytes:
