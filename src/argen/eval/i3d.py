@@ -20,12 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
 from argen.eval.metrics import MetricError, fid_from_features
-from argen.io.checkpoint import CheckpointError, check_finite, file_checksum, read_torch_file
+from argen.io.checkpoint import CheckpointError, check_finite, file_checksum, read_state_dict
 
 FVD_FRAMES = 16
 FVD_SIZE = 224
@@ -114,18 +112,7 @@ class InceptionI3D(nn.Module):
 
 def load_i3d(path: str | Path) -> InceptionI3D:
     """I3D (eval mode) from a local weight file in the layout above; a wrong file is a one-line error."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"I3D weight file {path} does not exist (argen downloads nothing: give the file)")
-    if path.suffix == ".safetensors":
-        try:
-            state = load_file(str(path))
-        except SafetensorError as error:
-            raise CheckpointError(f"{path} is truncated or not a safetensors file ({error})") from error
-    else:
-        state = read_torch_file(path)
-    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise CheckpointError(f"{path} holds no state dict of tensors")
+    state = read_state_dict(path, "I3D weight")
     model = InceptionI3D()
     # BatchNorm's step counter is no weight: files saved before PyTorch 0.4.1 (the port's) do not have it.
     own = {key: value for key, value in model.state_dict().items() if not key.endswith("num_batches_tracked")}

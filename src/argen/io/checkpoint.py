@@ -165,6 +165,25 @@ def read_torch_file(path: str | Path) -> Any:
                               f"{' '.join(str(error).split())[:200] or type(error).__name__}") from error
 
 
+def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """The tensors of a user's weight file (`what` names it in messages): .safetensors, or a torch file holding a
+    state dict (read with weights_only; a {"state_dict": ...} wrapper is opened). Nothing is downloaded."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} file {path} does not exist (argen downloads nothing: give the file)")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except SafetensorError as error:
+            raise CheckpointError(f"{path} is truncated or not a safetensors file ({error})") from error
+    content = read_torch_file(path)
+    if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
+        content = content["state_dict"]
+    if not isinstance(content, dict) or not all(isinstance(value, torch.Tensor) for value in content.values()):
+        raise CheckpointError(f"{path} holds no state dict of tensors")
+    return content
+
+
 def save_trainer_state(directory: str | Path, state: dict[str, Any]) -> None:
     atomic_write(Path(directory) / TRAINER_STATE_FILE, lambda tmp: torch.save(state, tmp))
 

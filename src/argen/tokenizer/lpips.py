@@ -22,11 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
-from argen.io.checkpoint import CheckpointError, check_finite, read_torch_file
+from argen.io.checkpoint import CheckpointError, check_finite, read_state_dict
 
 # VGG16's convolutions (in, out) with "M" for a 2x2 max pool, as torchvision numbers its `features` modules (a conv
 # and its ReLU take two indices, a pool one).
@@ -114,24 +112,6 @@ class LPIPS(nn.Module):
         return tap_distance(self.taps(first), self.taps(second), self.linears)
 
 
-def _read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a .safetensors file or of a torch file holding a state dict (read with weights_only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"LPIPS weight file {path} does not exist (argen downloads nothing: give the file)")
-    if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path))
-        except SafetensorError as error:
-            raise CheckpointError(f"{path} is truncated or not a safetensors file ({error})") from error
-    content = read_torch_file(path)
-    if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
-        content = content["state_dict"]
-    if not isinstance(content, dict) or not all(isinstance(value, torch.Tensor) for value in content.values()):
-        raise CheckpointError(f"{path} holds no state dict of tensors")
-    return content
-
-
 def _take(tensors: dict[str, torch.Tensor], wanted: dict[str, torch.Tensor], path: str | Path,
           layout: str) -> dict[str, torch.Tensor]:
     """The `wanted` keys (name -> tensor of the expected shape) from a file's tensors, or one error naming them."""
@@ -153,9 +133,9 @@ def load_lpips(vgg: str | Path, linear: str | Path) -> LPIPS:
     own = model.state_dict()
     trunk = {key.removeprefix("net."): value for key, value in own.items() if key.startswith("net.")}
     state = {f"net.{key}": value for key, value in
-             _take(_read_tensors(vgg), trunk, vgg, "torchvision's VGG16 state dict").items()}
+             _take(read_state_dict(vgg, "LPIPS weight"), trunk, vgg, "torchvision's VGG16 state dict").items()}
     linears = {key: value for key, value in own.items() if key.startswith("lin")}
-    state.update(_take(_read_tensors(linear), linears, linear, "LPIPS' linear layers (vgg.pth)"))
+    state.update(_take(read_state_dict(linear, "LPIPS weight"), linears, linear, "LPIPS' linear layers (vgg.pth)"))
     check_finite(state, f"{vgg} and {linear}")
     model.load_state_dict(state)
     return model.eval().requires_grad_(False)
