@@ -243,10 +243,10 @@ def test_inception_refuses_wrong_files(tmp_path):
     save_file(state, str(tmp_path / "renamed.safetensors"))
     with pytest.raises(CheckpointError, match="missing keys: Mixed_5b.branch_pool.conv.weight"):
         InceptionExtractor.from_file(tmp_path / "renamed.safetensors")
-    with pytest.raises(FeatureError, match="never downloaded"):
+    with pytest.raises(CheckpointError, match="never downloaded"):
         InceptionExtractor.from_file(tmp_path / "absent.pth")
     torch.save({"model": FeatureExtractor}, tmp_path / "pickled.pth")  # code, not tensors
-    with pytest.raises(FeatureError, match="plain torch state dict"):
+    with pytest.raises(CheckpointError, match="never unpickles code"):
         InceptionExtractor.from_file(tmp_path / "pickled.pth")
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
 from argen.eval.features import FeatureError, FeatureExtractor, resize
@@ -193,30 +192,13 @@ class InceptionV3(nn.Module):
         return self.features(images)["logits"]
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors file or of a torch file holding a plain state dict (never unpickled code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FeatureError(f"weight file {path} does not exist; Inception weights are never downloaded, "
-                           "pass the path of a local copy (e.g. pytorch-fid's pt_inception-2015-12-05-*.pth)")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    try:
-        state = ckpt.read_torch_file(path)
-    except ckpt.CheckpointError as error:
-        raise FeatureError(f"{path} is neither safetensors nor a plain torch state dict: {error}") from error
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise FeatureError(f"{path} must hold a flat mapping of parameter names to tensors")
-    return dict(state)
-
-
 class InceptionExtractor(FeatureExtractor):
     """FID Inception-v3 features from a local weight file; the checksum is the file's sha256."""
 
     @classmethod
     def from_file(cls, path: str | Path, batch_size: int = 64,
                   device: str | torch.device = "cpu") -> InceptionExtractor:
-        state = read_state_dict(path)
+        state = dict(ckpt.read_state_dict(path, "Inception weight"))
         network = InceptionV3()
         # Weight files ported before BatchNorm counted its batches lack this buffer; it is unused in eval.
         for key, value in network.state_dict().items():

@@ -170,7 +170,8 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     state dict (read with weights_only; a {"state_dict": ...} wrapper is opened). Nothing is downloaded."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{what} file {path} does not exist (argen downloads nothing: give the file)")
+        raise CheckpointError(f"{what} file {path} does not exist; weights are never downloaded: give the path of a "
+                              "local copy")
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))
