@@ -476,5 +476,5 @@ def test_the_refiner_ceiling_of_the_shipped_ctf(tmp_path, capsys):
                  "--count", "16", "--out", str(out)]) == 0
     result = json.loads((out / "metrics.json").read_text())
     assert 0.5 < result["token_accuracy"] < 1 and result["outside_cluster"] < 0.2 and result["psnr_db"] > 15
-    assert result["clustering"] == "random" and (out / "samples.npz").is_file()
+    assert result["clustering"] == "spherical" and (out / "samples.npz").is_file()
     assert "of tokens right" in capsys.readouterr().out

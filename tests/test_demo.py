@@ -38,7 +38,7 @@ def test_demo_with_shipped_checkpoints_renders_report(tmp_path, capsys, dump_dom
 
 def test_shipped_checkpoints_fit_the_size_budget():
     size = sum(path.stat().st_size for path in SHIPPED.parent.rglob("*") if path.is_file())
-    assert size <= 40 * 2 ** 20, f"checkpoints/ holds {size / 2 ** 20:.1f} MB, over the 40 MB budget"
+    assert size <= 48 * 2 ** 20, f"checkpoints/ holds {size / 2 ** 20:.1f} MB, over the 48 MB budget"
 
 
 def _strings(value):

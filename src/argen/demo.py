@@ -82,6 +82,8 @@ def quick_train(out_dir: Path, progress: bool = True, scale: float = 1.0) -> Pat
                                train=train(250, 3e-3, "ctf-refiner-run", 32, 20, weight_decay=0.05))
     runs["ctf-refiner"] = recipes.train_refiner(refiner_config_from_cache(
         refiner, TokenDataset(caches["tokenizer"]), CTF_CLUSTERS), progress)
+    # The Post tokenizer's visual path is the baseline's, so both tables cluster the same codes alike: one refiner.
+    runs["combined-refiner"] = runs["ctf-refiner"]
     classifier_config = ClassifierRunConfig(data=dataclasses.replace(DATA, image_size=32, pad_to=0, resize="pad"))
     classifier_config = dataclasses.replace(classifier_config, train=dataclasses.replace(
         classifier_config.train, steps=steps(200), out_dir=str(out_dir / "classifier-run")))
@@ -197,7 +199,8 @@ def run_demo(out_dir: str | Path = "runs/demo", checkpoints: str | Path | None =
             "perplexity": round(tokenizer_metrics["perplexity"], 1)}]),
         report.Media("Originals (odd columns) and reconstructions (even columns)", Path(tokenizer_metrics["grid"])),
     ]
-    for name in ("tokenizer", "prologue-tokenizer", "ctf-refiner", *(method.checkpoint for method in METHODS)):
+    for name in ("tokenizer", "prologue-tokenizer", "ctf-refiner", "combined-refiner",
+                 *(method.checkpoint for method in METHODS)):
         # Shipped checkpoints keep their training log inside; fresh runs keep it beside the checkpoint.
         logs = [folder / name / "log.jsonl", (folder / name).resolve().parent / "log.jsonl"]
         log = next((path for path in logs if path.is_file()), None)
