@@ -164,7 +164,8 @@ demo_bench() {  # images/s at batch 1 and 40 (the demo's batch) of the shipped d
     local name folder tokenizer refiner batch
     while read -r name folder tokenizer; do
         refiner=()
-        [[ $name == ctf || $name == combined ]] && refiner=(--refiner $DEMO/ctf-refiner)
+        [[ $name == ctf ]] && refiner=(--refiner $DEMO/ctf-refiner)
+        [[ $name == combined ]] && refiner=(--refiner $DEMO/combined-refiner)
         for batch in 1 40; do
             bench "$DEMO/$folder" "runs/eval64/demo-$name" $batch "${refiner[@]}"
         done
@@ -278,8 +279,9 @@ combined-random post random $COMBINED_LAYOUT
 ctf-par16 base random layout.order=region layout.parallel=16 layout.sequential_initial=false
 prologue-par16 post - layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4"
 # CTF's refiner, one per clustering, trained in stage 1 on the baseline's cache for as many steps as its coarse AR
-# has in all (the random one of the earlier demo had 300)
-DEMO_REFINER_STEPS=2000
+# has in all; the shipped combined-refiner/ is the earlier random-groups one of 300 steps
+# (DEMO_REFINER_STEPS=300 scripts/reproduce.sh demo-refiners random)
+DEMO_REFINER_STEPS=${DEMO_REFINER_STEPS:-2000}
 # The shipped ones: name, folder in checkpoints/fmnist64, the tokenizer folder it decodes with
 DEMO_SHIPPED="ar1x ar-1x tokenizer
 par4 ar-par4 tokenizer
@@ -287,7 +289,7 @@ par16 ar-par16 tokenizer
 ctf ctf-ar tokenizer
 prologue prologue-ar prologue-tokenizer
 prologue-par16 prologue-par16-ar prologue-tokenizer
-combined combined-ar prologue-tokenizer"
+combined-random combined-ar prologue-tokenizer"
 
 demo_data() {  # the two token caches (the baseline's of all training images), the CTF tables, the validation reference
     done_or runs/demo64-base-cache $argen tokenize --tokenizer $DEMO/tokenizer --out runs/demo64-base-cache
@@ -327,7 +329,7 @@ demo_ceilings() {  # what CTF's fine stage alone costs: each refiner on 1,000 te
     local name refiner out
     for name in spherical shipped-random; do
         refiner=runs/demo64-ctf-refiner-$name/checkpoint
-        [[ $name == shipped-random ]] && refiner=$DEMO/ctf-refiner
+        [[ $name == shipped-random ]] && refiner=$DEMO/combined-refiner
         out=runs/eval64/ceiling-$name
         done_or "$out/metrics.json" $argen ctf ceiling --refiner "$refiner" --tokenizer $DEMO/tokenizer \
             --count 1000 --out "$out"
