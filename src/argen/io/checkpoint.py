@@ -106,6 +106,10 @@ def load_weights(directory: str | Path, file: str = WEIGHTS_FILE) -> dict[str, t
     path = Path(directory) / file
     if not path.is_file():
         raise CheckpointError(f"{Path(directory)} has no {file}")
+    return _read_safetensors(path)
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except SafetensorError as error:
@@ -173,10 +177,7 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{what} file {path} does not exist; weights are never downloaded: give the path of a "
                               "local copy")
     if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path))
-        except SafetensorError as error:
-            raise CheckpointError(f"{path} is truncated or not a safetensors file ({error})") from error
+        return _read_safetensors(path)
     content = read_torch_file(path)
     if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
         content = content["state_dict"]
