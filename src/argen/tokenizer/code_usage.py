@@ -97,6 +97,16 @@ class CodeUsage(nn.Module):
         return len(dead)
 
 
+@torch.no_grad()
+def batch_code_stats(ids: torch.Tensor, codebook_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(perplexity, usage) of one batch's chosen ids: exp(entropy of their histogram) and the fraction of codes
+    chosen at least once, both detached scalars."""
+    counts = torch.bincount(ids.flatten(), minlength=codebook_size).float()
+    probabilities = counts / counts.sum()
+    perplexity = torch.exp(-(probabilities * torch.log(probabilities.clamp_min(1e-10))).sum())
+    return perplexity, (counts > 0).float().mean()
+
+
 def assignment_entropy_loss(logits: torch.Tensor) -> torch.Tensor:
     """Per-sample entropy minus the entropy of the batch mean of softmax(logits) over codes (N, K): low when
     every latent is sure of its code and the batch spreads over many codes (LlamaGen's entropy loss)."""

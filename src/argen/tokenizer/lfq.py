@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from argen.tokenizer.code_usage import CodeUsage, QuantizerOutput
+from argen.tokenizer.code_usage import CodeUsage, QuantizerOutput, batch_code_stats
 
 INVERSE_TEMPERATURE = 100.0
 EXACT_ENTROPY_BITS = 14
@@ -90,11 +90,7 @@ class LookupFreeQuantizer(CodeUsage):
         else:
             entropy_loss = latents.new_zeros(())
         straight_through = latents + (codes - latents).detach()
-        with torch.no_grad():
-            counts = torch.bincount(ids, minlength=self.codebook_size).float()
-            probabilities = counts / counts.sum()
-            perplexity = torch.exp(-(probabilities * torch.log(probabilities.clamp_min(1e-10))).sum())
-            usage = (counts > 0).float().mean()
+        perplexity, usage = batch_code_stats(ids, self.codebook_size)
         output = QuantizerOutput(ids.view(b, h, w), commit_loss, latents.new_zeros(()), entropy_loss, perplexity,
                                  usage, latents.detach())
         return straight_through.view(b, h, w, d).permute(0, 3, 1, 2), output

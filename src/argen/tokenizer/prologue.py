@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.config import ConfigError, VQConfig
-from argen.tokenizer.code_usage import CodeUsage, assignment_entropy_loss
+from argen.tokenizer.code_usage import CodeUsage, assignment_entropy_loss, batch_code_stats
 
 
 def validate_prologue_config(config: VQConfig) -> None:
@@ -104,11 +104,7 @@ class CosineQuantizer(CodeUsage):
         ids = cosine.argmax(-1)  # (B, P)
         hard = F.one_hot(ids, self.codebook.shape[0]).to(probabilities.dtype)
         one_hot = probabilities + (hard - probabilities).detach()
-        with torch.no_grad():
-            counts = torch.bincount(ids.flatten(), minlength=self.codebook.shape[0]).float()
-            frequencies = counts / counts.sum()
-            perplexity = torch.exp(-(frequencies * torch.log(frequencies.clamp_min(1e-10))).sum())
-            usage = (counts > 0).float().mean()
+        perplexity, usage = batch_code_stats(ids, self.codebook.shape[0])
         return PrologueOutput(ids, one_hot, perplexity, usage, vectors.detach().flatten(0, 1),
                               assignment_entropy_loss((cosine / self.tau).flatten(0, 1)))
 

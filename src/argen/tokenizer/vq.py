@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.config import ConfigError, VQConfig
-from argen.tokenizer.code_usage import CodeUsage, QuantizerOutput, assignment_entropy_loss
+from argen.tokenizer.code_usage import CodeUsage, QuantizerOutput, assignment_entropy_loss, batch_code_stats
 from argen.tokenizer.lfq import MAX_BITS, LookupFreeQuantizer
 from argen.tokenizer.prologue import PrologueHead, validate_prologue_config
 
@@ -284,11 +284,7 @@ class VectorQuantizer(CodeUsage):
         else:
             entropy_loss = distances.new_zeros(())
         straight_through = latents + (quantized - latents).detach()  # gradients flow to the encoder
-        with torch.no_grad():
-            counts = torch.bincount(ids, minlength=self.codebook_size).float()
-            probabilities = counts / counts.sum()
-            perplexity = torch.exp(-(probabilities * torch.log(probabilities.clamp_min(1e-10))).sum())
-            usage = (counts > 0).float().mean()
+        perplexity, usage = batch_code_stats(ids, self.codebook_size)
         output = QuantizerOutput(ids.view(b, h, w), commit_loss, codebook_loss, entropy_loss, perplexity, usage,
                                  latents.detach())
         return straight_through.view(b, h, w, d).permute(0, 3, 1, 2), output
