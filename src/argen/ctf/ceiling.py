@@ -17,6 +17,7 @@ from argen.data import load_dataset
 from argen.data.tokenize import evaluation_data
 from argen.data.transforms import to_uint8
 from argen.eval.npz import write_npz
+from argen.eval.tokenizer import pixel_errors
 from argen.io.checkpoint import save_json
 from argen.io.load import load_refiner, load_tokenizer
 
@@ -45,10 +46,9 @@ def refiner_ceiling(refiner_dir: str | Path, tokenizer_dir: str | Path, out_dir:
         right += int((refined == fine).sum())
         outside += int((table[refined] != table[fine]).sum())
         tokens += fine.numel()
-        decoded = to_uint8(tokenizer.decode(refined)).float()
-        error = (decoded - to_uint8(tokenizer.decode(fine)).float()).pow(2).flatten(1).mean(1)
-        psnr_sum += float((10 * torch.log10(255.0 ** 2 / error.clamp_min(1e-10))).sum())
-        images.append(decoded.to(torch.uint8).permute(0, 2, 3, 1))
+        decoded = to_uint8(tokenizer.decode(refined))
+        psnr_sum += float(pixel_errors(decoded, to_uint8(tokenizer.decode(fine)))[1].sum())
+        images.append(decoded.permute(0, 2, 3, 1))
         labels.append(batch["labels"])
     out_dir = Path(out_dir)
     write_npz(out_dir / "samples.npz", torch.cat(images).numpy(), labels=torch.cat(labels).numpy())

@@ -19,6 +19,7 @@ from argen.ctf.cluster import METHODS, cluster_codebook, cluster_sizes
 from argen.data import load_dataset
 from argen.data.tokenize import evaluation_data
 from argen.data.transforms import to_uint8
+from argen.eval.tokenizer import pixel_errors
 from argen.io.checkpoint import checkpoint_checksum
 from argen.io.load import load_tokenizer
 
@@ -67,11 +68,10 @@ def group_redundancy(tokenizer: str | Path, clusters: int, methods: Iterable[str
     for start in tqdm(range(0, total, batch_size), desc="ctf redundancy", disable=not progress):
         images = dataset.batch(torch.arange(start, min(start + batch_size, total)))["images"]
         ids = model.encode(images)
-        reconstruction = to_uint8(model.decode(ids)).float()
+        reconstruction = to_uint8(model.decode(ids))
         for method, table in tables.items():
-            swapped = to_uint8(model.decode(random_members(ids, table, generator))).float()
-            error = (swapped - reconstruction).pow(2).flatten(1).mean(1)
-            psnr_sums[method] += float((10 * torch.log10(255.0 ** 2 / error.clamp_min(1e-10))).sum())
+            swapped = to_uint8(model.decode(random_members(ids, table, generator)))
+            psnr_sums[method] += float(pixel_errors(swapped, reconstruction)[1].sum())
     return {"tokenizer": str(tokenizer), "tokenizer_sha256": checkpoint_checksum(tokenizer), "split": split,
             "images": total, "clusters": clusters, "seed": seed,
             "methods": {method: {"psnr_db": psnr_sums[method] / total,

@@ -20,6 +20,12 @@ from argen.io.images import save_grid
 from argen.io.load import load_tokenizer
 
 
+def pixel_errors(images: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(MSE, PSNR in dB) of each image (B, ...) against its reference, on [0, 255] pixels."""
+    error = (images.float() - reference.float()).pow(2).flatten(1).mean(1)
+    return error, 10 * torch.log10(255.0 ** 2 / error.clamp_min(1e-10))
+
+
 @torch.inference_mode()
 def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = "test", count: int = 0,
                        data_dir: str | None = None, batch_size: int = 256, progress: bool = True,
@@ -51,8 +57,7 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
         counts += torch.bincount(ids.flatten(), minlength=config.model.codebook_size)
         frames = original.ndim - 4  # 1 for videos: the metrics, the grid and rFID see frames
         original, reconstruction = original.flatten(0, frames), reconstruction.flatten(0, frames)
-        error = (reconstruction.float() - original.float()).pow(2).flatten(1).mean(1)  # (frames,)
-        psnr = 10 * torch.log10(255.0 ** 2 / error.clamp_min(1e-10))
+        error, psnr = pixel_errors(reconstruction, original)  # (frames,)
         squared_error += float(error.sum())
         psnr_sum += float(psnr.sum())
         frame_total += len(error)
