@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.eval.metrics import MetricError, fid_from_features
-from argen.io.checkpoint import CheckpointError, check_finite, file_checksum, read_state_dict
+from argen.io.checkpoint import check_finite, file_checksum, read_state_dict, take_tensors
 
 FVD_FRAMES = 16
 FVD_SIZE = 224
@@ -116,17 +116,9 @@ def load_i3d(path: str | Path) -> InceptionI3D:
     model = InceptionI3D()
     # BatchNorm's step counter is no weight: files saved before PyTorch 0.4.1 (the port's) do not have it.
     own = {key: value for key, value in model.state_dict().items() if not key.endswith("num_batches_tracked")}
-    missing = [key for key in own if key not in state]
-    if missing:
-        raise CheckpointError(f"{path} is not Inception-I3D in pytorch-i3d's layout: it lacks {', '.join(missing[:3])}"
-                              f"{' ...' if len(missing) > 3 else ''} (expected keys Conv3d_1a_7x7.conv3d.weight ... "
-                              "logits.conv3d.bias)")
-    wrong = [f"{key} {tuple(state[key].shape)} (expected {tuple(value.shape)})" for key, value in own.items()
-             if state[key].shape != value.shape]
-    if wrong:
-        raise CheckpointError(f"{path} does not fit Inception-I3D: " + "; ".join(wrong[:3]))
-    check_finite({key: state[key] for key in own}, str(path))
-    model.load_state_dict({key: state[key] for key in own}, strict=False)
+    state = take_tensors(state, own, path, "Inception-I3D in pytorch-i3d's layout")
+    check_finite(state, str(path))
+    model.load_state_dict(state, strict=False)
     return model.eval().requires_grad_(False)
 
 

@@ -186,6 +186,22 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     return content
 
 
+def take_tensors(tensors: dict[str, torch.Tensor], wanted: dict[str, torch.Tensor], path: str | Path,
+                 layout: str) -> dict[str, torch.Tensor]:
+    """The `wanted` keys (name -> tensor of the expected shape) of a weight file's tensors, which may hold more (a
+    classifier head, counters); one error names the missing or mis-shaped ones. `layout` names what the file is for."""
+    missing = [key for key in wanted if key not in tensors]
+    if missing:
+        raise CheckpointError(f"{path} is not {layout}: it lacks {', '.join(missing[:4])}"
+                              f"{' ...' if len(missing) > 4 else ''} (expected keys {next(iter(wanted))} ... "
+                              f"{list(wanted)[-1]})")
+    shapes = [f"{key} {tuple(tensors[key].shape)} (expected {tuple(value.shape)})" for key, value in wanted.items()
+              if tensors[key].shape != value.shape]
+    if shapes:
+        raise CheckpointError(f"{path} is not {layout}: " + "; ".join(shapes[:4]))
+    return {key: tensors[key] for key in wanted}
+
+
 def save_trainer_state(directory: str | Path, state: dict[str, Any]) -> None:
     atomic_write(Path(directory) / TRAINER_STATE_FILE, lambda tmp: torch.save(state, tmp))
 

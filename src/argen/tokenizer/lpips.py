@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from argen.io.checkpoint import CheckpointError, check_finite, read_state_dict
+from argen.io.checkpoint import check_finite, read_state_dict, take_tensors
 
 # VGG16's convolutions (in, out) with "M" for a 2x2 max pool, as torchvision numbers its `features` modules (a conv
 # and its ReLU take two indices, a pool one).
@@ -112,30 +112,16 @@ class LPIPS(nn.Module):
         return tap_distance(self.taps(first), self.taps(second), self.linears)
 
 
-def _take(tensors: dict[str, torch.Tensor], wanted: dict[str, torch.Tensor], path: str | Path,
-          layout: str) -> dict[str, torch.Tensor]:
-    """The `wanted` keys (name -> tensor of the expected shape) from a file's tensors, or one error naming them."""
-    missing = [key for key in wanted if key not in tensors]
-    if missing:
-        raise CheckpointError(f"{path} is not {layout}: it lacks {', '.join(missing[:4])}"
-                              f"{' ...' if len(missing) > 4 else ''} (expected keys {next(iter(wanted))} ... "
-                              f"{list(wanted)[-1]})")
-    shapes = [f"{key} {tuple(tensors[key].shape)} (expected {tuple(value.shape)})" for key, value in wanted.items()
-              if tensors[key].shape != value.shape]
-    if shapes:
-        raise CheckpointError(f"{path} is not {layout}: " + "; ".join(shapes[:4]))
-    return {key: tensors[key] for key in wanted}
-
-
 def load_lpips(vgg: str | Path, linear: str | Path) -> LPIPS:
     """LPIPS-VGG16 (eval mode, frozen) from torchvision's VGG16 weights and the `lin*` weights of `vgg.pth`."""
     model = LPIPS()
     own = model.state_dict()
     trunk = {key.removeprefix("net."): value for key, value in own.items() if key.startswith("net.")}
     state = {f"net.{key}": value for key, value in
-             _take(read_state_dict(vgg, "LPIPS weight"), trunk, vgg, "torchvision's VGG16 state dict").items()}
+             take_tensors(read_state_dict(vgg, "LPIPS weight"), trunk, vgg, "torchvision's VGG16 state dict").items()}
     linears = {key: value for key, value in own.items() if key.startswith("lin")}
-    state.update(_take(read_state_dict(linear, "LPIPS weight"), linears, linear, "LPIPS' linear layers (vgg.pth)"))
+    state.update(take_tensors(read_state_dict(linear, "LPIPS weight"), linears, linear,
+                              "LPIPS' linear layers (vgg.pth)"))
     check_finite(state, f"{vgg} and {linear}")
     model.load_state_dict(state)
     return model.eval().requires_grad_(False)
