@@ -59,8 +59,8 @@ def test_open_npz_reads_compressed_files_whole(tmp_path):
 
 def test_two_ranks_sample_what_one_process_samples(tmp_path, torchrun):
     assert main(["--threads", "1", *SAMPLE, "--out", str(tmp_path / "one")]) == 0
-    two = subprocess.run([*torchrun(), *SAMPLE, "--out", str(tmp_path / "two")], env=ENV, capture_output=True,
-                         text=True, timeout=300)
+    two = subprocess.run([*torchrun(), *SAMPLE, "--out", str(tmp_path / "two"), "--save-ids",
+                          str(tmp_path / "two-ids.json")], env=ENV, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     one, both = read_npz(tmp_path / "one" / "samples.npz"), read_npz(tmp_path / "two" / "samples.npz")
     assert both.images.shape == (7, 64, 64, 1)
@@ -68,15 +68,18 @@ def test_two_ranks_sample_what_one_process_samples(tmp_path, torchrun):
     assert np.array_equal(one.images, both.images) and np.array_equal(one.labels, both.labels)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["samples.npz", "samples.png", "sampling.json"]
     assert json.loads((tmp_path / "two" / "sampling.json").read_text())["ranks"] == 2
-    # --save-ids keeps the samples in memory, but they are the same samples.
+    # --save-ids writes the ids of the same samples, from the same parts, on one process or several.
     assert main(["--threads", "1", *SAMPLE, "--out", str(tmp_path / "ids"), "--save-ids",
                  str(tmp_path / "ids.json")]) == 0
     assert np.array_equal(read_npz(tmp_path / "ids" / "samples.npz").images, one.images)
+    ids = json.loads((tmp_path / "ids.json").read_text())
+    assert ids == json.loads((tmp_path / "two-ids.json").read_text())
+    assert ids["classes"] == both.labels.tolist() and np.shape(ids["ids"]) == (7, *ids["grid"])
 
 
-def npy_bytes(array: np.ndarray) -> bytes:
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.save(buffer, array)
+    np.savez(buffer, **arrays)
     return buffer.getvalue()
 
 
@@ -98,9 +101,11 @@ def test_an_interrupted_run_keeps_its_finished_batches_and_remakes_damaged_ones(
     out = tmp_path / "run"
     assert main(["--threads", "1", *SAMPLE, "--out", str(out)]) == 130
     parts = out / "samples.parts"
-    assert sorted(p.name for p in parts.glob("*.npy")) == ["000000000.npy"]
-    kept = parts / "000000000.npy"
-    write_checked(kept, lambda tmp: tmp.write_bytes(npy_bytes(np.zeros((2, 64, 64, 1), np.uint8))))  # marked
+    assert sorted(p.name for p in parts.glob("*.npz")) == ["000000000.npz"]
+    kept = parts / "000000000.npz"
+    with np.load(kept) as part:  # marked: its images set to zero
+        marked = {**part, "images": np.zeros_like(part["images"])}
+    write_checked(kept, lambda tmp: tmp.write_bytes(npz_bytes(marked)))
     monkeypatch.setattr(Pipeline, "sample", sample)
     assert main(["--threads", "1", *SAMPLE, "--out", str(out)]) == 0
     assert not parts.exists()

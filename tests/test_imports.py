@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
-# `import argen` stays light: the package root loads the pipeline only when `argen.load` is called; argen.cli
-# imports the commands (and with them torch) only once a command was parsed, so `argen --help` and `--version`
-# answer at once.
+# `import argen` stays light: the package root loads the pipeline only when `argen.load` is called; a command
+# module (argen.commands.*) and argen.cli import the library (and with it torch) only once a command runs, so
+# `argen --help` and `--version` answer at once. Nothing imports a command module but its package (checked below),
+# so no cycle can hide behind those late imports.
 LATE_IMPORTS_ALLOWED = {"argen", "argen.cli"}
+COMMAND_MODULES = "argen.commands."
 # The README's architecture layers, from the foundation up; a module may import only its own layer and below.
 # A module is placed by its longest matching prefix ("argen.model" covers argen.model.*).
 LAYERS = {
@@ -31,7 +33,7 @@ LAYERS = {
                 "argen.data.tokenize", "argen.eval.tokenizer",
                 "argen.eval.entropy_report", "argen.eval.report", "argen.train", "argen.machine", "argen.bench",
                 "argen.live"],
-    "apps": ["argen.cli", "argen.cli_arguments", "argen.commands", "argen.demo", "argen.serve"],
+    "apps": ["argen.cli", "argen.commands", "argen.demo", "argen.serve"],
 }
 
 
@@ -116,7 +118,7 @@ def test_no_module_imports_a_higher_layer():
 
 def test_no_library_module_imports_the_demo_or_the_command_line():
     """The catalog of shipped models is argen.catalog; the demo and the CLI are ends, never dependencies."""
-    ends = {"argen.demo", "argen.cli", "argen.cli_arguments"}
+    ends = {"argen.demo", "argen.cli", "argen.commands"}
     found = [f"{module} imports {target}" for module, targets in graph().items() if not module.startswith(
         ("argen.cli", "argen.commands", "argen.demo", "argen.serve")) for target in targets & ends]
     assert not found, "\n".join(found)
@@ -125,8 +127,21 @@ def test_no_library_module_imports_the_demo_or_the_command_line():
 def test_argen_modules_are_imported_at_the_top():
     found = modules()
     late = [f"{path.relative_to(SOURCE)}:{line} imports {target}" for name, path in found.items()
-            if name not in LATE_IMPORTS_ALLOWED for line, target in imports(path, set(found))[1]]
+            if name not in LATE_IMPORTS_ALLOWED and not name.startswith(COMMAND_MODULES)
+            for line, target in imports(path, set(found))[1]]
     assert not late, "function-local imports of argen modules:\n" + "\n".join(late)
+
+
+def test_only_the_command_package_imports_a_command_module():
+    """What lets a command module import the library late: it is an end that nothing else depends on (the command
+    modules share only argen.commands.arguments and argen.commands.training, which import nothing late)."""
+    shared = {"argen.commands.arguments", "argen.commands.training"}
+    found = [f"{module} imports {target}" for module, targets in graph().items() for target in sorted(targets)
+             if target.startswith(COMMAND_MODULES) and target not in shared and module != "argen.commands"
+             and not (module, target) == ("argen.commands.evaluate", "argen.commands.tokenizer")]
+    assert not found, "\n".join(found)
+    late = [name for name in shared for _ in imports(modules()[name], set(modules()))[1]]
+    assert not late, f"late imports in the shared command modules: {late}"
 
 
 def test_the_checker_sees_cycles_through_names_and_packages(tmp_path):

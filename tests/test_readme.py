@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from argen import cli, cli_arguments
+from argen import cli, commands
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -122,7 +122,7 @@ def parse(arguments: list[str], where: object) -> tuple[str, ...]:
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            namespace = cli_arguments.parse(cli.build_parser(), arguments)
+            namespace = commands.parse(cli.build_parser(), arguments)
     except SystemExit:
         pytest.fail(f"{where}: `argen {shlex.join(arguments)}` does not parse:\n{errors.getvalue()}")
     return tuple(part for part in (namespace.command, getattr(namespace, "subcommand", None)) if part)

@@ -64,11 +64,18 @@ class Samples:
 
     def save_ids(self, path: str | Path) -> Path:
         """The ids (grid order) as JSON: classes, grid, ids, and under CTF the coarse labels."""
-        saved = {"classes": self.labels.tolist(), "grid": list(self.visual.shape[1:]), "ids": self.visual.tolist()}
-        if self.coarse is not None:  # "ids" are the refined fine ids, "coarse" the AR's cluster labels
-            saved["coarse"] = self.coarse.tolist()
-        ckpt.atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(saved)))
-        return Path(path)
+        return write_ids(path, self.labels, self.visual, self.coarse)
+
+
+def write_ids(path: str | Path, labels: Any, visual: Any, coarse: Any | None = None) -> Path:
+    """Samples' ids as JSON (atomic): "classes", "grid", "ids" (CTF: the refined fine ids) and, under CTF, "coarse"
+    (the AR's cluster labels); arrays or tensors of (N,) and (N, *grid)."""
+    saved = {"classes": np.asarray(labels).tolist(), "grid": list(np.shape(visual)[1:]),
+             "ids": np.asarray(visual).tolist()}
+    if coarse is not None:
+        saved["coarse"] = np.asarray(coarse).tolist()
+    ckpt.atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(saved)))
+    return Path(path)
 
 
 def samples_file(out_dir: str | Path, video: bool) -> Path:
@@ -162,21 +169,16 @@ class Pipeline:
         return coarse_options, self.refinement.options(refine, coarse_options)
 
     def sample(self, labels, batch_size: int = 64, generator: torch.Generator | None = None,
-               refine: dict | None = None, decode: bool = True, seed: int | None = None, **options: Any) -> Samples:
-        """`generate_ids` over `labels` in batches of `batch_size`, each batch decoded to pixels unless `decode` is
-        False or there is no tokenizer. The batches draw from `generator` in turn or, given a `seed` instead, each
-        from its own `batch_generator(seed, index of its first sample)`: then a batch's samples depend only on the
-        seed, its labels and where it starts, not on the batches before it (how torchrun ranks share a run)."""
+               refine: dict | None = None, decode: bool = True, **options: Any) -> Samples:
+        """`generate_ids` over `labels` in batches of `batch_size` drawing from `generator` in turn, each batch
+        decoded to pixels unless `decode` is False or there is no tokenizer. (`argen sample` gives every batch its
+        own `batch_generator`, so that ranks can share a run: argen.sampling_run.)"""
         labels = self.class_labels(labels).cpu()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if seed is not None and generator is not None:
-            raise ValueError("give a generator or a seed, not both")
         decode = decode and self.tokenizer is not None
         visual, coarse, images, seconds, decode_seconds, passes = [], [], [], 0.0, 0.0, 0
         for start in range(0, len(labels), batch_size):
-            if seed is not None:
-                generator = batch_generator(seed, start, self.device)
             started = time.perf_counter()
             generated = self.generate_ids(labels[start:start + batch_size], generator, refine, **options)
             seconds += time.perf_counter() - started

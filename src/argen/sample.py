@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 
@@ -89,6 +89,22 @@ class SamplingOptions:
                 raise ValueError(f"top_k must be >= 0, got {self.segment_value('top_k', segment)}")
             if not 0.0 < self.segment_value("top_p", segment) <= 1.0:
                 raise ValueError(f"top_p must be in (0, 1], got {self.segment_value('top_p', segment)}")
+
+    @staticmethod
+    def split_prologue(options: dict[str, Any], guidance: float | None = None,
+                       temperature: float | None = None) -> dict[str, Any]:
+        """Prologue's split settings (its paper's guidance): `options` (SamplingOptions fields, one value each) then
+        apply to the visual tokens, and the prologue tokens take a constant `guidance` and their own
+        `temperature`, where given."""
+        split = dict(options)
+        for name, value in (("guidance", guidance), ("temperature", temperature)):
+            if value is not None:
+                split[name] = {"visual": options.get(name, 1.0), "prologue": value}
+        if guidance is not None:
+            split["guidance_schedule"] = {"visual": options.get("guidance_schedule", "constant"),
+                                          "prologue": "constant"}
+            split["guidance_power"] = {"visual": options.get("guidance_power", 1.0), "prologue": 1.0}
+        return split
 
     def segment_value(self, name: str, segment: str):
         """The setting `name` for `segment` (a dict without the segment falls back to the default)."""

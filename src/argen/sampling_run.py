@@ -1,11 +1,13 @@
 """A sampling run of `argen sample`: N samples in fixed batches, shared by the torchrun ranks, written to disk batch
-by batch and assembled into one ADM `.npz`.
+by batch and assembled into one ADM `.npz` (and, when asked, the ids as JSON).
 
 Batch b holds samples [b * batch_size, (b + 1) * batch_size) and draws from `batch_generator(seed, its first
 index)`; rank r makes the batches b with b % world_size == r. So sample i is the same whatever the number of ranks
 (for one seed, batch size, class schedule and sampling options, on one kind of device): ranks change who makes a
-batch, never what it holds. Each finished batch is saved as `<npz>.parts/<first index>.npy`, so no process holds
-more than a batch of images; rank 0 then streams the parts into the `.npz` (atomic) and removes them. A run that
+batch, never what it holds. Each finished batch is saved as `<npz>.parts/<first index>.npz`, so no process holds
+more than a batch of images; rank 0 then streams the parts into the `.npz` (atomic) and removes them. A part holds
+the batch's ids too, so `ids` (`argen sample --save-ids`) comes from the same samples and the same writer, also
+for a model without a tokenizer (ids only). A run that
 stopped keeps its finished parts: rerunning the same command makes only the missing batches, and those damaged
 since they were written (each part's size and sha256 are noted beside it). The plan records the sha256 of the
 weights, so a rerun with other weights at the same path is refused rather than mixed in.
@@ -24,7 +26,7 @@ import torch
 
 from argen.eval.npz import write_npz_chunks
 from argen.io.checkpoint import is_intact, save_json, write_checked
-from argen.pipeline import Pipeline, batch_generator, samples_file, save_preview
+from argen.pipeline import Pipeline, batch_generator, samples_file, save_preview, write_ids
 from argen.train import distributed
 from argen.train.distributed import DistributedContext
 
@@ -36,8 +38,8 @@ PREVIEW_SAMPLES = 100  # samples.png shows the first ones: a grid of 50,000 imag
 class SamplingRun:
     """What a run wrote (on rank 0) and how long its own batches took."""
 
-    picture: Path
-    npz: Path
+    picture: Path | None  # None without a tokenizer (ids only)
+    npz: Path | None
     made: int  # samples made by this run (those of parts kept from an earlier run are not counted)
     seconds: float  # the slowest rank's token generation and decoding time
     forward_passes: int  # of the AR model, over the batches this run made (all ranks)
@@ -45,16 +47,19 @@ class SamplingRun:
 
 def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: int, out_dir: str | Path,
                   context: DistributedContext, refine: dict | None = None, plan: dict[str, Any] | None = None,
-                  columns: int = 10, fps: float = 4.0, **options: Any) -> SamplingRun | None:
+                  columns: int = 10, fps: float = 4.0, ids: str | Path | None = None, **options: Any
+                  ) -> SamplingRun | None:
     """Sample `labels` (options: SamplingOptions fields) in batches of `batch_size` over the ranks of `context`
-    and write `out_dir`/samples.npz (videos.npz) and the preview of `save_preview`; None on ranks other than 0.
+    and write `out_dir`/samples.npz (videos.npz) and the preview of `save_preview`, and the ids to the JSON file
+    `ids` when given (`write_ids`; a pipeline without a tokenizer writes only these); None on ranks other than 0.
 
     `plan` describes what else decides the samples (e.g. the model); parts left by a run of another plan are
     refused rather than mixed in."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if pipeline.tokenizer is None:
-        raise ValueError("the pipeline has no tokenizer to decode images")
+    decode = pipeline.tokenizer is not None
+    if not decode and ids is None:
+        raise ValueError("the pipeline has no tokenizer to decode images (ask for the ids alone)")
     pipeline.class_labels(labels), pipeline.sampling_options(refine, **options)  # refused before anything is written
     video = len(pipeline.layout.grid) == 3
     npz = samples_file(out_dir, video)
@@ -74,7 +79,7 @@ def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: 
     starts = range(0, len(labels), batch_size)
     made, seconds, passes = 0, 0.0, 0
     for start in starts[context.rank::context.world_size]:
-        part = parts / f"{start:09d}.npy"
+        part = parts / f"{start:09d}.npz"
         if is_intact(part):  # finished by an earlier run
             continue
         if part.is_file():
@@ -82,11 +87,15 @@ def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: 
         batch = labels[start:start + batch_size]
         samples = pipeline.sample(batch, len(batch), batch_generator(seed, start, pipeline.device), refine,
                                   **options)
-        images = samples.images.movedim(-3, -1).numpy()
+        arrays = {"ids": samples.visual.int().numpy()}
+        if samples.coarse is not None:
+            arrays["coarse"] = samples.coarse.int().numpy()
+        if decode:
+            arrays["images"] = samples.images.movedim(-3, -1).numpy()
 
         def write(temporary: Path) -> None:
-            with open(temporary, "wb") as handle:  # a handle, so numpy does not append ".npy" to the temp name
-                np.save(handle, images, allow_pickle=False)
+            with open(temporary, "wb") as handle:  # a handle, so numpy does not append ".npz" to the temp name
+                np.savez(handle, **arrays)
 
         write_checked(part, write)
         made += len(batch)
@@ -98,12 +107,21 @@ def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: 
     if not context.is_main:
         return None
 
-    def read(start: int) -> np.ndarray:
-        return np.load(parts / f"{start:09d}.npy", mmap_mode="r", allow_pickle=False)
+    def read(start: int, key: str) -> np.ndarray:
+        with np.load(parts / f"{start:09d}.npz", allow_pickle=False) as part:
+            return part[key]
 
-    write_npz_chunks(npz, (read(start) for start in starts), len(labels), np.asarray(labels), video)
-    first = np.concatenate([read(start) for start in starts[:-(-PREVIEW_SAMPLES // batch_size)]])[:PREVIEW_SAMPLES]
-    picture = save_preview(torch.from_numpy(first).movedim(-1, -3), out_dir, columns, fps)
+    if ids is not None:
+        with np.load(parts / f"{starts[0]:09d}.npz", allow_pickle=False) as part:
+            refined = "coarse" in part  # CTF with its refiner: "ids" are the fine ids
+        write_ids(ids, labels, np.concatenate([read(start, "ids") for start in starts]),
+                  np.concatenate([read(start, "coarse") for start in starts]) if refined else None)
+    picture = None
+    if decode:
+        write_npz_chunks(npz, (read(start, "images") for start in starts), len(labels), np.asarray(labels), video)
+        first = np.concatenate([read(start, "images")
+                                for start in starts[:-(-PREVIEW_SAMPLES // batch_size)]])[:PREVIEW_SAMPLES]
+        picture = save_preview(torch.from_numpy(first).movedim(-1, -3), out_dir, columns, fps)
     shutil.rmtree(parts)
-    return SamplingRun(picture, npz, sum(m for m, _, _ in timings), max(s for _, s, _ in timings),
+    return SamplingRun(picture, npz if decode else None, sum(m for m, _, _ in timings), max(s for _, s, _ in timings),
                        sum(p for _, _, p in timings))

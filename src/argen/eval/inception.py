@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.eval.features import FeatureError, FeatureExtractor, resize
+from argen.eval.features import ClassifierExtractor, FeatureError, FeatureExtractor, resize
 from argen.io import checkpoint as ckpt
 
 INCEPTION_SIZE = 299
@@ -206,3 +206,16 @@ class InceptionExtractor(FeatureExtractor):
                 state.setdefault(key, torch.zeros_like(value))
         ckpt.load_state_into(network, state, str(path))
         return cls(network, "inception-v3", ckpt.file_checksum(path), 3, batch_size, device)
+
+
+def load_extractor(classifier: str | Path | None, inception: str | Path | None, required: bool = True,
+                   device: torch.device | str = "cpu") -> FeatureExtractor | None:
+    """The feature extractor a user names: exactly one of the project classifier's checkpoint folder and a local
+    Inception-v3 weight file (None when neither is given and it is not `required`)."""
+    if not required and not (classifier or inception):
+        return None
+    if bool(classifier) == bool(inception):
+        raise ValueError("give exactly one feature extractor: --classifier DIR or --inception WEIGHTS_FILE")
+    if classifier:
+        return ClassifierExtractor.from_checkpoint(classifier, device=torch.device(device))
+    return InceptionExtractor.from_file(inception, device=torch.device(device))

@@ -18,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from argen.eval.features import FeatureExtractor, ImageSource
+from argen.config import DataConfig, from_dict
+from argen.data import image_batches, load_dataset
+from argen.data.token_cache import TokenDataset
+from argen.eval.features import FeatureExtractor, ImageSource, classifier_data
 from argen.eval.metrics import (MetricError, MomentAccumulator, class_accuracy, fid_bootstrap_std, per_class_accuracy,
                                 frechet_distance, inception_score, precision_recall, softmax)
 from argen.io.checkpoint import atomic_write
@@ -194,3 +197,51 @@ def evaluate_features(batches: Iterable[dict[str, np.ndarray]], reference: Refer
     results.update(samples=count, reference_samples=reference.count, reference=reference.describe(),
                    extractor=extractor.name, checksum=extractor.checksum)
     return results
+
+
+def reference_data(classifier: str | Path | None = None, dataset: str | None = None, data_dir: str | None = None,
+                   split: str = "test", image_size: int | None = None, channels: int | None = None,
+                   resize: str = "pad", pad_to: int = 0, skip: int = 0, limit: int = 0,
+                   holdout_of: str | Path | None = None) -> DataConfig:
+    """The images a reference is of (`argen eval ref`): a token cache's held-out split, or the classifier's own
+    dataset unless named; never another dataset than the classifier's (its features mean nothing on others)."""
+    trained = classifier_data(classifier) if classifier else None
+    if holdout_of:
+        if dataset or data_dir or skip or limit or image_size or channels:
+            raise ValueError("--holdout-of names the images and their sizes itself; drop --dataset, --data-dir, "
+                             "--skip, --limit, --image-size and --channels")
+        held_out = TokenDataset(holdout_of).manifest.get("holdout")
+        if not held_out:
+            raise ValueError(f"{holdout_of} kept no validation images aside (argen tokenize --holdout N)")
+        data = from_dict(DataConfig, held_out["data"], "data")
+        if trained is not None and data.name != trained.name:
+            raise ValueError(f"the classifier {classifier} was trained on {trained.name}, not {data.name}")
+        return data
+    name = dataset or (trained.name if trained else None)
+    if name is None:
+        raise ValueError("give --dataset (and --data-dir): with --inception argen cannot tell which images the "
+                         "reference is of")
+    path = data_dir or (trained.path if trained is not None and trained.name == name else "")
+    # A folder format is its folder; a named dataset (fashion-mnist, digits) is itself wherever its copy lies.
+    folder_format = name in ("idx", "imagefolder", "webdataset")
+    if trained is not None and (name != trained.name or folder_format and _resolved(path) != _resolved(trained.path)):
+        raise ValueError(f"the classifier {classifier} was trained on {trained.name}"
+                         f"{' at ' + trained.path if trained.path else ''}, not {name}{' at ' + path if path else ''}: "
+                         "its features mean nothing on other data; use a classifier of those images "
+                         "(argen eval train-classifier) or leave --dataset out")
+    size = image_size or (trained.image_size if trained else 32)
+    channels = channels or (trained.channels if trained else 1)
+    return DataConfig(name=name, path=path, split=split, image_size=size, channels=channels, resize=resize,
+                      pad_to=pad_to, skip=skip, limit=limit)
+
+
+def dataset_reference(data: DataConfig, extractor: FeatureExtractor) -> ReferenceStatistics:
+    """The reference statistics of the images `data` names, recording which images they are."""
+    reference = compute_reference(image_batches(load_dataset(data, training=False)), extractor)
+    reference.dataset = {"name": data.name, "path": _resolved(data.path), "split": data.split, "skip": data.skip,
+                         "image_size": data.image_size, "channels": data.channels}
+    return reference
+
+
+def _resolved(path: str) -> str:
+    return str(Path(path).resolve()) if path else ""

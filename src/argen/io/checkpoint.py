@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,42 +19,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from argen.io.paths import atomic_write, save_json  # noqa: F401 (part of this module's interface)
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TRAINER_STATE_FILE = "trainer_state.pt"
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# Files get the mode the user's umask gives (mkstemp's temporary files are 0600): a shared dataset's caches and a
-# team's checkpoints stay readable by the others.
-FILE_MODE = 0o666 & ~_umask()
-
-
 class CheckpointError(ValueError):
     """A checkpoint that is missing, malformed or does not fit the model."""
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` then rename tmp to `path` (same directory, so the rename is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_json(path: Path, data: Any) -> None:
-    atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
 def save_weights(path: Path, state_dict: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> None:
