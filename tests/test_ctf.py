@@ -19,12 +19,13 @@ from argen.ctf.redundancy import random_members
 from argen.ctf.sample import RefineOptions, refine, sample_ctf
 from argen.ctf.table import CoarseTable, load_table, save_table
 from argen.ctf.table import histogram_path
-from argen.io.load import build_ar, load_refiner, open_token_cache, refiner_config_from_cache
+from argen.io.load import build_ar, load_refiner, open_coarse_table, open_token_cache, refiner_config_from_cache
 from argen.layout import Layout
 from argen.model import KVCache, Transformer
 from argen.model.refiner import Refiner
 from argen.sample import SamplingOptions, generate
 from argen.train import recipes
+from argen.train.ar_task import ARTask
 
 # ------------------------------------------------------------------------------------------------
 # clustering
@@ -280,7 +281,7 @@ def test_ctf_sampling_gives_a_fine_id_at_every_position(layout_options):
 
 def test_ctf_sampling_refuses_a_refiner_of_another_table():
     layout = Layout(LayoutConfig(grid=(4, 4)), COARSE_VOCAB + 1)
-    with pytest.raises(ValueError, match="coarse layout has 7 visual labels but the refiner reads 6 clusters"):
+    with pytest.raises(ValueError, match="coarse layout has 7 grid labels but the refiner reads 6 clusters"):
         sample_ctf(coarse_model(layout), layout, make_refiner(), torch.tensor([1]))
 
 
@@ -372,15 +373,29 @@ def test_coarse_ar_and_refiner_train_and_sample_through_the_cli(ctf_run, tmp_pat
     assert bench["images_per_s"] < bench["ar_images_per_s"]
 
 
+def test_the_coarse_ar_task_trains_on_the_cluster_labels_of_the_cached_fine_ids():
+    table = CoarseTable(torch.arange(32) % 8)
+    layout = Layout(LayoutConfig(grid=(2, 2)), 8)
+    torch.manual_seed(0)
+    model = build_ar(ARRunConfig(model=GPTConfig(dim=32, n_layer=1, n_head=2, multiple_of=16, vocab_size=8,
+                                                 num_classes=2), layout=LayoutConfig(grid=(2, 2))), 8)[1]
+    fine, labels = torch.randint(32, (3, 2, 2)), torch.tensor([0, 1, 0])
+    coarse_loss, _ = ARTask(model, layout, 2, 0.0, coarse=table).loss("model", {"model": model},
+                                                                      {"ids": fine, "labels": labels}, 0)
+    plain_loss, _ = ARTask(model, layout, 2, 0.0).loss("model", {"model": model},
+                                                       {"ids": fine % 8, "labels": labels}, 0)
+    assert torch.equal(coarse_loss, plain_loss)
+
+
 def test_coarse_training_refuses_a_table_of_another_tokenizer(ctf_run, tmp_path):
     other = CoarseTable(torch.arange(32) % 8, {"tokenizer_sha256": "0" * 64})
     save_table(other, tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="made for the tokenizer with sha256 000000"):
-        open_token_cache(str(ctf_run / "cache"), str(tmp_path / "other.safetensors"))
+        open_coarse_table(tmp_path / "other.safetensors", open_token_cache(ctf_run / "cache"))
     small = CoarseTable(torch.arange(16) % 8)
     save_table(small, tmp_path / "small.safetensors")
     with pytest.raises(ValueError, match="table has 16 codes but the token cache"):
-        open_token_cache(str(ctf_run / "cache"), str(tmp_path / "small.safetensors"))
+        open_coarse_table(tmp_path / "small.safetensors", open_token_cache(ctf_run / "cache"))
 
 
 def test_refiner_restricted_training_and_pairing_checks(ctf_run, tmp_path):

@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from argen.cli import main
-from argen.ctf.table import CoarseTable
 from argen.data import DataError
 from argen.data.token_cache import TokenCacheError, TokenDataset, write_token_cache
 from argen.data.transforms import ten_crop
@@ -60,9 +59,6 @@ def test_token_cache_maps_its_shards_and_a_batch_gathers_only_its_rows(tmp_path)
     batch = cache.batch(indices)
     assert torch.equal(batch["ids"][:, 0, 0], indices) and torch.equal(batch["labels"], indices % 3)
     assert batch["ids"].dtype == torch.int64 and cache.column("labels", 5).tolist() == [0, 1, 2, 0, 1]
-    table = CoarseTable(torch.arange(128) // 2)
-    coarse = TokenDataset(tmp_path / "cache", table).batch(indices)["ids"]
-    assert torch.equal(coarse[:, 0, 0], indices // 2)
 
 
 def test_a_cache_with_a_shard_missing_or_truncated_is_a_clear_error(tmp_path):

@@ -128,7 +128,7 @@ class KnownTargets(nn.Module):
 
 @pytest.mark.parametrize("name", list(LAYOUTS))
 def test_position_maps_place_each_slot_at_its_grid_position(name):
-    layout = Layout(LayoutConfig(grid=(4, 4), **LAYOUTS[name]), visual_vocab=16)
+    layout = Layout(LayoutConfig(grid=(4, 4), **LAYOUTS[name]), grid_vocab=16)
     ids = torch.arange(16).view(1, 4, 4).repeat(5, 1, 1)  # token id = raster position
     labels = torch.zeros(5, dtype=torch.long)
     prologue = torch.zeros(5, 2, dtype=torch.long) if layout.prologue_length else None
@@ -147,7 +147,7 @@ def test_position_maps_place_each_slot_at_its_grid_position(name):
 @pytest.mark.parametrize("name", ["raster", "par4"])
 def test_position_maps_of_a_random_model(name):
     torch.manual_seed(0)
-    layout = Layout(LayoutConfig(grid=(4, 4), **LAYOUTS[name]), visual_vocab=16)
+    layout = Layout(LayoutConfig(grid=(4, 4), **LAYOUTS[name]), grid_vocab=16)
     model = Transformer(GPTConfig(dim=16, n_layer=1, n_head=2, multiple_of=16, vocab_size=16, num_classes=3),
                         n_transition=layout.n_transition)
     nn.init.normal_(model.output.weight, std=1.0)  # the zero-initialised head would give uniform logits
@@ -202,7 +202,7 @@ def save_ar(directory, grid, **layout):
     torch.manual_seed(0)
     model = Transformer(config.model, n_transition=Layout(config.layout, 16).n_transition)
     nn.init.normal_(model.output.weight, std=1.0)
-    return save_checkpoint(directory, "ar", to_dict(config), model.state_dict(), {"visual_vocab": 16})
+    return save_checkpoint(directory, "ar", to_dict(config), model.state_dict(), {"grid_vocab": 16})
 
 
 def test_cli_analyze_entropy_then_report(tmp_path, capsys):

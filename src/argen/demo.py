@@ -21,7 +21,6 @@ from argen.config import (ARRunConfig, DataConfig, GPT_PRESETS, GPTConfig, Prolo
                           RefinerConfig, RefinerRunConfig, TokenizerRunConfig, TrainConfig, VQ_PRESETS, VQConfig,
                           VQLossConfig, preset)
 from argen.ctf.cluster import cluster_tokenizer
-from argen.ctf.table import load_table
 from argen.data import image_batches, load_dataset
 from argen.data.token_cache import TokenDataset
 from argen.data.tokenize import tokenize
@@ -29,7 +28,7 @@ from argen.eval import report
 from argen.eval.features import ClassifierExtractor
 from argen.eval.reference import ReferenceStatistics, compute_reference, evaluate
 from argen.eval.tokenizer import evaluate_tokenizer
-from argen.io.load import ar_config_from_cache, refiner_config_from_cache
+from argen.io.load import ar_config_from_cache, open_coarse_table, refiner_config_from_cache
 from argen.pipeline import load as load_pipeline
 from argen.train import recipes
 from argen.train.classifier_task import ClassifierRunConfig, train_classifier
@@ -75,8 +74,9 @@ def quick_train(out_dir: Path, progress: bool = True, scale: float = 1.0) -> Pat
         table = str(tables[method.tokenizer]) if coarse else ""
         config = ARRunConfig(model=tiny, layout=method.layout, cache=str(caches[method.tokenizer]), coarse_table=table,
                              train=train(250, 3e-3, f"{method.checkpoint}-run", 32, 20, weight_decay=0.05))
-        cache = TokenDataset(caches[method.tokenizer], load_table(table) if coarse else None)
-        runs[method.checkpoint] = recipes.train_ar(ar_config_from_cache(config, cache), progress)
+        cache = TokenDataset(caches[method.tokenizer])
+        runs[method.checkpoint] = recipes.train_ar(ar_config_from_cache(
+            config, cache, open_coarse_table(table, cache) if coarse else None), progress)
     refiner = RefinerRunConfig(model=tiny, refiner=RefinerConfig(coarse_noise=0.1), cache=str(caches["tokenizer"]),
                                coarse_table=str(tables["tokenizer"]),
                                train=train(250, 3e-3, "ctf-refiner-run", 32, 20, weight_decay=0.05))

@@ -91,11 +91,11 @@ class Step:
 class Layout:
     """Orders, steps, training tensors and decode plan of one sample (see the module docstring)."""
 
-    def __init__(self, config: LayoutConfig, visual_vocab: int):
+    def __init__(self, config: LayoutConfig, grid_vocab: int):
         self.config = config
         self.grid = tuple(int(size) for size in config.grid)
-        self._validate(visual_vocab)
-        self.visual_vocab = visual_vocab
+        self._validate(grid_vocab)
+        self.grid_vocab = grid_vocab
         self.prologue_length = config.prologue_length
         self.parallel = config.parallel
         self.regions = self._regions()
@@ -108,12 +108,12 @@ class Layout:
     # ---------------------------------------------------------------------------------------
     # Construction
 
-    def _validate(self, visual_vocab: int) -> None:
+    def _validate(self, grid_vocab: int) -> None:
         config = self.config
         if len(self.grid) not in (2, 3) or min(self.grid) < 1:
             raise ValueError(f"layout.grid must be (H, W) or (T, H, W) of positive sizes, got {config.grid}")
-        if visual_vocab < 1:
-            raise ValueError(f"visual vocabulary must be >= 1, got {visual_vocab}")
+        if grid_vocab < 1:
+            raise ValueError(f"grid vocabulary must be >= 1, got {grid_vocab}")
         if config.order not in ("raster", "region"):
             raise ValueError(f"layout.order must be 'raster' or 'region', got {config.order!r}")
         if config.group_attention not in ("full", "causal"):
@@ -163,11 +163,11 @@ class Layout:
         start = 0
         if self.prologue_length > 0:
             prologue_vocab = self.config.prologue_vocab
-            segments[PROLOGUE] = Segment(PROLOGUE, 0, self.prologue_length, self.visual_vocab, prologue_vocab)
+            segments[PROLOGUE] = Segment(PROLOGUE, 0, self.prologue_length, self.grid_vocab, prologue_vocab)
             segments[SEPARATOR] = Segment(SEPARATOR, self.prologue_length, 1,
-                                          self.visual_vocab + prologue_vocab, 1)
+                                          self.grid_vocab + prologue_vocab, 1)
             start = self.prologue_length + 1
-        segments[VISUAL] = Segment(VISUAL, start, math.prod(self.grid), 0, self.visual_vocab)
+        segments[VISUAL] = Segment(VISUAL, start, math.prod(self.grid), 0, self.grid_vocab)
         return segments
 
     def _group_sizes(self) -> list[int]:

@@ -251,7 +251,7 @@ class Pipeline:
 
     def save_pretrained(self, directory: str | Path) -> Path:
         directory = Path(directory)
-        ar_meta = {"class_names": list(self.class_names), "visual_vocab": self.layout.visual_vocab}
+        ar_meta = {"class_names": list(self.class_names), "grid_vocab": self.layout.grid_vocab}
         if self.coarse_table is not None:
             ar_meta["coarse_table"] = self.coarse_table
         if self.tuned_sampling:
@@ -299,7 +299,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | 
     if refiner_dir is not None:
         refinement = Refinement.load(refiner_dir)
         refinement.check_pairs_with(ar_dir, coarse_table, layout)
-    fine_vocab = layout.visual_vocab if refinement is None else refinement.fine_vocab
+    fine_vocab = layout.grid_vocab if refinement is None else refinement.fine_vocab
     if tokenizer_dir is None and meta.get("tokenizer") and (coarse_table is None or refinement is not None):
         named = ar_dir / meta["tokenizer"]  # relative names are relative to the AR directory
         if named.is_dir():

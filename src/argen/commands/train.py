@@ -19,11 +19,15 @@ def add(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from argen.config import ARRunConfig
-    from argen.io.load import ar_config_from_cache, open_token_cache
+    from argen.io.load import ar_config_from_cache, open_coarse_table, open_token_cache
     from argen.train.recipes import train_ar
 
     def from_cache(config: ARRunConfig) -> ARRunConfig | None:
-        return config.cache and ar_config_from_cache(config, open_token_cache(config.cache, config.coarse_table))
+        if not config.cache:
+            return None
+        cache = open_token_cache(config.cache)
+        table = open_coarse_table(config.coarse_table, cache) if config.coarse_table else None
+        return ar_config_from_cache(config, cache, table)
 
     config = run_config(args, ARRunConfig, {
         "cache": args.cache, "coarse_table": args.coarse_table, "train.out_dir": args.out}, from_cache)

@@ -91,8 +91,8 @@ def sample_ctf(coarse_model: Transformer, coarse_layout: Layout, refiner: Refine
 
     Returns `Generated(visual=fine ids (B, *grid), prologue, coarse=coarse labels (B, *grid))`, grid order.
     """
-    if coarse_layout.visual_vocab != refiner.config.vocab_size:
-        raise ValueError(f"the coarse layout has {coarse_layout.visual_vocab} visual labels but the refiner reads "
+    if coarse_layout.grid_vocab != refiner.config.vocab_size:
+        raise ValueError(f"the coarse layout has {coarse_layout.grid_vocab} grid labels but the refiner reads "
                          f"{refiner.config.vocab_size} clusters; pair models trained with the same table")
     coarse = generate(coarse_model, coarse_layout, labels, options=coarse_options, generator=generator,
                       forced=forced, on_step=on_step)

@@ -7,8 +7,8 @@ crops), `labels` (n,) int64 and, with a Prologue tokenizer, `prologue_ids` (n, P
 Shard k holds the samples [k * shard_size, (k + 1) * shard_size) of the dataset (less any unreadable image), so
 ranks write disjoint shards, a restart skips the shards already written, and the manifest, written last by one
 process, names them all. Readers memory-map the shards: a batch reads only its rows, and processes on one
-machine share the pages. With a CTF fine -> coarse table, `TokenDataset` serves coarse labels instead of fine
-ids: the one cache feeds both the coarse AR (coarse ids) and the refiner (fine ids, mapped by its task).
+machine share the pages. The cache always serves the tokenizer's (fine) ids: under CTF the coarse AR's task maps
+them to cluster labels, so the one cache feeds both the coarse AR and the refiner.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tqdm import tqdm
 from argen.io.checkpoint import is_intact, remove_checked, save_json, write_checked
 
 if TYPE_CHECKING:
-    from argen.ctf.table import CoarseTable
+    pass
 
 MANIFEST = "manifest.json"
 PLAN = "plan.json"  # what the shards being written hold; a restart with another plan starts over
@@ -184,12 +184,10 @@ class TokenDataset:
     """A token cache, memory-mapped; `batch(indices)` gathers {"ids", "labels"[, "prologue_ids"]} as int64.
 
     With V stored views per image, each sample of a batch is one view drawn at random (the global RNG, which the
-    trainer seeds per step: a new draw per sample and epoch). With `coarse_table`, "ids" are the coarse labels of
-    the cached ids (the table must belong to the cache's tokenizer: same codebook size and, when both record it,
-    the same weights checksum).
+    trainer seeds per step: a new draw per sample and epoch).
     """
 
-    def __init__(self, directory: str | Path, coarse_table: "CoarseTable | None" = None, limit: int = 0):
+    def __init__(self, directory: str | Path, limit: int = 0):
         directory = Path(directory)
         manifest_path = directory / MANIFEST
         if not manifest_path.is_file():
@@ -214,15 +212,10 @@ class TokenDataset:
                                   f"the shards hold {int(self.offsets[-1])}")
         self.keys = tuple(self.shards[0])
         self.directory = directory
-        self.coarse_table = coarse_table
         stored = int(self.offsets[-1])
         if limit < 0 or limit > stored:
             raise TokenCacheError(f"limit={limit}, but {directory} holds {stored} samples (0 = all of them)")
         self.size = limit or stored  # serve the first `limit` samples only: the rest stay held out
-        if coarse_table is not None:
-            tokenizer = self.manifest["tokenizer"]
-            coarse_table.check_tokenizer(tokenizer.get("sha256"), int(tokenizer["codebook_size"]),
-                                         f"the token cache {directory}")
 
     def __len__(self) -> int:
         return self.size
@@ -245,11 +238,6 @@ class TokenDataset:
         """The tokenizer's number of codes (the fine vocabulary)."""
         return int(self.manifest["tokenizer"]["codebook_size"])
 
-    @property
-    def visual_vocab(self) -> int:
-        """The vocabulary of the ids `batch` serves: the codebook, or the clusters under a coarse table."""
-        return self.codebook_size if self.coarse_table is None else self.coarse_table.coarse_vocab
-
     @cached_property
     def num_classes(self) -> int:
         """Classes the labels use (the largest label + 1)."""
@@ -267,8 +255,8 @@ class TokenDataset:
         return torch.from_numpy(out)
 
     def column(self, key: str, count: int | None = None) -> torch.Tensor:
-        """The first `count` rows (default all) of one stored column as int64, the first view of each image
-        (fine ids, never coarse labels); for analyses and previews."""
+        """The first `count` rows (default all) of one stored column as int64, the first view of each image; for
+        analyses and previews."""
         column = self.rows(key, torch.arange(len(self) if count is None else min(count, len(self)))).long()
         return column[:, 0] if self.views > 1 and key in ("ids", "prologue_ids") else column
 
@@ -280,6 +268,4 @@ class TokenDataset:
             for key in ("ids", "prologue_ids"):
                 if key in batch:
                     batch[key] = batch[key][rows, view]
-        if self.coarse_table is not None:
-            batch["ids"] = self.coarse_table.coarse(batch["ids"])
         return batch

@@ -86,8 +86,8 @@ def _load_model(name: str, path: str | Path, device: str | torch.device, dataset
     """The AR pipeline of a checkpoint, checked against the token cache it will be teacher-forced on."""
     pipeline = load_pipeline(path, device=device)
     layout = pipeline.layout
-    if layout.grid != dataset.grid or layout.visual_vocab != vocab:
-        raise ValueError(f"model {name} ({path}) predicts {layout.visual_vocab} visual ids on a {layout.grid} grid "
+    if layout.grid != dataset.grid or layout.grid_vocab != vocab:
+        raise ValueError(f"model {name} ({path}) predicts {layout.grid_vocab} visual ids on a {layout.grid} grid "
                          f"but the cache {dataset.directory} holds {vocab}-code {dataset.grid} grids")
     classes = dataset.num_classes
     if classes > pipeline.config.model.num_classes:

@@ -144,11 +144,11 @@ def convert_checkpoint(kind: str, source: str | Path, destination: str | Path, p
         layout = LayoutConfig(grid=DEFAULT_GRIDS[kind], order="region", parallel=parallel)
     config = build(ARRunConfig, ARRunConfig(model=preset(GPT_PRESETS, preset_name, GPTConfig), layout=layout),
                    overrides=overrides)
-    visual_vocab = config.model.vocab_size  # LlamaGen/PAR GPTs predict visual codes only
-    _, model = build_ar(config, visual_vocab)
+    grid_vocab = config.model.vocab_size  # LlamaGen/PAR GPTs predict visual codes only
+    _, model = build_ar(config, grid_vocab)
     load_state_into(model, convert_llamagen_gpt(read_foreign_checkpoint(source)), str(source))
     return save_checkpoint(destination, AR_KIND, to_dict(config), model.state_dict(),
-                           extra={"visual_vocab": visual_vocab, "class_names": [], "tokenizer": None,
+                           extra={"grid_vocab": grid_vocab, "class_names": [], "tokenizer": None,
                                   "source": str(source), "source_sha256": file_checksum(source)})
 
 

@@ -89,12 +89,17 @@ def load_perceptual(loss: VQLossConfig) -> torch.nn.Module | None:
     return FeatureDistance(ClassifierFeatureMaps(load_classifier(loss.perceptual_network)))
 
 
-def build_ar(config: ARRunConfig, visual_vocab: int) -> tuple[Layout, Transformer]:
+def grid_vocab(cache: TokenDataset, table: CoarseTable | None = None) -> int:
+    """The vocabulary of the AR's grid tokens: the tokenizer's codes, or under CTF the table's clusters."""
+    return cache.codebook_size if table is None else table.coarse_vocab
+
+
+def build_ar(config: ARRunConfig, grid_vocab: int) -> tuple[Layout, Transformer]:
     """The Layout and a fresh Transformer for `config`; the two must agree on the vocabulary."""
-    layout = Layout(config.layout, visual_vocab)
+    layout = Layout(config.layout, grid_vocab)
     if layout.vocab_size != config.model.vocab_size:
         raise ValueError(f"model.vocab_size={config.model.vocab_size} but the layout needs {layout.vocab_size} "
-                         f"(visual vocabulary {visual_vocab}); set model.vocab_size={layout.vocab_size}")
+                         f"(grid vocabulary {grid_vocab}); set model.vocab_size={layout.vocab_size}")
     return layout, Transformer(config.model, n_transition=layout.n_transition)
 
 
@@ -103,7 +108,8 @@ def load_ar(directory: str | Path, ema: bool = False) -> tuple[Layout, Transform
     directory = Path(directory)
     meta = ckpt.read_meta(directory, AR_KIND)
     config = run_config(ARRunConfig, meta, directory)
-    layout, model = build_ar(config, int(meta.get("visual_vocab", config.model.vocab_size)))
+    # "visual_vocab": the key's name in checkpoints written before 2026-12
+    layout, model = build_ar(config, int(meta.get("grid_vocab", meta.get("visual_vocab", config.model.vocab_size))))
     if ema and not (directory / EMA_WEIGHTS_FILE).is_file():
         raise ckpt.CheckpointError(f"{directory} has no EMA weights (train with train.ema_decay > 0)")
     weights = ckpt.load_weights(directory, EMA_WEIGHTS_FILE if ema else ckpt.WEIGHTS_FILE)
@@ -127,16 +133,24 @@ def load_refiner(directory: str | Path, device: str | torch.device = "cpu") -> t
     return model.to(device).eval(), config, meta
 
 
-def open_token_cache(cache: str | Path, coarse_table: str | Path = "", limit: int = 0) -> TokenDataset:
-    """The token cache (its first `limit` samples when > 0), serving coarse labels when a CTF table is given
-    (checked against the cache's tokenizer)."""
+def open_token_cache(cache: str | Path, limit: int = 0) -> TokenDataset:
+    """The token cache (its first `limit` samples when > 0)."""
     if not cache:
         raise ValueError("cache is not set: give a token cache folder (written by `argen tokenize`)")
-    return TokenDataset(cache, load_table(coarse_table) if coarse_table else None, limit)
+    return TokenDataset(cache, limit)
 
 
-def ar_config_from_cache(config: ARRunConfig, cache: TokenDataset) -> ARRunConfig:
-    """Fill what the token cache fixes (grid, visual vocabulary, class count, prologue) when left at defaults.
+def open_coarse_table(path: str | Path, cache: TokenDataset) -> CoarseTable:
+    """CTF's fine -> coarse table, refused unless it clusters the codebook of the tokenizer that wrote `cache`."""
+    table = load_table(path)
+    table.check_tokenizer(cache.manifest["tokenizer"].get("sha256"), cache.codebook_size,
+                          f"the token cache {cache.directory}")
+    return table
+
+
+def ar_config_from_cache(config: ARRunConfig, cache: TokenDataset, table: CoarseTable | None = None) -> ARRunConfig:
+    """Fill what the token cache fixes (grid, vocabulary, class count, prologue) when left at defaults; under CTF
+    (`table`) the grid's vocabulary is the table's clusters.
 
     A cache with prologue ids gives the layout its prologue segment: [class][prologue][separator][visual].
     """
@@ -144,7 +158,7 @@ def ar_config_from_cache(config: ARRunConfig, cache: TokenDataset) -> ARRunConfi
     if cache.prologue_length:
         layout = dataclasses.replace(layout, prologue_length=cache.prologue_length,
                                      prologue_vocab=int(cache.manifest["tokenizer"]["prologue_codebook_size"]))
-    vocab = Layout(layout, cache.visual_vocab).vocab_size  # coarse labels under CTF
+    vocab = Layout(layout, grid_vocab(cache, table)).vocab_size
     model = dataclasses.replace(config.model, vocab_size=vocab, num_classes=cache.num_classes)
     return dataclasses.replace(config, layout=layout, model=model)
 

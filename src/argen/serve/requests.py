@@ -91,6 +91,6 @@ def parse_run(body: Any, methods: dict[str, Method]) -> RunRequest:
         seed=_number(body, "seed", True, 0, LIMITS["seed"]),
         guidance=float(_number(body, "guidance", False, 0.0, LIMITS["guidance"])),
         temperature=float(_number(body, "temperature", False, 0.0, LIMITS["temperature"], low_open=True)),
-        top_k=_number(body, "top_k", True, 0, method.pipeline.layout.visual_vocab),
+        top_k=_number(body, "top_k", True, 0, method.pipeline.layout.grid_vocab),
         top_p=float(_number(body, "top_p", False, 0.0, 1.0, low_open=True)),
         speculative=_number(body, "speculative", True, 0, LIMITS["speculative"]))

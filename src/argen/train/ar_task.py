@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from argen.ctf.table import CoarseTable
 from argen.data.transforms import to_uint8
 from argen.io.images import save_grid
 from argen.io.load import load_tokenizer
@@ -21,8 +22,10 @@ class ARTask(Task):
     """Next-group prediction under any Layout (raster, PAR, prologue), with class-label dropout for guidance."""
 
     def __init__(self, model: nn.Module, layout: Layout, num_classes: int, class_dropout_prob: float,
-                 tokenizer: str | Path | None = None):
+                 tokenizer: str | Path | None = None, coarse: CoarseTable | None = None):
         self.model, self.layout = model, layout
+        # CTF's coarse AR: the cache's fine ids become their cluster labels (the refiner reads the same cache)
+        self.fine_to_coarse = None if coarse is None else coarse.fine_to_coarse
         self.tokenizer = tokenizer  # checkpoint directory, for sample grids during training
         self.num_classes, self.class_dropout_prob = num_classes, class_dropout_prob
         self.tokens_per_sample = layout.sequence_length  # for the trainer's tokens/s
@@ -40,7 +43,11 @@ class ARTask(Task):
             labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
         # A cache's prologue ids are used only by a layout with a prologue segment.
         prologue_ids = batch["prologue_ids"] if self.layout.prologue_length else None
-        tensors = self.layout.training_tensors(batch["ids"], labels, prologue_ids)
+        ids = batch["ids"]
+        if self.fine_to_coarse is not None:
+            self.fine_to_coarse = self.fine_to_coarse.to(ids.device)
+            ids = self.fine_to_coarse[ids]
+        tensors = self.layout.training_tensors(ids, labels, prologue_ids)
         logits = self.forcing.logits(modules[name], tensors["ids"], tensors["kinds"])  # (B, L, V)
         loss, _, accuracy = cross_entropy(logits, tensors["targets"])
         return loss, {"token_accuracy": accuracy}

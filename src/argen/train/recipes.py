@@ -7,12 +7,11 @@ from pathlib import Path
 import torch
 
 from argen.config import ARRunConfig, RefinerRunConfig, TokenizerRunConfig
-from argen.ctf.table import load_table
 from argen.data import load_dataset
 from argen.data.video import is_video_dataset, load_video_dataset
 from argen.io import checkpoint as ckpt
-from argen.io.load import (AR_KIND, REFINER_KIND, TOKENIZER_KIND, build_ar, build_tokenizer, load_perceptual,
-                           load_tokenizer, open_token_cache)
+from argen.io.load import (AR_KIND, REFINER_KIND, TOKENIZER_KIND, build_ar, build_tokenizer, grid_vocab,
+                           load_perceptual, load_tokenizer, open_coarse_table, open_token_cache)
 from argen.model.refiner import Refiner
 from argen.model.transformer import Transformer
 from argen.tokenizer.causal_video import inflate_from_image
@@ -65,7 +64,8 @@ def _tokenizer_task(config: TokenizerRunConfig) -> VQTask | PrologueTask:
 def train_ar(config: ARRunConfig, progress: bool = True) -> Path:
     """Train the class-conditional AR transformer on a token cache under the config's Layout (on coarse
     labels when `config.coarse_table` is set: CTF's stage 1)."""
-    cache = open_token_cache(config.cache, config.coarse_table, config.cache_limit)
+    cache = open_token_cache(config.cache, config.cache_limit)
+    table = open_coarse_table(config.coarse_table, cache) if config.coarse_table else None
     if tuple(config.layout.grid) != cache.grid:
         raise ValueError(f"layout.grid={tuple(config.layout.grid)} but the token cache holds {cache.grid} grids")
     if config.layout.prologue_length > 0:
@@ -81,17 +81,17 @@ def train_ar(config: ARRunConfig, progress: bool = True) -> Path:
     tokenizer = cache.manifest["tokenizer"]
     tokenizer_path = tokenizer.get("path")
     # Coarse labels cannot be decoded without a refiner: no sample grids under CTF.
-    decodable = tokenizer_path and Path(tokenizer_path).is_dir() and cache.coarse_table is None
+    decodable = tokenizer_path and Path(tokenizer_path).is_dir() and table is None
 
     def build_task() -> ARTask:
-        layout, model = build_ar(config, cache.visual_vocab)
+        layout, model = build_ar(config, grid_vocab(cache, table))
         return ARTask(model, layout, config.model.num_classes, config.model.class_dropout_prob,
-                      tokenizer=tokenizer_path if decodable else None)
+                      tokenizer=tokenizer_path if decodable else None, coarse=table)
 
     metadata = {"tokenizer": tokenizer_path, "tokenizer_sha256": tokenizer.get("sha256"),
-                "visual_vocab": cache.visual_vocab, "class_names": tokenizer.get("class_names", [])}
-    if cache.coarse_table is not None:
-        metadata["coarse_table"] = cache.coarse_table.describe()
+                "grid_vocab": grid_vocab(cache, table), "class_names": tokenizer.get("class_names", [])}
+    if table is not None:
+        metadata["coarse_table"] = table.describe()
     return trainer.run(config, AR_KIND, cache, build_task, progress, metadata)
 
 
@@ -99,10 +99,9 @@ def train_refiner(config: RefinerRunConfig, progress: bool = True) -> Path:
     """Train the CTF refiner on a token cache: true coarse maps (from the table) in, fine ids out."""
     if not config.coarse_table:
         raise ValueError("coarse_table is not set: the refiner needs a fine -> coarse table (`argen ctf cluster`)")
-    cache = open_token_cache(config.cache, limit=config.cache_limit)
-    table = load_table(config.coarse_table)
+    cache = open_token_cache(config.cache, config.cache_limit)
+    table = open_coarse_table(config.coarse_table, cache)
     tokenizer = cache.manifest["tokenizer"]
-    table.check_tokenizer(tokenizer.get("sha256"), cache.codebook_size, f"the token cache {config.cache}")
     if config.model.vocab_size != table.coarse_vocab:
         raise ValueError(f"model.vocab_size={config.model.vocab_size} but the table has {table.coarse_vocab} "
                          f"clusters; set model.vocab_size={table.coarse_vocab}")
