@@ -21,7 +21,8 @@ COMMAND_MODULES = "argen.commands."
 # The README's architecture layers, from the foundation up; a module may import only its own layer and below.
 # A module is placed by its longest matching prefix ("argen.model" covers argen.model.*).
 LAYERS = {
-    "foundation": ["argen", "argen.config", "argen.io", "argen.io.checkpoint", "argen.io.images", "argen.io.video",
+    "foundation": ["argen", "argen.config", "argen.distributed", "argen.io", "argen.io.checkpoint", "argen.io.images",
+                   "argen.io.video",
                    "argen.data.idx", "argen.data.transforms"],
     "components": ["argen.model", "argen.tokenizer", "argen.layout", "argen.precision", "argen.sample",
                    "argen.teacher_forcing",

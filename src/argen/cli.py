@@ -55,7 +55,7 @@ def _expected(error: Exception) -> bool:
     the expected ones of files and formats."""
     from safetensors import SafetensorError
 
-    from argen.train.trainer import TrainingError
+    from argen.train.run_state import TrainingError
 
     return isinstance(error, (ValueError, OSError, EOFError, TrainingError, SafetensorError))
 

@@ -31,9 +31,8 @@ from argen.data.token_cache import TokenDataset
 from argen.data.transforms import to_uint8
 from argen.eval.npz import write_npz
 from argen.io import checkpoint as ckpt
-from argen.io.images import save_grid
 from argen.io.load import AR_KIND, EMA_WEIGHTS_FILE, TOKENIZER_KIND, load_ar, load_tokenizer
-from argen.io.video import save_gif, save_strip
+from argen.io.video import save_preview
 from argen.layout import Layout, Step
 from argen.sample import Generated, SamplingOptions, generate
 
@@ -58,7 +57,7 @@ class Samples:
         if self.images is None:
             raise ValueError("these samples were not decoded to pixels (no tokenizer)")
         video = self.images.ndim == 5
-        return (save_preview(self.images, out_dir, columns, fps),
+        return (save_preview(self.images, Path(out_dir) / "samples.png", columns, fps),
                 write_npz(samples_file(out_dir, video), self.images.movedim(-3, -1).numpy(),
                           labels=self.labels.numpy(), video=video))
 
@@ -81,16 +80,6 @@ def write_ids(path: str | Path, labels: Any, visual: Any, coarse: Any | None = N
 def samples_file(out_dir: str | Path, video: bool) -> Path:
     """Where `Samples.save` writes the ADM batch: samples.npz, or videos.npz."""
     return Path(out_dir) / ("videos.npz" if video else "samples.npz")
-
-
-def save_preview(images: torch.Tensor, out_dir: str | Path, columns: int = 10, fps: float = 4.0) -> Path:
-    """uint8 images (N, C, H, W) as samples.png (a grid); videos (N, T, C, H, W) as samples.png (a strip per
-    video) and samples.gif (an animated grid). Returns the PNG."""
-    out_dir = Path(out_dir)
-    if images.ndim == 5:
-        save_gif(images, out_dir / "samples.gif", columns=columns, fps=fps, scale=2)
-        return save_strip(images, out_dir / "samples.png", scale=2)
-    return save_grid(images, out_dir / "samples.png", columns=columns, scale=2)
 
 
 @dataclass

@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from argen import distributed
+from argen.distributed import DistributedContext
 from argen.eval.npz import write_npz_chunks
 from argen.io.checkpoint import is_intact, save_json, write_checked
-from argen.pipeline import Pipeline, batch_generator, samples_file, save_preview, write_ids
-from argen.train import distributed
-from argen.train.distributed import DistributedContext
+from argen.io.video import save_preview
+from argen.pipeline import Pipeline, batch_generator, samples_file, write_ids
 
 PLAN_FILE = "plan.json"
 PREVIEW_SAMPLES = 100  # samples.png shows the first ones: a grid of 50,000 images would be unreadable
@@ -50,8 +51,9 @@ def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: 
                   columns: int = 10, fps: float = 4.0, ids: str | Path | None = None, **options: Any
                   ) -> SamplingRun | None:
     """Sample `labels` (options: SamplingOptions fields) in batches of `batch_size` over the ranks of `context`
-    and write `out_dir`/samples.npz (videos.npz) and the preview of `save_preview`, and the ids to the JSON file
-    `ids` when given (`write_ids`; a pipeline without a tokenizer writes only these); None on ranks other than 0.
+    and write `out_dir`/samples.npz (videos.npz), a preview of the first samples (samples.png; videos: samples.gif
+    too) and the ids to the JSON file `ids` when given (`write_ids`; a pipeline without a tokenizer writes only
+    these); None on ranks other than 0.
 
     `plan` describes what else decides the samples (e.g. the model); parts left by a run of another plan are
     refused rather than mixed in."""
@@ -121,7 +123,7 @@ def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: 
         write_npz_chunks(npz, (read(start, "images") for start in starts), len(labels), np.asarray(labels), video)
         first = np.concatenate([read(start, "images")
                                 for start in starts[:-(-PREVIEW_SAMPLES // batch_size)]])[:PREVIEW_SAMPLES]
-        picture = save_preview(torch.from_numpy(first).movedim(-1, -3), out_dir, columns, fps)
+        picture = save_preview(torch.from_numpy(first).movedim(-1, -3), Path(out_dir) / "samples.png", columns, fps)
     shutil.rmtree(parts)
     return SamplingRun(picture, npz if decode else None, sum(m for m, _, _ in timings), max(s for _, s, _ in timings),
                        sum(p for _, _, p in timings))

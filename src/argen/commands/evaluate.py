@@ -78,7 +78,7 @@ def run_samples(args: argparse.Namespace) -> int:
     from argen.eval.inception import load_extractor
     from argen.eval.npz import read_samples
     from argen.eval.reference import ReferenceStatistics, evaluate
-    from argen.train import distributed
+    from argen import distributed
 
     files = {"samples_file": str(args.samples), "reference_file": str(args.ref)}
     if distributed.under_torchrun():

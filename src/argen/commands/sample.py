@@ -89,7 +89,7 @@ def _refine_options(args: argparse.Namespace) -> dict[str, Any] | None:
 def run(args: argparse.Namespace) -> int:
     from argen.io.run_folder import own_folder
     from argen.sample import SamplingOptions
-    from argen.train import distributed
+    from argen import distributed
 
     positive(count=args.count, batch=args.batch, columns=args.columns)
     if args.seed < 0:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from argen import distributed
 from argen.config import DataConfig, TokenizerRunConfig
 from argen.data import load_dataset
 from argen.data.loader import BatchRequest, load_batches
@@ -16,7 +17,6 @@ from argen.data.transforms import ten_crop
 from argen.data.video import is_video_dataset, load_video_dataset
 from argen.io import checkpoint as ckpt
 from argen.io.load import load_tokenizer
-from argen.train import distributed
 
 TEN_CROP_SCALE = 1.1  # LlamaGen: centre crop at 1.1x the image size, then TenCrop
 

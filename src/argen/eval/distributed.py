@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from argen import distributed
+from argen.distributed import DistributedContext
 from argen.eval.features import FeatureExtractor
 from argen.eval.npz import open_npz, read_samples
 from argen.eval.reference import ReferenceStatistics, check_compatible, evaluate_features
-from argen.train import distributed
-from argen.train.distributed import DistributedContext
 
 
 def evaluate_across_ranks(samples: str | Path, reference: ReferenceStatistics, extractor: FeatureExtractor,

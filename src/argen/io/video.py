@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from argen.io.images import make_grid
+from argen.io.images import make_grid, save_grid
 
 
 class VideoFileError(ValueError):
@@ -65,6 +65,16 @@ def save_strip(videos: torch.Tensor | np.ndarray, path: str | Path, scale: int =
     path = _prepared(path, scale)
     _picture(make_grid(videos.flatten(0, 1), columns=videos.shape[1]), scale).save(path)
     return path
+
+
+def save_preview(images: torch.Tensor, path: str | Path, columns: int = 10, fps: float = 4.0) -> Path:
+    """uint8 images (N, C, H, W) as a grid at `path` (PNG); videos (N, T, C, H, W) as a strip per video there and
+    an animated grid beside it (.gif). Pixels doubled. Returns the PNG."""
+    path = Path(path)
+    if images.ndim == 5:
+        save_gif(images, path.with_suffix(".gif"), columns=columns, fps=fps, scale=2)
+        return save_strip(images, path, scale=2)
+    return save_grid(images, path, columns=columns, scale=2)
 
 
 def read_gif(path: str | Path, channels: int = 1) -> np.ndarray:

@@ -8,13 +8,10 @@ import torch
 from torch import nn
 
 from argen.ctf.table import CoarseTable
-from argen.data.transforms import to_uint8
-from argen.io.images import save_grid
-from argen.io.load import load_tokenizer
-from argen.io.video import save_gif, save_strip
 from argen.layout import Layout
 from argen.sample import generate
 from argen.teacher_forcing import TeacherForcing, cross_entropy
+from argen.train.preview import Preview, PreviewDecoder
 from argen.train.trainer import Task
 
 
@@ -26,7 +23,7 @@ class ARTask(Task):
         self.model, self.layout = model, layout
         # CTF's coarse AR: the cache's fine ids become their cluster labels (the refiner reads the same cache)
         self.fine_to_coarse = None if coarse is None else coarse.fine_to_coarse
-        self.tokenizer = tokenizer  # checkpoint directory, for sample grids during training
+        self.decode = PreviewDecoder(tokenizer) if tokenizer is not None else None
         self.num_classes, self.class_dropout_prob = num_classes, class_dropout_prob
         self.tokens_per_sample = layout.sequence_length  # for the trainer's tokens/s
         self.forcing = TeacherForcing(layout, model.config.dim // model.config.n_head, model.config.rope_base)
@@ -52,21 +49,11 @@ class ARTask(Task):
         loss, _, accuracy = cross_entropy(logits, tensors["targets"])
         return loss, {"token_accuracy": accuracy}
 
-    def sample(self, model: nn.Module, step: int, out_dir: Path) -> None:
-        """A grid with one row per class (8 samples each) at out_dir/samples/step-N.png; videos: one row per
-        video (its frames left to right) and an animated GIF beside."""
-        if self.tokenizer is None:
-            return
-
-        tokenizer, _ = load_tokenizer(self.tokenizer, next(model.parameters()).device)
-        labels = torch.arange(min(self.num_classes, 10)).repeat_interleave(8)
-        generator = torch.Generator(labels.device).manual_seed(0)
-        ids = generate(model, self.layout, labels.to(next(model.parameters()).device), generator=generator).visual
-        with torch.no_grad():
-            images = to_uint8(tokenizer.decode(ids)).cpu()
-        path = out_dir / "samples" / f"step-{step:07d}.png"
-        if images.ndim == 5:  # (B, T, C, H, W)
-            save_strip(images, path, scale=2)
-            save_gif(images, path.with_suffix(".gif"), columns=8, scale=2)
-        else:
-            save_grid(images, path, columns=8, scale=2)
+    def preview(self, model: nn.Module) -> Preview | None:
+        """8 samples of each of the first 10 classes, a row per class (videos: a row per video)."""
+        if self.decode is None:
+            return None
+        device = next(model.parameters()).device
+        labels = torch.arange(min(self.num_classes, 10), device=device).repeat_interleave(8)
+        generator = torch.Generator(device).manual_seed(0)
+        return Preview(self.decode(generate(model, self.layout, labels, generator=generator).visual), columns=8)

@@ -118,7 +118,7 @@ def train_refiner(config: RefinerRunConfig, progress: bool = True) -> Path:
         return RefinerTask(Refiner(config.model, table.fine_to_coarse), cache.grid, config.model.class_dropout_prob,
                            config.refiner,
                            tokenizer=tokenizer_path if tokenizer_path and Path(tokenizer_path).is_dir() else None,
-                           preview=cache.batch(torch.arange(min(8, len(cache)))))
+                           shown=cache.batch(torch.arange(min(8, len(cache)))))
 
     metadata = {"tokenizer": tokenizer_path, "tokenizer_sha256": tokenizer.get("sha256"), "grid": list(cache.grid),
                 "coarse_table": table.describe(), "class_names": tokenizer.get("class_names", [])}

@@ -10,10 +10,8 @@ from torch import nn
 
 from argen.config import RefinerConfig
 from argen.ctf.sample import RefineOptions, refine
-from argen.data.transforms import to_uint8
-from argen.io.images import save_grid
-from argen.io.load import load_tokenizer
 from argen.model.refiner import Refiner
+from argen.train.preview import Preview, PreviewDecoder
 from argen.train.trainer import Task
 
 
@@ -21,14 +19,14 @@ class RefinerTask(Task):
     """Teacher forcing with the true coarse labels (optionally noised), class dropout for refiner guidance."""
 
     def __init__(self, model: Refiner, grid: tuple[int, ...], class_dropout_prob: float, options: RefinerConfig,
-                 tokenizer: str | Path | None = None, preview: dict[str, torch.Tensor] | None = None):
+                 tokenizer: str | Path | None = None, shown: dict[str, torch.Tensor] | None = None):
         if not 0.0 <= options.coarse_noise <= 1.0:
             raise ValueError(f"refiner.coarse_noise must be in [0, 1], got {options.coarse_noise}")
         self.model, self.options = model, options
         self.class_dropout_prob = class_dropout_prob
         self.rope = model.rope(grid)  # the same for every batch: built once
-        self.tokenizer = tokenizer  # checkpoint directory, for sample grids during training
-        self.preview = preview  # {"ids", "labels"} of a few cached images refined in the sample grids
+        self.decode = PreviewDecoder(tokenizer) if tokenizer is not None else None
+        self.shown = shown  # {"ids", "labels"} of a few cached images, refined in the previews
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}
@@ -56,17 +54,13 @@ class RefinerTask(Task):
             accuracy = (logits.argmax(-1) == fine).float().mean()
         return loss, {"token_accuracy": float(accuracy)}
 
-    def sample(self, model: nn.Module, step: int, out_dir: Path) -> None:
+    def preview(self, model: nn.Module) -> Preview | None:
         """Decoded cache images (top row) over their refinements from the true coarse maps (bottom row)."""
-        if self.tokenizer is None or self.preview is None:
-            return
-
+        if self.decode is None or self.shown is None:
+            return None
         device = next(model.parameters()).device
-        tokenizer, _ = load_tokenizer(self.tokenizer, device)
-        fine = self.preview["ids"].to(device)
+        fine = self.shown["ids"].to(device)
         options = RefineOptions(restrict_to_cluster=self.options.restrict_to_cluster)
-        refined = refine(model, model.fine_to_coarse[fine], self.preview["labels"].to(device), options,
+        refined = refine(model, model.fine_to_coarse[fine], self.shown["labels"].to(device), options,
                          torch.Generator(device).manual_seed(0))
-        with torch.no_grad():
-            images = to_uint8(tokenizer.decode(torch.cat([fine, refined]))).cpu()
-        save_grid(images, out_dir / "samples" / f"step-{step:07d}.png", columns=len(fine), scale=2)
+        return Preview(self.decode(torch.cat([fine, refined])), columns=len(fine))

@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import resource
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,21 +26,18 @@ from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoi
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from argen.config import ConfigError, TrainConfig, from_dict, to_dict
+from argen import distributed
+from argen.config import TrainConfig, to_dict
 from argen.data.loader import BatchRequest, Dataset, load_batches
 from argen.io import checkpoint as ckpt
+from argen.io.video import save_preview
 from argen.precision import training_precision
-from argen.train import distributed
+from argen.train.preview import Preview
+from argen.train.run_state import (CheckpointFolder, TrainingError, check_resumable, drop_log_after, rng_state,
+                                   set_rng_state)
 
-CHECKPOINT_DIR = "checkpoint"
 LOG_FILE = "log.jsonl"
-# Settings that change how fast a run goes, not what it computes: a run resumes under other values.
-RESUMABLE_UNDER_OTHER = ("train.steps", "data.num_workers")
 DATA_STREAM = 1  # the seed stream of data augmentations, apart from the losses' (stream 0)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss, a bad batch split); the message says what to do."""
 
 
 class Task:
@@ -64,8 +59,10 @@ class Task:
         """Work after each optimizer step (e.g. dead-code restarts), and the floats it logs."""
         return {}
 
-    def sample(self, model: nn.Module, step: int, out_dir: Path) -> None:
-        """A preview every train.sample_every steps (rank 0), written into the run folder."""
+    def preview(self, model: nn.Module) -> Preview | None:
+        """What the model makes now, every train.sample_every steps (rank 0); the trainer writes it into the run
+        folder (samples/step-N.png, and a GIF for videos)."""
+        return None
 
 
 @dataclass
@@ -118,6 +115,7 @@ class Trainer:
         self.context = context or distributed.DistributedContext()
         self.progress = progress
         self.out_dir = Path(train_config.out_dir)
+        self.checkpoints = CheckpointFolder(self.out_dir)
         if train_config.fsdp and (train_config.ema_decay > 0 or train_config.sample_every > 0):
             raise TrainingError("train.fsdp=true does not support train.ema_decay > 0 or train.sample_every > 0 "
                                 "yet (both need the whole model on one rank); set them to 0 or use DDP")
@@ -204,7 +202,7 @@ class Trainer:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.out_dir / CHECKPOINT_DIR
+        return self.checkpoints.path
 
     def _full_states(self) -> tuple[dict[str, dict], dict[str, dict]]:
         """Unsharded module and optimizer states (a collective under FSDP: every rank calls it)."""
@@ -219,79 +217,39 @@ class Trainer:
                 {name: get_optimizer_state_dict(self.modules[name], opt, options=options)
                  for name, opt in self.optimizers.items()})
 
-    def _folder(self, role: str) -> Path:
-        """The checkpoint folder itself (role "") or one of the swap's: "staging" or "previous"."""
-        return self.checkpoint_dir if not role else self.out_dir / f".{CHECKPOINT_DIR}.{role}"
-
     def save(self) -> Path:
-        """Write the whole checkpoint into a staging folder (its trainer state last), then swap it in.
-
-        At every instant at least one complete checkpoint exists among the checkpoint folder, `.previous` and a
-        complete `.staging`, and the newest of them is the latest saved step: `resume` picks it."""
+        """Write the whole checkpoint by the run folder's swap (argen.train.run_state.CheckpointFolder)."""
         module_states, optimizer_states = self._full_states()
         if self.context.is_main:
-            final, staging, previous = self._folder(""), self._folder("staging"), self._folder("previous")
-            shutil.rmtree(staging, ignore_errors=True)
-            ckpt.save_checkpoint(staging, self.kind, to_dict(self.run_config), module_states[self.model_name],
-                                 extra={**self.metadata, "step": self.step})
-            if self.ema is not None:
-                ckpt.save_weights(staging / "ema.safetensors", self.ema)
-            ckpt.save_trainer_state(staging, {
-                "step": self.step,
-                "modules": {name: state for name, state in module_states.items() if name != self.model_name},
-                "optimizers": optimizer_states,
-                "ema": self.ema,
-                "rng": _rng_state(),
-            })
-            shutil.rmtree(previous, ignore_errors=True)
-            if final.exists():
-                final.rename(previous)
-            staging.rename(final)
-            shutil.rmtree(previous, ignore_errors=True)
+            def fill(folder: Path) -> None:
+                ckpt.save_checkpoint(folder, self.kind, to_dict(self.run_config), module_states[self.model_name],
+                                     extra={**self.metadata, "step": self.step})
+                if self.ema is not None:
+                    ckpt.save_weights(folder / "ema.safetensors", self.ema)
+                ckpt.save_trainer_state(folder, {
+                    "step": self.step,
+                    "modules": {name: state for name, state in module_states.items() if name != self.model_name},
+                    "optimizers": optimizer_states,
+                    "ema": self.ema,
+                    "rng": rng_state(),
+                })
+
+            self.checkpoints.write(fill)
         distributed.barrier(self.context)
         return self.checkpoint_dir
-
-    def _newest_complete(self) -> Path | None:
-        """The checkpoint folder, after rank 0 moved into its place the complete folder (trainer state written,
-        so all else was) of the highest step that a save, or a crash during one, left; None without one."""
-        if self.context.is_main:
-            steps = {}
-            for role in ("", "previous", "staging"):
-                folder = self._folder(role)
-                if (folder / ckpt.TRAINER_STATE_FILE).is_file():
-                    steps[folder] = int(ckpt.read_meta(folder).get("step", -1))
-            newest = max(steps, key=lambda folder: (steps[folder], folder == self.checkpoint_dir), default=None)
-            if newest is not None and newest != self.checkpoint_dir:
-                # Out of the way first: until the rename, `newest` itself stays complete.
-                if self.checkpoint_dir.exists():
-                    discarded = self._folder("discarded")
-                    shutil.rmtree(discarded, ignore_errors=True)
-                    self.checkpoint_dir.rename(discarded)
-                    shutil.rmtree(discarded)
-                newest.rename(self.checkpoint_dir)
-        distributed.barrier(self.context)
-        return self.checkpoint_dir if (self.checkpoint_dir / ckpt.TRAINER_STATE_FILE).is_file() else None
 
     def resume(self) -> bool:
         """Load the newest complete checkpoint of out_dir, if there is one; refuse one written with another
         config, except a longer train.steps (extending a run)."""
-        directory = self._newest_complete()
-        if directory is None:
+        if self.context.is_main:
+            self.checkpoints.restore_newest()
+        distributed.barrier(self.context)
+        if not self.checkpoints.complete:
             return False
+        directory = self.checkpoint_dir
         state = ckpt.load_trainer_state(directory)
-        meta = ckpt.read_meta(directory, self.kind)
-        saved, wanted = _flatten(_with_defaults(meta["config"], self.run_config)), _flatten(to_dict(self.run_config))
-        differing = sorted(key for key in saved.keys() | wanted.keys()
-                           if saved.get(key) != wanted.get(key) and key not in RESUMABLE_UNDER_OTHER)
-        if differing:
-            raise TrainingError(f"{directory} was written with a different config ("
-                                + "; ".join(f"{key}: {saved.get(key)!r} there, {wanted.get(key)!r} here"
-                                            for key in differing[:6])
-                                + "); use another train.out_dir, or the same settings (only "
-                                + " and ".join(RESUMABLE_UNDER_OTHER) + " may differ)")
-        if int(state["step"]) > self.config.steps:
-            raise TrainingError(f"{directory} is at step {int(state['step'])}, past train.steps={self.config.steps}; "
-                                "use another train.out_dir or a train.steps of at least that")
+        check_resumable(directory, ckpt.read_meta(directory, self.kind)["config"], self.run_config,
+                        int(state["step"]), self.config.steps)
         module_states = {**state["modules"], self.model_name: ckpt.load_weights(directory)}
         if self.sharded:
             from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
@@ -309,7 +267,7 @@ class Trainer:
                 self.optimizers[name].load_state_dict(optimizer_state)
         self.ema = state["ema"]
         self.step = int(state["step"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         return True
 
     # ---------------------------------------------------------------------------------------
@@ -386,6 +344,13 @@ class Trainer:
                 else:
                     self.ema[key].copy_(value)
 
+    def _write_preview(self) -> None:
+        model = self.modules[self.model_name]
+        preview = self.task.preview(model)
+        model.train()
+        if preview is not None:
+            save_preview(preview.images, self.out_dir / "samples" / f"step-{self.step:07d}.png", preview.columns)
+
     def fit(self, resume: bool = True, stop_after: int | None = None) -> TrainResult:
         """Train to train.steps (or stop early after `stop_after` steps, to test resuming)."""
         if resume:
@@ -395,7 +360,7 @@ class Trainer:
         log_path = self.out_dir / LOG_FILE
         if context.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            _drop_log_after(log_path, self.step)
+            drop_log_after(log_path, self.step)
         bar = tqdm(total=config.steps, initial=self.step, desc=f"train {self.kind}", unit="step",
                    disable=not (self.progress and context.is_main), dynamic_ncols=True)
         for module in self.modules.values():
@@ -432,8 +397,7 @@ class Trainer:
                     window_start, samples_seen = now, 0
                     bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k.endswith("_loss")})
             if config.sample_every and self.step % config.sample_every == 0 and context.is_main:
-                self.task.sample(self.modules[self.model_name], self.step, self.out_dir)
-                self.modules[self.model_name].train()
+                self._write_preview()
             if self.step % config.checkpoint_every == 0 or self.step == config.steps:
                 self.save()
         bar.close()
@@ -458,15 +422,6 @@ def run(run_config: Any, kind: str, dataset: Dataset, build_task: Callable[[], T
         distributed.teardown(context)
 
 
-def _with_defaults(saved: dict[str, Any], run_config: Any) -> dict[str, Any]:
-    """The saved config with the defaults of keys added since it was written (so older runs resume);
-    as saved when it no longer builds (then it differs, and resuming is refused)."""
-    try:
-        return to_dict(from_dict(type(run_config), saved))
-    except (ConfigError, TypeError):
-        return saved
-
-
 def _checkpoint_blocks(module: nn.Module) -> None:
     """Activation checkpointing of every transformer block of `module` (`module.layers`): its activations are
     recomputed in the backward pass instead of stored, for a larger batch in the same memory."""
@@ -476,51 +431,3 @@ def _checkpoint_blocks(module: nn.Module) -> None:
                             f"{type(module).__name__} has none")
     for index, block in enumerate(layers):
         layers[index] = checkpoint_wrapper(block)
-
-
-def _drop_log_after(path: Path, step: int) -> None:
-    """Keep the log records of steps up to `step`: those after it were logged past the checkpoint a run resumes
-    from, and the resumed run logs them again. A line a kill cut short is dropped too."""
-    if not path.is_file():
-        return
-
-    def kept_record(line: str) -> bool:
-        try:
-            return json.loads(line).get("step", 0) <= step
-        except json.JSONDecodeError:
-            return False
-
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [line if line.endswith("\n") else line + "\n" for line in lines if kept_record(line)]
-    if kept != lines:
-        ckpt.atomic_write(path, lambda tmp: tmp.write_text("".join(kept)))
-
-
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"train": {"steps": 3}} -> {"train.steps": 3}"""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _rng_state() -> dict[str, Any]:
-    _, keys, position, has_gauss, cached_gauss = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
-             "numpy_rest": [int(position), int(has_gauss), float(cached_gauss)],
-             "python": torch.tensor(random.getstate()[1], dtype=torch.int64)}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    position, has_gauss, cached_gauss = state["numpy_rest"]
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), position, has_gauss, cached_gauss))
-    random.setstate((3, tuple(int(x) for x in state["python"].tolist()), None))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
