@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from argen.cli import main
-from argen.eval.features import Classifier, ClassifierConfig, save_classifier
+from argen.config import ClassifierConfig
+from argen.eval.features import Classifier, save_classifier
 from argen.eval.npz import write_npz
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,6 +10,7 @@ the command with `--preset NAME` (the ImageNet recipes) is built with that prese
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import re
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 import yaml
 
 from argen import cli
-from argen.config import ARRunConfig, RefinerRunConfig, TokenizerRunConfig, from_dict
+from argen.config import ARRunConfig, RefinerRunConfig, TokenizerRunConfig, build_run, from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
@@ -117,3 +118,20 @@ def test_config_builds_and_its_model_instantiates(path, monkeypatch):
     assert all(sum(p.numel() for p in model.parameters()) > 0 for model in models)
     for shipped in _shipped_paths(merged):
         assert (ROOT / shipped).exists(), f"{path.name} names {shipped}, which is not in the repository"
+
+
+def test_a_run_config_takes_the_preset_then_what_is_derived_then_the_yaml_then_the_overrides(tmp_path):
+    """build_run's precedence: preset < derived (e.g. from the token cache) < YAML < key=value overrides."""
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  n_layer: 3\n  n_head: 4\n")
+
+    def derive(config: ARRunConfig) -> ARRunConfig:  # what a token cache would fix
+        return dataclasses.replace(config, model=dataclasses.replace(config.model, n_layer=5, n_head=5,
+                                                                     num_classes=7, vocab_size=64))
+
+    config = build_run(ARRunConfig, "GPT-B", path, ["model.n_head=2", "model.vocab_size=32"], derive)
+    model = config.model
+    assert model.dim == 768  # the preset's, set by nothing after it
+    assert model.num_classes == 7  # derived over the preset's 1000
+    assert model.n_layer == 3  # the YAML's over the derived 5
+    assert model.n_head == 2 and model.vocab_size == 32  # the overrides' over the YAML's and the derived values

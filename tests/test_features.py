@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from argen.config import DataConfig, TrainConfig
-from argen.eval.features import (Classifier, ClassifierConfig, ClassifierExtractor, ClassifierFeatureMaps,
+from argen.config import ClassifierConfig, ClassifierRunConfig, DataConfig, TrainConfig
+from argen.eval.features import (Classifier, ClassifierExtractor, ClassifierFeatureMaps,
                                  FeatureError, FeatureExtractor, load_classifier, match_channels, save_classifier,
                                  to_unit_images)
 from argen.eval.inception import InceptionE, InceptionExtractor, InceptionV3
@@ -21,7 +21,7 @@ from argen.eval.metrics import MetricError
 from argen.eval.npz import read_npz
 from argen.eval.reference import ReferenceStatistics, compute_reference, evaluate
 from argen.io.checkpoint import CheckpointError
-from argen.train.classifier_task import ClassifierRunConfig, ClassifierTask, random_shift, train_classifier
+from argen.train.classifier_task import ClassifierTask, random_shift, train_classifier
 
 TINY = ClassifierConfig(image_size=8, in_channels=1, widths=(8, 16), feature_dim=12, num_classes=10)
 

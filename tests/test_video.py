@@ -285,7 +285,8 @@ def test_cli_video_end_to_end(tmp_path, capsys):
     assert main(["video", "make-dataset", "--tokenizer", str(tmp_path / "tok" / "checkpoint"), "--count", "30",
                  "--out", str(real), "data.video.speed=1"]) == 0
     assert real.with_suffix(".gif").is_file()
-    from argen.eval.features import Classifier, ClassifierConfig, save_classifier
+    from argen.config import ClassifierConfig
+    from argen.eval.features import Classifier, save_classifier
 
     torch.manual_seed(0)
     classifier = save_classifier(tmp_path / "classifier",

@@ -508,6 +508,39 @@ class ARRunConfig:
 
 
 @dataclass
+class ClassifierConfig:
+    """The project's metric classifier, a small CNN: per width one conv3x3-BatchNorm-ReLU-maxpool stage, then
+    fc(feature_dim), ReLU, logits (argen.eval.features.Classifier)."""
+
+    image_size: int = 32  # inputs of other sizes are resized to this
+    in_channels: int = 1
+    widths: tuple[int, ...] = (32, 64, 128)
+    feature_dim: int = 128  # the "pool" features
+    num_classes: int = 10
+    dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not self.widths or self.image_size < 2 ** len(self.widths):
+            raise ConfigError(f"classifier widths {tuple(self.widths)} need images of at least "
+                              f"{2 ** len(self.widths)} pixels, got image_size={self.image_size}")
+
+
+@dataclass
+class ClassifierRunConfig:
+    model: ClassifierConfig = field_default(ClassifierConfig)
+    data: DataConfig = field_default(DataConfig)
+    # About 3 epochs of Fashion-MNIST at batch 128.
+    train: TrainConfig = field_default(lambda: TrainConfig(
+        steps=1400, batch_size=128, lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=50,
+        min_lr_ratio=0.02, log_every=50, checkpoint_every=1000, out_dir="runs/classifier"))
+    shift: int = 2  # random translation of up to this many pixels (0 disables augmentation)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.shift < self.model.image_size:
+            raise ConfigError(f"shift must be in [0, model.image_size={self.model.image_size}), got {self.shift}")
+
+
+@dataclass
 class RefinerConfig:
     """CTF refiner training options (the network's dimensions are a GPTConfig, see argen.model.refiner)."""
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from argen.catalog import COMPONENTS, METHODS, SAMPLING, shipped_checkpoints
-from argen.config import (ARRunConfig, DataConfig, GPT_PRESETS, GPTConfig, PrologueTrainConfig,
+from argen.config import (ARRunConfig, ClassifierRunConfig, DataConfig, GPT_PRESETS, GPTConfig, PrologueTrainConfig,
                           RefinerConfig, RefinerRunConfig, TokenizerRunConfig, TrainConfig, VQ_PRESETS, VQConfig,
                           VQLossConfig, preset)
 from argen.ctf.cluster import cluster_tokenizer
@@ -31,7 +31,7 @@ from argen.eval.tokenizer import evaluate_tokenizer
 from argen.io.load import ar_config_from_cache, open_coarse_table, refiner_config_from_cache
 from argen.pipeline import load as load_pipeline
 from argen.train import recipes
-from argen.train.classifier_task import ClassifierRunConfig, train_classifier
+from argen.train.classifier_task import train_classifier
 
 QUICK_TRAIN_MINUTES = 10  # `--train` at scale 1 on 2 idle cores: 10.1 minutes measured (docs/results.md)
 DATA = DataConfig(name="fashion-mnist", image_size=64, channels=1, pad_to=32, resize="resize")

@@ -111,7 +111,8 @@ def run_ref(args: argparse.Namespace) -> int:
 
 
 def run_train_classifier(args: argparse.Namespace) -> int:
-    from argen.train.classifier_task import ClassifierRunConfig, classifier_test_accuracy, train_classifier
+    from argen.config import ClassifierRunConfig
+    from argen.train.classifier_task import classifier_test_accuracy, train_classifier
 
     config = run_config(args, ClassifierRunConfig, {"data.path": args.data_dir, "train.out_dir": args.out})
     directory = print_or_train(args, config, train_classifier, "classifier checkpoint")

@@ -1,7 +1,7 @@
 """Evaluation: metrics from features, feature extractors, reference statistics, sample files, HTML reports."""
 
-from argen.eval.features import (Classifier, ClassifierConfig, ClassifierExtractor, FeatureExtractor, load_classifier,
-                                 save_classifier)
+from argen.config import ClassifierConfig
+from argen.eval.features import Classifier, ClassifierExtractor, FeatureExtractor, load_classifier, save_classifier
 from argen.eval.inception import InceptionExtractor, InceptionV3
 from argen.eval.metrics import (class_accuracy, fid_from_features, frechet_distance, inception_score,
                                 precision_recall)

@@ -15,7 +15,6 @@ class accuracy, and optionally "spatial" (N, s) for sFID. Each extractor has a `
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -24,10 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.config import DataConfig, from_dict, to_dict
+from argen.config import ClassifierConfig, DataConfig, from_dict, to_dict
 from argen.io import checkpoint as ckpt
 
-CLASSIFIER_KIND = "classifier"
 # ITU-R 601 luma weights, as argen.data.transforms uses for RGB -> grey.
 LUMA = (0.299, 0.587, 0.114)
 
@@ -126,26 +124,11 @@ class FeatureExtractor:
 # the project classifier
 
 
-@dataclass
-class ClassifierConfig:
-    """A small CNN: per width one conv3x3-BatchNorm-ReLU-maxpool stage, then fc(feature_dim), ReLU, logits."""
-
-    image_size: int = 32  # inputs of other sizes are resized to this
-    in_channels: int = 1
-    widths: tuple[int, ...] = (32, 64, 128)
-    feature_dim: int = 128  # the "pool" features
-    num_classes: int = 10
-    dropout: float = 0.3
-
-
 class Classifier(nn.Module):
     """Image classifier whose penultimate layer gives the metric features; input float [-1, 1] NCHW."""
 
     def __init__(self, config: ClassifierConfig):
         super().__init__()
-        if not config.widths or config.image_size < 2 ** len(config.widths):
-            raise FeatureError(f"classifier widths {config.widths} need images of at least "
-                               f"{2 ** len(config.widths)} pixels, got image_size={config.image_size}")
         self.config = config
         stages, channels, size = [], config.in_channels, config.image_size
         for width in config.widths:
@@ -195,13 +178,13 @@ class ClassifierFeatureMaps(nn.Module):
 
 def save_classifier(directory: str | Path, model: Classifier, extra: dict[str, Any] | None = None) -> Path:
     """Write a classifier checkpoint directory (kind "classifier", config {"model": ...})."""
-    return ckpt.save_checkpoint(directory, CLASSIFIER_KIND, {"model": to_dict(model.config)}, model.state_dict(),
+    return ckpt.save_checkpoint(directory, ckpt.CLASSIFIER_KIND, {"model": to_dict(model.config)}, model.state_dict(),
                                 extra=extra)
 
 
 def load_classifier(directory: str | Path) -> Classifier:
     """A classifier (eval mode) from a checkpoint written by `save_classifier` or the trainer."""
-    meta = ckpt.read_meta(directory, CLASSIFIER_KIND)
+    meta = ckpt.read_meta(directory, ckpt.CLASSIFIER_KIND)
     if not isinstance(meta["config"].get("model"), dict):
         raise ckpt.CheckpointError(f"{directory}/config.json has no 'model' section for the classifier")
     model = Classifier(from_dict(ClassifierConfig, meta["config"]["model"], "model"))
@@ -212,7 +195,7 @@ def load_classifier(directory: str | Path) -> Classifier:
 def classifier_data(directory: str | Path) -> DataConfig | None:
     """The data a classifier checkpoint was trained on (its features are only meaningful on those images), or
     None when it records none (a classifier saved outside the trainer)."""
-    data = ckpt.read_meta(directory, CLASSIFIER_KIND)["config"].get("data")
+    data = ckpt.read_meta(directory, ckpt.CLASSIFIER_KIND)["config"].get("data")
     if data is None:
         return None
     if not isinstance(data, dict):

@@ -23,6 +23,8 @@ from argen.io.paths import atomic_write, save_json  # noqa: F401 (part of this m
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+# What a checkpoint folder holds (config.json's "kind"); argen.io.load loads each
+TOKENIZER_KIND, AR_KIND, REFINER_KIND, CLASSIFIER_KIND = "tokenizer", "ar", "refiner", "classifier"
 TRAINER_STATE_FILE = "trainer_state.pt"
 
 

@@ -19,6 +19,7 @@ from argen.ctf.table import CoarseTable, load_table
 from argen.data.token_cache import TokenDataset
 from argen.eval.features import ClassifierFeatureMaps, load_classifier
 from argen.io import checkpoint as ckpt
+from argen.io.checkpoint import AR_KIND, REFINER_KIND, TOKENIZER_KIND
 from argen.layout import Layout
 from argen.model.refiner import Refiner
 from argen.model.transformer import Transformer
@@ -26,9 +27,6 @@ from argen.tokenizer.causal_video import CausalVideoVQModel
 from argen.tokenizer.lpips import FeatureDistance, load_lpips
 from argen.tokenizer.vq import VQModel
 
-TOKENIZER_KIND = "tokenizer"
-AR_KIND = "ar"
-REFINER_KIND = "refiner"
 EMA_WEIGHTS_FILE = "ema.safetensors"
 # What a checkpoint's config.json must state itself: the fields that fix the network's shapes, and the AR's grid.
 # Any other field missing takes its default (configs written before it existed); these would build another network.

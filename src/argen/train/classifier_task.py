@@ -7,33 +7,22 @@ Inception Score and class accuracy, and what the tokenizer's perceptual loss can
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.config import ConfigError, DataConfig, TrainConfig, field_default
+from argen.config import ClassifierRunConfig, ConfigError
 from argen.data import image_batches, load_dataset
-from argen.eval.features import CLASSIFIER_KIND, Classifier, ClassifierConfig, ClassifierExtractor
+from argen.eval.features import Classifier, ClassifierExtractor
 from argen.eval.metrics import class_accuracy
 from argen.io import checkpoint as ckpt
+from argen.io.checkpoint import CLASSIFIER_KIND
 from argen.train import trainer
 from argen.train.trainer import Task
 
 CLASSIFIER = "classifier"
-
-
-@dataclass
-class ClassifierRunConfig:
-    model: ClassifierConfig = field_default(ClassifierConfig)
-    data: DataConfig = field_default(DataConfig)
-    # About 3 epochs of Fashion-MNIST at batch 128.
-    train: TrainConfig = field_default(lambda: TrainConfig(
-        steps=1400, batch_size=128, lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=50,
-        min_lr_ratio=0.02, log_every=50, checkpoint_every=1000, out_dir="runs/classifier"))
-    shift: int = 2  # random translation of up to this many pixels (0 disables augmentation)
 
 
 def random_shift(images: torch.Tensor, shift: int) -> torch.Tensor:
@@ -53,9 +42,7 @@ class ClassifierTask(Task):
     """Train a Classifier on {"images": float (B, C, H, W) in [-1, 1], "labels": long (B,)} batches."""
 
     def __init__(self, model: Classifier, shift: int = 2):
-        if shift < 0 or shift >= model.config.image_size:
-            raise ConfigError(f"shift must be in [0, image_size), got {shift}")
-        self.model, self.shift = model, shift
+        self.model, self.shift = model, shift  # shift: checked by ClassifierRunConfig
 
     def modules(self) -> dict[str, nn.Module]:
         return {CLASSIFIER: self.model}
