@@ -26,14 +26,25 @@ def main() -> None:
     for batch, guidance, dtype in SETTINGS:
         sequential = None
         for parallel in PARALLEL:
-            r = run_sample_benchmark(preset_name="GPT-B", random_weights=True, batch=batch, guidance=guidance,
-                                     parallel=parallel, grid=16, dtype=dtype, repeats=repeats)
+            r = run_sample_benchmark(
+                preset_name="GPT-B",
+                random_weights=True,
+                batch=batch,
+                guidance=guidance,
+                parallel=parallel,
+                grid=16,
+                dtype=dtype,
+                repeats=repeats,
+            )
             seconds = r["ms_per_step_median"] * r["steps"] / 1e3
             sequential = sequential or (seconds, r["steps"])
             name = "1x raster" if parallel == 1 else f"PAR-{parallel}x"
-            print(f"| {batch} | {guidance:g} | {dtype} ({r['dtype_path']}) | {name} | {r['steps']} | "
-                  f"{r['ms_per_step_median']:.1f} | {seconds:.2f} | {r['images_per_s']:.2f} | "
-                  f"{sequential[0] / seconds:.2f}x ({sequential[1] / r['steps']:.2f}) |", flush=True)
+            print(
+                f"| {batch} | {guidance:g} | {dtype} ({r['dtype_path']}) | {name} | {r['steps']} | "
+                f"{r['ms_per_step_median']:.1f} | {seconds:.2f} | {r['images_per_s']:.2f} | "
+                f"{sequential[0] / seconds:.2f}x ({sequential[1] / r['steps']:.2f}) |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -33,14 +33,23 @@ def measure(count: int) -> list[dict]:
             passes = []
             for index in range(count):
                 generator = torch.Generator().manual_seed(index)
-                generated = pipeline.generate_ids([index % 10], generator, speculative=window, dtype="fp32",
-                                                  **sampling)
+                generated = pipeline.generate_ids([index % 10], generator, speculative=window, dtype="fp32", **sampling)
                 passes.append(generated.forward_passes)
             mean = statistics.mean(passes)
-            rows.append({"model": name, "steps": steps, "window": window, "passes_per_image": mean,
-                         "fewer_passes": steps / mean, **sampling})
-            print(f"{name:18s} W={window:2d}: {mean:6.1f} passes per image of {steps} steps ({steps / mean:.2f}x)",
-                  flush=True)
+            rows.append(
+                {
+                    "model": name,
+                    "steps": steps,
+                    "window": window,
+                    "passes_per_image": mean,
+                    "fewer_passes": steps / mean,
+                    **sampling,
+                }
+            )
+            print(
+                f"{name:18s} W={window:2d}: {mean:6.1f} passes per image of {steps} steps ({steps / mean:.2f}x)",
+                flush=True,
+            )
     return rows
 
 

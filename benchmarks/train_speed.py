@@ -28,19 +28,45 @@ SETTINGS = [("fp32", False), ("bf16", False), ("fp32", True), ("bf16", True)]
 
 
 def argen(*arguments: str) -> None:
-    subprocess.run([sys.executable, "-m", "argen.cli", *arguments], check=True, cwd=ROOT,
-                   env={**os.environ, "ARGEN_NO_PROGRESS": "1"})
+    subprocess.run(
+        [sys.executable, "-m", "argen.cli", *arguments],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "ARGEN_NO_PROGRESS": "1"},
+    )
 
 
-def train(work: Path, name: str, cache: Path, steps: int, overrides: list[str], processes: int = 1,
-          threads: int | None = None) -> dict[str, float]:
+def train(
+    work: Path, name: str, cache: Path, steps: int, overrides: list[str], processes: int = 1, threads: int | None = None
+) -> dict[str, float]:
     """Train `processes` runs at once (each on `threads` threads; default all) and sum their throughput."""
     outs = [work / f"{name}-{index}" for index in range(processes)]
     launcher = [sys.executable, "-m", "argen.cli"] + (["--threads", str(threads)] if threads else [])
-    runs = [subprocess.Popen([*launcher, "train", "--preset", "GPT-S", "--config", "configs/fmnist64-ar.yaml",
-                              "--cache", str(cache), "--out", str(out), "model.dim=128", f"train.steps={steps}",
-                              "train.log_every=5", "train.sample_every=0", "train.checkpoint_every=1000", *overrides],
-                             cwd=ROOT, env={**os.environ, "ARGEN_NO_PROGRESS": "1"}) for out in outs]
+    runs = [
+        subprocess.Popen(
+            [
+                *launcher,
+                "train",
+                "--preset",
+                "GPT-S",
+                "--config",
+                "configs/fmnist64-ar.yaml",
+                "--cache",
+                str(cache),
+                "--out",
+                str(out),
+                "model.dim=128",
+                f"train.steps={steps}",
+                "train.log_every=5",
+                "train.sample_every=0",
+                "train.checkpoint_every=1000",
+                *overrides,
+            ],
+            cwd=ROOT,
+            env={**os.environ, "ARGEN_NO_PROGRESS": "1"},
+        )
+        for out in outs
+    ]
     if any(run.wait() for run in runs):
         sys.exit(f"a training run of setting {name} failed")
     total = {"images_per_s": 0.0, "tokens_per_s": 0.0}
@@ -57,22 +83,61 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "speed-cache")
     args = parser.parse_args()
     if not (args.cache / "manifest.json").is_file():
-        argen("tokenize", "--tokenizer", "checkpoints/fmnist64/tokenizer", "--split", "test", "--limit", "2000",
-              "--out", str(args.cache))
+        argen(
+            "tokenize",
+            "--tokenizer",
+            "checkpoints/fmnist64/tokenizer",
+            "--split",
+            "test",
+            "--limit",
+            "2000",
+            "--out",
+            str(args.cache),
+        )
     machine = describe()
-    print(json.dumps({"cpu": machine.get("cpu_model"), "isa": machine.get("isa"), "threads": machine.get("threads"),
-                      "auto_picks": training_precision("cpu")}))
+    print(
+        json.dumps(
+            {
+                "cpu": machine.get("cpu_model"),
+                "isa": machine.get("isa"),
+                "threads": machine.get("threads"),
+                "auto_picks": training_precision("cpu"),
+            }
+        )
+    )
     with tempfile.TemporaryDirectory() as work:
         for precision, compiled in SETTINGS:
-            speed = train(Path(work), f"{precision}-{compiled}", args.cache, args.steps,
-                          [f"train.precision={precision}", f"train.compile={str(compiled).lower()}"])
+            speed = train(
+                Path(work),
+                f"{precision}-{compiled}",
+                args.cache,
+                args.steps,
+                [f"train.precision={precision}", f"train.compile={str(compiled).lower()}"],
+            )
             print(json.dumps({"precision": precision, "compile": compiled, **speed}), flush=True)
         cores = os.cpu_count() or 1
         for batch, processes, threads in ((32, 1, None), (64, 1, None), (64, cores, 1)):
-            speed = train(Path(work), f"b{batch}-p{processes}", args.cache, args.steps,
-                          ["train.precision=auto", f"train.batch_size={batch}"], processes, threads)
-            print(json.dumps({"precision": "auto", "batch": batch, "processes": processes,
-                              "threads_each": threads or "all", **speed}), flush=True)
+            speed = train(
+                Path(work),
+                f"b{batch}-p{processes}",
+                args.cache,
+                args.steps,
+                ["train.precision=auto", f"train.batch_size={batch}"],
+                processes,
+                threads,
+            )
+            print(
+                json.dumps(
+                    {
+                        "precision": "auto",
+                        "batch": batch,
+                        "processes": processes,
+                        "threads_each": threads or "all",
+                        **speed,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

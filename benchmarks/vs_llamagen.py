@@ -40,8 +40,9 @@ def llamagen_model(checkout: Path, dtype: torch.dtype):
     from autoregressive.models.gpt import GPT_models
 
     torch.manual_seed(0)
-    model = GPT_models["GPT-B"](vocab_size=16384, block_size=GRID * GRID, num_classes=1000, cls_token_num=1,
-                                model_type="c2i")
+    model = GPT_models["GPT-B"](
+        vocab_size=16384, block_size=GRID * GRID, num_classes=1000, cls_token_num=1, model_type="c2i"
+    )
     torch.nn.init.normal_(model.output.weight, std=model.config.initializer_range)
     return model.to(dtype).eval(), llamagen_generate
 
@@ -73,8 +74,10 @@ def main() -> None:
     llamagen, llamagen_generate = llamagen_model(args.llamagen, LLAMAGEN_DTYPES[args.llamagen_dtype])
     model = argen_model(llamagen)
     layout = Layout(LayoutConfig(grid=(GRID, GRID)), model.config.vocab_size)
-    print(f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads; LlamaGen in "
-          f"{args.llamagen_dtype}, argen --dtype {args.dtype}; median of {args.repeats} runs each\n")
+    print(
+        f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads; LlamaGen in "
+        f"{args.llamagen_dtype}, argen --dtype {args.dtype}; median of {args.repeats} runs each\n"
+    )
     print("| batch | guidance | argen precision | LlamaGen s/image | argen s/image | LlamaGen / argen | other load |")
     print("|---|---|---|---|---|---|---|")
     for batch in (int(value) for value in args.batches.split(",")):
@@ -83,8 +86,16 @@ def main() -> None:
             options = SamplingOptions(guidance=guidance, dtype=args.dtype)
             rows = batch * (2 if guidance != 1.0 else 1)
             runs = {
-                "llamagen": lambda: llamagen_generate(llamagen, labels, GRID * GRID, cfg_scale=guidance,
-                                                      temperature=1.0, top_k=0, top_p=1.0, sample_logits=True),
+                "llamagen": lambda: llamagen_generate(
+                    llamagen,
+                    labels,
+                    GRID * GRID,
+                    cfg_scale=guidance,
+                    temperature=1.0,
+                    top_k=0,
+                    top_p=1.0,
+                    sample_logits=True,
+                ),
                 "argen": lambda: generate(model, layout, labels, options=options),
             }
             for run in runs.values():
@@ -98,8 +109,11 @@ def main() -> None:
             others = load.stop()
             llamagen_s, argen_s = (statistics.median(times[name]) for name in runs)
             precision = resolve(options.dtype, decode_rows(layout, rows), torch.device("cpu"))
-            print(f"| {batch} | {guidance:g} | {precision} | {llamagen_s:.3f} | {argen_s:.3f} | "
-                  f"{llamagen_s / argen_s:.2f}x | {others if others is None else round(others, 2)} |", flush=True)
+            print(
+                f"| {batch} | {guidance:g} | {precision} | {llamagen_s:.3f} | {argen_s:.3f} | "
+                f"{llamagen_s / argen_s:.2f}x | {others if others is None else round(others, 2)} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -43,16 +43,26 @@ CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if CUDA else "cpu")
 # Tiny stand-ins on the CPU: the same code paths in seconds.
 SMALL_GPT = dict(n_layer=2, n_head=2, dim=64, multiple_of=32, num_classes=10, vocab_size=256)
-SMALL_VQ = dict(image_size=32, in_channels=3, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=64,
-                codebook_size=256, codebook_dim=8)
+SMALL_VQ = dict(
+    image_size=32,
+    in_channels=3,
+    ch=32,
+    ch_mult=(1, 2, 2),
+    num_res_blocks=1,
+    z_channels=64,
+    codebook_size=256,
+    codebook_dim=8,
+)
 
 
 def gpt(name: str, parallel: int = 1, grid: int = 16) -> tuple[Transformer, Layout]:
     """A random-weight GPT of a preset (or the tiny CPU stand-in) and its 1x or PAR layout."""
     config = preset(GPT_PRESETS, name, GPTConfig) if CUDA else GPTConfig(**SMALL_GPT)
     grid = grid if CUDA else 8
-    layout = Layout(LayoutConfig(grid=(grid, grid), order="region" if parallel > 1 else "raster",
-                                 parallel=parallel), config.vocab_size)
+    layout = Layout(
+        LayoutConfig(grid=(grid, grid), order="region" if parallel > 1 else "raster", parallel=parallel),
+        config.vocab_size,
+    )
     torch.manual_seed(0)
     return Transformer(config, n_transition=layout.n_transition).eval(), layout
 
@@ -97,10 +107,14 @@ def check_devices_agree() -> dict[str, Any]:
     tolerance = 2e-3  # TF32 off by default for these matmuls; reductions differ in order
     logits_error = float((gpu_logits - cpu_logits).abs().max())
     pixels_error = float((gpu_pixels - cpu_pixels).abs().max())
-    return {"gpt_logits_max_abs_diff": logits_error, "vq_pixels_max_abs_diff": pixels_error,
-            "tolerance": tolerance, "greedy_ids_equal": bool(torch.equal(cpu_ids, gpu_ids)),
-            "vq_codes_agree": float((gpu_codes == cpu_codes).float().mean()),
-            "ok": logits_error < tolerance and pixels_error < tolerance and bool(torch.equal(cpu_ids, gpu_ids))}
+    return {
+        "gpt_logits_max_abs_diff": logits_error,
+        "vq_pixels_max_abs_diff": pixels_error,
+        "tolerance": tolerance,
+        "greedy_ids_equal": bool(torch.equal(cpu_ids, gpu_ids)),
+        "vq_codes_agree": float((gpu_codes == cpu_codes).float().mean()),
+        "ok": logits_error < tolerance and pixels_error < tolerance and bool(torch.equal(cpu_ids, gpu_ids)),
+    }
 
 
 def check_compiled_decoding() -> dict[str, Any]:
@@ -110,8 +124,11 @@ def check_compiled_decoding() -> dict[str, Any]:
     labels = torch.arange(4, device=DEVICE)
     eager = generate(model, layout, labels, options=SamplingOptions(greedy=True)).visual
     compiled = generate(model, layout, labels, options=SamplingOptions(greedy=True, compile=True)).visual
-    return {"layout": layout.describe(), "ids_equal": bool(torch.equal(eager, compiled)),
-            "ok": bool(torch.equal(eager, compiled))}
+    return {
+        "layout": layout.describe(),
+        "ids_equal": bool(torch.equal(eager, compiled)),
+        "ok": bool(torch.equal(eager, compiled)),
+    }
 
 
 def check_speculative_decoding() -> dict[str, Any]:
@@ -125,12 +142,22 @@ def check_speculative_decoding() -> dict[str, Any]:
     fast = generate(model, layout, labels, options=dataclasses.replace(options, speculative=8))
     one = torch.zeros(1, dtype=torch.long, device=DEVICE)
     sampled = SamplingOptions(guidance=2.0)
-    seconds = {window: timed(lambda window=window: generate(
-        model, layout, one, options=dataclasses.replace(sampled, speculative=window))) for window in (0, 8)}
+    seconds = {
+        window: timed(
+            lambda window=window: generate(model, layout, one, options=dataclasses.replace(sampled, speculative=window))
+        )
+        for window in (0, 8)
+    }
     equal = bool(torch.equal(plain.visual, fast.visual))
-    return {"layout": layout.describe(), "window": 8, "ids_equal": equal, "passes": fast.forward_passes,
-            "steps": layout.num_steps, "seconds_per_image": {str(w): t for w, t in seconds.items()},
-            "ok": equal and fast.forward_passes <= layout.num_steps}
+    return {
+        "layout": layout.describe(),
+        "window": 8,
+        "ids_equal": equal,
+        "passes": fast.forward_passes,
+        "steps": layout.num_steps,
+        "seconds_per_image": {str(w): t for w, t in seconds.items()},
+        "ok": equal and fast.forward_passes <= layout.num_steps,
+    }
 
 
 def training_steps(compiled: bool, steps: int) -> dict[str, Any]:
@@ -168,10 +195,16 @@ def training_steps(compiled: bool, steps: int) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     tokens = batch * layout.sequence_length * (steps - 2)
     parameters = sum(p.numel() for p in model.parameters())
-    return {"compiled": compiled, "batch": batch, "first_loss": first, "last_loss": losses[-1],
-            "tokens_per_s": tokens / seconds, "flops_per_s": 6 * parameters * tokens / seconds,
-            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if CUDA else None,
-            "ok": losses[-1] < first}
+    return {
+        "compiled": compiled,
+        "batch": batch,
+        "first_loss": first,
+        "last_loss": losses[-1],
+        "tokens_per_s": tokens / seconds,
+        "flops_per_s": 6 * parameters * tokens / seconds,
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if CUDA else None,
+        "ok": losses[-1] < first,
+    }
 
 
 def decode_speed(name: str) -> list[dict[str, Any]]:
@@ -184,16 +217,25 @@ def decode_speed(name: str) -> list[dict[str, Any]]:
         for batch in (1, 64) if CUDA else (1, 4):
             for guidance in (1.0, 2.0):
                 for compiled in (False, True) if CUDA else (False,):
-                    options = SamplingOptions(guidance=guidance, compile=compiled,
-                                              dtype="bf16" if CUDA else "fp32")
+                    options = SamplingOptions(guidance=guidance, compile=compiled, dtype="bf16" if CUDA else "fp32")
                     labels = torch.arange(batch, device=DEVICE) % model.config.num_classes
                     seconds = timed(lambda: generate(model, layout, labels, options=options), repeats=2)
-                    rows.append({"model": name, "parallel": parallel, "steps": layout.num_steps, "batch": batch,
-                                 "guidance": guidance, "compiled": compiled,
-                                 "ms_per_step": 1000 * seconds / layout.num_steps, "images_per_s": batch / seconds})
+                    rows.append(
+                        {
+                            "model": name,
+                            "parallel": parallel,
+                            "steps": layout.num_steps,
+                            "batch": batch,
+                            "guidance": guidance,
+                            "compiled": compiled,
+                            "ms_per_step": 1000 * seconds / layout.num_steps,
+                            "images_per_s": batch / seconds,
+                        }
+                    )
     for row in rows:  # speed-up over 1x at the same batch, guidance and compilation
-        base = next(r for r in rows if r["parallel"] == 1 and all(r[k] == row[k] for k in
-                                                                    ("batch", "guidance", "compiled")))
+        base = next(
+            r for r in rows if r["parallel"] == 1 and all(r[k] == row[k] for k in ("batch", "guidance", "compiled"))
+        )
         row["speedup_over_1x"] = row["images_per_s"] / base["images_per_s"]
     return rows
 
@@ -211,24 +253,54 @@ def check_ddp(work: Path) -> dict[str, Any]:
             return {"images": indices, "labels": indices % 10}
 
     grid = 16 if CUDA else 8
-    write_token_cache(lambda indices: {"ids": torch.randint(0, 1024, (len(indices), grid, grid),
-                                                            generator=generator)},
-                      RandomTokens(), work / "cache", {"codebook_size": 1024, "class_names": []}, progress=False)
+    write_token_cache(
+        lambda indices: {"ids": torch.randint(0, 1024, (len(indices), grid, grid), generator=generator)},
+        RandomTokens(),
+        work / "cache",
+        {"codebook_size": 1024, "class_names": []},
+        progress=False,
+    )
     model = [] if CUDA else ["model.dim=64", "model.n_layer=2", "model.n_head=2", "model.multiple_of=32"]
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}", "-m", "argen.cli", "train",
-               "--preset", "GPT-B" if CUDA else "GPT-T", "--cache", str(work / "cache"), "--out", str(work / "ddp"),
-               "train.steps=5", "train.batch_size=32", "train.log_every=1",
-               f"train.precision={'bf16' if CUDA else 'fp32'}", *model]
-    environment = {**os.environ, "ARGEN_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1",
-                   "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
-                                                  os.environ.get("PYTHONPATH", "")])}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={ranks}",
+        "-m",
+        "argen.cli",
+        "train",
+        "--preset",
+        "GPT-B" if CUDA else "GPT-T",
+        "--cache",
+        str(work / "cache"),
+        "--out",
+        str(work / "ddp"),
+        "train.steps=5",
+        "train.batch_size=32",
+        "train.log_every=1",
+        f"train.precision={'bf16' if CUDA else 'fp32'}",
+        *model,
+    ]
+    environment = {
+        **os.environ,
+        "ARGEN_NO_PROGRESS": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
     started = time.perf_counter()
     run = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
     log = work / "ddp" / "log.jsonl"
     losses = [json.loads(line)["model_loss"] for line in log.read_text().splitlines()] if log.is_file() else []
-    return {"ranks": ranks, "backend": "nccl" if CUDA else "gloo", "seconds": time.perf_counter() - started,
-            "losses": losses, "ok": run.returncode == 0 and len(losses) == 5,
-            **({} if run.returncode == 0 else {"stderr_tail": run.stderr[-2000:]})}
+    return {
+        "ranks": ranks,
+        "backend": "nccl" if CUDA else "gloo",
+        "seconds": time.perf_counter() - started,
+        "losses": losses,
+        "ok": run.returncode == 0 and len(losses) == 5,
+        **({} if run.returncode == 0 else {"stderr_tail": run.stderr[-2000:]}),
+    }
 
 
 def vq_speed() -> dict[str, Any]:
@@ -248,14 +320,18 @@ def vq_speed() -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, help="also write the JSON here")
-    parser.add_argument("--peak-tflops", type=float, default=989.0,
-                        help="the GPU's dense bf16 peak for MFU (H100/H200 SXM: 989)")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak for MFU (H100/H200 SXM: 989)"
+    )
     parser.add_argument("--train-steps", type=int, default=50)
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False  # (a) compares CUDA with the CPU in fp32
     started = time.perf_counter()
-    report: dict[str, Any] = {"device": torch.cuda.get_device_name() if CUDA else "cpu",
-                              "torch": torch.__version__, "cuda": torch.version.cuda}
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name() if CUDA else "cpu",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
     report["devices_agree"] = check_devices_agree()
     report["compiled_decoding"] = check_compiled_decoding()
     report["speculative_decoding"] = check_speculative_decoding()
@@ -269,8 +345,9 @@ def main() -> int:
     report["vq"] = vq_speed()
     names = ("devices_agree", "compiled_decoding", "speculative_decoding", "ddp")
     checks = [report[name] for name in names] + report["training"]
-    failed = [name for name, check in zip((*names, "training_eager", "training_compiled"), checks)
-              if check.get("ok") is False]
+    failed = [
+        name for name, check in zip((*names, "training_eager", "training_compiled"), checks) if check.get("ok") is False
+    ]
     report.update(failed=failed, seconds=time.perf_counter() - started)
     text = json.dumps(report, indent=1)
     print(text)

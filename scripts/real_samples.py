@@ -32,8 +32,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.count <= 0:
         parser.error("--count must be positive")
-    data = DataConfig(name=args.dataset, split=args.split, image_size=args.image_size, channels=args.channels,
-                      resize=args.resize, pad_to=args.pad_to, skip=args.skip, limit=args.count)
+    data = DataConfig(
+        name=args.dataset,
+        split=args.split,
+        image_size=args.image_size,
+        channels=args.channels,
+        resize=args.resize,
+        pad_to=args.pad_to,
+        skip=args.skip,
+        limit=args.count,
+    )
     dataset = load_dataset(data, training=False)
     if len(dataset) < args.count:
         parser.error(f"the split has {len(dataset)} images after --skip {args.skip}, fewer than --count {args.count}")

@@ -18,8 +18,13 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def main() -> None:
@@ -31,8 +36,9 @@ def main() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "argen.cli", "--threads", "1", "serve", "--port", str(port)],
-                              cwd=ROOT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "argen.cli", "--threads", "1", "serve", "--port", str(port)], cwd=ROOT
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         for _ in range(600):
@@ -42,17 +48,20 @@ def main() -> None:
             except OSError:
                 time.sleep(0.2)
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                                 args=CHROMIUM_FLAGS)
+            browser = playwright.chromium.launch(
+                executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_FLAGS
+            )
             page = browser.new_page(viewport={"width": 1180, "height": 760})
             page.goto(url)
             page.wait_for_selector("#method option", state="attached")
             page.select_option("#class", label=args.class_name)
             page.fill("#images", str(args.images))
             page.click("#compare")
-            page.wait_for_function("document.querySelectorAll('.run').length > 0 && "
-                                   "[...document.querySelectorAll('.run')].every(r => r.dataset.state === 'done')",
-                                   timeout=120_000)
+            page.wait_for_function(
+                "document.querySelectorAll('.run').length > 0 && "
+                "[...document.querySelectorAll('.run')].every(r => r.dataset.state === 'done')",
+                timeout=120_000,
+            )
             for slider in page.locator(".replay").all():  # to the middle of the run
                 slider.evaluate("s => { s.value = Math.round(s.max / 2); s.dispatchEvent(new Event('input')); }")
             page.wait_for_timeout(300)

@@ -64,8 +64,7 @@ def main() -> None:
     staging = args.destination.with_name(f".{args.destination.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     weights = ckpt.load_weights(args.source, EMA_WEIGHTS_FILE if args.ema else ckpt.WEIGHTS_FILE)
-    ckpt.save_checkpoint(staging, kind, config, weights, extra=meta,
-                         dtype=torch.float16 if args.fp16 else None)
+    ckpt.save_checkpoint(staging, kind, config, weights, extra=meta, dtype=torch.float16 if args.fp16 else None)
     restamp(staging)
     log = args.source.parent / "log.jsonl"
     if log.is_file():
@@ -76,7 +75,7 @@ def main() -> None:
         args.destination.rename(replaced)
     staging.rename(args.destination)
     shutil.rmtree(replaced, ignore_errors=True)
-    size = sum(path.stat().st_size for path in args.destination.iterdir()) / 2 ** 20
+    size = sum(path.stat().st_size for path in args.destination.iterdir()) / 2**20
     print(f"{args.destination}: {kind}, {size:.1f} MB")
 
 
@@ -103,7 +102,7 @@ def ship_reference(source: Path, destination: Path, fp16: bool) -> None:
     if fp16:
         reference = dataclasses.replace(reference, features=reference.features.astype(np.float16))
     reference.save(destination)
-    print(f"{destination}: reference statistics, {destination.stat().st_size / 2 ** 20:.1f} MB")
+    print(f"{destination}: reference statistics, {destination.stat().st_size / 2**20:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -49,8 +49,9 @@ def main() -> None:
     height, width = panels[0][1].shape[:2]
     figure, axes = plt.subplots(len(panels), 1, figsize=(width / 60, len(panels) * (height / 60 + 0.35)))
     for axis, (name, image) in zip(np.atleast_1d(axes), panels):
-        axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255,
-                    interpolation="nearest")
+        axis.imshow(
+            image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255, interpolation="nearest"
+        )
         axis.set_title(name, fontsize=9, loc="left")
         axis.axis("off")
     figure.tight_layout()

@@ -19,9 +19,20 @@ from argen.data.token_cache import TokenCacheError, TokenDataset
 from argen.io.load import ar_config_from_cache
 from argen.train import recipes
 
-TOKENIZER_ARGS = ["data.name=synthetic", "data.limit=96", "data.image_size=16", "model.image_size=16",
-                  "model.ch=32", "model.ch_mult=[1,2]", "model.num_res_blocks=1", "model.z_channels=16",
-                  "model.codebook_size=32", "model.codebook_dim=4", "train.steps=2", "train.batch_size=16"]
+TOKENIZER_ARGS = [
+    "data.name=synthetic",
+    "data.limit=96",
+    "data.image_size=16",
+    "model.image_size=16",
+    "model.ch=32",
+    "model.ch_mult=[1,2]",
+    "model.num_res_blocks=1",
+    "model.z_channels=16",
+    "model.codebook_size=32",
+    "model.codebook_dim=4",
+    "train.steps=2",
+    "train.batch_size=16",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +46,22 @@ def token_cache(tmp_path_factory):
 def tiny_config(cache, out_dir, steps=6, **layout):
     dataset = TokenDataset(cache)
     config = ARRunConfig(
-        model=GPTConfig(dim=32, n_layer=2, n_head=2, multiple_of=16, token_dropout_p=0.1, resid_dropout_p=0.1,
-                        ffn_dropout_p=0.1, class_dropout_prob=0.1),
-        layout=LayoutConfig(**layout), cache=str(cache),
-        train=TrainConfig(steps=steps, batch_size=16, lr=3e-3, log_every=1, checkpoint_every=3, seed=1,
-                          out_dir=str(out_dir)))
+        model=GPTConfig(
+            dim=32,
+            n_layer=2,
+            n_head=2,
+            multiple_of=16,
+            token_dropout_p=0.1,
+            resid_dropout_p=0.1,
+            ffn_dropout_p=0.1,
+            class_dropout_prob=0.1,
+        ),
+        layout=LayoutConfig(**layout),
+        cache=str(cache),
+        train=TrainConfig(
+            steps=steps, batch_size=16, lr=3e-3, log_every=1, checkpoint_every=3, seed=1, out_dir=str(out_dir)
+        ),
+    )
     return ar_config_from_cache(config, dataset)
 
 
@@ -111,16 +133,43 @@ def test_resume_equals_uninterrupted(token_cache, tmp_path, layout):
 
 @pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
 def test_torchrun_two_ranks_match_one_process(token_cache, tmp_path, sharding, torchrun):
-    common = ["--cache", str(token_cache), "model.dim=32", "model.n_layer=2", "model.n_head=2",
-              "model.multiple_of=16", "train.steps=4", "train.batch_size=16", "train.lr=3e-3", "train.log_every=1",
-              "train.seed=1"]
+    common = [
+        "--cache",
+        str(token_cache),
+        "model.dim=32",
+        "model.n_layer=2",
+        "model.n_head=2",
+        "model.multiple_of=16",
+        "train.steps=4",
+        "train.batch_size=16",
+        "train.lr=3e-3",
+        "train.log_every=1",
+        "train.seed=1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ARGEN_NO_PROGRESS": "1"}
-    single = subprocess.run([sys.executable, "-m", "argen.cli", "train", "--out", str(tmp_path / "one"), *common,
-                             "train.grad_accum=2"], env=env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "-m", "argen.cli", "train", "--out", str(tmp_path / "one"), *common, "train.grad_accum=2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
-    double = subprocess.run([*torchrun(), "train", "--out", str(tmp_path / "two"), *common,
-                             f"train.fsdp={str(sharding == 'fsdp').lower()}", "train.checkpoint_every=2"],
-                            env=env, capture_output=True, text=True, timeout=300)
+    double = subprocess.run(
+        [
+            *torchrun(),
+            "train",
+            "--out",
+            str(tmp_path / "two"),
+            *common,
+            f"train.fsdp={str(sharding == 'fsdp').lower()}",
+            "train.checkpoint_every=2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert double.returncode == 0, double.stderr
     assert logged(tmp_path / "two") == pytest.approx(logged(tmp_path / "one"), rel=1e-5)
     one = argen.load(tmp_path / "one" / "checkpoint").model.state_dict()
@@ -131,36 +180,84 @@ def test_torchrun_two_ranks_match_one_process(token_cache, tmp_path, sharding, t
     meta = json.loads((checkpoint / "config.json").read_text())
     assert meta["step"] == 4
     (tmp_path / "resumed").mkdir()
-    resumed = subprocess.run([*torchrun(), "train", "--out",
-                              str(tmp_path / "resumed"), *common, f"train.fsdp={str(sharding == 'fsdp').lower()}",
-                              "train.checkpoint_every=2", "train.steps=2"], env=env, capture_output=True, text=True,
-                             timeout=300)
+    resumed = subprocess.run(
+        [
+            *torchrun(),
+            "train",
+            "--out",
+            str(tmp_path / "resumed"),
+            *common,
+            f"train.fsdp={str(sharding == 'fsdp').lower()}",
+            "train.checkpoint_every=2",
+            "train.steps=2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     meta_path = tmp_path / "resumed" / "checkpoint" / "config.json"
     saved = json.loads(meta_path.read_text())
     saved["config"]["train"]["steps"] = 4
     meta_path.write_text(json.dumps(saved))
-    again = subprocess.run([*torchrun(), "train", "--out",
-                            str(tmp_path / "resumed"), *common, f"train.fsdp={str(sharding == 'fsdp').lower()}",
-                            "train.checkpoint_every=2"], env=env, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [
+            *torchrun(),
+            "train",
+            "--out",
+            str(tmp_path / "resumed"),
+            *common,
+            f"train.fsdp={str(sharding == 'fsdp').lower()}",
+            "train.checkpoint_every=2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr
     assert logged(tmp_path / "resumed") == pytest.approx(logged(tmp_path / "two"), rel=1e-5)
 
 
-@pytest.mark.skipif(not os.environ.get("ARGEN_TEST_RESTARTS"), reason="opt-in (ARGEN_TEST_RESTARTS=1): on a busy "
-                    "2-core machine the restarted gloo group sometimes fails to meet again (seen in 3 of 8 runs)")
+@pytest.mark.skipif(
+    not os.environ.get("ARGEN_TEST_RESTARTS"),
+    reason="opt-in (ARGEN_TEST_RESTARTS=1): on a busy "
+    "2-core machine the restarted gloo group sometimes fails to meet again (seen in 3 of 8 runs)",
+)
 def test_torchrun_restarts_a_killed_rank_and_the_run_ends_as_if_uninterrupted(token_cache, tmp_path, torchrun):
-    common = ["--cache", str(token_cache), "model.dim=32", "model.n_layer=2", "model.n_head=2", "model.multiple_of=16",
-              "train.steps=60", "train.batch_size=16", "train.lr=3e-3", "train.log_every=1", "train.seed=1"]
+    common = [
+        "--cache",
+        str(token_cache),
+        "model.dim=32",
+        "model.n_layer=2",
+        "model.n_head=2",
+        "model.multiple_of=16",
+        "train.steps=60",
+        "train.batch_size=16",
+        "train.lr=3e-3",
+        "train.log_every=1",
+        "train.seed=1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ARGEN_NO_PROGRESS": "1"}
-    single = subprocess.run([sys.executable, "-m", "argen.cli", "train", "--out", str(tmp_path / "one"), *common,
-                             "train.grad_accum=2"], env=env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "-m", "argen.cli", "train", "--out", str(tmp_path / "one"), *common, "train.grad_accum=2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
     # Elastic (c10d) rendezvous, as across nodes: the restarted group meets again at the same endpoint.
     launcher = [argument.replace("--master_port=", "--rdzv-endpoint=127.0.0.1:") for argument in torchrun()]
-    launcher[launcher.index("-m", 3):launcher.index("-m", 3)] = ["--rdzv-backend=c10d", "--max-restarts=3"]
-    run = subprocess.Popen([*launcher, "train", "--out", str(tmp_path / "two"), *common, "train.checkpoint_every=2"],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    launcher[launcher.index("-m", 3) : launcher.index("-m", 3)] = ["--rdzv-backend=c10d", "--max-restarts=3"]
+    run = subprocess.Popen(
+        [*launcher, "train", "--out", str(tmp_path / "two"), *common, "train.checkpoint_every=2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log = tmp_path / "two" / "log.jsonl"
     deadline = time.monotonic() + 120
     while not (log.is_file() and len(log.read_text().splitlines()) >= 5) and time.monotonic() < deadline:
@@ -175,13 +272,43 @@ def test_torchrun_restarts_a_killed_rank_and_the_run_ends_as_if_uninterrupted(to
 
 
 def test_cli_sample_pipeline_and_save_ids(token_cache, tmp_path):
-    assert main(["train", "--cache", str(token_cache), "--out", str(tmp_path / "run"), "model.dim=32",
-                 "model.n_layer=2", "model.n_head=2", "model.multiple_of=16", "train.steps=2",
-                 "train.batch_size=16"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--cache",
+                str(token_cache),
+                "--out",
+                str(tmp_path / "run"),
+                "model.dim=32",
+                "model.n_layer=2",
+                "model.n_head=2",
+                "model.multiple_of=16",
+                "train.steps=2",
+                "train.batch_size=16",
+            ]
+        )
+        == 0
+    )
     model_dir = tmp_path / "run" / "checkpoint"
     ids_file = tmp_path / "ids.json"
-    assert main(["sample", "--model", str(model_dir), "--classes", "3,7", "--greedy", "--save-ids", str(ids_file),
-                 "--out", str(tmp_path / "samples")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(model_dir),
+                "--classes",
+                "3,7",
+                "--greedy",
+                "--save-ids",
+                str(ids_file),
+                "--out",
+                str(tmp_path / "samples"),
+            ]
+        )
+        == 0
+    )
     saved = json.loads(ids_file.read_text())
     assert saved["classes"] == [3, 7] and saved["grid"] == [8, 8]
     pipeline = argen.load(model_dir)
@@ -213,8 +340,21 @@ def test_ema_weights_and_sample_grids(token_cache, tmp_path):
     assert ema["output.weight"].abs().sum() < raw["output.weight"].abs().sum()
     # Shipped with its EMA weights and the sampling settings chosen for it, which the pipeline then carries.
     shipped = tmp_path / "shipped"
-    subprocess.run([sys.executable, "scripts/ship.py", str(tmp_path / "checkpoint"), str(shipped), "--ema", "--cfg",
-                    "3", "--temperature", "0.9"], check=True, cwd=Path(__file__).parents[1])
+    subprocess.run(
+        [
+            sys.executable,
+            "scripts/ship.py",
+            str(tmp_path / "checkpoint"),
+            str(shipped),
+            "--ema",
+            "--cfg",
+            "3",
+            "--temperature",
+            "0.9",
+        ],
+        check=True,
+        cwd=Path(__file__).parents[1],
+    )
     pipeline = argen.load(shipped)
     assert torch.equal(pipeline.model.state_dict()["output.weight"], ema["output.weight"])
     assert pipeline.tuned_sampling == {"guidance": 3.0, "temperature": 0.9}
@@ -238,13 +378,47 @@ def test_save_ids_without_tokenizer(token_cache, tmp_path):
 
 
 def test_cli_sample_parallel_model_checks_k_and_saves_grid_order(token_cache, tmp_path, capsys):
-    assert main(["train", "--cache", str(token_cache), "--out", str(tmp_path / "run"), "model.dim=32",
-                 "model.n_layer=2", "model.n_head=2", "model.multiple_of=16", "train.steps=2",
-                 "train.batch_size=16", "layout.order=region", "layout.parallel=4"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--cache",
+                str(token_cache),
+                "--out",
+                str(tmp_path / "run"),
+                "model.dim=32",
+                "model.n_layer=2",
+                "model.n_head=2",
+                "model.multiple_of=16",
+                "train.steps=2",
+                "train.batch_size=16",
+                "layout.order=region",
+                "layout.parallel=4",
+            ]
+        )
+        == 0
+    )
     model_dir = tmp_path / "run" / "checkpoint"
     ids_file = tmp_path / "ids.json"
-    assert main(["sample", "--model", str(model_dir), "--parallel", "4", "--classes", "3,7", "--greedy",
-                 "--save-ids", str(ids_file), "--out", str(tmp_path / "samples")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(model_dir),
+                "--parallel",
+                "4",
+                "--classes",
+                "3,7",
+                "--greedy",
+                "--save-ids",
+                str(ids_file),
+                "--out",
+                str(tmp_path / "samples"),
+            ]
+        )
+        == 0
+    )
     assert "parallel 4" in capsys.readouterr().out
     pipeline = argen.load(model_dir)
     greedy = pipeline.generate_ids([3, 7], greedy=True).visual  # (2, 8, 8) grid order

@@ -10,16 +10,53 @@ from argen.cli import main
 
 SHIPPED_1X = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist64" / "ar-1x"
 
-KEYS = {"steps", "ms_per_step_min", "ms_per_step_median", "images_per_s", "tokens_per_s", "bytes_per_step",
-        "bandwidth_fraction", "dtype_path", "linear_path", "cpu_model", "cpu_cores", "threads", "isa",
-        "torch_version"}
+KEYS = {
+    "steps",
+    "ms_per_step_min",
+    "ms_per_step_median",
+    "images_per_s",
+    "tokens_per_s",
+    "bytes_per_step",
+    "bandwidth_fraction",
+    "dtype_path",
+    "linear_path",
+    "cpu_model",
+    "cpu_cores",
+    "threads",
+    "isa",
+    "torch_version",
+}
 
 
 @pytest.mark.parametrize("parallel, steps", [(1, 16), (4, 4 + 16 // 4 - 1)])
 def test_bench_sample_json(capsys, parallel, steps):
-    assert main(["bench", "sample", "--preset", "GPT-T", "--random-weights", "--grid", "4", "--batch", "2",
-                 "--cfg", "2", "--parallel", str(parallel), "--repeats", "1", "--dtype", "fp32",
-                 "--bandwidth-gbs", "30", "--json"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "sample",
+                "--preset",
+                "GPT-T",
+                "--random-weights",
+                "--grid",
+                "4",
+                "--batch",
+                "2",
+                "--cfg",
+                "2",
+                "--parallel",
+                str(parallel),
+                "--repeats",
+                "1",
+                "--dtype",
+                "fp32",
+                "--bandwidth-gbs",
+                "30",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert KEYS <= set(result) and set(result["isa"]) == {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
     assert (result["dtype_path"], result["linear_path"], result["bandwidth_measured"]) == ("fp32", "fp32", False)
@@ -67,8 +104,10 @@ def test_int8_bytes_per_step_count_one_byte_per_linear_weight():
     model = Transformer(config)
     fp32, int8 = (bytes_per_step(model, layout, 1, name)["weights"] for name in ("fp32", "int8"))
     linear = sum(module.weight.numel() for module in model.modules() if isinstance(module, torch.nn.Linear))
-    assert fp32 - int8 == pytest.approx(3 * linear - 2 * sum(
-        module.weight.shape[0] for module in model.modules() if isinstance(module, torch.nn.Linear)))
+    assert fp32 - int8 == pytest.approx(
+        3 * linear
+        - 2 * sum(module.weight.shape[0] for module in model.modules() if isinstance(module, torch.nn.Linear))
+    )
 
 
 def test_read_bandwidth_is_measured_once_per_cpu_and_threads_and_not_cached_when_busy(monkeypatch, tmp_path):

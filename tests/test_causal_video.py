@@ -15,8 +15,16 @@ from argen.config import VQ_PRESETS, ConfigError, VQConfig, preset
 from argen.tokenizer.causal_video import CausalVideoVQModel, inflate_from_image
 from argen.tokenizer.vq import VQModel
 
-TINY = VQConfig(image_size=16, ch=8, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=8, codebook_size=32,
-                codebook_dim=4, temporal_downsample=4)
+TINY = VQConfig(
+    image_size=16,
+    ch=8,
+    ch_mult=(1, 2, 2),
+    num_res_blocks=1,
+    z_channels=8,
+    codebook_size=32,
+    codebook_dim=4,
+    temporal_downsample=4,
+)
 
 
 def features(model: CausalVideoVQModel, videos: torch.Tensor) -> torch.Tensor:
@@ -82,36 +90,117 @@ def test_refusals():
 
 def test_ucf_files_through_an_inflated_3d_tokenizer_to_sampled_videos(tmp_path):
     root = write_ucf(tmp_path / "ucf", frames=12)
-    data = ["data.name=videofiles", f"data.path={root}", "data.image_size=16", "data.video.frames=9",
-            "data.video.split_file=ucfTrainTestlist/trainlist01.txt"]
-    model = ["model.image_size=16", "model.ch=8", "model.ch_mult=[1,2,2]", "model.num_res_blocks=1",
-             "model.z_channels=8", "model.codebook_size=16", "model.codebook_dim=4", "train.steps=1",
-             "train.batch_size=4"]
+    data = [
+        "data.name=videofiles",
+        f"data.path={root}",
+        "data.image_size=16",
+        "data.video.frames=9",
+        "data.video.split_file=ucfTrainTestlist/trainlist01.txt",
+    ]
+    model = [
+        "model.image_size=16",
+        "model.ch=8",
+        "model.ch_mult=[1,2,2]",
+        "model.num_res_blocks=1",
+        "model.z_channels=8",
+        "model.codebook_size=16",
+        "model.codebook_dim=4",
+        "train.steps=1",
+        "train.batch_size=4",
+    ]
     # An image tokenizer on the clips' frames, then the 3D tokenizer inflated from it.
     assert main(["tokenizer", "train", "--out", str(tmp_path / "image"), *data, *model]) == 0
-    assert main(["tokenizer", "train", "--out", str(tmp_path / "tok"), *data, *model, "model.temporal_downsample=4",
-                 f"model.inflate_from={tmp_path / 'image' / 'checkpoint'}", "data.num_workers=1"]) == 0
-    assert main(["tokenize", "--tokenizer", str(tmp_path / "tok" / "checkpoint"), "--out",
-                 str(tmp_path / "cache")]) == 0
-    assert main(["tokenizer", "eval", "--tokenizer", str(tmp_path / "tok" / "checkpoint"), "--out",
-                 str(tmp_path / "tok-eval")]) == 0  # the test split: testlist01.txt's 2 clips
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--out",
+                str(tmp_path / "tok"),
+                *data,
+                *model,
+                "model.temporal_downsample=4",
+                f"model.inflate_from={tmp_path / 'image' / 'checkpoint'}",
+                "data.num_workers=1",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["tokenize", "--tokenizer", str(tmp_path / "tok" / "checkpoint"), "--out", str(tmp_path / "cache")]) == 0
+    )
+    assert (
+        main(
+            [
+                "tokenizer",
+                "eval",
+                "--tokenizer",
+                str(tmp_path / "tok" / "checkpoint"),
+                "--out",
+                str(tmp_path / "tok-eval"),
+            ]
+        )
+        == 0
+    )  # the test split: testlist01.txt's 2 clips
     metrics = json.loads((tmp_path / "tok-eval" / "metrics.json").read_text())
     assert (metrics["images"], metrics["frames"], metrics["tokens_per_item"]) == (2, 18, 3 * 4 * 4)  # PSNR per frame
     assert len(metrics["psnr_db_by_frame"]) == 9
     assert sum(metrics["psnr_db_by_frame"]) / 9 == pytest.approx(metrics["psnr_db"])
     manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
     assert manifest["grid"] == [3, 4, 4] and manifest["count"] == 4  # 9 frames -> 3 latent frames
-    assert main(["train", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "ar"), "layout.order=region",
-                 "layout.parallel=4", "model.dim=32", "model.n_layer=1", "model.n_head=2", "model.multiple_of=16",
-                 "train.steps=2", "train.batch_size=4"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--cache",
+                str(tmp_path / "cache"),
+                "--out",
+                str(tmp_path / "ar"),
+                "layout.order=region",
+                "layout.parallel=4",
+                "model.dim=32",
+                "model.n_layer=1",
+                "model.n_head=2",
+                "model.multiple_of=16",
+                "train.steps=2",
+                "train.batch_size=4",
+            ]
+        )
+        == 0
+    )
     pipeline = argen.load(tmp_path / "ar" / "checkpoint")
     samples = pipeline.sample([0, 1], generator=torch.Generator().manual_seed(0))
     assert samples.visual.shape == (2, 3, 4, 4) and samples.images.shape == (2, 9, 1, 16, 16)
     # `argen sample` writes the videos, an animated GIF and a strip; the real test clips, read from the files,
     # become the real batch of `argen eval video`.
-    assert main(["sample", "--model", str(tmp_path / "ar" / "checkpoint"), "--count", "4", "--batch", "2",
-                 "--out", str(tmp_path / "samples")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(tmp_path / "ar" / "checkpoint"),
+                "--count",
+                "4",
+                "--batch",
+                "2",
+                "--out",
+                str(tmp_path / "samples"),
+            ]
+        )
+        == 0
+    )
     assert {"videos.npz", "samples.gif", "samples.png"} <= {p.name for p in (tmp_path / "samples").iterdir()}
-    assert main(["video", "make-dataset", "--tokenizer", str(tmp_path / "tok" / "checkpoint"),
-                 "--out", str(tmp_path / "real.npz")]) == 0
+    assert (
+        main(
+            [
+                "video",
+                "make-dataset",
+                "--tokenizer",
+                str(tmp_path / "tok" / "checkpoint"),
+                "--out",
+                str(tmp_path / "real.npz"),
+            ]
+        )
+        == 0
+    )
     assert np.load(tmp_path / "real.npz")["arr_0"].shape == (2, 9, 16, 16, 1)

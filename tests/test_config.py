@@ -4,8 +4,18 @@ import json
 
 import pytest
 
-from argen.config import (ARRunConfig, ConfigError, GPT_PRESETS, GPTConfig, TokenizerRunConfig, build, from_dict,
-                          parse_overrides, preset, to_dict)
+from argen.config import (
+    ARRunConfig,
+    ConfigError,
+    GPT_PRESETS,
+    GPTConfig,
+    TokenizerRunConfig,
+    build,
+    from_dict,
+    parse_overrides,
+    preset,
+    to_dict,
+)
 
 
 def test_overrides_are_typed_and_nested():
@@ -15,8 +25,11 @@ def test_overrides_are_typed_and_nested():
 
 
 def test_unknown_key_lists_valid_keys():
-    with pytest.raises(ConfigError, match=r"unknown config key\(s\) train.learning_rate; valid keys under train: "
-                                          r"steps, batch_size"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown config key\(s\) train.learning_rate; valid keys under train: "
+        r"steps, batch_size",
+    ):
         build(TokenizerRunConfig, overrides=["train.learning_rate=1"])
     with pytest.raises(ConfigError, match="unknown config key"):
         build(ARRunConfig, overrides=["modle.dim=3"])

@@ -70,12 +70,9 @@ def _classifier_config() -> type:
 
 # suffix -> (the command that reads such a file, its run-config class, what builds its models)
 RULES: dict[str, tuple[list[str], Callable[[], type], Callable[[Any], list[torch.nn.Module]]]] = {
-    "-tokenizer.yaml": (["tokenizer", "train", "--preset", "VQ-CPU-32"], lambda: TokenizerRunConfig,
-                        _tokenizer_models),
-    "-prologue.yaml": (["tokenizer", "train", "--preset", "VQ-CPU-32"], lambda: TokenizerRunConfig,
-                       _tokenizer_models),
-    "-stage1.yaml": (["tokenizer", "train", "--preset", "VQ-CPU-32"], lambda: TokenizerRunConfig,
-                     _tokenizer_models),
+    "-tokenizer.yaml": (["tokenizer", "train", "--preset", "VQ-CPU-32"], lambda: TokenizerRunConfig, _tokenizer_models),
+    "-prologue.yaml": (["tokenizer", "train", "--preset", "VQ-CPU-32"], lambda: TokenizerRunConfig, _tokenizer_models),
+    "-stage1.yaml": (["tokenizer", "train", "--preset", "VQ-CPU-32"], lambda: TokenizerRunConfig, _tokenizer_models),
     "-ar.yaml": (["train", "--preset", "GPT-S"], lambda: ARRunConfig, _ar_models),
     "-refiner.yaml": (["ctf", "train-refiner", "--preset", "GPT-S"], lambda: RefinerRunConfig, _refiner_models),
     "-classifier.yaml": (["eval", "train-classifier"], _classifier_config, _classifier_models),
@@ -84,8 +81,9 @@ RULES: dict[str, tuple[list[str], Callable[[], type], Callable[[Any], list[torch
 
 def _rule(path: Path):
     matches = [suffix for suffix in RULES if path.name.endswith(suffix)]
-    assert len(matches) == 1, (f"{path.name}: {len(matches)} rules match; add one to RULES in {__file__} "
-                               f"(suffixes: {', '.join(RULES)})")
+    assert len(matches) == 1, (
+        f"{path.name}: {len(matches)} rules match; add one to RULES in {__file__} (suffixes: {', '.join(RULES)})"
+    )
     return RULES[matches[0]]
 
 
@@ -105,7 +103,7 @@ def test_config_builds_and_its_model_instantiates(path, monkeypatch):
     command, config_class, build_models = _rule(path)
     header = re.search(r"^# argen [^\n]*--preset (\S+)", path.read_text(), re.MULTILINE)
     if header:  # the preset the file's own command uses
-        command = [*command[:command.index("--preset") + 1], header.group(1)]
+        command = [*command[: command.index("--preset") + 1], header.group(1)]
     monkeypatch.chdir(ROOT)  # configs name repository paths (checkpoints/..., runs/...) relative to the root
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
@@ -126,8 +124,9 @@ def test_a_run_config_takes_the_preset_then_what_is_derived_then_the_yaml_then_t
     path.write_text("model:\n  n_layer: 3\n  n_head: 4\n")
 
     def derive(config: ARRunConfig) -> ARRunConfig:  # what a token cache would fix
-        return dataclasses.replace(config, model=dataclasses.replace(config.model, n_layer=5, n_head=5,
-                                                                     num_classes=7, vocab_size=64))
+        return dataclasses.replace(
+            config, model=dataclasses.replace(config.model, n_layer=5, n_head=5, num_classes=7, vocab_size=64)
+        )
 
     config = build_run(ARRunConfig, "GPT-B", path, ["model.n_head=2", "model.vocab_size=32"], derive)
     model = config.model

@@ -13,8 +13,17 @@ from argen.layout import Layout
 from argen.model import Transformer
 
 DIM, LAYERS, HEADS, HIDDEN, VOCAB, CLASSES, GRID = 64, 2, 4, 192, 40, 10, 4
-CONFIG = GPTConfig(dim=DIM, n_layer=LAYERS, n_head=HEADS, multiple_of=64, vocab_size=VOCAB, num_classes=CLASSES,
-                   token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0)
+CONFIG = GPTConfig(
+    dim=DIM,
+    n_layer=LAYERS,
+    n_head=HEADS,
+    multiple_of=64,
+    vocab_size=VOCAB,
+    num_classes=CLASSES,
+    token_dropout_p=0.0,
+    resid_dropout_p=0.0,
+    ffn_dropout_p=0.0,
+)
 
 
 def llamagen_state(n_special: int = 0, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -24,15 +33,22 @@ def llamagen_state(n_special: int = 0, seed: int = 0) -> dict[str, torch.Tensor]
     def rand(*shape):
         return torch.randn(*shape, generator=generator) * 0.15
 
-    state = {"cls_embedding.embedding_table.weight": rand(CLASSES + 1, DIM), "tok_embeddings.weight": rand(VOCAB, DIM),
-             "norm.weight": 1 + rand(DIM), "output.weight": rand(VOCAB, DIM)}
+    state = {
+        "cls_embedding.embedding_table.weight": rand(CLASSES + 1, DIM),
+        "tok_embeddings.weight": rand(VOCAB, DIM),
+        "norm.weight": 1 + rand(DIM),
+        "output.weight": rand(VOCAB, DIM),
+    }
     for i in range(LAYERS):
-        state |= {f"layers.{i}.attention.wqkv.weight": rand(3 * DIM, DIM),
-                  f"layers.{i}.attention.wo.weight": rand(DIM, DIM),
-                  f"layers.{i}.feed_forward.w1.weight": rand(HIDDEN, DIM),
-                  f"layers.{i}.feed_forward.w3.weight": rand(HIDDEN, DIM),
-                  f"layers.{i}.feed_forward.w2.weight": rand(DIM, HIDDEN),
-                  f"layers.{i}.attention_norm.weight": 1 + rand(DIM), f"layers.{i}.ffn_norm.weight": 1 + rand(DIM)}
+        state |= {
+            f"layers.{i}.attention.wqkv.weight": rand(3 * DIM, DIM),
+            f"layers.{i}.attention.wo.weight": rand(DIM, DIM),
+            f"layers.{i}.feed_forward.w1.weight": rand(HIDDEN, DIM),
+            f"layers.{i}.feed_forward.w3.weight": rand(HIDDEN, DIM),
+            f"layers.{i}.feed_forward.w2.weight": rand(DIM, HIDDEN),
+            f"layers.{i}.attention_norm.weight": 1 + rand(DIM),
+            f"layers.{i}.ffn_norm.weight": 1 + rand(DIM),
+        }
     if n_special:
         state["spe_tok_embeddings.special_embeddings.weight"] = rand(n_special, DIM)
     return state
@@ -78,12 +94,22 @@ def reference_forward(state, embeddings: torch.Tensor, rotations: torch.Tensor, 
 
 def test_llamagen_ddp_checkpoint_loads_and_matches_reference(tmp_path):
     state = llamagen_state()
-    extras = {"freqs_cis": torch.zeros(17, 8, 2), "causal_mask": torch.ones(1, 17, 17, dtype=torch.bool),
-              "layers.0.attention.kv_cache.k_cache": torch.zeros(1, 4, 24, 16),
-              "layers.0.attention.kv_cache.v_cache": torch.zeros(1, 4, 24, 16)}
+    extras = {
+        "freqs_cis": torch.zeros(17, 8, 2),
+        "causal_mask": torch.ones(1, 17, 17, dtype=torch.bool),
+        "layers.0.attention.kv_cache.k_cache": torch.zeros(1, 4, 24, 16),
+        "layers.0.attention.kv_cache.v_cache": torch.zeros(1, 4, 24, 16),
+    }
     path = tmp_path / "c2i.pt"
-    torch.save({"model": state | extras, "optimizer": {}, "steps": 7,
-                "args": argparse.Namespace(gpt_model="GPT-B", image_size=64)}, path)
+    torch.save(
+        {
+            "model": state | extras,
+            "optimizer": {},
+            "steps": 7,
+            "args": argparse.Namespace(gpt_model="GPT-B", image_size=64),
+        },
+        path,
+    )
     weights = convert_llamagen_gpt(read_foreign_checkpoint(path))
     assert set(weights) == set(state)
     model = Transformer(CONFIG).eval()
@@ -97,10 +123,13 @@ def test_llamagen_ddp_checkpoint_loads_and_matches_reference(tmp_path):
 
     # LlamaGen: [cls] + tokens t_0..t_{N-2}; RoPE row 0 (class) is zero; causal attention.
     flat = codes.flatten(1)
-    embeddings = torch.cat([state["cls_embedding.embedding_table.weight"][labels][:, None],
-                            state["tok_embeddings.weight"][flat[:, :-1]]], dim=1)
-    rotations = torch.cat([torch.zeros(1, DIM // HEADS // 2, dtype=torch.complex64),
-                           reference_rope_rows(DIM // HEADS)[:-1]])
+    embeddings = torch.cat(
+        [state["cls_embedding.embedding_table.weight"][labels][:, None], state["tok_embeddings.weight"][flat[:, :-1]]],
+        dim=1,
+    )
+    rotations = torch.cat(
+        [torch.zeros(1, DIM // HEADS // 2, dtype=torch.complex64), reference_rope_rows(DIM // HEADS)[:-1]]
+    )
     n = GRID * GRID
     expected = reference_forward(state, embeddings, rotations, torch.ones(n, n, dtype=torch.bool).tril())
     assert (ours - expected).abs().max().item() < 1e-5
@@ -129,25 +158,32 @@ def test_par_raw_checkpoint_loads_and_matches_reference(tmp_path):
     order = torch.arange(n).view(s, GRID // s, s, GRID // s).permute(1, 3, 0, 2).flatten()
     reordered = codes.flatten(1)[:, order][:, :-1]
     tokens = state["tok_embeddings.weight"][reordered]
-    embeddings = torch.cat([state["cls_embedding.embedding_table.weight"][labels][:, None], tokens[:, :k],
-                            state["spe_tok_embeddings.special_embeddings.weight"].expand(2, -1, -1),
-                            tokens[:, k:]], dim=1)
+    embeddings = torch.cat(
+        [
+            state["cls_embedding.embedding_table.weight"][labels][:, None],
+            tokens[:, :k],
+            state["spe_tok_embeddings.special_embeddings.weight"].expand(2, -1, -1),
+            tokens[:, k:],
+        ],
+        dim=1,
+    )
     rows = reference_rope_rows(DIM // HEADS)[order]
     zero = torch.zeros(1, DIM // HEADS // 2, dtype=torch.complex64)
-    rotations = torch.cat([zero, rows[:k], zero.expand(k - 1, -1), rows[k:n - 1]])
+    rotations = torch.cat([zero, rows[:k], zero.expand(k - 1, -1), rows[k : n - 1]])
     length = n + k - 1
     mask = torch.ones(length, length, dtype=torch.bool).tril()
     mask[:, 0] = True
     for group in range((length - k) // k + 1):
-        mask[k + group * k:k + (group + 1) * k, :k + (group + 1) * k] = True
+        mask[k + group * k : k + (group + 1) * k, : k + (group + 1) * k] = True
     expected = reference_forward(state, embeddings, rotations, mask)[:, :n]
     assert (ours - expected).abs().max().item() < 1e-5
 
 
 def test_infer_config_of_llamagen_sizes_from_shapes():
     with torch.device("meta"):
-        model = Transformer(GPTConfig(dim=768, n_layer=12, n_head=12, num_classes=1000, vocab_size=16384),
-                            n_transition=3)
+        model = Transformer(
+            GPTConfig(dim=768, n_layer=12, n_head=12, num_classes=1000, vocab_size=16384), n_transition=3
+        )
     config, n_transition = infer_llamagen_config(model.state_dict())
     assert (config.n_head, config.n_layer, config.num_classes, n_transition) == (12, 12, 1000, 3)
     with pytest.raises(ValueError, match="pass n_head"):
@@ -199,15 +235,15 @@ def test_convert_checkpoint_writes_a_loadable_ar_directory(tmp_path):
     with pytest.raises(CheckpointError, match="shape mismatches"):  # GPT-T's shapes do not fit these weights
         convert_checkpoint("par", source, tmp_path / "bad", "GPT-T", k, ["layout.grid=[8,8]"])
     assert not (tmp_path / "bad").exists()
-    directory = convert_checkpoint("par", source, tmp_path / "out", "GPT-T", k,
-                                   overrides + ["layout.grid=[8,8]"])
+    directory = convert_checkpoint("par", source, tmp_path / "out", "GPT-T", k, overrides + ["layout.grid=[8,8]"])
     meta = read_meta(directory, "ar")
     config = from_dict(ARRunConfig, meta["config"])
     assert (config.layout.order, config.layout.parallel, tuple(config.layout.grid)) == ("region", k, (8, 8))
     layout, model = build_ar(config, VOCAB)
     load_state_into(model, load_weights(directory))
-    assert torch.equal(model.spe_tok_embeddings.special_embeddings.weight,
-                       state["spe_tok_embeddings.special_embeddings.weight"])
+    assert torch.equal(
+        model.spe_tok_embeddings.special_embeddings.weight, state["spe_tok_embeddings.special_embeddings.weight"]
+    )
 
 
 def test_convert_checkpoint_writes_a_loadable_tokenizer_directory(tmp_path):

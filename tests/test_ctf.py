@@ -11,8 +11,7 @@ from PIL import Image
 
 import argen
 from argen.cli import main
-from argen.config import (GPT_PRESETS, ARRunConfig, GPTConfig, LayoutConfig, RefinerConfig, RefinerRunConfig,
-                          TrainConfig)
+from argen.config import GPT_PRESETS, ARRunConfig, GPTConfig, LayoutConfig, RefinerConfig, RefinerRunConfig, TrainConfig
 from argen.ctf.cluster import cluster_codebook
 from argen.ctf.cluster import METHODS
 from argen.ctf.redundancy import random_members
@@ -157,15 +156,18 @@ TABLE = CoarseTable(torch.arange(FINE_VOCAB) % COARSE_VOCAB)
 
 def coarse_model(layout: Layout, seed: int = 2) -> Transformer:
     torch.manual_seed(seed)
-    model = Transformer(GPTConfig(dim=64, n_layer=2, n_head=4, multiple_of=32, vocab_size=layout.vocab_size,
-                                  num_classes=10), n_transition=layout.n_transition)
+    model = Transformer(
+        GPTConfig(dim=64, n_layer=2, n_head=4, multiple_of=32, vocab_size=layout.vocab_size, num_classes=10),
+        n_transition=layout.n_transition,
+    )
     for parameter in model.parameters():
         torch.nn.init.normal_(parameter, std=0.3)
     return model.eval()
 
 
-@pytest.mark.parametrize("layout_options", [dict(grid=(8, 8)), dict(grid=(8, 8), order="region", parallel=4)],
-                         ids=["raster", "par-k4"])
+@pytest.mark.parametrize(
+    "layout_options", [dict(grid=(8, 8)), dict(grid=(8, 8), order="region", parallel=4)], ids=["raster", "par-k4"]
+)
 def test_coarse_ar_cached_decoding_equals_teacher_forcing(layout_options):
     layout = Layout(LayoutConfig(**layout_options), COARSE_VOCAB)
     model = coarse_model(layout)
@@ -176,9 +178,18 @@ def test_coarse_ar_cached_decoding_equals_teacher_forcing(layout_options):
     cache = KVCache.allocate(model, 2, layout.sequence_length, torch.float32, "cpu")
     slots = torch.arange(layout.sequence_length)
     with torch.no_grad():
-        pieces = [model(tensors["ids"][:, s.slot_start:s.slot_end], tensors["kinds"][s.slot_start:s.slot_end],
-                        rope[s.slot_start:s.slot_end], tensors["mask"][s.slot_start:s.slot_end], cache=cache,
-                        cache_slots=slots[s.slot_start:s.slot_end], kv_length=s.slot_end) for s in layout.steps]
+        pieces = [
+            model(
+                tensors["ids"][:, s.slot_start : s.slot_end],
+                tensors["kinds"][s.slot_start : s.slot_end],
+                rope[s.slot_start : s.slot_end],
+                tensors["mask"][s.slot_start : s.slot_end],
+                cache=cache,
+                cache_slots=slots[s.slot_start : s.slot_end],
+                kv_length=s.slot_end,
+            )
+            for s in layout.steps
+        ]
     assert (torch.cat(pieces, dim=1) - full).abs().max().item() < 1e-4
     # Greedy decoding is the argmax of the teacher-forced logits on its own output.
     labels = torch.tensor([2, 7])
@@ -186,7 +197,7 @@ def test_coarse_ar_cached_decoding_equals_teacher_forcing(layout_options):
     assert int(out.max()) < COARSE_VOCAB and out.unique().numel() > 1
     forced = layout.training_tensors(out, labels)
     logits = model(forced["ids"], forced["kinds"], rope, forced["mask"])
-    predicted = torch.cat([logits[:, s.slot_start:s.slot_start + s.n_output].argmax(-1) for s in layout.steps], 1)
+    predicted = torch.cat([logits[:, s.slot_start : s.slot_start + s.n_output].argmax(-1) for s in layout.steps], 1)
     assert torch.equal(predicted, layout.to_generation_order(out))
 
 
@@ -196,8 +207,9 @@ def test_coarse_ar_cached_decoding_equals_teacher_forcing(layout_options):
 
 def make_refiner(seed: int = 0, grid_axes: int = 2, **changes) -> Refiner:
     torch.manual_seed(seed)
-    config = GPTConfig(**{**dict(dim=64, n_layer=2, n_head=4, multiple_of=32, vocab_size=COARSE_VOCAB,
-                                 num_classes=10), **changes})
+    config = GPTConfig(
+        **{**dict(dim=64, n_layer=2, n_head=4, multiple_of=32, vocab_size=COARSE_VOCAB, num_classes=10), **changes}
+    )
     refiner = Refiner(config, TABLE.fine_to_coarse)
     for name, parameter in refiner.named_parameters():
         torch.nn.init.normal_(parameter, std=0.3)
@@ -237,9 +249,11 @@ def test_restricted_refinement_stays_inside_each_cluster():
     generator = torch.Generator().manual_seed(0)
     free = refine(refiner, coarse, labels, RefineOptions(temperature=3.0), generator)
     assert not torch.equal(TABLE.coarse(free), coarse)  # the check below is not trivially true
-    for options in (RefineOptions(temperature=3.0, restrict_to_cluster=True),
-                    RefineOptions(top_k=2, guidance=2.0, restrict_to_cluster=True),
-                    RefineOptions(greedy=True, restrict_to_cluster=True)):
+    for options in (
+        RefineOptions(temperature=3.0, restrict_to_cluster=True),
+        RefineOptions(top_k=2, guidance=2.0, restrict_to_cluster=True),
+        RefineOptions(greedy=True, restrict_to_cluster=True),
+    ):
         fine = refine(refiner, coarse, labels, options, generator)
         assert fine.shape == coarse.shape and torch.equal(TABLE.coarse(fine), coarse)
 
@@ -259,9 +273,11 @@ def test_refine_options_and_guidance_checks():
 # CTF sampling
 
 
-@pytest.mark.parametrize("layout_options", [dict(grid=(8, 8)), dict(grid=(8, 8), order="region", parallel=4),
-                                            dict(grid=(8, 8), order="region", parallel=16)],
-                         ids=["raster", "par-k4", "par-k16"])
+@pytest.mark.parametrize(
+    "layout_options",
+    [dict(grid=(8, 8)), dict(grid=(8, 8), order="region", parallel=4), dict(grid=(8, 8), order="region", parallel=16)],
+    ids=["raster", "par-k4", "par-k16"],
+)
 def test_ctf_sampling_gives_a_fine_id_at_every_position(layout_options):
     layout = Layout(LayoutConfig(**layout_options), COARSE_VOCAB)
     model, refiner = coarse_model(layout), make_refiner()
@@ -288,11 +304,30 @@ def test_ctf_sampling_refuses_a_refiner_of_another_table():
 # ------------------------------------------------------------------------------------------------
 # recipes and CLI: cluster -> coarse AR + refiner through the one trainer -> argen sample --refiner
 
-TOKENIZER_ARGS = ["data.name=synthetic", "data.limit=64", "data.image_size=16", "model.image_size=16",
-                  "model.ch=32", "model.ch_mult=[1,2]", "model.num_res_blocks=1", "model.z_channels=16",
-                  "model.codebook_size=32", "model.codebook_dim=4", "train.steps=2", "train.batch_size=16"]
-SMALL_MODEL = ["model.dim=32", "model.n_layer=2", "model.n_head=2", "model.multiple_of=16", "train.batch_size=16",
-               "train.log_every=1", "train.lr=3e-3", "train.warmup_steps=0"]
+TOKENIZER_ARGS = [
+    "data.name=synthetic",
+    "data.limit=64",
+    "data.image_size=16",
+    "model.image_size=16",
+    "model.ch=32",
+    "model.ch_mult=[1,2]",
+    "model.num_res_blocks=1",
+    "model.z_channels=16",
+    "model.codebook_size=32",
+    "model.codebook_dim=4",
+    "train.steps=2",
+    "train.batch_size=16",
+]
+SMALL_MODEL = [
+    "model.dim=32",
+    "model.n_layer=2",
+    "model.n_head=2",
+    "model.multiple_of=16",
+    "train.batch_size=16",
+    "train.log_every=1",
+    "train.lr=3e-3",
+    "train.warmup_steps=0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -302,8 +337,23 @@ def ctf_run(tmp_path_factory):
     assert main(["tokenizer", "train", "--out", str(root / "tok"), *TOKENIZER_ARGS]) == 0
     tokenizer = root / "tok" / "checkpoint"
     assert main(["tokenize", "--tokenizer", str(tokenizer), "--out", str(root / "cache")]) == 0
-    assert main(["ctf", "cluster", "--tokenizer", str(tokenizer), "--clusters", "8", "--method", "balanced",
-                 "--out", str(root / "table.safetensors")]) == 0
+    assert (
+        main(
+            [
+                "ctf",
+                "cluster",
+                "--tokenizer",
+                str(tokenizer),
+                "--clusters",
+                "8",
+                "--method",
+                "balanced",
+                "--out",
+                str(root / "table.safetensors"),
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -319,11 +369,26 @@ def test_cluster_cli_writes_table_for_its_tokenizer(ctf_run, tmp_path, capsys):
     assert table.tokenizer_sha256 == checkpoint_checksum(ctf_run / "tok" / "checkpoint")
     assert histogram_path(ctf_run / "table.safetensors").is_file()
     tokenizer = str(ctf_run / "tok" / "checkpoint")
-    assert main(["ctf", "cluster", "--tokenizer", tokenizer, "--clusters", "33", "--out",
-                 str(tmp_path / "t.safetensors")]) == 2
+    assert (
+        main(["ctf", "cluster", "--tokenizer", tokenizer, "--clusters", "33", "--out", str(tmp_path / "t.safetensors")])
+        == 2
+    )
     assert "clusters must be in [1, 32]" in capsys.readouterr().err
-    assert main(["ctf", "cluster", "--tokenizer", str(tmp_path), "--clusters", "4", "--out",
-                 str(tmp_path / "t.safetensors")]) == 2
+    assert (
+        main(
+            [
+                "ctf",
+                "cluster",
+                "--tokenizer",
+                str(tmp_path),
+                "--clusters",
+                "4",
+                "--out",
+                str(tmp_path / "t.safetensors"),
+            ]
+        )
+        == 2
+    )
     assert "config.json is missing" in capsys.readouterr().err
     assert main(["ctf", "cluster", "--tokenizer", tokenizer, "--clusters", "4", "--out", str(tmp_path / "t.npy")]) == 2
     assert "must name a .safetensors file" in capsys.readouterr().err
@@ -331,21 +396,74 @@ def test_cluster_cli_writes_table_for_its_tokenizer(ctf_run, tmp_path, capsys):
 
 def test_coarse_ar_and_refiner_train_and_sample_through_the_cli(ctf_run, tmp_path):
     cache, table = str(ctf_run / "cache"), str(ctf_run / "table.safetensors")
-    assert main(["train", "--cache", cache, "--coarse-table", table, "--out", str(tmp_path / "ar"), *SMALL_MODEL,
-                 "train.steps=3", "layout.order=region", "layout.parallel=4"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--cache",
+                cache,
+                "--coarse-table",
+                table,
+                "--out",
+                str(tmp_path / "ar"),
+                *SMALL_MODEL,
+                "train.steps=3",
+                "layout.order=region",
+                "layout.parallel=4",
+            ]
+        )
+        == 0
+    )
     # Zero-initialised heads start at the uniform distribution over 8 clusters and over 32 codes.
     assert logged(tmp_path / "ar")[0] == pytest.approx(math.log(8), abs=1e-4)
     assert logged(tmp_path / "ar") == pytest.approx([2.07944, 2.05061, 1.99970], rel=1e-4)
-    assert main(["ctf", "train-refiner", "--cache", cache, "--table", table, "--out", str(tmp_path / "refiner"),
-                 *SMALL_MODEL, "train.steps=3", "refiner.coarse_noise=0.2", "train.sample_every=3"]) == 0
+    assert (
+        main(
+            [
+                "ctf",
+                "train-refiner",
+                "--cache",
+                cache,
+                "--table",
+                table,
+                "--out",
+                str(tmp_path / "refiner"),
+                *SMALL_MODEL,
+                "train.steps=3",
+                "refiner.coarse_noise=0.2",
+                "train.sample_every=3",
+            ]
+        )
+        == 0
+    )
     assert logged(tmp_path / "refiner") == pytest.approx([math.log(32), 3.38496, 3.29647], rel=1e-4)
     with Image.open(tmp_path / "refiner" / "samples" / "step-0000003.png") as grid:
         assert grid.width > 3 * grid.height  # 8 decoded cache images over their 8 refinements
     ar, refiner_dir = tmp_path / "ar" / "checkpoint", tmp_path / "refiner" / "checkpoint"
     ids_file = tmp_path / "ids.json"
-    assert main(["sample", "--model", str(ar), "--refiner", str(refiner_dir), "--classes", "1,2,3", "--cfg", "2",
-                 "--refine-temperature", "1.1", "--refine-restrict", "--save-ids", str(ids_file),
-                 "--out", str(tmp_path / "samples")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(ar),
+                "--refiner",
+                str(refiner_dir),
+                "--classes",
+                "1,2,3",
+                "--cfg",
+                "2",
+                "--refine-temperature",
+                "1.1",
+                "--refine-restrict",
+                "--save-ids",
+                str(ids_file),
+                "--out",
+                str(tmp_path / "samples"),
+            ]
+        )
+        == 0
+    )
     saved = json.loads(ids_file.read_text())
     fine, coarse = torch.tensor(saved["ids"]), torch.tensor(saved["coarse"])
     assert fine.shape == coarse.shape == (3, 8, 8) and int(fine.max()) < 32 and int(coarse.max()) < 8
@@ -368,7 +486,8 @@ def test_coarse_ar_and_refiner_train_and_sample_through_the_cli(ctf_run, tmp_pat
     bench = run_sample_benchmark(model=ar, refiner=refiner_dir, batch=2, repeats=1)
     assert (bench["steps"], bench["ar_steps"]) == (4 + 16 - 1 + 1, 4 + 16 - 1) and 0 < bench["refiner_share"] < 1
     assert bench["seconds_per_batch_median"] == pytest.approx(
-        bench["ar_seconds_per_batch_median"] + bench["refiner_seconds_per_batch_median"])
+        bench["ar_seconds_per_batch_median"] + bench["refiner_seconds_per_batch_median"]
+    )
     assert bench["images_per_s"] == pytest.approx(2 / bench["seconds_per_batch_median"])
     assert bench["images_per_s"] < bench["ar_images_per_s"]
 
@@ -377,13 +496,20 @@ def test_the_coarse_ar_task_trains_on_the_cluster_labels_of_the_cached_fine_ids(
     table = CoarseTable(torch.arange(32) % 8)
     layout = Layout(LayoutConfig(grid=(2, 2)), 8)
     torch.manual_seed(0)
-    model = build_ar(ARRunConfig(model=GPTConfig(dim=32, n_layer=1, n_head=2, multiple_of=16, vocab_size=8,
-                                                 num_classes=2), layout=LayoutConfig(grid=(2, 2))), 8)[1]
+    model = build_ar(
+        ARRunConfig(
+            model=GPTConfig(dim=32, n_layer=1, n_head=2, multiple_of=16, vocab_size=8, num_classes=2),
+            layout=LayoutConfig(grid=(2, 2)),
+        ),
+        8,
+    )[1]
     fine, labels = torch.randint(32, (3, 2, 2)), torch.tensor([0, 1, 0])
-    coarse_loss, _ = ARTask(model, layout, 2, 0.0, coarse=table).loss("model", {"model": model},
-                                                                      {"ids": fine, "labels": labels}, 0)
-    plain_loss, _ = ARTask(model, layout, 2, 0.0).loss("model", {"model": model},
-                                                       {"ids": fine % 8, "labels": labels}, 0)
+    coarse_loss, _ = ARTask(model, layout, 2, 0.0, coarse=table).loss(
+        "model", {"model": model}, {"ids": fine, "labels": labels}, 0
+    )
+    plain_loss, _ = ARTask(model, layout, 2, 0.0).loss(
+        "model", {"model": model}, {"ids": fine % 8, "labels": labels}, 0
+    )
     assert torch.equal(coarse_loss, plain_loss)
 
 
@@ -401,11 +527,16 @@ def test_coarse_training_refuses_a_table_of_another_tokenizer(ctf_run, tmp_path)
 def test_refiner_restricted_training_and_pairing_checks(ctf_run, tmp_path):
     cache, table = str(ctf_run / "cache"), str(ctf_run / "table.safetensors")
     config = refiner_config_from_cache(
-        RefinerRunConfig(model=GPTConfig(dim=32, n_layer=1, n_head=2, multiple_of=16),
-                                 refiner=RefinerConfig(restrict_to_cluster=True, coarse_noise=0.5), cache=cache,
-                                 coarse_table=table,
-                                 train=TrainConfig(steps=2, batch_size=16, log_every=1, out_dir=str(tmp_path / "r"))),
-        open_token_cache(cache), 8)
+        RefinerRunConfig(
+            model=GPTConfig(dim=32, n_layer=1, n_head=2, multiple_of=16),
+            refiner=RefinerConfig(restrict_to_cluster=True, coarse_noise=0.5),
+            cache=cache,
+            coarse_table=table,
+            train=TrainConfig(steps=2, batch_size=16, log_every=1, out_dir=str(tmp_path / "r")),
+        ),
+        open_token_cache(cache),
+        8,
+    )
     directory = recipes.train_refiner(config, progress=False)
     # Restricted to the 4 codes of each true cluster, the first loss is the uniform one over 4 codes.
     assert logged(tmp_path / "r")[0] == pytest.approx(math.log(4), abs=1e-4)
@@ -414,8 +545,9 @@ def test_refiner_restricted_training_and_pairing_checks(ctf_run, tmp_path):
     # Fine-tuning starts only from a refiner of the same table.
     other = tmp_path / "other.safetensors"
     save_table(CoarseTable(torch.arange(32) // 4), other)
-    retable = dataclasses.replace(config, coarse_table=str(other),
-                                  train=dataclasses.replace(config.train, init_from=str(directory)))
+    retable = dataclasses.replace(
+        config, coarse_table=str(other), train=dataclasses.replace(config.train, init_from=str(directory))
+    )
     with pytest.raises(ValueError, match="is not a refiner trained with the table"):
         recipes.train_refiner(retable, progress=False)
     # A fine-id AR model cannot be paired with a refiner.
@@ -425,8 +557,16 @@ def test_refiner_restricted_training_and_pairing_checks(ctf_run, tmp_path):
 
 
 def test_refiner_resume_equals_uninterrupted(ctf_run, tmp_path):
-    common = ["--cache", str(ctf_run / "cache"), "--table", str(ctf_run / "table.safetensors"), *SMALL_MODEL,
-              "train.checkpoint_every=2", "train.schedule=constant", "refiner.coarse_noise=0.3"]
+    common = [
+        "--cache",
+        str(ctf_run / "cache"),
+        "--table",
+        str(ctf_run / "table.safetensors"),
+        *SMALL_MODEL,
+        "train.checkpoint_every=2",
+        "train.schedule=constant",
+        "refiner.coarse_noise=0.3",
+    ]
     assert main(["ctf", "train-refiner", "--out", str(tmp_path / "full"), *common, "train.steps=4"]) == 0
     assert main(["ctf", "train-refiner", "--out", str(tmp_path / "split"), *common, "train.steps=2"]) == 0
     meta_path = tmp_path / "split" / "checkpoint" / "config.json"
@@ -447,8 +587,22 @@ def test_cli_coarse_model_without_refiner(ctf_run, tmp_path, capsys):
     assert main(["ctf", "train-refiner", "--cache", cache, "--table", table, "--print-config"]) == 0
     printed = capsys.readouterr().out
     assert "vocab_size: 8" in printed and "num_classes: 10" in printed
-    assert main(["train", "--cache", cache, "--coarse-table", table, "--out", str(tmp_path / "ar"), *SMALL_MODEL,
-                 "train.steps=1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--cache",
+                cache,
+                "--coarse-table",
+                table,
+                "--out",
+                str(tmp_path / "ar"),
+                *SMALL_MODEL,
+                "train.steps=1",
+            ]
+        )
+        == 0
+    )
     ar = str(tmp_path / "ar" / "checkpoint")
     assert main(["sample", "--model", ar, "--classes", "1"]) == 2
     assert "predicts CTF coarse labels: pass --refiner DIR" in capsys.readouterr().err
@@ -474,8 +628,24 @@ def test_random_members_stay_in_their_cluster_and_singletons_stay_put():
 def test_redundancy_on_the_shipped_tokenizer_favours_clusters_of_alike_codes(capsys):
     """CTF's Fig. 1b premise on the shipped tokenizer: swapping tokens inside k-means clusters barely changes the
     decoded image; inside random groups it ruins it."""
-    assert main(["ctf", "redundancy", "--tokenizer", str(SHIPPED / "tokenizer"), "--clusters", "128", "--methods",
-                 "spherical", "random", "--count", "16"]) == 0
+    assert (
+        main(
+            [
+                "ctf",
+                "redundancy",
+                "--tokenizer",
+                str(SHIPPED / "tokenizer"),
+                "--clusters",
+                "128",
+                "--methods",
+                "spherical",
+                "random",
+                "--count",
+                "16",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     psnr = {line.split()[0]: float(line.split()[1]) for line in lines[1:]}
     cosine = {line.split()[0]: float(line.split()[5]) for line in lines[1:]}
@@ -487,8 +657,23 @@ def test_the_refiner_ceiling_of_the_shipped_ctf(tmp_path, capsys):
     """The shipped refiner on the true coarse maps of test images: most tokens right, mistakes mostly inside their
     cluster, and images for argen eval."""
     out = tmp_path / "ceiling"
-    assert main(["ctf", "ceiling", "--refiner", str(SHIPPED / "ctf-refiner"), "--tokenizer", str(SHIPPED / "tokenizer"),
-                 "--count", "16", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "ctf",
+                "ceiling",
+                "--refiner",
+                str(SHIPPED / "ctf-refiner"),
+                "--tokenizer",
+                str(SHIPPED / "tokenizer"),
+                "--count",
+                "16",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "metrics.json").read_text())
     assert 0.5 < result["token_accuracy"] < 1 and result["outside_cluster"] < 0.2 and result["psnr_db"] > 15
     assert result["clustering"] == "spherical" and (out / "samples.npz").is_file()

@@ -15,9 +15,19 @@ from argen.data.token_cache import TokenCacheError, TokenDataset, write_token_ca
 from argen.data.transforms import ten_crop
 from argen.io.load import load_tokenizer
 
-TOKENIZER_ARGS = ["model.image_size=16", "model.in_channels=3", "model.ch=16", "model.ch_mult=[1,2]",
-                  "model.num_res_blocks=1", "model.z_channels=8", "model.codebook_size=32", "model.codebook_dim=4",
-                  "data.image_size=16", "data.channels=3", "train.batch_size=8"]
+TOKENIZER_ARGS = [
+    "model.image_size=16",
+    "model.in_channels=3",
+    "model.ch=16",
+    "model.ch_mult=[1,2]",
+    "model.num_res_blocks=1",
+    "model.z_channels=8",
+    "model.codebook_size=32",
+    "model.codebook_dim=4",
+    "data.image_size=16",
+    "data.channels=3",
+    "train.batch_size=8",
+]
 
 
 class CountingImages:
@@ -35,8 +45,16 @@ class CountingImages:
 
 
 def write_counting_cache(directory, count=100, **options):
-    return write_token_cache(lambda images: {"ids": images}, CountingImages(count), directory,
-                             tokenizer={"codebook_size": 128}, batch_size=8, shard_size=32, progress=False, **options)
+    return write_token_cache(
+        lambda images: {"ids": images},
+        CountingImages(count),
+        directory,
+        tokenizer={"codebook_size": 128},
+        batch_size=8,
+        shard_size=32,
+        progress=False,
+        **options,
+    )
 
 
 def make_jpeg_folder(root, per_class=6, classes=3, size=24):
@@ -46,7 +64,7 @@ def make_jpeg_folder(root, per_class=6, classes=3, size=24):
         (root / f"c{label}").mkdir(parents=True)
         for n in range(per_class):
             pixels = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-            pixels[4 * label:4 * label + 10, 6:16] = [200, 80 * label, 255 - 80 * label]
+            pixels[4 * label : 4 * label + 10, 6:16] = [200, 80 * label, 255 - 80 * label]
             Image.fromarray(pixels).save(root / f"c{label}" / f"{n}.jpg", quality=95)
     return root
 
@@ -84,15 +102,29 @@ def test_a_restart_remakes_a_shard_damaged_since_it_was_written(tmp_path, capsys
 
     directory = tmp_path / "cache"
     with pytest.raises(KeyboardInterrupt):
-        write_token_cache(encode_then_die, CountingImages(100), directory, tokenizer={"codebook_size": 128},
-                          batch_size=8, shard_size=32, progress=False)
+        write_token_cache(
+            encode_then_die,
+            CountingImages(100),
+            directory,
+            tokenizer={"codebook_size": 128},
+            batch_size=8,
+            shard_size=32,
+            progress=False,
+        )
     shard = directory / "shard-00000.safetensors"
     damaged = bytearray(shard.read_bytes())
     damaged[-3] ^= 0xFF  # a flipped bit in the data: the shard still parses, its ids are wrong
     shard.write_bytes(bytes(damaged))
     images = CountingImages(100)
-    write_token_cache(lambda x: {"ids": x}, images, directory, tokenizer={"codebook_size": 128}, batch_size=8,
-                      shard_size=32, progress=False)
+    write_token_cache(
+        lambda x: {"ids": x},
+        images,
+        directory,
+        tokenizer={"codebook_size": 128},
+        batch_size=8,
+        shard_size=32,
+        progress=False,
+    )
     assert f"{shard} is damaged" in capsys.readouterr().out
     assert images.batches == 9  # shards 0, 2 and 3: 4 + 4 + 1 batches; shard 1 was kept
     assert torch.equal(TokenDataset(directory).column("ids")[:, 0, 0], torch.arange(100))
@@ -108,21 +140,44 @@ def test_a_killed_tokenization_restarts_from_its_last_finished_shard(tmp_path):
         return {"ids": images}
 
     with pytest.raises(Killed):
-        write_token_cache(encode_then_die, CountingImages(100), tmp_path / "cache", tokenizer={"codebook_size": 128},
-                          batch_size=8, shard_size=32, progress=False)
+        write_token_cache(
+            encode_then_die,
+            CountingImages(100),
+            tmp_path / "cache",
+            tokenizer={"codebook_size": 128},
+            batch_size=8,
+            shard_size=32,
+            progress=False,
+        )
     assert not (tmp_path / "cache" / "manifest.json").exists()
-    assert sorted(p.name for p in (tmp_path / "cache").glob("shard-*")) == ["shard-00000.safetensors",
-                                                                           "shard-00001.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "cache").glob("shard-*")) == [
+        "shard-00000.safetensors",
+        "shard-00001.safetensors",
+    ]
     images = CountingImages(100)
-    write_token_cache(lambda x: {"ids": x}, images, tmp_path / "cache", tokenizer={"codebook_size": 128},
-                      batch_size=8, shard_size=32, progress=False)
+    write_token_cache(
+        lambda x: {"ids": x},
+        images,
+        tmp_path / "cache",
+        tokenizer={"codebook_size": 128},
+        batch_size=8,
+        shard_size=32,
+        progress=False,
+    )
     assert images.batches == 5  # shards 2 and 3 only: 4 + 1 batches
     cache = TokenDataset(tmp_path / "cache")
     assert torch.equal(cache.column("ids")[:, 0, 0], torch.arange(100))
     # Another plan (here another tokenizer) never mixes with the shards left behind: it starts over.
     other = CountingImages(100)
-    write_token_cache(lambda x: {"ids": x}, other, tmp_path / "cache", tokenizer={"codebook_size": 64},
-                      batch_size=8, shard_size=32, progress=False)
+    write_token_cache(
+        lambda x: {"ids": x},
+        other,
+        tmp_path / "cache",
+        tokenizer={"codebook_size": 64},
+        batch_size=8,
+        shard_size=32,
+        progress=False,
+    )
     assert other.batches == 13
 
 
@@ -132,9 +187,24 @@ def tokenizer_on_jpegs(tmp_path_factory):
     root = tmp_path_factory.mktemp("scale")
     folder = make_jpeg_folder(root / "images")
     run = root / "tokenizer"
-    assert main(["tokenizer", "train", "--out", str(run), "data.name=imagefolder", f"data.path={folder}",
-                 "data.num_workers=2", "data.crop_min=0.8", "data.flip=true", "train.steps=2",
-                 *TOKENIZER_ARGS]) == 0
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--out",
+                str(run),
+                "data.name=imagefolder",
+                f"data.path={folder}",
+                "data.num_workers=2",
+                "data.crop_min=0.8",
+                "data.flip=true",
+                "train.steps=2",
+                *TOKENIZER_ARGS,
+            ]
+        )
+        == 0
+    )
     return run / "checkpoint", folder
 
 
@@ -167,8 +237,9 @@ def test_two_rank_tokenization_equals_one_process(tokenizer_on_jpegs, tmp_path, 
     try:
         common = ["tokenize", "--tokenizer", str(checkpoint), "--shard-size", "4", "--workers", "1"]
         assert main(["--threads", "1", *common, "--out", str(tmp_path / "one")]) == 0
-        two = subprocess.run([*torchrun(), *common, "--out", str(tmp_path / "two")], capture_output=True, text=True,
-                             timeout=300)
+        two = subprocess.run(
+            [*torchrun(), *common, "--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=300
+        )
         assert two.returncode == 0, two.stderr[-3000:]
     finally:
         (folder / "c1" / "9.jpg").unlink()
@@ -182,8 +253,18 @@ def test_two_rank_tokenization_equals_one_process(tokenizer_on_jpegs, tmp_path, 
 def test_bad_images_are_one_line_errors(tmp_path, capsys):
     folder = make_jpeg_folder(tmp_path / "images", per_class=2)
     (folder / "c0" / "1.jpg").write_bytes(b"\xff\xd8\xff\xe0 a truncated JPEG")
-    args = ["tokenizer", "train", "--out", str(tmp_path / "run"), "data.name=imagefolder", f"data.path={folder}",
-            "data.num_workers=1", "train.steps=1", *TOKENIZER_ARGS, "train.batch_size=6"]
+    args = [
+        "tokenizer",
+        "train",
+        "--out",
+        str(tmp_path / "run"),
+        "data.name=imagefolder",
+        f"data.path={folder}",
+        "data.num_workers=1",
+        "train.steps=1",
+        *TOKENIZER_ARGS,
+        "train.batch_size=6",
+    ]
     assert main([*args, "data.on_bad_image=error"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "1.jpg: unreadable image" in error and "Traceback" not in error
@@ -229,8 +310,17 @@ def test_tar_shards_deal_each_sample_once_per_epoch_and_resume_exactly(tmp_path)
 def test_a_tokenizer_trains_on_tar_shards_with_workers(tmp_path):
     folder = make_jpeg_folder(tmp_path / "images", per_class=8)
     assert main(["data", "pack", "--images", str(folder), "--out", str(tmp_path / "shards"), "--shard-size", "4"]) == 0
-    args = ["tokenizer", "train", "data.name=webdataset", f"data.path={tmp_path / 'shards'}", "data.num_workers=2",
-            "train.steps=4", "train.checkpoint_every=2", "train.log_every=1", *TOKENIZER_ARGS]
+    args = [
+        "tokenizer",
+        "train",
+        "data.name=webdataset",
+        f"data.path={tmp_path / 'shards'}",
+        "data.num_workers=2",
+        "train.steps=4",
+        "train.checkpoint_every=2",
+        "train.log_every=1",
+        *TOKENIZER_ARGS,
+    ]
     assert main([*args, "--out", str(tmp_path / "full")]) == 0
     assert main([*args, "--out", str(tmp_path / "split"), "train.steps=2"]) == 0
     assert main([*args, "--out", str(tmp_path / "split")]) == 0

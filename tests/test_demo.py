@@ -16,8 +16,15 @@ from argen.io.checkpoint import file_checksum
 # CTF adds its refiner pass; a prologue adds 16 tokens and the separator. The combinations decode their prologue
 # 4 at a time, then 16 groups of 16 tokens or coarse labels (no sequential initial tokens), then CTF's refiner:
 # fewer steps than either PAR model alone.
-STEPS = {"1x raster": 256, "PAR-4x": 67, "PAR-16x": 31, "CTF": 257, "Prologue": 273, "Prologue+PAR-16x": 21,
-         "Prologue+CTF+PAR-16x": 22}
+STEPS = {
+    "1x raster": 256,
+    "PAR-4x": 67,
+    "PAR-16x": 31,
+    "CTF": 257,
+    "Prologue": 273,
+    "Prologue+PAR-16x": 21,
+    "Prologue+CTF+PAR-16x": 22,
+}
 
 
 @pytest.mark.slow
@@ -38,7 +45,7 @@ def test_demo_with_shipped_checkpoints_renders_report(tmp_path, capsys, dump_dom
 
 def test_shipped_checkpoints_fit_the_size_budget():
     size = sum(path.stat().st_size for path in SHIPPED.parent.rglob("*") if path.is_file())
-    assert size <= 48 * 2 ** 20, f"checkpoints/ holds {size / 2 ** 20:.1f} MB, over the 48 MB budget"
+    assert size <= 48 * 2**20, f"checkpoints/ holds {size / 2**20:.1f} MB, over the 48 MB budget"
 
 
 def _strings(value):

@@ -18,10 +18,25 @@ from argen.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "fmnist64"
-SAMPLE = ["sample", "--model", str(SHIPPED / "ar-par16"), "--classes", "3,7,1", "--count", "7", "--batch", "2",
-          "--seed", "5"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "ARGEN_NO_PROGRESS": "1",
-       "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+SAMPLE = [
+    "sample",
+    "--model",
+    str(SHIPPED / "ar-par16"),
+    "--classes",
+    "3,7,1",
+    "--count",
+    "7",
+    "--batch",
+    "2",
+    "--seed",
+    "5",
+]
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "ARGEN_NO_PROGRESS": "1",
+    "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+}
 
 
 def test_streamed_npz_equals_numpy_and_holds_one_chunk_at_a_time(tmp_path):
@@ -59,8 +74,13 @@ def test_open_npz_reads_compressed_files_whole(tmp_path):
 
 def test_two_ranks_sample_what_one_process_samples(tmp_path, torchrun):
     assert main(["--threads", "1", *SAMPLE, "--out", str(tmp_path / "one")]) == 0
-    two = subprocess.run([*torchrun(), *SAMPLE, "--out", str(tmp_path / "two"), "--save-ids",
-                          str(tmp_path / "two-ids.json")], env=ENV, capture_output=True, text=True, timeout=300)
+    two = subprocess.run(
+        [*torchrun(), *SAMPLE, "--out", str(tmp_path / "two"), "--save-ids", str(tmp_path / "two-ids.json")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     one, both = read_npz(tmp_path / "one" / "samples.npz"), read_npz(tmp_path / "two" / "samples.npz")
     assert both.images.shape == (7, 64, 64, 1)
@@ -69,8 +89,9 @@ def test_two_ranks_sample_what_one_process_samples(tmp_path, torchrun):
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["samples.npz", "samples.png", "sampling.json"]
     assert json.loads((tmp_path / "two" / "sampling.json").read_text())["ranks"] == 2
     # --save-ids writes the ids of the same samples, from the same parts, on one process or several.
-    assert main(["--threads", "1", *SAMPLE, "--out", str(tmp_path / "ids"), "--save-ids",
-                 str(tmp_path / "ids.json")]) == 0
+    assert (
+        main(["--threads", "1", *SAMPLE, "--out", str(tmp_path / "ids"), "--save-ids", str(tmp_path / "ids.json")]) == 0
+    )
     assert np.array_equal(read_npz(tmp_path / "ids" / "samples.npz").images, one.images)
     ids = json.loads((tmp_path / "ids.json").read_text())
     assert ids == json.loads((tmp_path / "two-ids.json").read_text())
@@ -130,8 +151,21 @@ def test_an_interrupted_run_keeps_its_finished_batches_and_remakes_damaged_ones(
 def test_a_rerun_with_other_weights_at_the_same_path_is_refused(tmp_path, monkeypatch, capsys):
     model = tmp_path / "model"
     shutil.copytree(SHIPPED / "ar-par16", model)
-    command = ["--threads", "1", "sample", "--model", str(model), "--tokenizer", str(SHIPPED / "tokenizer"),
-               "--count", "6", "--batch", "2", "--out", str(tmp_path / "run")]
+    command = [
+        "--threads",
+        "1",
+        "sample",
+        "--model",
+        str(model),
+        "--tokenizer",
+        str(SHIPPED / "tokenizer"),
+        "--count",
+        "6",
+        "--batch",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     _interrupt_second_batch(monkeypatch)
     assert main(command) == 130
     shutil.copyfile(SHIPPED / "ar-par4" / "model.safetensors", model / "model.safetensors")  # replaced meanwhile
@@ -143,13 +177,28 @@ def test_a_rerun_with_other_weights_at_the_same_path_is_refused(tmp_path, monkey
 def test_two_ranks_evaluate_as_one_process(tmp_path, torchrun):
     # 600 images: more than one of the classifier's 512-image batches, so both ranks extract features.
     rng = np.random.default_rng(0)
-    samples = write_npz(tmp_path / "samples.npz", rng.integers(0, 256, (600, 64, 64, 1), dtype=np.uint8),
-                        labels=np.arange(600) % 10)
-    command = ["eval", "samples", str(samples), "--ref", str(SHIPPED / "reference.npz"), "--classifier",
-               str(SHIPPED / "classifier"), "--bootstrap", "3"]
+    samples = write_npz(
+        tmp_path / "samples.npz", rng.integers(0, 256, (600, 64, 64, 1), dtype=np.uint8), labels=np.arange(600) % 10
+    )
+    command = [
+        "eval",
+        "samples",
+        str(samples),
+        "--ref",
+        str(SHIPPED / "reference.npz"),
+        "--classifier",
+        str(SHIPPED / "classifier"),
+        "--bootstrap",
+        "3",
+    ]
     assert main(["--threads", "1", *command, "--out", str(tmp_path / "one.json")]) == 0
-    two = subprocess.run([*torchrun(), *command, "--out", str(tmp_path / "two.json")], env=ENV, capture_output=True,
-                         text=True, timeout=300)
+    two = subprocess.run(
+        [*torchrun(), *command, "--out", str(tmp_path / "two.json")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     one, both = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "two.json"))
     assert one.keys() == both.keys()

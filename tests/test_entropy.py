@@ -13,8 +13,16 @@ from torch import nn
 from argen.cli import main
 from argen.config import ARRunConfig, GPTConfig, LayoutConfig, to_dict
 from argen.data.token_cache import write_token_cache
-from argen.eval.entropy import (default_references, dependency_maps, distance_profile, entropy_from_counts,
-                                position_maps, quantile_table, reduce_alphabet, summarize)
+from argen.eval.entropy import (
+    default_references,
+    dependency_maps,
+    distance_profile,
+    entropy_from_counts,
+    position_maps,
+    quantile_table,
+    reduce_alphabet,
+    summarize,
+)
 from argen.io.checkpoint import save_checkpoint
 from argen.layout import Layout
 from argen.model.transformer import Transformer
@@ -105,8 +113,11 @@ def test_quantile_table_equal_mass_groups_and_validation():
 # ------------------------------------------------------------------------------------------------
 # model-based maps
 
-LAYOUTS = {"raster": {}, "par4": {"order": "region", "parallel": 4},
-           "par4-prologue": {"order": "region", "parallel": 4, "prologue_length": 2, "prologue_vocab": 3}}
+LAYOUTS = {
+    "raster": {},
+    "par4": {"order": "region", "parallel": 4},
+    "par4-prologue": {"order": "region", "parallel": 4, "prologue_length": 2, "prologue_vocab": 3},
+}
 
 
 class KnownTargets(nn.Module):
@@ -148,8 +159,10 @@ def test_position_maps_place_each_slot_at_its_grid_position(name):
 def test_position_maps_of_a_random_model(name):
     torch.manual_seed(0)
     layout = Layout(LayoutConfig(grid=(4, 4), **LAYOUTS[name]), grid_vocab=16)
-    model = Transformer(GPTConfig(dim=16, n_layer=1, n_head=2, multiple_of=16, vocab_size=16, num_classes=3),
-                        n_transition=layout.n_transition)
+    model = Transformer(
+        GPTConfig(dim=16, n_layer=1, n_head=2, multiple_of=16, vocab_size=16, num_classes=3),
+        n_transition=layout.n_transition,
+    )
     nn.init.normal_(model.output.weight, std=1.0)  # the zero-initialised head would give uniform logits
     model.eval()
     ids = torch.randint(0, 16, (6, 4, 4))
@@ -197,8 +210,10 @@ class TinyImages:
 
 
 def save_ar(directory, grid, **layout):
-    config = ARRunConfig(model=GPTConfig(dim=16, n_layer=1, n_head=2, multiple_of=16, vocab_size=16, num_classes=3),
-                         layout=LayoutConfig(grid=grid, **layout))
+    config = ARRunConfig(
+        model=GPTConfig(dim=16, n_layer=1, n_head=2, multiple_of=16, vocab_size=16, num_classes=3),
+        layout=LayoutConfig(grid=grid, **layout),
+    )
     torch.manual_seed(0)
     model = Transformer(config.model, n_transition=Layout(config.layout, 16).n_transition)
     nn.init.normal_(model.output.weight, std=1.0)
@@ -206,20 +221,50 @@ def save_ar(directory, grid, **layout):
 
 
 def test_cli_analyze_entropy_then_report(tmp_path, capsys):
-    cache = write_token_cache(lambda images: {"ids": images}, TinyImages(), tmp_path / "cache",
-                              tokenizer={"codebook_size": 16}, batch_size=32, progress=False)
+    cache = write_token_cache(
+        lambda images: {"ids": images},
+        TinyImages(),
+        tmp_path / "cache",
+        tokenizer={"codebook_size": 16},
+        batch_size=32,
+        progress=False,
+    )
     raster = save_ar(tmp_path / "raster", (4, 4))
     par = save_ar(tmp_path / "par4", (4, 4), order="region", parallel=4)
     (tmp_path / "coarse.json").write_text(json.dumps([i // 4 for i in range(16)]))
     out = tmp_path / "entropy"
-    assert main(["analyze", "entropy", "--cache", str(cache), "--models", f"raster={raster}", f"par4={par}",
-                 "--reference", "1,0", "3,3", "--limit", "80", "--model-limit", "40", "--coarse",
-                 str(tmp_path / "coarse.json"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "entropy",
+                "--cache",
+                str(cache),
+                "--models",
+                f"raster={raster}",
+                f"par4={par}",
+                "--reference",
+                "1,0",
+                "3,3",
+                "--limit",
+                "80",
+                "--model-limit",
+                "40",
+                "--coarse",
+                str(tmp_path / "coarse.json"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "par4: entropy" in capsys.readouterr().out
     result = json.loads((out / "entropy.json").read_text())
-    assert result["images"] == 80 and result["alphabet"] == {"kind": "coarse table", "table": str(tmp_path /
-                                                                                                    "coarse.json"),
-                                                              "size": 4}
+    assert result["images"] == 80 and result["alphabet"] == {
+        "kind": "coarse table",
+        "table": str(tmp_path / "coarse.json"),
+        "size": 4,
+    }
     assert [r["position"] for r in result["references"]] == [[1, 0], [3, 3]]
     dependent = result["references"][0]["mutual_information"]
     assert dependent[1][1] > 1.0 > 0.2 > abs(dependent[3][3])  # the coupled column vs an unrelated token
@@ -237,7 +282,7 @@ def test_cli_analyze_entropy_then_report(tmp_path, capsys):
     page = (report / "index.html").read_text()
     assert page.count("<img ") == len(files) and page.count("<table>") == 2
     assert main(["report", "--out", str(report), "--analysis", str(cache)]) == 2
-    assert "no JSON file with a \"report\" block" in capsys.readouterr().err
+    assert 'no JSON file with a "report" block' in capsys.readouterr().err
     other = save_ar(tmp_path / "other", (2, 8))
     assert main(["analyze", "entropy", "--cache", str(cache), "--models", str(other), "--out", str(out)]) == 2
     assert "(2, 8) grid but the cache" in capsys.readouterr().err

@@ -13,9 +13,17 @@ import torch
 from safetensors.torch import save_file
 
 from argen.config import ClassifierConfig, ClassifierRunConfig, DataConfig, TrainConfig
-from argen.eval.features import (Classifier, ClassifierExtractor, ClassifierFeatureMaps,
-                                 FeatureError, FeatureExtractor, load_classifier, match_channels, save_classifier,
-                                 to_unit_images)
+from argen.eval.features import (
+    Classifier,
+    ClassifierExtractor,
+    ClassifierFeatureMaps,
+    FeatureError,
+    FeatureExtractor,
+    load_classifier,
+    match_channels,
+    save_classifier,
+    to_unit_images,
+)
 from argen.eval.inception import InceptionE, InceptionExtractor, InceptionV3
 from argen.eval.metrics import MetricError
 from argen.eval.npz import read_npz
@@ -144,9 +152,13 @@ def test_random_shift_moves_images_and_follows_the_seed():
 
 def test_classifier_trains_with_the_trainer(tmp_path):
     config = ClassifierRunConfig(
-        model=TINY, data=DataConfig(name="digits", image_size=8, channels=1),
-        train=TrainConfig(steps=80, batch_size=64, lr=1e-2, log_every=10, checkpoint_every=60,
-                          out_dir=str(tmp_path / "run")), shift=1)
+        model=TINY,
+        data=DataConfig(name="digits", image_size=8, channels=1),
+        train=TrainConfig(
+            steps=80, batch_size=64, lr=1e-2, log_every=10, checkpoint_every=60, out_dir=str(tmp_path / "run")
+        ),
+        shift=1,
+    )
     directory = train_classifier(config, progress=False)
     extractor = ClassifierExtractor.from_checkpoint(directory)
     assert extractor.name == "digits-cnn"
@@ -292,14 +304,18 @@ def test_real_samples_script_writes_a_split_as_a_sample_batch(tmp_path, digits_d
     # scripts/real_samples.py: real images scored as samples give the metrics' floor at that sample count.
     script = [sys.executable, "scripts/real_samples.py", "--dataset", "digits", "--split", "train", "--image-size", "8"]
     out = tmp_path / "real.npz"
-    done = subprocess.run([*script, "--skip", "100", "--count", "30", "--out", str(out)], capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [*script, "--skip", "100", "--count", "30", "--out", str(out)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     batch = read_npz(out)
     assert np.array_equal(batch.images, digits_nhwc(digits_dataset)[100:130])
     assert np.array_equal(batch.labels, digits_dataset.labels.numpy()[100:130])
-    too_many = subprocess.run([*script, "--skip", str(len(digits_dataset) - 5), "--count", "30", "--out",
-                               str(tmp_path / "x.npz")], capture_output=True, text=True)
+    too_many = subprocess.run(
+        [*script, "--skip", str(len(digits_dataset) - 5), "--count", "30", "--out", str(tmp_path / "x.npz")],
+        capture_output=True,
+        text=True,
+    )
     assert too_many.returncode == 2 and "fewer than --count 30" in too_many.stderr
 
 

@@ -24,8 +24,9 @@ CLASSIFIER = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist64" / 
 def i3d_file(tmp_path_factory):
     """Random I3D weights saved as a plain state dict, without BatchNorm's step counters (as the port's files)."""
     torch.manual_seed(0)
-    state = {key: value for key, value in InceptionI3D().state_dict().items()
-             if not key.endswith("num_batches_tracked")}
+    state = {
+        key: value for key, value in InceptionI3D().state_dict().items() if not key.endswith("num_batches_tracked")
+    }
     for key, value in state.items():  # He-scaled convolutions, so that a signal survives the 20 layers
         if key.endswith("conv3d.weight"):
             value.normal_(0, (2 / value[0].numel()) ** 0.5)
@@ -77,8 +78,9 @@ def test_the_loader_refuses_a_wrong_file_in_one_line(i3d_file, tmp_path):
     state = torch.load(i3d_file, weights_only=True)
     del state["Mixed_4b.b1b.conv3d.weight"]
     torch.save(state, tmp_path / "partial.pt")
-    with pytest.raises(CheckpointError, match="not Inception-I3D in pytorch-i3d's layout: it lacks "
-                                              "Mixed_4b.b1b.conv3d.weight"):
+    with pytest.raises(
+        CheckpointError, match="not Inception-I3D in pytorch-i3d's layout: it lacks Mixed_4b.b1b.conv3d.weight"
+    ):
         load_i3d(tmp_path / "partial.pt")
     state = torch.load(i3d_file, weights_only=True)
     state["logits.conv3d.bias"] = torch.zeros(101)
@@ -91,7 +93,21 @@ def test_eval_video_says_fvd_needs_i3d(tmp_path, capsys):
     classifier = CLASSIFIER
     for name, seed in (("samples", 1), ("real", 2)):
         write_npz(tmp_path / f"{name}.npz", videos(seed, frames=4), np.arange(6) % 10, video=True)
-    assert main(["eval", "video", str(tmp_path / "samples.npz"), "--real", str(tmp_path / "real.npz"),
-                 "--classifier", str(classifier), "--out", str(tmp_path / "m.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "video",
+                str(tmp_path / "samples.npz"),
+                "--real",
+                str(tmp_path / "real.npz"),
+                "--classifier",
+                str(classifier),
+                "--out",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 0
+    )
     assert "no FVD: it needs Inception-I3D weights, --i3d FILE" in capsys.readouterr().err
     assert "fvd" not in json.loads((tmp_path / "m.json").read_text())

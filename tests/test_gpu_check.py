@@ -17,8 +17,13 @@ def test_gpu_check_cpu_fallback_passes_and_reports_every_check(tmp_path):
     if __import__("torch").cuda.is_available():
         pytest.skip("a CUDA machine runs the full check (scripts/gpu_check.sh), not this fallback")
     environment = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--out", str(tmp_path / "out.json")],
-                         env=environment, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--out", str(tmp_path / "out.json")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((tmp_path / "out.json").read_text())
     assert report["failed"] == [] and report["devices_agree"] == {"skipped": "no CUDA device"}

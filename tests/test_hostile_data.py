@@ -56,8 +56,9 @@ def test_a_decompression_bomb_is_a_counted_skip_or_a_one_line_error(tmp_path):
     with pytest.warns(UserWarning, match=r"bomb.png: unreadable image, skipped \(1 so far"):
         batch = dataset.batch(torch.arange(len(dataset)))
     assert batch["readable"].tolist() == [True] * 6 + [False]
-    strict = load_dataset(DataConfig(name="imagefolder", path=str(folder), image_size=16, channels=3,
-                                     on_bad_image="error"))
+    strict = load_dataset(
+        DataConfig(name="imagefolder", path=str(folder), image_size=16, channels=3, on_bad_image="error")
+    )
     with pytest.raises(DataError, match=r"bomb.png: unreadable image \(.*decompression bomb"):
         strict.batch(torch.arange(len(strict)))
 
@@ -65,8 +66,9 @@ def test_a_decompression_bomb_is_a_counted_skip_or_a_one_line_error(tmp_path):
 def test_images_over_the_pixel_limit_are_skipped_before_decoding(tmp_path):
     folder = image_folder(tmp_path / "images")
     Image.new("RGB", (40, 30)).save(folder / "c0" / "large.png")
-    dataset = load_dataset(DataConfig(name="imagefolder", path=str(folder), image_size=16, channels=3,
-                                      max_image_pixels=24 * 24))
+    dataset = load_dataset(
+        DataConfig(name="imagefolder", path=str(folder), image_size=16, channels=3, max_image_pixels=24 * 24)
+    )
     with pytest.warns(UserWarning, match=r"large.png: unreadable image.*40x30 pixels, over the limit of 576"):
         assert dataset.batch(torch.arange(len(dataset)))["readable"].sum() == 6
     with pytest.raises(ValueError, match="data.max_image_pixels must be an integer >= 1"):
@@ -90,11 +92,14 @@ def test_a_symlink_loop_is_skipped_with_a_warning(tmp_path):
     assert len(dataset) == 6 and dataset.class_names == ("c0", "c1")
 
 
-@pytest.mark.parametrize("edit, says", [
-    (lambda index: index["shards"][0].update(file="../../etc/passwd"), "is not a file name of the folder"),
-    (lambda index: index["shards"][0].update(file="/etc/passwd"), "is not a file name of the folder"),
-    (lambda index: index["shards"][0].update(count=-5), "a shard's count must be an integer >= 0, got -5"),
-])
+@pytest.mark.parametrize(
+    "edit, says",
+    [
+        (lambda index: index["shards"][0].update(file="../../etc/passwd"), "is not a file name of the folder"),
+        (lambda index: index["shards"][0].update(file="/etc/passwd"), "is not a file name of the folder"),
+        (lambda index: index["shards"][0].update(count=-5), "a shard's count must be an integer >= 0, got -5"),
+    ],
+)
 def test_a_shard_manifest_cannot_lead_out_of_its_folder(tmp_path, edit, says):
     shards = pack_image_folder(image_folder(tmp_path / "images"), tmp_path / "shards", shard_size=3)
     index = json.loads((shards / "shards.json").read_text())
@@ -113,9 +118,16 @@ def test_a_label_that_is_not_a_number_is_called_a_bad_label(tmp_path):
             image = tmp_path / "image.png"
             Image.new("RGB", (8, 8)).save(image)
             writer.write({"__key__": f"{index:09d}", "png": image.read_bytes(), "cls": b"shirt"})
-    (tmp_path / "shards" / "shards.json").write_text(json.dumps(
-        {"format": "argen-tar-shards-1", "count": 4, "class_names": ["a"],
-         "shards": [{"file": "shard-000000.tar", "count": 4}]}))
+    (tmp_path / "shards" / "shards.json").write_text(
+        json.dumps(
+            {
+                "format": "argen-tar-shards-1",
+                "count": 4,
+                "class_names": ["a"],
+                "shards": [{"file": "shard-000000.tar", "count": 4}],
+            }
+        )
+    )
     with pytest.raises(DataError, match=r"sample 000000000 has the label 'shirt', not a class number"):
         next(TarShardDataset(tmp_path / "shards", 8, 3).stream(seed=0, start=0, micro_batch=2))
 
@@ -149,11 +161,17 @@ def test_videos_left_out_are_called_videos(tmp_path, capsys):
             return 4
 
         def batch(self, indices):
-            return {"images": torch.zeros(len(indices), 2, 1, 4, 4), "labels": indices,
-                    "readable": indices != 2}
+            return {"images": torch.zeros(len(indices), 2, 1, 4, 4), "labels": indices, "readable": indices != 2}
 
-    write_token_cache(lambda images: {"ids": images[:, :, 0, :2, :2].long()}, Videos(), tmp_path / "cache",
-                      tokenizer={"codebook_size": 16}, batch_size=4, shard_size=4, progress=False)
+    write_token_cache(
+        lambda images: {"ids": images[:, :, 0, :2, :2].long()},
+        Videos(),
+        tmp_path / "cache",
+        tokenizer={"codebook_size": 16},
+        batch_size=4,
+        shard_size=4,
+        progress=False,
+    )
     assert "left out 1 unreadable video(s)" in capsys.readouterr().out
 
 
@@ -163,9 +181,14 @@ def test_files_are_written_with_the_users_umask(tmp_path):
     os.umask(mask)
     atomic_write(tmp_path / "file", lambda tmp: tmp.write_text("x"))
     assert (tmp_path / "file").stat().st_mode & 0o777 == 0o666 & ~mask
-    script = ("import os, sys; os.umask(0o002); from pathlib import Path; "
-              "from argen.io.checkpoint import atomic_write; "
-              "atomic_write(Path(sys.argv[1]), lambda tmp: tmp.write_text('x'))")
-    subprocess.run([sys.executable, "-c", script, str(tmp_path / "group")], check=True,
-                   env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
+    script = (
+        "import os, sys; os.umask(0o002); from pathlib import Path; "
+        "from argen.io.checkpoint import atomic_write; "
+        "atomic_write(Path(sys.argv[1]), lambda tmp: tmp.write_text('x'))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "group")],
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
+    )
     assert (tmp_path / "group").stat().st_mode & 0o777 == 0o664

@@ -47,14 +47,24 @@ def prepare(case: str, tmp: Path) -> dict[str, str]:
         other = int((table != table[0]).nonzero()[0])  # swap code 0 with a code of another cluster
         table[[0, other]] = table[[other, 0]]
         save_file({**weights, "fine_to_coarse": table}, str(tmp / "ctf-refiner" / "model.safetensors"))
-    if case in ("nan-output-row", "inf-class-embedding", "nan-tokenizer-decoder", "altered-shipped-tokenizer",
-                "config-null", "config-without-dim", "grid-edited"):
+    if case in (
+        "nan-output-row",
+        "inf-class-embedding",
+        "nan-tokenizer-decoder",
+        "altered-shipped-tokenizer",
+        "config-null",
+        "config-without-dim",
+        "grid-edited",
+    ):
         for folder in ("ar-1x", "tokenizer"):  # the AR names its tokenizer as ../tokenizer
             shutil.copytree(SHIPPED / folder, tmp / folder)
         ar, tokenizer = tmp / "ar-1x", tmp / "tokenizer"
         if case in ("nan-output-row", "inf-class-embedding"):
-            key, value = ("output.weight", float("nan")) if case == "nan-output-row" else \
-                ("cls_embedding.embedding_table.weight", float("inf"))
+            key, value = (
+                ("output.weight", float("nan"))
+                if case == "nan-output-row"
+                else ("cls_embedding.embedding_table.weight", float("inf"))
+            )
             edit_weights(ar, lambda weights: weights[key][3].fill_(value))
         if case in ("nan-tokenizer-decoder", "altered-shipped-tokenizer"):
             key = next(key for key in load_file(str(tokenizer / "model.safetensors")) if key.startswith("decoder."))
@@ -89,45 +99,100 @@ SAMPLE = ["sample", "--model", str(SHIPPED / "ar-1x"), "--out", "{tmp}/out"]
 COPIED = ["sample", "--model", "{tmp}/ar-1x", "--out", "{tmp}/out"]  # the shipped 1x and its tokenizer, edited
 # name, arguments ({tmp} is the case's folder), what the message must say
 CASES = [
-    ("batch-size-0", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.batch_size=0"],
-     "train.batch_size must be an integer >= 1"),
-    ("batch-size-negative", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.batch_size=-4"],
-     "train.batch_size must be an integer >= 1"),
-    ("grad-accum-0", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.grad_accum=0"],
-     "train.grad_accum must be an integer >= 1"),
-    ("precision-fp8", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.precision=fp8"],
-     "train.precision must be one of fp32, bf16, auto"),
+    (
+        "batch-size-0",
+        ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.batch_size=0"],
+        "train.batch_size must be an integer >= 1",
+    ),
+    (
+        "batch-size-negative",
+        ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.batch_size=-4"],
+        "train.batch_size must be an integer >= 1",
+    ),
+    (
+        "grad-accum-0",
+        ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.grad_accum=0"],
+        "train.grad_accum must be an integer >= 1",
+    ),
+    (
+        "precision-fp8",
+        ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.precision=fp8"],
+        "train.precision must be one of fp32, bf16, auto",
+    ),
     ("steps-0", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.steps=0"], "train.steps must be"),
     ("unknown-key", ["train", *CONFIG_MODEL, "--out", "{tmp}/out", "train.stepz=3"], "stepz"),
-    ("yaml-syntax", ["train", *CONFIG_MODEL, "--config", "{tmp}/bad.yaml", "--out", "{tmp}/out"],
-     "bad.yaml is not valid YAML"),
-    ("missing-data-dir", ["tokenizer", "train", "--preset", "VQ-CPU-32", "--data-dir", "{tmp}/does-not-exist",
-                          "--out", "{tmp}/out"], "does-not-exist does not exist"),
-    ("labels-outside-the-classes", ["eval", "ref", "--classifier", str(SHIPPED / "classifier"), "--data-dir",
-                                    "{tmp}", "--split", "train", "--out", "{tmp}/out/ref.npz"],
-     "labels must lie in [0, 10)"),
-    ("convert-random-bytes", ["convert", "llamagen", "{tmp}/source.pt", "{tmp}/out", "--preset", "GPT-B"],
-     "never unpickles code"),
-    ("convert-empty", ["convert", "llamagen", "{tmp}/source.pt", "{tmp}/out", "--preset", "GPT-B"],
-     "not a readable PyTorch checkpoint"),
-    ("convert-pickle", ["convert", "llamagen", "{tmp}/source.pt", "{tmp}/out", "--preset", "GPT-B"],
-     "holds an object of"),
-    ("convert-override-after-option", ["convert", "llamagen", "{tmp}/missing.pt", "{tmp}/out", "--preset", "GPT-B",
-                                       "model.n_layer=2"], "missing.pt does not exist"),
-    ("truncated-weights", ["sample", "--model", "{tmp}/ar-1x", "--tokenizer", str(SHIPPED / "tokenizer"), "--out",
-                           "{tmp}/out"], "truncated or not a safetensors file"),
+    (
+        "yaml-syntax",
+        ["train", *CONFIG_MODEL, "--config", "{tmp}/bad.yaml", "--out", "{tmp}/out"],
+        "bad.yaml is not valid YAML",
+    ),
+    (
+        "missing-data-dir",
+        ["tokenizer", "train", "--preset", "VQ-CPU-32", "--data-dir", "{tmp}/does-not-exist", "--out", "{tmp}/out"],
+        "does-not-exist does not exist",
+    ),
+    (
+        "labels-outside-the-classes",
+        [
+            "eval",
+            "ref",
+            "--classifier",
+            str(SHIPPED / "classifier"),
+            "--data-dir",
+            "{tmp}",
+            "--split",
+            "train",
+            "--out",
+            "{tmp}/out/ref.npz",
+        ],
+        "labels must lie in [0, 10)",
+    ),
+    (
+        "convert-random-bytes",
+        ["convert", "llamagen", "{tmp}/source.pt", "{tmp}/out", "--preset", "GPT-B"],
+        "never unpickles code",
+    ),
+    (
+        "convert-empty",
+        ["convert", "llamagen", "{tmp}/source.pt", "{tmp}/out", "--preset", "GPT-B"],
+        "not a readable PyTorch checkpoint",
+    ),
+    (
+        "convert-pickle",
+        ["convert", "llamagen", "{tmp}/source.pt", "{tmp}/out", "--preset", "GPT-B"],
+        "holds an object of",
+    ),
+    (
+        "convert-override-after-option",
+        ["convert", "llamagen", "{tmp}/missing.pt", "{tmp}/out", "--preset", "GPT-B", "model.n_layer=2"],
+        "missing.pt does not exist",
+    ),
+    (
+        "truncated-weights",
+        ["sample", "--model", "{tmp}/ar-1x", "--tokenizer", str(SHIPPED / "tokenizer"), "--out", "{tmp}/out"],
+        "truncated or not a safetensors file",
+    ),
     ("count-0", [*SAMPLE, "--count", "0"], "--count must be >= 1"),
     ("batch-0", [*SAMPLE, "--batch", "0"], "--batch must be >= 1"),
     ("temperature-0", [*SAMPLE, "--temperature", "0"], "temperature must be > 0"),
     ("temperature-negative", [*SAMPLE, "--temperature", "-1"], "temperature must be > 0"),
     ("class-outside-the-model", [*SAMPLE, "--classes", "3,12"], "class labels must be integers in [0, 10)"),
     ("classes-not-numbers", [*SAMPLE, "--classes", "shirt"], "--classes must be comma-separated integers"),
-    ("another-tokenizer", [*SAMPLE, "--tokenizer", str(SHIPPED / "prologue-tokenizer")],
-     "was trained on the tokens of the tokenizer with sha256"),
-    ("ctf-without-refiner", ["sample", "--model", str(SHIPPED / "ctf-ar"), "--out", "{tmp}/out"],
-     "predicts CTF coarse labels"),
-    ("altered-refiner", ["sample", "--model", str(SHIPPED / "ctf-ar"), "--refiner", "{tmp}/ctf-refiner", "--out",
-                         "{tmp}/out"], "is not the one it was trained with"),
+    (
+        "another-tokenizer",
+        [*SAMPLE, "--tokenizer", str(SHIPPED / "prologue-tokenizer")],
+        "was trained on the tokens of the tokenizer with sha256",
+    ),
+    (
+        "ctf-without-refiner",
+        ["sample", "--model", str(SHIPPED / "ctf-ar"), "--out", "{tmp}/out"],
+        "predicts CTF coarse labels",
+    ),
+    (
+        "altered-refiner",
+        ["sample", "--model", str(SHIPPED / "ctf-ar"), "--refiner", "{tmp}/ctf-refiner", "--out", "{tmp}/out"],
+        "is not the one it was trained with",
+    ),
     ("nan-output-row", [*COPIED], "tensor output.weight holds 128 NaN or infinite value(s)"),
     ("inf-class-embedding", [*COPIED], "tensor cls_embedding.embedding_table.weight holds 128 NaN or infinite"),
     ("nan-tokenizer-decoder", [*COPIED], "NaN or infinite value(s)"),
@@ -137,11 +202,24 @@ CASES = [
     ("grid-edited", [*COPIED], "lays out [8, 8] token grids but its tokenizer"),
     ("refine-option-without-refiner", [*SAMPLE, "--refine-temperature", "2"], "they need --refiner"),
     ("threads-0", ["--threads", "0", "train", *CONFIG_MODEL, "--out", "{tmp}/out"], "--threads must be >= 1"),
-    ("empty-npz", ["eval", "{tmp}/empty.npz", "--ref", str(SHIPPED / "reference.npz"), "--classifier",
-                   str(SHIPPED / "classifier")], "holds no images"),
+    (
+        "empty-npz",
+        [
+            "eval",
+            "{tmp}/empty.npz",
+            "--ref",
+            str(SHIPPED / "reference.npz"),
+            "--classifier",
+            str(SHIPPED / "classifier"),
+        ],
+        "holds no images",
+    ),
     ("out-is-a-file", [*SAMPLE[:-2], "--out", "{tmp}/file"], "is a file"),
-    ("out-under-a-file", ["tokenize", "--tokenizer", str(SHIPPED / "tokenizer"), "--out", "{tmp}/file/cache"],
-     "is not a writable folder"),
+    (
+        "out-under-a-file",
+        ["tokenize", "--tokenizer", str(SHIPPED / "tokenizer"), "--out", "{tmp}/file/cache"],
+        "is not a writable folder",
+    ),
 ]
 
 

@@ -21,27 +21,61 @@ COMMAND_MODULES = "argen.commands."
 # The README's architecture layers, from the foundation up; a module may import only its own layer and below.
 # A module is placed by its longest matching prefix ("argen.model" covers argen.model.*).
 LAYERS = {
-    "foundation": ["argen", "argen.config", "argen.distributed", "argen.io", "argen.io.checkpoint", "argen.io.images",
-                   "argen.io.video",
-                   "argen.data.idx", "argen.data.transforms"],
-    "components": ["argen.model", "argen.tokenizer", "argen.layout", "argen.precision", "argen.sample",
-                   "argen.teacher_forcing",
-                   "argen.ctf", "argen.ctf.table", "argen.ctf.sample", "argen.data", "argen.eval"],
+    "foundation": [
+        "argen",
+        "argen.config",
+        "argen.distributed",
+        "argen.io",
+        "argen.io.checkpoint",
+        "argen.io.images",
+        "argen.io.video",
+        "argen.data.idx",
+        "argen.data.transforms",
+    ],
+    "components": [
+        "argen.model",
+        "argen.tokenizer",
+        "argen.layout",
+        "argen.precision",
+        "argen.sample",
+        "argen.teacher_forcing",
+        "argen.ctf",
+        "argen.ctf.table",
+        "argen.ctf.sample",
+        "argen.data",
+        "argen.eval",
+    ],
     "loading": ["argen.io.load", "argen.io.convert"],
-    "library": ["argen.catalog", "argen.pipeline", "argen.sampling_run", "argen.ctf.ceiling", "argen.ctf.cluster",
-                "argen.ctf.redundancy", "argen.ctf.refinement",
-                "argen.eval.distributed",
-                "argen.data.tokenize", "argen.eval.tokenizer",
-                "argen.eval.entropy_report", "argen.eval.report", "argen.train", "argen.machine", "argen.bench",
-                "argen.live"],
+    "library": [
+        "argen.catalog",
+        "argen.pipeline",
+        "argen.sampling_run",
+        "argen.ctf.ceiling",
+        "argen.ctf.cluster",
+        "argen.ctf.redundancy",
+        "argen.ctf.refinement",
+        "argen.eval.distributed",
+        "argen.data.tokenize",
+        "argen.eval.tokenizer",
+        "argen.eval.entropy_report",
+        "argen.eval.report",
+        "argen.train",
+        "argen.machine",
+        "argen.bench",
+        "argen.live",
+    ],
     "apps": ["argen.cli", "argen.commands", "argen.demo", "argen.serve"],
 }
 
 
 def layer(module: str) -> int:
     """The index in LAYERS of a module's layer (its longest matching prefix)."""
-    matches = [(len(prefix), index) for index, prefixes in enumerate(LAYERS.values()) for prefix in prefixes
-               if module == prefix or module.startswith(prefix + ".")]
+    matches = [
+        (len(prefix), index)
+        for index, prefixes in enumerate(LAYERS.values())
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
     assert matches, f"{module} is in no layer of LAYERS; place it there (and in the README's architecture table)"
     return max(matches)[1]
 
@@ -65,8 +99,10 @@ def imports(path: Path, known: set[str]) -> tuple[set[str], list[tuple[int, str]
             return [alias.name for alias in node.names]
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             # `from argen.x import y` imports argen.x.y when that is a module, else a name of argen.x
-            return [f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in known else node.module
-                    for alias in node.names]
+            return [
+                f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in known else node.module
+                for alias in node.names
+            ]
         return []
 
     def visit(node: ast.AST, in_function: bool) -> None:
@@ -85,8 +121,10 @@ def graph(source: Path = SOURCE) -> dict[str, set[str]]:
     (`from argen.data import load_dataset`), not when one of its modules is: Python then runs the package's
     __init__ too, but a half-initialised package only fails a `from package import name`."""
     found = modules(source)
-    return {name: {target for target in imports(path, set(found))[0] if target in found and target != name}
-            for name, path in found.items()}
+    return {
+        name: {target for target in imports(path, set(found))[0] if target in found and target != name}
+        for name, path in found.items()
+    }
 
 
 def test_no_import_cycles():
@@ -98,8 +136,11 @@ def test_no_import_cycles():
         state[node] = 1
         for target in sorted(edges[node]):
             if state.get(target) == 1:
-                cycles.append(" -> ".join(path[path.index(target):] + [node, target]) if target in path
-                              else f"{node} -> {target}")
+                cycles.append(
+                    " -> ".join(path[path.index(target) :] + [node, target])
+                    if target in path
+                    else f"{node} -> {target}"
+                )
             elif target not in state:
                 walk(target, path + [node])
         state[node] = 2
@@ -112,24 +153,35 @@ def test_no_import_cycles():
 
 def test_no_module_imports_a_higher_layer():
     names = list(LAYERS)
-    upward = [f"{module} ({names[layer(module)]}) imports {target} ({names[layer(target)]})"
-              for module, targets in graph().items() for target in sorted(targets) if layer(target) > layer(module)]
+    upward = [
+        f"{module} ({names[layer(module)]}) imports {target} ({names[layer(target)]})"
+        for module, targets in graph().items()
+        for target in sorted(targets)
+        if layer(target) > layer(module)
+    ]
     assert not upward, "imports of a higher layer:\n" + "\n".join(upward)
 
 
 def test_no_library_module_imports_the_demo_or_the_command_line():
     """The catalog of shipped models is argen.catalog; the demo and the CLI are ends, never dependencies."""
     ends = {"argen.demo", "argen.cli", "argen.commands"}
-    found = [f"{module} imports {target}" for module, targets in graph().items() if not module.startswith(
-        ("argen.cli", "argen.commands", "argen.demo", "argen.serve")) for target in targets & ends]
+    found = [
+        f"{module} imports {target}"
+        for module, targets in graph().items()
+        if not module.startswith(("argen.cli", "argen.commands", "argen.demo", "argen.serve"))
+        for target in targets & ends
+    ]
     assert not found, "\n".join(found)
 
 
 def test_argen_modules_are_imported_at_the_top():
     found = modules()
-    late = [f"{path.relative_to(SOURCE)}:{line} imports {target}" for name, path in found.items()
-            if name not in LATE_IMPORTS_ALLOWED and not name.startswith(COMMAND_MODULES)
-            for line, target in imports(path, set(found))[1]]
+    late = [
+        f"{path.relative_to(SOURCE)}:{line} imports {target}"
+        for name, path in found.items()
+        if name not in LATE_IMPORTS_ALLOWED and not name.startswith(COMMAND_MODULES)
+        for line, target in imports(path, set(found))[1]
+    ]
     assert not late, "function-local imports of argen modules:\n" + "\n".join(late)
 
 
@@ -137,9 +189,15 @@ def test_only_the_command_package_imports_a_command_module():
     """What lets a command module import the library late: it is an end that nothing else depends on (the command
     modules share only argen.commands.arguments and argen.commands.training, which import nothing late)."""
     shared = {"argen.commands.arguments", "argen.commands.training"}
-    found = [f"{module} imports {target}" for module, targets in graph().items() for target in sorted(targets)
-             if target.startswith(COMMAND_MODULES) and target not in shared and module != "argen.commands"
-             and not (module, target) == ("argen.commands.evaluate", "argen.commands.tokenizer")]
+    found = [
+        f"{module} imports {target}"
+        for module, targets in graph().items()
+        for target in sorted(targets)
+        if target.startswith(COMMAND_MODULES)
+        and target not in shared
+        and module != "argen.commands"
+        and not (module, target) == ("argen.commands.evaluate", "argen.commands.tokenizer")
+    ]
     assert not found, "\n".join(found)
     late = [name for name in shared for _ in imports(modules()[name], set(modules()))[1]]
     assert not late, f"late imports in the shared command modules: {late}"
@@ -148,8 +206,13 @@ def test_only_the_command_package_imports_a_command_module():
 def test_the_checker_sees_cycles_through_names_and_packages(tmp_path):
     """The graph holds what the tests above rely on: modules, names of modules and names of packages."""
     (tmp_path / "argen" / "sub").mkdir(parents=True)
-    files = {"__init__.py": "", "a.py": "from argen.b import x\n", "b.py": "import argen.sub.c\nx = 1\n",
-             "sub/__init__.py": "from argen.a import x\n", "sub/c.py": "def f():\n    from argen import a\n"}
+    files = {
+        "__init__.py": "",
+        "a.py": "from argen.b import x\n",
+        "b.py": "import argen.sub.c\nx = 1\n",
+        "sub/__init__.py": "from argen.a import x\n",
+        "sub/c.py": "def f():\n    from argen import a\n",
+    }
     for name, text in files.items():
         (tmp_path / "argen" / name).write_text(text)
     edges = graph(tmp_path)
@@ -162,8 +225,15 @@ def test_the_checker_sees_cycles_through_names_and_packages(tmp_path):
 def test_help_and_version_load_no_torch(arguments):
     """`argen --help`, `--version` and a command's `--help` answer from the parser alone (startup in well under a
     second; measured in docs/status.md), so torch must not be imported on that path."""
-    script = ("import sys\nfrom argen.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-              "print('torch' in sys.modules, file=sys.stderr)")
-    run = subprocess.run([sys.executable, "-c", script, *arguments], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(SOURCE)})
+    script = (
+        "import sys\nfrom argen.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, file=sys.stderr)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(SOURCE)},
+    )
     assert run.stderr.strip().splitlines()[-1] == "False", run.stderr

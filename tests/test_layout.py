@@ -22,10 +22,18 @@ LAYOUTS = {
     "video-time-regions": dict(grid=(2, 4, 4), order="region", parallel=8, regions=(2, 2, 2)),
     "prologue": dict(grid=(4, 4), prologue_length=3, prologue_vocab=5),
     "prologue-par": dict(grid=(8, 8), order="region", parallel=4, prologue_length=3, prologue_vocab=5),
-    "prologue-par-no-initial": dict(grid=(4, 4), order="region", parallel=4, sequential_initial=False,
-                                    prologue_length=2, prologue_vocab=3),
-    "prologue-parallel": dict(grid=(8, 8), order="region", parallel=16, sequential_initial=False,
-                              prologue_length=4, prologue_vocab=3, prologue_parallel=2),
+    "prologue-par-no-initial": dict(
+        grid=(4, 4), order="region", parallel=4, sequential_initial=False, prologue_length=2, prologue_vocab=3
+    ),
+    "prologue-parallel": dict(
+        grid=(8, 8),
+        order="region",
+        parallel=16,
+        sequential_initial=False,
+        prologue_length=4,
+        prologue_vocab=3,
+        prologue_parallel=2,
+    ),
 }
 SHRINKING = {"prologue-parallel"}  # the separator's group is smaller than the prologue group before it
 
@@ -78,8 +86,9 @@ def test_par_permutation_matches_the_reference_view_permute():
         assert torch.equal(inverse.reshape(2, side, side), codes)  # PAR's inverse recipe
 
 
-@pytest.mark.parametrize("grid,k,steps", [((16, 16), 4, 67), ((16, 16), 16, 31), ((24, 24), 4, 147),
-                                          ((24, 24), 16, 51), ((16, 16), 1, 256)])
+@pytest.mark.parametrize(
+    "grid,k,steps", [((16, 16), 4, 67), ((16, 16), 16, 31), ((24, 24), 4, 147), ((24, 24), 16, 51), ((16, 16), 1, 256)]
+)
 def test_step_counts(grid, k, steps):
     assert Layout(LayoutConfig(grid=grid, order="region", parallel=k), 16).num_steps == steps
 
@@ -87,20 +96,33 @@ def test_step_counts(grid, k, steps):
 def test_step_counts_of_ablations_and_prologue():
     assert Layout(LayoutConfig(grid=(16, 16), order="region", parallel=4, sequential_initial=False), 8).num_steps == 64
     assert Layout(LayoutConfig(grid=(16, 16), parallel=4), 8).num_steps == 67
-    prologue = Layout(LayoutConfig(grid=(16, 16), order="region", parallel=4, prologue_length=16,
-                                   prologue_vocab=8), 8)
+    prologue = Layout(LayoutConfig(grid=(16, 16), order="region", parallel=4, prologue_length=16, prologue_vocab=8), 8)
     assert prologue.num_steps == 67 + 17
     assert prologue.vocab_size == 8 + 8 + 1
     # The demo's combined model: prologue 4 at a time, the separator, PAR-16x without sequential initial tokens.
-    combined = Layout(LayoutConfig(grid=(16, 16), order="region", parallel=16, sequential_initial=False,
-                                   prologue_length=16, prologue_vocab=8, prologue_parallel=4), 8)
+    combined = Layout(
+        LayoutConfig(
+            grid=(16, 16),
+            order="region",
+            parallel=16,
+            sequential_initial=False,
+            prologue_length=16,
+            prologue_vocab=8,
+            prologue_parallel=4,
+        ),
+        8,
+    )
     assert combined.group_sizes == [4] * 4 + [1] + [16] * 16 and combined.num_steps == 21
 
 
 def test_parallel_prologue_groups():
     layout = make("prologue-parallel", vocab=16)
     assert [(step.segment, step.n_fed, step.n_transition, step.n_output) for step in layout.steps[:4]] == [
-        (PROLOGUE, 1, 1, 2), (PROLOGUE, 2, 0, 2), (SEPARATOR, 2, 0, 1), (VISUAL, 1, 15, 16)]
+        (PROLOGUE, 1, 1, 2),
+        (PROLOGUE, 2, 0, 2),
+        (SEPARATOR, 2, 0, 1),
+        (VISUAL, 1, 15, 16),
+    ]
     assert [step.progress for step in layout.steps[:2]] == [0.0, 0.5]
     # The separator's group feeds two prologue tokens; the second slot has nothing to predict.
     visual = torch.zeros(1, 8, 8, dtype=torch.long)
@@ -114,7 +136,7 @@ def par_reference_mask(length: int, k: int) -> torch.Tensor:
     mask[:, 0] = True
     group = 0
     while k + group * k < length:
-        mask[k + group * k:k + (group + 1) * k, :k + (group + 1) * k] = True
+        mask[k + group * k : k + (group + 1) * k, : k + (group + 1) * k] = True
         group += 1
     return mask
 
@@ -135,8 +157,9 @@ def test_par_training_sequence_targets_and_positions():
     order = layout.to_generation_order(codes)  # t_0..t_{N-1}
     n = side * side
     # [cls][t0..t_{k-2}][t_{k-1}, M_1..M_{k-1}][t_k .. t_{N-k-1}], reference §4.3.
-    expected_ids = torch.cat([labels[:, None], order[:, :k], torch.arange(k - 1).expand(2, -1),
-                              order[:, k:n - k]], dim=1)
+    expected_ids = torch.cat(
+        [labels[:, None], order[:, :k], torch.arange(k - 1).expand(2, -1), order[:, k : n - k]], dim=1
+    )
     assert torch.equal(tensors["ids"], expected_ids)
     expected_kinds = [SLOT_CLASS] + [SLOT_TOKEN] * k + [SLOT_TRANSITION] * (k - 1) + [SLOT_TOKEN] * (n - 2 * k)
     assert tensors["kinds"].tolist() == expected_kinds
@@ -147,7 +170,7 @@ def test_par_training_sequence_targets_and_positions():
     raster_rows = rope_table(coords, torch.zeros(n, dtype=torch.bool), 16, 10000.0)
     permuted = raster_rows[layout.visual_order]
     zero = torch.zeros(1, 8, 2)
-    expected_rope = torch.cat([zero, permuted[:k], zero.expand(k - 1, -1, -1), permuted[k:n - k]])
+    expected_rope = torch.cat([zero, permuted[:k], zero.expand(k - 1, -1, -1), permuted[k : n - k]])
     assert torch.equal(layout.rope(16, 10000.0), expected_rope)
 
 
@@ -228,9 +251,9 @@ def test_decode_plan_is_contiguous_and_consistent(name):
     for step in layout.steps:
         assert step.slot_start == slot and step.output_start == output
         assert step.n_slots == step.n_fed + step.n_transition >= step.n_output
-        kinds = layout.kinds[step.slot_start:step.slot_end]
-        assert kinds[step.n_fed:].eq(SLOT_TRANSITION).all()
-        assert kinds[:step.n_fed].eq(SLOT_CLASS if step.index == 0 else SLOT_TOKEN).all()
+        kinds = layout.kinds[step.slot_start : step.slot_end]
+        assert kinds[step.n_fed :].eq(SLOT_TRANSITION).all()
+        assert kinds[: step.n_fed].eq(SLOT_CLASS if step.index == 0 else SLOT_TOKEN).all()
         if step.index > 0:
             previous = layout.steps[step.index - 1]
             assert (step.fed_start, step.n_fed) == (previous.output_start, previous.n_output)
@@ -241,17 +264,20 @@ def test_decode_plan_is_contiguous_and_consistent(name):
     assert (slot, output) == (layout.sequence_length, layout.generated_length)
 
 
-@pytest.mark.parametrize("config,message", [
-    (dict(grid=(6, 6), order="region", parallel=4, regions=(4, 1)), "does not divide"),
-    (dict(grid=(8, 8), order="region", parallel=8), "perfect square"),
-    (dict(grid=(8, 8), regions=(2, 2), parallel=4), "order='region' only"),
-    (dict(grid=(5, 5), parallel=4), "must divide"),
-    (dict(grid=(8, 8), prologue_length=4), "prologue_vocab"),
-    (dict(grid=(8, 8), prologue_length=4, prologue_vocab=2, prologue_parallel=3), "prologue_parallel=3"),
-    (dict(grid=(8, 8), order="spiral"), "raster' or 'region"),
-    (dict(grid=(8,)), r"\(H, W\)"),
-    (dict(grid=(8, 8), order="region", parallel=4, regions=(4, 2)), "number of regions"),
-])
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        (dict(grid=(6, 6), order="region", parallel=4, regions=(4, 1)), "does not divide"),
+        (dict(grid=(8, 8), order="region", parallel=8), "perfect square"),
+        (dict(grid=(8, 8), regions=(2, 2), parallel=4), "order='region' only"),
+        (dict(grid=(5, 5), parallel=4), "must divide"),
+        (dict(grid=(8, 8), prologue_length=4), "prologue_vocab"),
+        (dict(grid=(8, 8), prologue_length=4, prologue_vocab=2, prologue_parallel=3), "prologue_parallel=3"),
+        (dict(grid=(8, 8), order="spiral"), "raster' or 'region"),
+        (dict(grid=(8,)), r"\(H, W\)"),
+        (dict(grid=(8, 8), order="region", parallel=4, regions=(4, 2)), "number of regions"),
+    ],
+)
 def test_invalid_layouts_are_rejected(config, message):
     with pytest.raises(ValueError, match=message):
         Layout(LayoutConfig(**config), 16)
@@ -264,5 +290,8 @@ def test_training_tensors_reject_wrong_shapes():
     with pytest.raises(ValueError, match="expected visual ids"):
         layout.training_tensors(torch.zeros(2, 4, 5, dtype=torch.long), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="no prologue"):
-        make("raster").training_tensors(torch.zeros(1, 8, 8, dtype=torch.long), torch.zeros(1, dtype=torch.long),
-                                        torch.zeros(1, 3, dtype=torch.long))
+        make("raster").training_tensors(
+            torch.zeros(1, 8, 8, dtype=torch.long),
+            torch.zeros(1, dtype=torch.long),
+            torch.zeros(1, 3, dtype=torch.long),
+        )

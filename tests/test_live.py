@@ -19,8 +19,11 @@ BY_NAME = {method.name: method for method in METHODS}
 
 def shipped(name: str):
     method = BY_NAME[name]
-    return load(SHIPPED / method.checkpoint, tokenizer=SHIPPED / method.tokenizer,
-                refiner=SHIPPED / method.refiner if method.refiner else None)
+    return load(
+        SHIPPED / method.checkpoint,
+        tokenizer=SHIPPED / method.tokenizer,
+        refiner=SHIPPED / method.refiner if method.refiner else None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +34,9 @@ def par16():
 def watch(pipeline, budget, labels=(1, 3), **options):
     """The frames of each step and the finished one (the replay frames after it are checked on their own)."""
     frames = []
-    final = generate_live(pipeline, list(labels), frames.append, torch.Generator().manual_seed(0), budget=budget,
-                          guidance=2.0, **options)
+    final = generate_live(
+        pipeline, list(labels), frames.append, torch.Generator().manual_seed(0), budget=budget, guidance=2.0, **options
+    )
     return [frame for frame in frames if frame.stage != "replay"], final
 
 
@@ -77,7 +81,7 @@ def test_prologue_tokens_come_first():
     pipeline = shipped("Prologue")
     frames, final = watch(pipeline, budget=0.0, labels=[5])
     prologue = pipeline.layout.prologue_length
-    assert [frame.stage for frame in frames[:prologue + 1]] == ["prologue"] * (prologue + 1)  # + the separator
+    assert [frame.stage for frame in frames[: prologue + 1]] == ["prologue"] * (prologue + 1)  # + the separator
     assert [frame.prologue.shape[1] for frame in frames[:prologue]] == list(range(1, prologue + 1))
     assert frames[prologue + 1].stage == "visual" and torch.equal(frames[prologue - 1].prologue, final.prologue)
 
@@ -98,7 +102,7 @@ def test_a_set_cancel_event_stops_the_run(par16):
 def test_replay_frames_are_the_live_renders_of_earlier_steps(par16):
     frames = []
     final = generate_live(par16, [4], frames.append, torch.Generator().manual_seed(0), budget=math.inf)
-    replay = frames[frames.index(final) + 1:]
+    replay = frames[frames.index(final) + 1 :]
     assert 1 <= len(replay) <= 8 and all(frame.stage == "replay" for frame in replay)
     assert [frame.step for frame in replay] == sorted({frame.step for frame in replay})
     for frame in replay:

@@ -73,8 +73,8 @@ def reference_lpips(first: torch.Tensor, second: torch.Tensor, vgg: dict, linear
 
     total = np.zeros(first.shape[0])
     for k, (a, b) in enumerate(zip(taps(first), taps(second))):
-        a = a / (np.sqrt((a ** 2).sum(1, keepdims=True)) + 1e-10)
-        b = b / (np.sqrt((b ** 2).sum(1, keepdims=True)) + 1e-10)
+        a = a / (np.sqrt((a**2).sum(1, keepdims=True)) + 1e-10)
+        b = b / (np.sqrt((b**2).sum(1, keepdims=True)) + 1e-10)
         weights = linear[f"lin{k}.model.1.weight"].double().numpy().reshape(1, -1, 1, 1)
         total += ((a - b) ** 2 * weights).sum(1).mean((1, 2))
     return total
@@ -138,20 +138,62 @@ def test_llamagens_vq16_recipe_trains_with_lpips_from_the_given_files(weight_fil
     """configs/imagenet256/vq16-tokenizer.yaml with the two files: its loss is LlamaGen's (L2 + 1.0 x LPIPS + codebook,
     commitment + PatchGAN), checked on a shrunken model and synthetic images for two steps."""
     out = tmp_path / "run"
-    shrink = ["model.image_size=32", "model.ch=16", "model.ch_mult=[1,2]", "model.num_res_blocks=1",
-              "model.z_channels=8", "model.codebook_size=64", "data.name=synthetic", "data.image_size=32",
-              "data.limit=16", "train.batch_size=4", "train.steps=2", "train.checkpoint_every=2", "train.log_every=1",
-              "loss.disc_start=0", "loss.disc_layers=2", "loss.disc_channels=8", "train.precision=fp32"]
-    assert main(["tokenizer", "train", "--preset", "VQ-16", "--config",
-                 str(ROOT / "configs" / "imagenet256" / "vq16-tokenizer.yaml"), "--out", str(out),
-                 f"loss.lpips_vgg={weight_files / 'vgg16.pth'}", f"loss.lpips_linear={weight_files / 'vgg.pth'}",
-                 *shrink]) == 0
+    shrink = [
+        "model.image_size=32",
+        "model.ch=16",
+        "model.ch_mult=[1,2]",
+        "model.num_res_blocks=1",
+        "model.z_channels=8",
+        "model.codebook_size=64",
+        "data.name=synthetic",
+        "data.image_size=32",
+        "data.limit=16",
+        "train.batch_size=4",
+        "train.steps=2",
+        "train.checkpoint_every=2",
+        "train.log_every=1",
+        "loss.disc_start=0",
+        "loss.disc_layers=2",
+        "loss.disc_channels=8",
+        "train.precision=fp32",
+    ]
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--preset",
+                "VQ-16",
+                "--config",
+                str(ROOT / "configs" / "imagenet256" / "vq16-tokenizer.yaml"),
+                "--out",
+                str(out),
+                f"loss.lpips_vgg={weight_files / 'vgg16.pth'}",
+                f"loss.lpips_linear={weight_files / 'vgg.pth'}",
+                *shrink,
+            ]
+        )
+        == 0
+    )
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     steps = [entry for entry in log if "perceptual_loss" in entry]
     assert len(steps) == 2 and all(entry["perceptual_loss"] > 0 for entry in steps)
     assert all("generator_adversarial_loss" in entry for entry in steps)
     saved = json.loads((out / "checkpoint" / "config.json").read_text())["config"]["loss"]
     assert saved["perceptual_network"] == "lpips" and saved["perceptual_weight"] == 1.0
-    assert main(["tokenizer", "train", "--preset", "VQ-16", "--config",
-                 str(ROOT / "configs" / "imagenet256" / "vq16-tokenizer.yaml"), "--out", str(tmp_path / "other"),
-                 *shrink]) == 2  # without the files: one line that names them
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--preset",
+                "VQ-16",
+                "--config",
+                str(ROOT / "configs" / "imagenet256" / "vq16-tokenizer.yaml"),
+                "--out",
+                str(tmp_path / "other"),
+                *shrink,
+            ]
+        )
+        == 2
+    )  # without the files: one line that names them

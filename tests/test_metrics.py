@@ -9,9 +9,20 @@ import pytest
 import scipy.linalg
 import torch
 
-from argen.eval.metrics import (MetricError, MomentAccumulator, class_accuracy, feature_statistics,
-                                fid_bootstrap_std, fid_from_features, frechet_distance, inception_score, manifold_radii,
-                                per_class_accuracy, precision_recall, softmax)
+from argen.eval.metrics import (
+    MetricError,
+    MomentAccumulator,
+    class_accuracy,
+    feature_statistics,
+    fid_bootstrap_std,
+    fid_from_features,
+    frechet_distance,
+    inception_score,
+    manifold_radii,
+    per_class_accuracy,
+    precision_recall,
+    softmax,
+)
 from argen.eval.npz import SampleFileError, read_image_folder, read_npz, read_samples, write_npz
 
 
@@ -37,13 +48,17 @@ def test_frechet_distance_matches_the_closed_form_of_two_gaussians():
     sigma1, sigma2 = random_covariance(rng, dims), random_covariance(rng, dims)
     # Closed form with symmetric square roots: Tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2).
     root1 = scipy.linalg.sqrtm(sigma1).real
-    expected = float(np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2)
-                     - 2 * np.trace(scipy.linalg.sqrtm(root1 @ sigma2 @ root1).real))
+    expected = float(
+        np.sum((mu1 - mu2) ** 2)
+        + np.trace(sigma1)
+        + np.trace(sigma2)
+        - 2 * np.trace(scipy.linalg.sqrtm(root1 @ sigma2 @ root1).real)
+    )
     assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-9)
     # Diagonal covariances: sum (m1 - m2)^2 + sum (s1 - s2)^2 with standard deviations s.
     std1, std2 = np.array([1.0, 2.0, 0.5]), np.array([2.0, 1.0, 0.5])
     shift = np.array([1.0, -1.0, 2.0])
-    diagonal = frechet_distance(np.zeros(3), np.diag(std1 ** 2), shift, np.diag(std2 ** 2))
+    diagonal = frechet_distance(np.zeros(3), np.diag(std1**2), shift, np.diag(std2**2))
     assert diagonal == pytest.approx(float(shift @ shift + np.sum((std1 - std2) ** 2)), rel=1e-12)
 
 
@@ -106,7 +121,7 @@ def test_moment_accumulator_equals_numpy_in_any_batching():
     features = rng.normal(size=(1001, 5)) * 3 + 1e4  # a large mean must not cost precision
     accumulator = MomentAccumulator()
     for start in range(0, len(features), 97):
-        accumulator.update(features[start:start + 97])
+        accumulator.update(features[start : start + 97])
     mean, covariance = accumulator.statistics()
     assert np.allclose(mean, features.mean(axis=0), rtol=0, atol=1e-9)
     assert np.allclose(covariance, np.cov(features, rowvar=False), rtol=1e-9, atol=1e-9)

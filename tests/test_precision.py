@@ -43,8 +43,9 @@ def test_int8_model_loads_and_samples_through_the_pipeline(pipeline):
     samples = pipeline.sample(list(range(10)), batch_size=5, generator=generator, dtype="int8", guidance=2.0)
     assert samples.visual.shape == (10, *pipeline.layout.grid) and samples.images.shape[0] == 10
     assert int(samples.visual.min()) >= 0 and int(samples.visual.max()) < pipeline.layout.grid_vocab
-    greedy = {dtype: pipeline.generate_ids(list(range(10)), dtype=dtype, greedy=True).visual
-              for dtype in ("fp32", "int8")}
+    greedy = {
+        dtype: pipeline.generate_ids(list(range(10)), dtype=dtype, greedy=True).visual for dtype in ("fp32", "int8")
+    }
     # Greedy sequences drift apart once one token differs; most of them still agree.
     assert float((greedy["fp32"] == greedy["int8"]).float().mean()) > 0.5
 

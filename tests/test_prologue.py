@@ -13,8 +13,16 @@ from safetensors.torch import save_file
 
 import argen
 from argen.cli import main
-from argen.config import (ConfigError, DataConfig, GPTConfig, PrologueTrainConfig, TokenizerRunConfig, TrainConfig,
-                          VQConfig, VQLossConfig)
+from argen.config import (
+    ConfigError,
+    DataConfig,
+    GPTConfig,
+    PrologueTrainConfig,
+    TokenizerRunConfig,
+    TrainConfig,
+    VQConfig,
+    VQLossConfig,
+)
 from argen.data import load_dataset
 from argen.data.token_cache import TokenDataset
 from argen.io.load import load_tokenizer
@@ -25,19 +33,51 @@ from argen.train import recipes
 from argen.train.prologue_task import PRIOR, PrologueTask, prior_layout, resolve_prior_vocab
 from argen.train.tokenizer_task import VQTask
 
-VISUAL_ONLY = VQConfig(image_size=16, in_channels=1, ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=16,
-                       codebook_size=32, codebook_dim=4)
-TINY = dataclasses.replace(VISUAL_ONLY, prologue_tokens=4, prologue_codebook_size=16, prologue_codebook_dim=4,
-                           prologue_width=32, prologue_layers=1, prologue_heads=2)
-TINY_PRIOR = GPTConfig(dim=32, n_layer=1, n_head=2, multiple_of=16, num_classes=1, class_dropout_prob=0.0,
-                       vocab_size=0)
-PROLOGUE_ARGS = ["model.prologue_tokens=4", "model.prologue_codebook_size=16", "model.prologue_codebook_dim=4",
-                 "model.prologue_width=32", "model.prologue_layers=1", "model.prologue_heads=2",
-                 "prologue.prior.dim=32", "prologue.prior.n_layer=1", "prologue.prior.n_head=2",
-                 "prologue.prior.multiple_of=16"]
-VISUAL_ARGS = ["data.name=synthetic", "data.limit=64", "data.image_size=16", "model.image_size=16", "model.ch=32",
-               "model.ch_mult=[1,2]", "model.num_res_blocks=1", "model.z_channels=16", "model.codebook_size=32",
-               "model.codebook_dim=4", "train.batch_size=16"]
+VISUAL_ONLY = VQConfig(
+    image_size=16,
+    in_channels=1,
+    ch=32,
+    ch_mult=(1, 2),
+    num_res_blocks=1,
+    z_channels=16,
+    codebook_size=32,
+    codebook_dim=4,
+)
+TINY = dataclasses.replace(
+    VISUAL_ONLY,
+    prologue_tokens=4,
+    prologue_codebook_size=16,
+    prologue_codebook_dim=4,
+    prologue_width=32,
+    prologue_layers=1,
+    prologue_heads=2,
+)
+TINY_PRIOR = GPTConfig(dim=32, n_layer=1, n_head=2, multiple_of=16, num_classes=1, class_dropout_prob=0.0, vocab_size=0)
+PROLOGUE_ARGS = [
+    "model.prologue_tokens=4",
+    "model.prologue_codebook_size=16",
+    "model.prologue_codebook_dim=4",
+    "model.prologue_width=32",
+    "model.prologue_layers=1",
+    "model.prologue_heads=2",
+    "prologue.prior.dim=32",
+    "prologue.prior.n_layer=1",
+    "prologue.prior.n_head=2",
+    "prologue.prior.multiple_of=16",
+]
+VISUAL_ARGS = [
+    "data.name=synthetic",
+    "data.limit=64",
+    "data.image_size=16",
+    "model.image_size=16",
+    "model.ch=32",
+    "model.ch_mult=[1,2]",
+    "model.num_res_blocks=1",
+    "model.z_channels=16",
+    "model.codebook_size=32",
+    "model.codebook_dim=4",
+    "train.batch_size=16",
+]
 
 
 def images(count=6, seed=0):
@@ -56,10 +96,14 @@ def make_task(seed=0, visual_dropout=0.5):
 
 def run_config(out_dir, steps=6, model=TINY, **prologue):
     return TokenizerRunConfig(
-        model=model, loss=VQLossConfig(), prologue=PrologueTrainConfig(**{"prior": TINY_PRIOR, **prologue}),
+        model=model,
+        loss=VQLossConfig(),
+        prologue=PrologueTrainConfig(**{"prior": TINY_PRIOR, **prologue}),
         data=DataConfig(name="synthetic", image_size=16, channels=1, limit=64),
-        train=TrainConfig(steps=steps, batch_size=16, lr=1e-3, weight_decay=0.0, log_every=1, checkpoint_every=3,
-                          out_dir=str(out_dir)))
+        train=TrainConfig(
+            steps=steps, batch_size=16, lr=1e-3, weight_decay=0.0, log_every=1, checkpoint_every=3, out_dir=str(out_dir)
+        ),
+    )
 
 
 def logged(out_dir, key):
@@ -78,15 +122,23 @@ def test_ar_loss_reaches_queries_codebook_and_encoder_but_never_decoder_or_prior
     task, model, prior = make_task()
     _, quantizer = model(images())
     dropped = torch.tensor([True, False, True, False, False, False])
-    loss, logs = task.prior_cross_entropy(prior, quantizer.ids, quantizer.prologue.ids, dropped,
-                                          quantizer.prologue.one_hot)
+    loss, logs = task.prior_cross_entropy(
+        prior, quantizer.ids, quantizer.prologue.ids, dropped, quantizer.prologue.one_hot
+    )
     loss.backward()
     grads = gradients(model)
-    for name in ("prologue.queries", "prologue.quantize.codebook", "prologue.quantize.projection.weight",
-                 "prologue.feature_projection.weight", "encoder.conv_in.weight", "encoder.conv_out.weight"):
+    for name in (
+        "prologue.queries",
+        "prologue.quantize.codebook",
+        "prologue.quantize.projection.weight",
+        "prologue.feature_projection.weight",
+        "encoder.conv_in.weight",
+        "encoder.conv_out.weight",
+    ):
         assert grads[name] is not None and grads[name].abs().sum() > 0, name
-    untouched = [n for n, g in grads.items() if n.startswith(("decoder.", "post_quant_conv.", "quantize.",
-                                                                "quant_conv."))]
+    untouched = [
+        n for n, g in grads.items() if n.startswith(("decoder.", "post_quant_conv.", "quantize.", "quant_conv."))
+    ]
     assert untouched and all(grads[n] is None for n in untouched)
     assert all(p.grad is None for p in prior.parameters())  # frozen for the tokenizer update
     assert set(logs) >= {"ar_loss", "ar_prologue_loss", "ar_visual_loss", "ar_token_accuracy"}
@@ -131,7 +183,7 @@ def test_prior_logits_are_masked_to_each_segment(order):
             continue
         segment = layout.segment_of(target)
         expected = torch.zeros(layout.vocab_size, dtype=torch.bool)
-        expected[segment.offset:segment.offset + segment.vocab] = True
+        expected[segment.offset : segment.offset + segment.vocab] = True
         assert torch.equal(allowed[slot], expected), slot
     assert allowed[targets == segments[SEPARATOR].start].sum() == 1
     assert segments[PROLOGUE].vocab == 16 and segments[VISUAL].vocab == 32
@@ -180,8 +232,9 @@ def test_joint_training_resumes_exactly(tmp_path):
     split, _ = load_tokenizer(tmp_path / "split" / "checkpoint")
     for (key, a), b in zip(full.state_dict().items(), split.state_dict().values()):
         assert torch.equal(a, b), key
-    priors = [torch.load(tmp_path / run / "checkpoint" / "trainer_state.pt")["modules"][PRIOR]
-              for run in ("full", "split")]
+    priors = [
+        torch.load(tmp_path / run / "checkpoint" / "trainer_state.pt")["modules"][PRIOR] for run in ("full", "split")
+    ]
     assert priors[0].keys() == priors[1].keys() and all(torch.equal(priors[0][k], priors[1][k]) for k in priors[0])
 
 
@@ -200,8 +253,12 @@ def test_post_variant_trains_only_the_prologue_path(tmp_path):
     fresh = VQModel(TINY)  # the run's initial model (train.seed=0)
     assert not torch.equal(fresh.state_dict()["prologue.queries"], trained["prologue.queries"])
     with pytest.raises(ConfigError, match="model.codebook_size: 32 in .*, 64 here"):
-        recipes.train_tokenizer(run_config(tmp_path / "bad", model=dataclasses.replace(TINY, codebook_size=64),
-                                           visual_tokenizer=str(visual)), progress=False)
+        recipes.train_tokenizer(
+            run_config(
+                tmp_path / "bad", model=dataclasses.replace(TINY, codebook_size=64), visual_tokenizer=str(visual)
+            ),
+            progress=False,
+        )
 
 
 def test_joint_fine_tuning_starts_from_a_visual_tokenizer(tmp_path):
@@ -221,8 +278,9 @@ def test_joint_fine_tuning_starts_from_a_visual_tokenizer(tmp_path):
     assert moved < (trained["encoder.conv_in.weight"] - fresh).abs().max()
     with pytest.raises(ConfigError, match="leave train.init_from empty"):
         config = run_config(tmp_path / "both", visual_tokenizer=str(visual))
-        recipes.train_tokenizer(dataclasses.replace(config, train=dataclasses.replace(config.train,
-                                                                                      init_from=str(visual))))
+        recipes.train_tokenizer(
+            dataclasses.replace(config, train=dataclasses.replace(config.train, init_from=str(visual)))
+        )
 
 
 def test_dead_prologue_codes_restart_onto_current_latents():
@@ -269,8 +327,10 @@ def test_older_tokenizer_checkpoints_load_and_resume(tmp_path):
 def test_tokenize_writes_prologue_ids_and_an_ar_trains_on_them(tmp_path):
     run = tmp_path / "tokenizer"
     assert main(["tokenizer", "train", "--out", str(run), *VISUAL_ARGS, *PROLOGUE_ARGS, "train.steps=1"]) == 0
-    assert main(["tokenize", "--tokenizer", str(run / "checkpoint"), "--out", str(tmp_path / "cache"),
-                 "--limit", "40"]) == 0
+    assert (
+        main(["tokenize", "--tokenizer", str(run / "checkpoint"), "--out", str(tmp_path / "cache"), "--limit", "40"])
+        == 0
+    )
     cache = TokenDataset(tmp_path / "cache")
     prologue_ids = cache.column("prologue_ids")
     assert prologue_ids.shape == (40, 4) and int(prologue_ids.min()) >= 0 and int(prologue_ids.max()) < 16
@@ -286,8 +346,23 @@ def test_tokenize_writes_prologue_ids_and_an_ar_trains_on_them(tmp_path):
     assert json.loads((tmp_path / "probe.json").read_text())["prologue"]["features"] == 4 * 16
 
     ar = tmp_path / "ar"
-    assert main(["train", "--cache", str(tmp_path / "cache"), "--out", str(ar), "--preset", "GPT-T",
-                 "train.steps=2", "train.batch_size=8", "train.warmup_steps=0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--cache",
+                str(tmp_path / "cache"),
+                "--out",
+                str(ar),
+                "--preset",
+                "GPT-T",
+                "train.steps=2",
+                "train.batch_size=8",
+                "train.warmup_steps=0",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((ar / "checkpoint" / "config.json").read_text())
     assert meta["config"]["layout"]["prologue_length"] == 4 and meta["config"]["layout"]["prologue_vocab"] == 16
     assert meta["config"]["model"]["vocab_size"] == 32 + 16 + 1
@@ -298,26 +373,73 @@ def test_tokenize_writes_prologue_ids_and_an_ar_trains_on_them(tmp_path):
     # Fixed-prologue resampling through the CLI: a row per cache image (its reconstruction, then samples), with
     # split guidance and temperature.
     out = tmp_path / "resampled"
-    assert main(["sample", "--model", str(ar / "checkpoint"), "--fixed-prologue", str(tmp_path / "cache"),
-                 "--count", "3", "--columns", "4", "--cfg", "2", "--cfg-schedule", "cosine", "--prologue-cfg", "1.5",
-                 "--prologue-temperature", "0.7", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(ar / "checkpoint"),
+                "--fixed-prologue",
+                str(tmp_path / "cache"),
+                "--count",
+                "3",
+                "--columns",
+                "4",
+                "--cfg",
+                "2",
+                "--cfg-schedule",
+                "cosine",
+                "--prologue-cfg",
+                "1.5",
+                "--prologue-temperature",
+                "0.7",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     from PIL import Image
 
     with Image.open(out / "fixed-prologue.png") as grid:
         assert grid.height * 4 > grid.width * 3 * 0.9  # 3 rows of 4 tiles
-    kept = pipeline.generate_ids([1, 1], forced={"prologue": prologue_ids[:2].long()}, guidance={"prologue": 1.5,
-                                 "visual": 2.0}, generator=torch.Generator().manual_seed(0))
+    kept = pipeline.generate_ids(
+        [1, 1],
+        forced={"prologue": prologue_ids[:2].long()},
+        guidance={"prologue": 1.5, "visual": 2.0},
+        generator=torch.Generator().manual_seed(0),
+    )
     assert torch.equal(kept.prologue, prologue_ids[:2].long())
 
 
 def test_torchrun_two_ranks_match_one_process(tmp_path, torchrun):
     common = [*VISUAL_ARGS, *PROLOGUE_ARGS, "train.steps=2", "train.lr=1e-3", "train.log_every=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ARGEN_NO_PROGRESS": "1"}
-    single = subprocess.run([sys.executable, "-m", "argen.cli", "tokenizer", "train", "--out", str(tmp_path / "one"),
-                             *common, "train.grad_accum=2"], env=env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "argen.cli",
+            "tokenizer",
+            "train",
+            "--out",
+            str(tmp_path / "one"),
+            *common,
+            "train.grad_accum=2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
-    double = subprocess.run([*torchrun(), "tokenizer", "train", "--out", str(tmp_path / "two"), *common], env=env,
-                            capture_output=True, text=True, timeout=300)
+    double = subprocess.run(
+        [*torchrun(), "tokenizer", "train", "--out", str(tmp_path / "two"), *common],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert double.returncode == 0, double.stderr
     for key in ("tokenizer_loss", "ar_loss", "prior_loss"):
         assert logged(tmp_path / "two", key) == pytest.approx(logged(tmp_path / "one", key), rel=1e-4), key
@@ -328,13 +450,24 @@ def test_probe_separates_a_class_coded_prefix_from_noise(tmp_path):
     generator = torch.Generator().manual_seed(0)
     prologue = torch.randint(16, (200, 4), generator=generator)
     prologue[:, 2] = labels * 3  # one prologue position names the class
-    tensors = {"ids": torch.randint(32, (200, 8, 8), generator=generator).to(torch.int16), "labels": labels,
-               "prologue_ids": prologue.to(torch.int32)}
+    tensors = {
+        "ids": torch.randint(32, (200, 8, 8), generator=generator).to(torch.int16),
+        "labels": labels,
+        "prologue_ids": prologue.to(torch.int32),
+    }
     save_file(tensors, str(tmp_path / "shard-00000.safetensors"))
-    (tmp_path / "manifest.json").write_text(json.dumps({
-        "format": "argen-token-cache-1", "count": 200, "grid": [8, 8], "prologue_length": 4,
-        "tokenizer": {"codebook_size": 32, "prologue_codebook_size": 16},
-        "shards": [{"file": "shard-00000.safetensors", "count": 200}]}))
+    (tmp_path / "manifest.json").write_text(
+        json.dumps(
+            {
+                "format": "argen-token-cache-1",
+                "count": 200,
+                "grid": [8, 8],
+                "prologue_length": 4,
+                "tokenizer": {"codebook_size": 32, "prologue_codebook_size": 16},
+                "shards": [{"file": "shard-00000.safetensors", "count": 200}],
+            }
+        )
+    )
     assert main(["probe", "--cache", str(tmp_path), "--out", str(tmp_path / "probe.json")]) == 0
     result = json.loads((tmp_path / "probe.json").read_text())
     assert result["prologue"]["test_accuracy"] == 1.0 and result["first_visual"]["test_accuracy"] < 0.6
@@ -346,8 +479,30 @@ def test_split_guidance_from_the_command_line_as_the_paper_sets_it(tmp_path):
     """A constant s_p < 1 on prologue tokens and a cosine ramp of power p on visual ones (--cfg-power)."""
     out = tmp_path / "samples"
     model = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist64" / "prologue-ar"
-    assert main(["sample", "--model", str(model), "--count", "2", "--cfg", "3", "--cfg-schedule",
-                 "cosine", "--cfg-power", "0.25", "--prologue-cfg", "0.7", "--dtype", "fp32", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(model),
+                "--count",
+                "2",
+                "--cfg",
+                "3",
+                "--cfg-schedule",
+                "cosine",
+                "--cfg-power",
+                "0.25",
+                "--prologue-cfg",
+                "0.7",
+                "--dtype",
+                "fp32",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     recorded = json.loads((out / "sampling.json").read_text())
     assert recorded["guidance"] == {"visual": 3.0, "prologue": 0.7}
     assert recorded["guidance_schedule"] == {"visual": "cosine", "prologue": "constant"}

@@ -61,8 +61,9 @@ def fenced_blocks(path: Path) -> list[Block]:
         assert end is not None, f"{path.name}:{start + 1}: unclosed code fence"
         above = next((lines[j] for j in range(start - 1, -1, -1) if lines[j].strip()), "")
         found = MARKER.match(above.strip())
-        blocks.append(Block(path, start + 1, language, "\n".join(lines[start + 1:end]),
-                            found.group(1) if found else None))
+        blocks.append(
+            Block(path, start + 1, language, "\n".join(lines[start + 1 : end]), found.group(1) if found else None)
+        )
         index = end + 1
     return blocks
 
@@ -100,7 +101,7 @@ def argen_arguments(command: list[str]) -> list[str] | None:
         return command[1:]
     for index in range(len(command) - 1):
         if command[index] == "-m" and command[index + 1] == "argen.cli":
-            return command[index + 2:]
+            return command[index + 2 :]
     return None
 
 
@@ -155,8 +156,12 @@ def test_markers_are_known_and_sit_on_a_block():
 def test_readme_shows_the_command_that_ci_runs():
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     command = ci[-1].strip()
-    shown = [line.split("#")[0].strip() for block in fenced_blocks(README) if block.language == "bash"
-             for line in block.text.splitlines()]
+    shown = [
+        line.split("#")[0].strip()
+        for block in fenced_blocks(README)
+        if block.language == "bash"
+        for line in block.text.splitlines()
+    ]
     assert command in shown, f"README.md does not show .ci/run's command `{command}` as a command line"
 
 

@@ -10,12 +10,26 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from argen.eval.report import (Grid, Media, Plot, ReportError, Series, Table, Text, quality_plot, read_jsonl,
-                               training_curves, write_report)
+from argen.eval.report import (
+    Grid,
+    Media,
+    Plot,
+    ReportError,
+    Series,
+    Table,
+    Text,
+    quality_plot,
+    read_jsonl,
+    training_curves,
+    write_report,
+)
+
 
 def write_log(path: Path) -> Path:
-    lines = [json.dumps({"step": step, "tokenizer_loss": 1.0 / step, "lr": 1e-3, "images_per_s": 100.0})
-             for step in range(1, 21)]
+    lines = [
+        json.dumps({"step": step, "tokenizer_loss": 1.0 / step, "lr": 1e-3, "images_per_s": 100.0})
+        for step in range(1, 21)
+    ]
     path.write_text("\n".join(lines[:10]) + "\n\n" + "\n".join(lines[10:]) + "\n")
     return path
 
@@ -25,10 +39,12 @@ def make_sections(tmp_path: Path) -> list:
     frames = [Image.fromarray(rng.integers(0, 256, size=(16, 16), dtype=np.uint8)) for _ in range(3)]
     gif = tmp_path / "video.gif"
     frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
-    rows = [{"method": "raster", "step": 100, "wall_time_s": 10.0, "fid": 30.0},
-            {"method": "raster", "step": 200, "wall_time_s": 20.0, "fid": 20.0},
-            {"method": "PAR-4", "step": 100, "wall_time_s": 4.0, "fid": 33.0},
-            {"method": "PAR-4", "step": 200, "wall_time_s": 8.0, "fid": 21.5}]
+    rows = [
+        {"method": "raster", "step": 100, "wall_time_s": 10.0, "fid": 30.0},
+        {"method": "raster", "step": 200, "wall_time_s": 20.0, "fid": 20.0},
+        {"method": "PAR-4", "step": 100, "wall_time_s": 4.0, "fid": 33.0},
+        {"method": "PAR-4", "step": 200, "wall_time_s": 8.0, "fid": 21.5},
+    ]
     return [
         Text("About", "Samples & metrics <for> a tiny run.\n\nSecond paragraph."),
         Grid("Samples", rng.integers(0, 256, size=(10, 1, 8, 8), dtype=np.uint8), columns=5, caption="class 0-9"),

@@ -16,23 +16,32 @@ from argen.io.run_folder import LOCK_FILE, FolderInUse, own_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "fmnist64"
-HOLD = "import sys, time; from argen.io.run_folder import own_folder\nwith own_folder(sys.argv[1], 'train'):\n" \
-       "    print('held', flush=True); time.sleep(600)"
+HOLD = (
+    "import sys, time; from argen.io.run_folder import own_folder\nwith own_folder(sys.argv[1], 'train'):\n"
+    "    print('held', flush=True); time.sleep(600)"
+)
 
 
 def hold(folder: Path) -> subprocess.Popen:
     """Another process holding `folder`, as a training run would."""
-    process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     assert process.stdout.readline().strip() == "held"
     return process
 
 
-@pytest.mark.parametrize("command", [
-    ["sample", "--model", str(SHIPPED / "ar-par16"), "--count", "2", "--out", "{out}"],
-    ["train", "--preset", "GPT-T", "model.vocab_size=32", "--out", "{out}"],
-    ["tokenize", "--tokenizer", str(SHIPPED / "tokenizer"), "--limit", "8", "--out", "{out}"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sample", "--model", str(SHIPPED / "ar-par16"), "--count", "2", "--out", "{out}"],
+        ["train", "--preset", "GPT-T", "model.vocab_size=32", "--out", "{out}"],
+        ["tokenize", "--tokenizer", str(SHIPPED / "tokenizer"), "--limit", "8", "--out", "{out}"],
+    ],
+)
 def test_a_second_writer_gets_one_line_and_writes_nothing(command, tmp_path, capsys):
     out = tmp_path / "run"
     holder = hold(out)

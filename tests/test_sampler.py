@@ -21,14 +21,26 @@ LAYOUTS = {
     "video": dict(grid=(2, 4, 4), order="region", parallel=4),
     "prologue": dict(grid=(4, 4), prologue_length=3, prologue_vocab=6),
     "prologue-par": dict(grid=(8, 8), order="region", parallel=4, prologue_length=3, prologue_vocab=6),
-    "prologue-parallel": dict(grid=(8, 8), order="region", parallel=16, sequential_initial=False,
-                              prologue_length=4, prologue_vocab=6, prologue_parallel=2),
+    "prologue-parallel": dict(
+        grid=(8, 8),
+        order="region",
+        parallel=16,
+        sequential_initial=False,
+        prologue_length=4,
+        prologue_vocab=6,
+        prologue_parallel=2,
+    ),
 }
 VISUAL_VOCAB = 24
 # fp32: the decode loop's argmax must equal the (fp32) teacher-forced one exactly.
 GREEDY = SamplingOptions(greedy=True, dtype="fp32")
-GUIDED = SamplingOptions(greedy=True, guidance={"prologue": 0.7, "visual": 3.0}, dtype="fp32",
-                         guidance_schedule={"visual": "cosine"}, guidance_power={"visual": 0.5})
+GUIDED = SamplingOptions(
+    greedy=True,
+    guidance={"prologue": 0.7, "visual": 3.0},
+    dtype="fp32",
+    guidance_schedule={"visual": "cosine"},
+    guidance_power={"visual": 0.5},
+)
 
 
 def make_layout(name: str) -> Layout:
@@ -74,8 +86,17 @@ def test_cached_steps_equal_teacher_forcing(name):
     with torch.no_grad():
         for step in layout.steps:
             part = slice(step.slot_start, step.slot_end)
-            pieces.append(model(tensors["ids"][:, part], tensors["kinds"][part], rope[part], tensors["mask"][part],
-                                cache=cache, cache_slots=slots[part], kv_length=step.slot_end))
+            pieces.append(
+                model(
+                    tensors["ids"][:, part],
+                    tensors["kinds"][part],
+                    rope[part],
+                    tensors["mask"][part],
+                    cache=cache,
+                    cache_slots=slots[part],
+                    kv_length=step.slot_end,
+                )
+            )
     assert (torch.cat(pieces, dim=1) - full).abs().max().item() < 1e-4
 
 
@@ -87,10 +108,10 @@ def expected_greedy(model: Transformer, layout: Layout, visual, prologue, labels
     chosen = []
     for step in layout.steps:
         rows = slice(step.slot_start, step.slot_start + step.n_output)
-        logits = conditional[:, rows, step.id_low:step.id_high]
+        logits = conditional[:, rows, step.id_low : step.id_high]
         scale = options.guidance_scale(step)
         if guided and scale != 1.0:
-            uncond = unconditional[:, rows, step.id_low:step.id_high]
+            uncond = unconditional[:, rows, step.id_low : step.id_high]
             logits = uncond + scale * (logits - uncond)
         chosen.append(logits.argmax(-1))
     return torch.cat(chosen, dim=1)
@@ -116,8 +137,10 @@ def test_same_seed_gives_same_ids():
     model = make_model(layout)
     labels = torch.tensor([1, 2, 3])
     options = SamplingOptions(temperature=1.2, top_k=10, guidance=2.0)
-    runs = [generate(model, layout, labels, options=options, generator=torch.Generator().manual_seed(seed))
-            for seed in (5, 5, 6)]
+    runs = [
+        generate(model, layout, labels, options=options, generator=torch.Generator().manual_seed(seed))
+        for seed in (5, 5, 6)
+    ]
     assert torch.equal(runs[0].visual, runs[1].visual) and torch.equal(runs[0].prologue, runs[1].prologue)
     assert not torch.equal(runs[0].visual, runs[2].visual)
     assert int(runs[0].visual.max()) < VISUAL_VOCAB and int(runs[0].prologue.max()) < 6
@@ -130,8 +153,13 @@ def test_unit_guidance_is_the_conditional_path():
     plain = generate(model, layout, labels, generator=torch.Generator().manual_seed(3))
     # Guidance on the visual segment only: the batch is doubled, but the prologue (scale 1) must be
     # sampled from exactly the conditional logits, so it matches the unguided run draw for draw.
-    guided = generate(model, layout, labels, options=SamplingOptions(guidance={"visual": 4.0}),
-                      generator=torch.Generator().manual_seed(3))
+    guided = generate(
+        model,
+        layout,
+        labels,
+        options=SamplingOptions(guidance={"visual": 4.0}),
+        generator=torch.Generator().manual_seed(3),
+    )
     assert torch.equal(plain.prologue, guided.prologue)
     assert not torch.equal(plain.visual, guided.visual)
     assert not SamplingOptions(guidance=1.0).guided(layout)
@@ -182,9 +210,14 @@ def test_forced_ids_are_kept():
     fixed_prologue = torch.tensor([[5, 0, 3], [1, 1, 4]])
     visual_hint = torch.full((2, 8, 8), -1)
     visual_hint[:, 0] = 7  # first image row fixed
-    out = generate(model, layout, labels, options=SamplingOptions(guidance=2.0),
-                   generator=torch.Generator().manual_seed(0),
-                   forced={"prologue": fixed_prologue, "visual": visual_hint})
+    out = generate(
+        model,
+        layout,
+        labels,
+        options=SamplingOptions(guidance=2.0),
+        generator=torch.Generator().manual_seed(0),
+        forced={"prologue": fixed_prologue, "visual": visual_hint},
+    )
     assert torch.equal(out.prologue, fixed_prologue)
     assert torch.all(out.visual[:, 0] == 7) and not torch.all(out.visual[:, 1:] == 7)
     # Greedy continuation after a forced prologue is the teacher-forced argmax of that prologue.
@@ -254,8 +287,9 @@ def test_generate_rejects_mismatches():
     with pytest.raises(ValueError, match="transition embeddings"):
         generate(no_transitions, layout, torch.tensor([1]))
     with pytest.raises(ValueError, match="null class"):
-        generate(make_model(layout, class_dropout_prob=0.0), layout, torch.tensor([1]),
-                 options=SamplingOptions(guidance=2.0))
+        generate(
+            make_model(layout, class_dropout_prob=0.0), layout, torch.tensor([1]), options=SamplingOptions(guidance=2.0)
+        )
     with pytest.raises(ValueError, match="labels must be in"):
         generate(model, layout, torch.tensor([11]))
     with pytest.raises(ValueError, match="unknown segment"):
@@ -269,11 +303,16 @@ def test_on_step_sees_every_step_in_order_and_can_stop_decoding():
     model = make_model(layout)
     labels = torch.tensor([1, 2])
     seen = []
-    result = generate(model, layout, labels, options=SamplingOptions(greedy=True),
-                      on_step=lambda step, ids: seen.append((step.index, ids[:, :step.output_end].clone())))
+    result = generate(
+        model,
+        layout,
+        labels,
+        options=SamplingOptions(greedy=True),
+        on_step=lambda step, ids: seen.append((step.index, ids[:, : step.output_end].clone())),
+    )
     assert [index for index, _ in seen] == list(range(layout.num_steps))
     final = layout.generated_sequence(result.visual, result.prologue)
-    assert all(torch.equal(ids, final[:, :ids.shape[1]]) for _, ids in seen)  # each prefix is what was kept
+    assert all(torch.equal(ids, final[:, : ids.shape[1]]) for _, ids in seen)  # each prefix is what was kept
 
     class Stop(Exception):
         pass
@@ -307,14 +346,16 @@ def test_greedy_speculative_decoding_equals_greedy_decoding(name, window):
         assert plain.forward_passes == layout.num_steps and fast.forward_passes <= layout.num_steps
     forced = {"visual": torch.full((2, *layout.grid), -1)}
     forced["visual"][:, 0] = 5
-    assert torch.equal(generate(model, layout, labels, options=GREEDY, forced=forced).visual,
-                       generate(model, layout, labels, options=dataclasses.replace(GREEDY, speculative=window),
-                                forced=forced).visual)
+    assert torch.equal(
+        generate(model, layout, labels, options=GREEDY, forced=forced).visual,
+        generate(model, layout, labels, options=dataclasses.replace(GREEDY, speculative=window), forced=forced).visual,
+    )
 
 
 def _sequence_counts(layout: Layout, model: Transformer, options: SamplingOptions, count: int, seed: int):
-    generated = generate(model, layout, torch.arange(count) % 2, options=options,
-                         generator=torch.Generator().manual_seed(seed))
+    generated = generate(
+        model, layout, torch.arange(count) % 2, options=options, generator=torch.Generator().manual_seed(seed)
+    )
     sequences = layout.generated_sequence(generated.visual, generated.prologue)
     codes = torch.zeros(count, dtype=torch.long)
     for column in range(sequences.shape[1]):
@@ -369,8 +410,26 @@ def test_sample_command_records_the_forward_passes_of_speculative_decoding(tmp_p
     from argen.cli import main
 
     model = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist64" / "ar-par4"
-    assert main(["sample", "--model", str(model), "--count", "2", "--batch", "1", "--speculative", "8",
-                 "--dtype", "fp32", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(model),
+                "--count",
+                "2",
+                "--batch",
+                "1",
+                "--speculative",
+                "8",
+                "--dtype",
+                "fp32",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     recorded = json.loads((tmp_path / "sampling.json").read_text())
     assert recorded["speculative"] == 8 and recorded["steps"] == 67
     assert recorded["forward_passes_per_batch"] < 67

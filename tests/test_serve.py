@@ -37,9 +37,25 @@ def server(tmp_path_factory):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    process = subprocess.Popen([sys.executable, "-m", "argen.cli", "--threads", "1", "serve", "--port", str(port),
-                                "--allow-host", "argen.internal"],
-                               cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "argen.cli",
+            "--threads",
+            "1",
+            "serve",
+            "--port",
+            str(port),
+            "--allow-host",
+            "argen.internal",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -82,29 +98,32 @@ def test_methods_are_every_shipped_method_by_name(server):
     assert listed["limits"]["images"] >= 1 and listed["defaults"]["guidance"] == 2.0
 
 
-@pytest.mark.parametrize("body, status, says", [
-    ({"method": "PAR-32x"}, 404, "unknown method 'PAR-32x'"),
-    ({"method": "PAR-16x", "class": "Hat"}, 422, "unknown class 'Hat'"),
-    ({"method": "PAR-16x", "class": 10}, 422, "unknown class 10"),
-    ({"method": "PAR-16x", "images": 0}, 422, "images must be in [1, 8]"),
-    ({"method": "PAR-16x", "images": 1000}, 422, "images must be in [1, 8]"),
-    ({"method": "PAR-16x", "top_k": 5000}, 422, "top_k must be in [0, 1024]"),
-    ({"method": "PAR-16x", "temperature": 0}, 422, "temperature must be in (0.0, 5.0]"),
-    ({"method": "PAR-16x", "top_p": 1.5}, 422, "top_p must be in (0.0, 1.0]"),
-    ({"method": "PAR-16x", "seed": True}, 422, "seed must be an integer"),
-    ({"method": "PAR-16x", "guidance": "strong"}, 422, "guidance must be a number"),
-    ({"method": "PAR-16x", "steps": 3}, 422, "unknown field(s) steps"),
-    ('{"method": "PAR-16x", "guidance": NaN}', 422, "guidance must be a number"),
-    ("not json", 422, "the body is not JSON"),
-    ([1, 2], 422, "the body must be a JSON object"),
-    ("x" * 5000, 413, "at most 4096"),
-    ({"method": []}, 422, "method must be a name, got []"),
-    ({"method": {}}, 422, "method must be a name, got {}"),
-    ({"method": "PAR-16x", "class": {}}, 422, "unknown class {}"),
-    ('{"method": "PAR-16x", "seed": ' + "7" * 4001 + "}", 422, "seed must be in [0, 9007199254740992], got 777"),
-    ("[" * 2000 + "]" * 2000, 422, "nested too deeply"),
-    ({"method": "PAR-16x", "speculative": 100}, 422, "speculative must be in [0, 32]"),
-])
+@pytest.mark.parametrize(
+    "body, status, says",
+    [
+        ({"method": "PAR-32x"}, 404, "unknown method 'PAR-32x'"),
+        ({"method": "PAR-16x", "class": "Hat"}, 422, "unknown class 'Hat'"),
+        ({"method": "PAR-16x", "class": 10}, 422, "unknown class 10"),
+        ({"method": "PAR-16x", "images": 0}, 422, "images must be in [1, 8]"),
+        ({"method": "PAR-16x", "images": 1000}, 422, "images must be in [1, 8]"),
+        ({"method": "PAR-16x", "top_k": 5000}, 422, "top_k must be in [0, 1024]"),
+        ({"method": "PAR-16x", "temperature": 0}, 422, "temperature must be in (0.0, 5.0]"),
+        ({"method": "PAR-16x", "top_p": 1.5}, 422, "top_p must be in (0.0, 1.0]"),
+        ({"method": "PAR-16x", "seed": True}, 422, "seed must be an integer"),
+        ({"method": "PAR-16x", "guidance": "strong"}, 422, "guidance must be a number"),
+        ({"method": "PAR-16x", "steps": 3}, 422, "unknown field(s) steps"),
+        ('{"method": "PAR-16x", "guidance": NaN}', 422, "guidance must be a number"),
+        ("not json", 422, "the body is not JSON"),
+        ([1, 2], 422, "the body must be a JSON object"),
+        ("x" * 5000, 413, "at most 4096"),
+        ({"method": []}, 422, "method must be a name, got []"),
+        ({"method": {}}, 422, "method must be a name, got {}"),
+        ({"method": "PAR-16x", "class": {}}, 422, "unknown class {}"),
+        ('{"method": "PAR-16x", "seed": ' + "7" * 4001 + "}", 422, "seed must be in [0, 9007199254740992], got 777"),
+        ("[" * 2000 + "]" * 2000, 422, "nested too deeply"),
+        ({"method": "PAR-16x", "speculative": 100}, 422, "speculative must be in [0, 32]"),
+    ],
+)
 def test_bad_requests_get_a_json_error_in_one_line(server, body, status, says):
     content = body if isinstance(body, str) else json.dumps(body)
     response = httpx.post(f"{server[0]}/api/generate", content=content, headers={"Content-Type": "application/json"})
@@ -114,20 +133,26 @@ def test_bad_requests_get_a_json_error_in_one_line(server, body, status, says):
     assert "Traceback" not in server[2].read_text()  # nothing was a bug of the server
 
 
-@pytest.mark.parametrize("headers, status, says", [
-    ({"Origin": "https://evil.example"}, 403, "requests from the page at https://evil.example are refused"),
-    ({"Origin": "null"}, 403, "requests from the page at null are refused"),
-    ({"Content-Type": "text/plain"}, 415, "Content-Type: application/json"),
-    ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "Content-Type: application/json"),
-    ({"Host": "rebound.example:8000"}, 421, "does not answer to the host name 'rebound.example'"),
-    ({"Host": "rebound.example", "Origin": "http://rebound.example"}, 421, "--allow-host NAME"),
-])
+@pytest.mark.parametrize(
+    "headers, status, says",
+    [
+        ({"Origin": "https://evil.example"}, 403, "requests from the page at https://evil.example are refused"),
+        ({"Origin": "null"}, 403, "requests from the page at null are refused"),
+        ({"Content-Type": "text/plain"}, 415, "Content-Type: application/json"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "Content-Type: application/json"),
+        ({"Host": "rebound.example:8000"}, 421, "does not answer to the host name 'rebound.example'"),
+        ({"Host": "rebound.example", "Origin": "http://rebound.example"}, 421, "--allow-host NAME"),
+    ],
+)
 def test_only_its_own_page_may_start_a_run(server, headers, status, says):
     """Cross-site requests (a foreign Origin, a form's content type) and DNS rebinding (a foreign Host) are refused
     before any work; the run would otherwise be valid."""
     before = httpx.get(f"{server[0]}/api/status").json()
-    response = httpx.post(f"{server[0]}/api/generate", content=json.dumps({"method": "PAR-16x"}),
-                          headers={"Content-Type": "application/json", **headers})
+    response = httpx.post(
+        f"{server[0]}/api/generate",
+        content=json.dumps({"method": "PAR-16x"}),
+        headers={"Content-Type": "application/json", **headers},
+    )
     assert response.status_code == status and says in response.json()["error"]
     after = httpx.get(f"{server[0]}/api/status").json()
     assert after == before  # no run started
@@ -141,10 +166,13 @@ def test_its_own_page_and_named_hosts_are_answered(server):
     response = httpx.get(f"{url}/api/methods", headers={"Host": "evil.example"})
     assert response.status_code == 421  # a rebinding page cannot read the API either
     body = {"method": "PAR-16x", "images": 1}
-    for origin, host in ((f"http://localhost:{port}", f"localhost:{port}"),
-                         ("https://argen.internal", "argen.internal")):  # the page behind a TLS reverse proxy
-        with httpx.stream("POST", f"{url}/api/generate", json=body, timeout=60,
-                          headers={"Origin": origin, "Host": host}) as response:
+    for origin, host in (
+        (f"http://localhost:{port}", f"localhost:{port}"),
+        ("https://argen.internal", "argen.internal"),
+    ):  # the page behind a TLS reverse proxy
+        with httpx.stream(
+            "POST", f"{url}/api/generate", json=body, timeout=60, headers={"Origin": origin, "Host": host}
+        ) as response:
             assert response.status_code == 200 and any(kind == "done" for kind, _ in events(response))
 
 
@@ -162,8 +190,7 @@ def raw_request(url: str, head: str, body: bytes = b"", read: bool = True) -> by
 def test_a_huge_declared_body_is_refused_before_it_is_read(server):
     url, process, _ = server
     before = rss_mb(process)
-    head = ("POST /api/generate HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n"
-            f"Content-Length: {1 << 30}\n")
+    head = f"POST /api/generate HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\nContent-Length: {1 << 30}\n"
     answers = [raw_request(url, head, b"{" * 1000) for _ in range(3)]  # the rest of the GiB never comes
     assert all(answer.startswith(b"HTTP/1.1 413") and b"at most 4096" in answer for answer in answers)
     assert rss_mb(process) - before < 16
@@ -180,9 +207,13 @@ def test_a_chunked_body_stops_at_the_limit_and_memory_stays_bounded(server):
 
     async def load():
         async with httpx.AsyncClient(timeout=30) as client:
-            return await asyncio.gather(*(client.post(f"{url}/api/generate", content=endless(),
-                                                      headers={"Content-Type": "application/json"})
-                                          for _ in range(20)), return_exceptions=True)
+            return await asyncio.gather(
+                *(
+                    client.post(f"{url}/api/generate", content=endless(), headers={"Content-Type": "application/json"})
+                    for _ in range(20)
+                ),
+                return_exceptions=True,
+            )
 
     results = asyncio.run(load())
     answered = [result for result in results if isinstance(result, httpx.Response)]
@@ -223,7 +254,7 @@ def test_a_run_streams_every_step_then_its_images(server):
     kinds = [kind for kind, _ in received]
     done = received[kinds.index("done")][1]
     assert done["steps"] == 31 and len(done["images"]) == 2
-    replay = received[kinds.index("done") + 1:]  # partial images of a few earlier steps, rendered after the run
+    replay = received[kinds.index("done") + 1 :]  # partial images of a few earlier steps, rendered after the run
     assert replay and all(kind == "replay" and data["step"] < 31 and len(data["images"]) == 2 for kind, data in replay)
     image = Image.open(io.BytesIO(base64.b64decode(done["images"][0].split(",", 1)[1])))
     assert image.size == (64, 64) and done["images_per_s"] > 0
@@ -288,8 +319,10 @@ def test_twenty_concurrent_runs_finish_without_error_or_memory_growth(server):
     results = asyncio.run(load())
     seconds = time.perf_counter() - started
     growth = rss_mb(process) - before
-    print(f"\nload test: {LOAD_REQUESTS} concurrent PAR-16x runs in {seconds:.1f} s, server RSS {before:.0f} MB "
-          f"-> {before + growth:.0f} MB ({growth:+.1f} MB)")
+    print(
+        f"\nload test: {LOAD_REQUESTS} concurrent PAR-16x runs in {seconds:.1f} s, server RSS {before:.0f} MB "
+        f"-> {before + growth:.0f} MB ({growth:+.1f} MB)"
+    )
     assert all(done is not None and len(done["images"]) == 1 for _, done in results)
     assert max(max(places, default=0) for places, _ in results) >= LOAD_REQUESTS // 2  # they queued, one at a time
     assert growth < RSS_GROWTH_BOUND_MB
@@ -309,8 +342,11 @@ def test_the_page_shows_par_filling_its_regions_together_and_compares_every_meth
     masks = [event["decoded"] for event in received if event["type"] == "step"]
     assert len(masks) == 31
     for mask in masks:  # each of the 16 regions (4x4 tokens) has as many tokens as the others, or one fewer
-        counts = [sum(mask[(4 * row + r) * 16 + 4 * column + c] == "1" for r in range(4) for c in range(4))
-                  for row in range(4) for column in range(4)]
+        counts = [
+            sum(mask[(4 * row + r) * 16 + 4 * column + c] == "1" for r in range(4) for c in range(4))
+            for row in range(4)
+            for column in range(4)
+        ]
         assert max(counts) - min(counts) <= 1
     assert masks[16].count("1") == 32 and [event["type"] for event in received].count("done") == 1
     link = page.locator('.run[data-method="PAR-16x"] a[download]')
@@ -319,13 +355,17 @@ def test_the_page_shows_par_filling_its_regions_together_and_compares_every_meth
     assert "31 steps" in page.locator(".run .stats").inner_text()
 
     page.click("#compare")
-    page.wait_for_function(f"document.querySelectorAll('.run[data-state=done]').length == {len(METHODS)}",
-                           timeout=60_000)
+    page.wait_for_function(
+        f"document.querySelectorAll('.run[data-state=done]').length == {len(METHODS)}", timeout=60_000
+    )
     panels = page.locator(".run")
     assert [panels.nth(i).get_attribute("data-method") for i in range(len(METHODS))] == [m.name for m in METHODS]
     for i in range(len(METHODS)):
         text = panels.nth(i).locator(".stats").inner_text()
         assert " steps · " in text and " s wall" in text
-    seeds = {json.dumps(event.get("images")) for event in page.evaluate("window.argenEvents")
-             if event["type"] == "done" and event["method"] == "PAR-16x"}
+    seeds = {
+        json.dumps(event.get("images"))
+        for event in page.evaluate("window.argenEvents")
+        if event["type"] == "done" and event["method"] == "PAR-16x"
+    }
     assert len(seeds) == 1  # Compare's PAR-16x run repeats the one above: the same seed and class, the same image

@@ -14,8 +14,16 @@ from argen.tokenizer.vq import VQModel, VectorQuantizer
 
 
 def tiny_config(**overrides) -> VQConfig:
-    values = dict(image_size=16, in_channels=1, ch=8, ch_mult=(1, 2), num_res_blocks=1, z_channels=8,
-                  codebook_size=16, codebook_dim=4)
+    values = dict(
+        image_size=16,
+        in_channels=1,
+        ch=8,
+        ch_mult=(1, 2),
+        num_res_blocks=1,
+        z_channels=8,
+        codebook_size=16,
+        codebook_dim=4,
+    )
     values.update(overrides)
     return VQConfig(**values)
 
@@ -29,8 +37,15 @@ def tiny_model(seed: int = 0, **overrides) -> VQModel:
 # LlamaGen's VQModel key/shape table, written from the reference description (not from our code)
 
 
-def llamagen_vq_table(in_channels=3, ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, z_channels=256,
-                      codebook_size=16384, codebook_dim=8) -> dict[str, tuple[int, ...]]:
+def llamagen_vq_table(
+    in_channels=3,
+    ch=128,
+    ch_mult=(1, 1, 2, 2, 4),
+    num_res_blocks=2,
+    z_channels=256,
+    codebook_size=16384,
+    codebook_dim=8,
+) -> dict[str, tuple[int, ...]]:
     table: dict[str, tuple[int, ...]] = {}
 
     def conv(name, out, inp, k):
@@ -143,8 +158,9 @@ def test_convert_accepts_raw_and_ddp_state_and_lists_unexpected_keys():
     assert convert_llamagen_vq(state).keys() == state.keys()
     assert convert_llamagen_vq({f"module.{k}": v for k, v in state.items()}).keys() == state.keys()
     with pytest.raises(ValueError, match="unexpected key.*discriminator.main.0.weight.*ema.extra"):
-        convert_llamagen_vq({"model": {**state, "discriminator.main.0.weight": torch.zeros(1),
-                                       "ema.extra": torch.zeros(1)}})
+        convert_llamagen_vq(
+            {"model": {**state, "discriminator.main.0.weight": torch.zeros(1), "ema.extra": torch.zeros(1)}}
+        )
     with pytest.raises(ValueError, match="non-empty state dict"):
         convert_llamagen_vq({"model": {}})
 

@@ -8,8 +8,12 @@ from torch import nn
 
 from argen.config import ConfigError, TrainConfig, VQConfig, VQLossConfig
 from argen.io import checkpoint as ckpt
-from argen.tokenizer.losses import (PatchDiscriminator, hinge_discriminator_loss, hinge_generator_loss,
-                                    reconstruction_loss)
+from argen.tokenizer.losses import (
+    PatchDiscriminator,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    reconstruction_loss,
+)
 from argen.tokenizer.lpips import FeatureDistance, perceptual_loss
 from argen.tokenizer.vq import VQModel
 from argen.train.tokenizer_task import VQTask, psnr_db
@@ -88,10 +92,22 @@ def test_feature_distance_is_zero_for_equal_images_and_trains_only_the_input():
 
 def tiny_task(**loss_overrides) -> VQTask:
     torch.manual_seed(0)
-    model = VQModel(VQConfig(image_size=8, in_channels=1, ch=8, ch_mult=(1, 2), num_res_blocks=1, z_channels=8,
-                             codebook_size=16, codebook_dim=4, entropy_weight=0.1))
-    values = dict(disc_weight=0.5, disc_start=0, disc_layers=1, disc_channels=8, perceptual_weight=0.1,
-                  restart_dead_codes_every=1)
+    model = VQModel(
+        VQConfig(
+            image_size=8,
+            in_channels=1,
+            ch=8,
+            ch_mult=(1, 2),
+            num_res_blocks=1,
+            z_channels=8,
+            codebook_size=16,
+            codebook_dim=4,
+            entropy_weight=0.1,
+        )
+    )
+    values = dict(
+        disc_weight=0.5, disc_start=0, disc_layers=1, disc_channels=8, perceptual_weight=0.1, restart_dead_codes_every=1
+    )
     values.update(loss_overrides)
     if values["perceptual_weight"] > 0:  # the distance is given here, not loaded from the named network
         values["perceptual_network"] = "random-features"
@@ -107,8 +123,17 @@ def test_task_losses_are_finite_and_update_both_groups_in_order():
     loss, logs = task.loss("tokenizer", modules, batch, step=0)
     loss.backward()
     assert torch.isfinite(loss)
-    for key in ("reconstruction_loss", "codebook_loss", "commit_loss", "entropy_loss", "perceptual_loss",
-                "generator_adversarial_loss", "perplexity", "codebook_usage_batch", "psnr_db"):
+    for key in (
+        "reconstruction_loss",
+        "codebook_loss",
+        "commit_loss",
+        "entropy_loss",
+        "perceptual_loss",
+        "generator_adversarial_loss",
+        "perplexity",
+        "codebook_usage_batch",
+        "psnr_db",
+    ):
         assert key in logs and torch.isfinite(torch.tensor(logs[key])), key
     assert modules["tokenizer"].encoder.conv_in.weight.grad.abs().sum() > 0
     disc_loss, disc_logs = task.loss("discriminator", modules, batch, step=0)
@@ -159,8 +184,9 @@ class RunConfig:
 
 def train(dataset, out_dir, stop_after=None):
     task = tiny_task(perceptual_weight=0.0, disc_start=2, restart_dead_codes_every=2)
-    config = TrainConfig(steps=4, batch_size=16, lr=1e-3, weight_decay=0.0, log_every=1, checkpoint_every=2,
-                         seed=1, out_dir=str(out_dir))
+    config = TrainConfig(
+        steps=4, batch_size=16, lr=1e-3, weight_decay=0.0, log_every=1, checkpoint_every=2, seed=1, out_dir=str(out_dir)
+    )
     trainer = Trainer(task, dataset, config, RunConfig(config), "tokenizer", progress=False)
     return trainer, trainer.fit(stop_after=stop_after).history
 

@@ -11,8 +11,16 @@ from argen.data.token_cache import TokenDataset
 from argen.io.load import load_tokenizer
 from argen.train import recipes
 
-TINY = VQConfig(image_size=16, in_channels=1, ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=16,
-                codebook_size=32, codebook_dim=4)
+TINY = VQConfig(
+    image_size=16,
+    in_channels=1,
+    ch=32,
+    ch_mult=(1, 2),
+    num_res_blocks=1,
+    z_channels=16,
+    codebook_size=32,
+    codebook_dim=4,
+)
 
 
 def tiny_run(out_dir, steps=6, **loss):
@@ -20,8 +28,10 @@ def tiny_run(out_dir, steps=6, **loss):
         model=TINY,
         loss=VQLossConfig(**loss),
         data=DataConfig(name="synthetic", image_size=16, channels=1, limit=128),
-        train=TrainConfig(steps=steps, batch_size=16, lr=1e-3, weight_decay=0.0, log_every=1,
-                          checkpoint_every=3, out_dir=str(out_dir)))
+        train=TrainConfig(
+            steps=steps, batch_size=16, lr=1e-3, weight_decay=0.0, log_every=1, checkpoint_every=3, out_dir=str(out_dir)
+        ),
+    )
 
 
 def losses(out_dir):
@@ -52,17 +62,33 @@ def test_resume_equals_uninterrupted_with_discriminator(tmp_path):
 
 def test_cli_train_eval_tokenize(tmp_path, capsys):
     run = tmp_path / "run"
-    args = ["tokenizer", "train", "--out", str(run), "data.name=synthetic", "data.limit=64", "data.image_size=16",
-            "model.image_size=16", "model.ch=32", "model.ch_mult=[1,2]", "model.num_res_blocks=1",
-            "model.z_channels=16", "model.codebook_size=32", "model.codebook_dim=4", "train.steps=2",
-            "train.batch_size=16"]
+    args = [
+        "tokenizer",
+        "train",
+        "--out",
+        str(run),
+        "data.name=synthetic",
+        "data.limit=64",
+        "data.image_size=16",
+        "model.image_size=16",
+        "model.ch=32",
+        "model.ch_mult=[1,2]",
+        "model.num_res_blocks=1",
+        "model.z_channels=16",
+        "model.codebook_size=32",
+        "model.codebook_dim=4",
+        "train.steps=2",
+        "train.batch_size=16",
+    ]
     assert main(args) == 0
     assert main(["tokenizer", "eval", "--tokenizer", str(run / "checkpoint"), "--out", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["images"] == 512 and 0 < metrics["codebook_usage"] <= 1 and metrics["psnr_db"] > 0
     assert (tmp_path / "eval" / "reconstructions.png").is_file()
-    assert main(["tokenize", "--tokenizer", str(run / "checkpoint"), "--out", str(tmp_path / "cache"),
-                 "--flip-copies"]) == 0
+    assert (
+        main(["tokenize", "--tokenizer", str(run / "checkpoint"), "--out", str(tmp_path / "cache"), "--flip-copies"])
+        == 0
+    )
     cache = TokenDataset(tmp_path / "cache")
     assert len(cache) == 1024 and cache.grid == (8, 8)
     assert cache.manifest["tokenizer"]["sha256"] == metrics["tokenizer_sha256"]

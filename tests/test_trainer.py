@@ -38,10 +38,21 @@ class RunConfig:
 
 
 def make_trainer(dataset, out_dir, poison_step=None, num_workers=0, **overrides):
-    config = TrainConfig(**{"steps": 12, "batch_size": 32, "lr": 1e-2, "log_every": 1, "checkpoint_every": 4,
-                            "seed": 3, "out_dir": str(out_dir), **overrides})
-    return Trainer(DigitsTask(poison_step), dataset, config, RunConfig(config), "test", progress=False,
-                   num_workers=num_workers)
+    config = TrainConfig(
+        **{
+            "steps": 12,
+            "batch_size": 32,
+            "lr": 1e-2,
+            "log_every": 1,
+            "checkpoint_every": 4,
+            "seed": 3,
+            "out_dir": str(out_dir),
+            **overrides,
+        }
+    )
+    return Trainer(
+        DigitsTask(poison_step), dataset, config, RunConfig(config), "test", progress=False, num_workers=num_workers
+    )
 
 
 def weights(trainer):
@@ -117,8 +128,7 @@ SWAP_MOVES = 5  # Trainer.save after its first checkpoint: rmtree staging, rmtre
 
 
 @pytest.mark.parametrize("crash_at", range(SWAP_MOVES))
-def test_a_crash_at_any_point_of_the_checkpoint_swap_resumes_exactly(digits_dataset, tmp_path, monkeypatch,
-                                                                        crash_at):
+def test_a_crash_at_any_point_of_the_checkpoint_swap_resumes_exactly(digits_dataset, tmp_path, monkeypatch, crash_at):
     full = make_trainer(digits_dataset, tmp_path / "full")
     full_losses = [h["model_loss"] for h in full.fit().history]
 
@@ -133,6 +143,7 @@ def test_a_crash_at_any_point_of_the_checkpoint_swap_resumes_exactly(digits_data
             if len(moves) == crash_at + 1:
                 raise KeyboardInterrupt("crash")  # what a kill leaves: the moves before this one done
             return real(*args, **kwargs)
+
         return wrapped
 
     import shutil
@@ -145,7 +156,7 @@ def test_a_crash_at_any_point_of_the_checkpoint_swap_resumes_exactly(digits_data
             first.fit(resume=False, stop_after=8)
     resumed = make_trainer(digits_dataset, run)
     resumed_losses = [h["model_loss"] for h in resumed.fit().history]
-    assert resumed_losses == full_losses[len(full_losses) - len(resumed_losses):]
+    assert resumed_losses == full_losses[len(full_losses) - len(resumed_losses) :]
     # The step-8 folder is complete from the second move on: from then the run resumes at step 8, not step 4.
     assert len(resumed_losses) == (8 if crash_at == 0 else 4)
     for key, value in weights(full).items():

@@ -13,14 +13,29 @@ from argen.model.transformer import ffn_hidden_dim
 
 # Reference §1.2 (c2i, V = 16384, 1000 classes + null row).
 LLAMAGEN_PARAMETERS = {
-    "GPT-B": 110_888_448, "GPT-L": 342_910_976, "GPT-XL": 774_699_520, "GPT-XXL": 1_410_972_672,
-    "GPT-XXXL": 3_893_027_840, "GPT-1B": 1_199_616_000, "GPT-3B": 3_096_659_200, "GPT-7B": 6_614_589_440,
+    "GPT-B": 110_888_448,
+    "GPT-L": 342_910_976,
+    "GPT-XL": 774_699_520,
+    "GPT-XXL": 1_410_972_672,
+    "GPT-XXXL": 3_893_027_840,
+    "GPT-1B": 1_199_616_000,
+    "GPT-3B": 3_096_659_200,
+    "GPT-7B": 6_614_589_440,
 }
 
 
 def tiny_config(**changes) -> GPTConfig:
-    values = dict(dim=64, n_layer=2, n_head=4, multiple_of=32, vocab_size=48, num_classes=10,
-                  token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0)
+    values = dict(
+        dim=64,
+        n_layer=2,
+        n_head=4,
+        multiple_of=32,
+        vocab_size=48,
+        num_classes=10,
+        token_dropout_p=0.0,
+        resid_dropout_p=0.0,
+        ffn_dropout_p=0.0,
+    )
     values.update(changes)
     return GPTConfig(**values)
 
@@ -63,11 +78,19 @@ def test_state_dict_names_and_shapes_match_llamagen():
         par = Transformer(preset(GPT_PRESETS, "GPT-B", GPTConfig), n_transition=3)
     state = plain.state_dict()
     assert len(state) == 88
-    expected = {"cls_embedding.embedding_table.weight": (1001, 768), "tok_embeddings.weight": (16384, 768),
-                "layers.0.attention.wqkv.weight": (2304, 768), "layers.0.attention.wo.weight": (768, 768),
-                "layers.11.feed_forward.w1.weight": (2048, 768), "layers.11.feed_forward.w3.weight": (2048, 768),
-                "layers.11.feed_forward.w2.weight": (768, 2048), "layers.3.attention_norm.weight": (768,),
-                "layers.3.ffn_norm.weight": (768,), "norm.weight": (768,), "output.weight": (16384, 768)}
+    expected = {
+        "cls_embedding.embedding_table.weight": (1001, 768),
+        "tok_embeddings.weight": (16384, 768),
+        "layers.0.attention.wqkv.weight": (2304, 768),
+        "layers.0.attention.wo.weight": (768, 768),
+        "layers.11.feed_forward.w1.weight": (2048, 768),
+        "layers.11.feed_forward.w3.weight": (2048, 768),
+        "layers.11.feed_forward.w2.weight": (768, 2048),
+        "layers.3.attention_norm.weight": (768,),
+        "layers.3.ffn_norm.weight": (768,),
+        "norm.weight": (768,),
+        "output.weight": (16384, 768),
+    }
     for key, shape in expected.items():
         assert tuple(state[key].shape) == shape, key
     par_state = par.state_dict()
@@ -92,8 +115,11 @@ def test_initialisation_follows_llamagen():
     model = Transformer(tiny_config(dim=256, initializer_range=0.02))
     assert torch.all(model.output.weight == 0)
     assert torch.all(model.norm.weight == 1) and torch.all(model.layers[0].ffn_norm.weight == 1)
-    for weight in (model.tok_embeddings.weight, model.layers[0].attention.wqkv.weight,
-                   model.cls_embedding.embedding_table.weight):
+    for weight in (
+        model.tok_embeddings.weight,
+        model.layers[0].attention.wqkv.weight,
+        model.cls_embedding.embedding_table.weight,
+    ):
         assert abs(weight.std().item() - 0.02) < 0.002 and abs(weight.mean().item()) < 0.002
     ids, kinds = raster_inputs(2, 5, 48, 10)
     logits = model(ids, kinds, raster_rope(model, 2, 5), None)
@@ -107,8 +133,7 @@ def llamagen_rope_2d(grid_size: int, head_dim: int, base: float, cls_token_num: 
     freqs = 1.0 / (base ** (torch.arange(0, half, 2)[: half // 2].float() / half))
     t = torch.arange(grid_size)
     freqs = torch.outer(t, freqs)
-    grid = torch.cat([freqs[:, None, :].expand(-1, grid_size, -1), freqs[None, :, :].expand(grid_size, -1, -1)],
-                     dim=-1)
+    grid = torch.cat([freqs[:, None, :].expand(-1, grid_size, -1), freqs[None, :, :].expand(grid_size, -1, -1)], dim=-1)
     cache = torch.stack([torch.cos(grid), torch.sin(grid)], dim=-1).flatten(0, 1)
     return torch.cat([torch.zeros(cls_token_num, half, 2), cache])
 
@@ -187,8 +212,17 @@ def test_cached_forward_equals_full_forward(n_kv_head):
     pieces, start = [], 0
     for end in (3, 4, 5, 8, 10):  # a prefill of 3 slots, then chunks of 1 and 3
         slots = torch.arange(start, end)
-        pieces.append(model(ids[:, start:end], kinds[start:end], rope[start:end], mask[start:end], cache=cache,
-                            cache_slots=slots, kv_length=end))
+        pieces.append(
+            model(
+                ids[:, start:end],
+                kinds[start:end],
+                rope[start:end],
+                mask[start:end],
+                cache=cache,
+                cache_slots=slots,
+                kv_length=end,
+            )
+        )
         start = end
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)
 
@@ -201,8 +235,9 @@ def test_full_cache_length_with_mask_equals_prefix_attention():
     prefix, static = (KVCache.allocate(model, 1, 8, torch.float32, "cpu") for _ in range(2))
     for position in range(6):
         slot = torch.tensor([position])
-        a = model(ids[:, slot], kinds[slot], rope[slot], mask[slot], cache=prefix, cache_slots=slot,
-                  kv_length=position + 1)
+        a = model(
+            ids[:, slot], kinds[slot], rope[slot], mask[slot], cache=prefix, cache_slots=slot, kv_length=position + 1
+        )
         b = model(ids[:, slot], kinds[slot], rope[slot], mask[slot], cache=static, cache_slots=slot, kv_length=8)
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
@@ -218,8 +253,7 @@ def test_kv_cache_is_not_part_of_the_state_dict():
 
 
 def test_dropouts_act_only_in_training():
-    model = random_model(tiny_config(token_dropout_p=0.3, resid_dropout_p=0.3, ffn_dropout_p=0.3,
-                                     drop_path_rate=0.2))
+    model = random_model(tiny_config(token_dropout_p=0.3, resid_dropout_p=0.3, ffn_dropout_p=0.3, drop_path_rate=0.2))
     assert model.layers[0].drop_path.probability == 0.0
     assert model.layers[-1].drop_path.probability == pytest.approx(0.2)
     ids, kinds = raster_inputs(2, 5, 48, 10)

@@ -48,7 +48,7 @@ def test_3d_layout_covers_every_position_once_in_k_plus_n_over_k_minus_1_steps(n
     assert sorted(coordinates) == list(itertools.product(*(range(size) for size in layout.grid)))
     assert layout.num_steps == (count if k == 1 else k + count // k - 1)
     if k > 1:  # a parallel group: one token per region, all at the same place inside their regions
-        group = layout.generated_coords[layout.steps[k].output_start:layout.steps[k].output_end].long()
+        group = layout.generated_coords[layout.steps[k].output_start : layout.steps[k].output_end].long()
         block = torch.tensor(layout.grid) // torch.tensor(layout.regions)
         inside, region = group % block, group // block
         assert len(group) == k and bool((inside == inside[0]).all())
@@ -131,8 +131,9 @@ def test_every_object_of_a_video_has_the_video_class():
 
 
 def test_moving_dataset_by_name_splits_and_frames():
-    config = DataConfig(name="moving-synthetic", image_size=16, limit=20,
-                        video=VideoDataConfig(frames=4, sprite_size=6, seed=1))
+    config = DataConfig(
+        name="moving-synthetic", image_size=16, limit=20, video=VideoDataConfig(frames=4, sprite_size=6, seed=1)
+    )
     train = load_video_dataset(config)
     assert train.videos.shape == (20, 4, 1, 16, 16) and train.videos.dtype == torch.uint8
     assert torch.equal(train.videos, load_video_dataset(config).videos)
@@ -159,17 +160,21 @@ def test_video_folder_of_frame_folders_and_gifs(tmp_path):
     save_gif(gif[None], tmp_path / "run" / "clip-b.gif")
     videos, labels, classes = load_video_folder(tmp_path, frames=4, size=8, channels=1, on_bad_video="error")
     assert videos.shape == (2, 4, 1, 8, 8) and labels.tolist() == [0, 1] and classes == ("jump", "run")
-    dataset = load_video_dataset(DataConfig(name="videofolder", path=str(tmp_path), image_size=8, channels=3,
-                                            video=VideoDataConfig(frames=3)))
+    dataset = load_video_dataset(
+        DataConfig(name="videofolder", path=str(tmp_path), image_size=8, channels=3, video=VideoDataConfig(frames=3))
+    )
     assert dataset.videos.shape == (2, 3, 3, 8, 8)
 
 
-@pytest.mark.parametrize("problem, message", [
-    ("short", "3 frames, fewer than data.video.frames=4"),
-    ("sizes", "all frames of a video need one size"),
-    ("unreadable", "unreadable frame"),
-    ("empty", "no frame images"),
-])
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        ("short", "3 frames, fewer than data.video.frames=4"),
+        ("sizes", "all frames of a video need one size"),
+        ("unreadable", "unreadable frame"),
+        ("empty", "no frame images"),
+    ],
+)
 def test_video_folder_errors_name_the_bad_video(tmp_path, problem, message):
     write_frames(tmp_path / "good" / "clip", 4)
     bad = tmp_path / "bad" / "clip"
@@ -237,8 +242,12 @@ class BrightnessNetwork(nn.Module):
 
 def test_video_metrics_separate_real_videos_from_shuffled_frames():
     def videos(seed):
-        config = DataConfig(name="moving-synthetic", image_size=16, limit=200,
-                            video=VideoDataConfig(frames=6, sprite_size=6, speed=1.0, seed=seed))
+        config = DataConfig(
+            name="moving-synthetic",
+            image_size=16,
+            limit=200,
+            video=VideoDataConfig(frames=6, sprite_size=6, speed=1.0, seed=seed),
+        )
         dataset = load_video_dataset(config)
         return dataset.videos.permute(0, 1, 3, 4, 2).numpy(), dataset.labels.numpy()
 
@@ -262,43 +271,126 @@ def test_video_metrics_separate_real_videos_from_shuffled_frames():
 
 
 def test_cli_video_end_to_end(tmp_path, capsys):
-    data = ["data.name=moving-synthetic", "data.limit=48", "data.image_size=16", "data.video.frames=3",
-            "data.video.sprite_size=6"]
-    tokenizer = ["model.image_size=16", "model.ch=16", "model.ch_mult=[1,2]", "model.num_res_blocks=1",
-                 "model.z_channels=8", "model.codebook_size=16", "model.codebook_dim=4", "train.steps=2",
-                 "train.batch_size=16"]
+    data = [
+        "data.name=moving-synthetic",
+        "data.limit=48",
+        "data.image_size=16",
+        "data.video.frames=3",
+        "data.video.sprite_size=6",
+    ]
+    tokenizer = [
+        "model.image_size=16",
+        "model.ch=16",
+        "model.ch_mult=[1,2]",
+        "model.num_res_blocks=1",
+        "model.z_channels=8",
+        "model.codebook_size=16",
+        "model.codebook_dim=4",
+        "train.steps=2",
+        "train.batch_size=16",
+    ]
     assert main(["tokenizer", "train", "--out", str(tmp_path / "tok"), *data, *tokenizer]) == 0
-    assert main(["tokenize", "--tokenizer", str(tmp_path / "tok" / "checkpoint"), "--out",
-                 str(tmp_path / "cache"), "--limit", "48"]) == 0
+    assert (
+        main(
+            [
+                "tokenize",
+                "--tokenizer",
+                str(tmp_path / "tok" / "checkpoint"),
+                "--out",
+                str(tmp_path / "cache"),
+                "--limit",
+                "48",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
     assert manifest["grid"] == [3, 8, 8] and manifest["count"] == 48
-    assert main(["train", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "ar"), "layout.order=region",
-                 "layout.parallel=4", "model.dim=32", "model.n_layer=1", "model.n_head=2", "model.multiple_of=16",
-                 "train.steps=2", "train.batch_size=8", "train.sample_every=2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--cache",
+                str(tmp_path / "cache"),
+                "--out",
+                str(tmp_path / "ar"),
+                "layout.order=region",
+                "layout.parallel=4",
+                "model.dim=32",
+                "model.n_layer=1",
+                "model.n_head=2",
+                "model.multiple_of=16",
+                "train.steps=2",
+                "train.batch_size=8",
+                "train.sample_every=2",
+            ]
+        )
+        == 0
+    )
     assert read_gif(tmp_path / "ar" / "samples" / "step-0000002.gif").shape[0] == 3  # in-training samples
     samples = tmp_path / "samples"
-    assert main(["sample", "--model", str(tmp_path / "ar" / "checkpoint"), "--count", "4", "--out",
-                 str(samples)]) == 0
+    assert main(["sample", "--model", str(tmp_path / "ar" / "checkpoint"), "--count", "4", "--out", str(samples)]) == 0
     assert read_gif(samples / "samples.gif").shape[0] == 3 and (samples / "samples.png").is_file()
     assert json.loads((samples / "sampling.json").read_text())["steps"] == 4 + 3 * 8 * 8 // 4 - 1
     real = tmp_path / "real.npz"
-    assert main(["video", "make-dataset", "--tokenizer", str(tmp_path / "tok" / "checkpoint"), "--count", "30",
-                 "--out", str(real), "data.video.speed=1"]) == 0
+    assert (
+        main(
+            [
+                "video",
+                "make-dataset",
+                "--tokenizer",
+                str(tmp_path / "tok" / "checkpoint"),
+                "--count",
+                "30",
+                "--out",
+                str(real),
+                "data.video.speed=1",
+            ]
+        )
+        == 0
+    )
     assert real.with_suffix(".gif").is_file()
     from argen.config import ClassifierConfig
     from argen.eval.features import Classifier, save_classifier
 
     torch.manual_seed(0)
-    classifier = save_classifier(tmp_path / "classifier",
-                                 Classifier(ClassifierConfig(image_size=16, widths=(8, 16), feature_dim=16)))
+    classifier = save_classifier(
+        tmp_path / "classifier", Classifier(ClassifierConfig(image_size=16, widths=(8, 16), feature_dim=16))
+    )
     metrics = tmp_path / "metrics.json"
-    assert main(["eval", "video", str(samples / "videos.npz"), "--real", str(real), "--classifier",
-                 str(classifier), "--out", str(metrics)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "video",
+                str(samples / "videos.npz"),
+                "--real",
+                str(real),
+                "--classifier",
+                str(classifier),
+                "--out",
+                str(metrics),
+            ]
+        )
+        == 0
+    )
     result = json.loads(metrics.read_text())
     assert result["videos"] == 4 and result["real_videos"] == 30 and result["frames"] == 3
     assert 0 <= result["video_class_accuracy"] <= 1 and result["frame_fid"] > 0
-    assert main(["report", "--out", str(tmp_path / "report"), "--metrics", str(metrics), "--media",
-                 f"PAR-4x={samples / 'samples.gif'}"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--out",
+                str(tmp_path / "report"),
+                "--metrics",
+                str(metrics),
+                "--media",
+                f"PAR-4x={samples / 'samples.gif'}",
+            ]
+        )
+        == 0
+    )
     assert ".gif" in (tmp_path / "report" / "index.html").read_text()
     assert main(["eval", str(samples / "videos.npz"), "--ref", str(real), "--classifier", str(classifier)]) == 2
     assert "argen eval video" in capsys.readouterr().err

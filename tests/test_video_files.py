@@ -13,8 +13,14 @@ from argen.data.video_files import VideoFileDataset
 
 
 def config(root, split="train", split_file="ucfTrainTestlist/trainlist01.txt", **video):
-    return DataConfig(name="videofiles", path=str(root), split=split, image_size=16, channels=1,
-                      video=VideoDataConfig(**{"frames": 5, "stride": 2, "split_file": split_file, **video}))
+    return DataConfig(
+        name="videofiles",
+        path=str(root),
+        split=split,
+        image_size=16,
+        channels=1,
+        video=VideoDataConfig(**{"frames": 5, "stride": 2, "split_file": split_file, **video}),
+    )
 
 
 def column_of_square(frames: torch.Tensor) -> torch.Tensor:

@@ -75,8 +75,8 @@ def test_the_your_data_page_runs_from_files_to_scores(tmp_path, monkeypatch, cap
             continue
         if "--bootstrap" in arguments:  # a bootstrap of a 6-sample FID says nothing: drop the option and its value
             index = arguments.index("--bootstrap")
-            arguments = arguments[:index] + arguments[index + 2:]
-        key = next((key for key in TINY if tuple(arguments[:len(key)]) == key), None)
+            arguments = arguments[:index] + arguments[index + 2 :]
+        key = next((key for key in TINY if tuple(arguments[: len(key)]) == key), None)
         code = main([*arguments, *TINY.get(key, [])])
         assert code == 0, (arguments, capsys.readouterr().err[-2000:])
         ran.append(arguments[0])

@@ -16,7 +16,7 @@ def moving_square(frames: int, row: int, size: int = SIZE) -> np.ndarray:
     """uint8 RGB frames (T, size, size, 3): an 8-pixel white square at `row`, moving STEP pixels right per frame."""
     video = np.zeros((frames, size, size, 3), dtype=np.uint8)
     for t in range(frames):
-        video[t, row:row + 8, 2 + STEP * t:10 + STEP * t] = 255
+        video[t, row : row + 8, 2 + STEP * t : 10 + STEP * t] = 255
     return video
 
 
@@ -49,7 +49,8 @@ def write_ucf(root: Path, frames: int = 20) -> Path:
     lists = root / "ucfTrainTestlist"
     lists.mkdir()
     (lists / "classInd.txt").write_text("".join(f"{i + 1} {name}\n" for i, name in enumerate(CLASSES)))
-    (lists / "trainlist01.txt").write_text("".join(f"{name}/v_{name}_g0{g}_c01.avi {i + 1}\n"
-                                                   for i, name in enumerate(CLASSES) for g in (1, 2)))
+    (lists / "trainlist01.txt").write_text(
+        "".join(f"{name}/v_{name}_g0{g}_c01.avi {i + 1}\n" for i, name in enumerate(CLASSES) for g in (1, 2))
+    )
     (lists / "testlist01.txt").write_text("".join(f"{name}/v_{name}_g03_c01.avi\n" for name in CLASSES))
     return root

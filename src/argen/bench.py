@@ -43,8 +43,11 @@ LOAD_WINDOW_SECONDS = 0.5
 def bytes_per_step(model: Transformer, layout: Layout, rows: int, precision: str) -> dict[str, float]:
     """Average bytes read per decode step in a concrete precision: weights once (embedding tables: only the rows
     used; int8 linear weights: one byte each plus a bf16 scale per output channel) + KV cache."""
-    int8_linears = {f"{name}.weight" for name, module in model.named_modules()
-                    if isinstance(module, Linear)} if precision == "int8" else set()
+    int8_linears = (
+        {f"{name}.weight" for name, module in model.named_modules() if isinstance(module, Linear)}
+        if precision == "int8"
+        else set()
+    )
     weights = 0
     for name, parameter in model.named_parameters():
         if name.startswith(EMBEDDING_TABLES):
@@ -67,6 +70,7 @@ def _timed(run, device: torch.device, warmup: int, repeats: int) -> tuple[list[f
     """Wall seconds of `repeats` calls of `run` after `warmup` untimed ones, and the busiest other-process load
     seen over windows of at least LOAD_WINDOW_SECONDS (cores; None if unmeasurable: no /proc/stat, or all repeats
     together shorter than a window), warning when the machine was not idle. A shorter final window is not read."""
+
     def synchronised() -> None:
         run()
         if device.type == "cuda":
@@ -86,8 +90,11 @@ def _timed(run, device: torch.device, warmup: int, repeats: int) -> tuple[list[f
             load.start()
     busiest = max((value for value in loads if value is not None), default=None)
     if busiest is not None and busiest > BUSY_OTHERS:
-        warnings.warn(f"other processes used up to {busiest:.2f} CPU cores during the benchmark; "
-                      f"the timings are not trustworthy", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"other processes used up to {busiest:.2f} CPU cores during the benchmark; the timings are not trustworthy",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return seconds, busiest
 
 
@@ -96,9 +103,18 @@ def linear_path(model: nn.Module) -> str:
     return next(module.last_path for module in model.modules() if isinstance(module, Linear))
 
 
-def benchmark_sampling(model: Transformer, layout: Layout, batch: int = 1, guidance: float = 1.0,
-                       dtype: str = "auto", repeats: int = 5, bandwidth_gbs: float | None = None, warmup: int = 1,
-                       seed: int = 0, speculative: int = 0) -> dict:
+def benchmark_sampling(
+    model: Transformer,
+    layout: Layout,
+    batch: int = 1,
+    guidance: float = 1.0,
+    dtype: str = "auto",
+    repeats: int = 5,
+    bandwidth_gbs: float | None = None,
+    warmup: int = 1,
+    seed: int = 0,
+    speculative: int = 0,
+) -> dict:
     """Time `generate` (sampling at temperature 1) and relate it to the bandwidth bound.
 
     Returns steps, ms_per_step_min/median, images_per_s, tokens_per_s (median), bytes_per_step,
@@ -120,9 +136,14 @@ def benchmark_sampling(model: Transformer, layout: Layout, batch: int = 1, guida
     bandwidth_gbs = read_bandwidth_gbs() if measured else bandwidth_gbs
 
     passes: list[int] = []
-    seconds, busiest = _timed(lambda: passes.append(generate(model, layout, labels, options=options,
-                                                             generator=generator, cache=cache).forward_passes),
-                              device, warmup, repeats)
+    seconds, busiest = _timed(
+        lambda: passes.append(
+            generate(model, layout, labels, options=options, generator=generator, cache=cache).forward_passes
+        ),
+        device,
+        warmup,
+        repeats,
+    )
     passes = passes[warmup:]
     steps = layout.num_steps
     traffic = bytes_per_step(model, layout, rows, precision)
@@ -131,26 +152,46 @@ def benchmark_sampling(model: Transformer, layout: Layout, batch: int = 1, guida
     step_median = statistics.median(seconds) / steps * 1e3
     median_seconds = statistics.median(seconds)
     return {
-        "steps": steps, "forward_passes": statistics.mean(passes), "speculative": speculative,
+        "steps": steps,
+        "forward_passes": statistics.mean(passes),
+        "speculative": speculative,
         "ms_per_pass_median": statistics.median(seconds) / statistics.mean(passes) * 1e3,
-        "batch": batch, "rows": rows, "guidance": guidance, "dtype": dtype,
-        "dtype_path": precision, "linear_path": linear_path(model), "repeats": repeats,
-        "ms_per_step_min": step_min, "ms_per_step_median": step_median,
+        "batch": batch,
+        "rows": rows,
+        "guidance": guidance,
+        "dtype": dtype,
+        "dtype_path": precision,
+        "linear_path": linear_path(model),
+        "repeats": repeats,
+        "ms_per_step_min": step_min,
+        "ms_per_step_median": step_median,
         "seconds_per_batch_median": median_seconds,
         "images_per_s": batch / median_seconds,
         # the spread of the repeats: the slowest and fastest batch, as images/s
         "images_per_s_range": [batch / max(seconds), batch / min(seconds)],
         "tokens_per_s": batch * layout.generated_length / median_seconds,
-        "bytes_per_step": traffic["total"], "weight_bytes_per_step": traffic["weights"],
+        "bytes_per_step": traffic["total"],
+        "weight_bytes_per_step": traffic["weights"],
         "kv_bytes_per_step": traffic["kv_cache"],
-        "bandwidth_gbs": bandwidth_gbs, "bandwidth_measured": measured, "bound_ms_per_step": bound_ms,
-        "bandwidth_fraction": bound_ms / step_median, "bandwidth_fraction_best": bound_ms / step_min,
-        "other_load_max_cores": busiest, **describe(),
+        "bandwidth_gbs": bandwidth_gbs,
+        "bandwidth_measured": measured,
+        "bound_ms_per_step": bound_ms,
+        "bandwidth_fraction": bound_ms / step_median,
+        "bandwidth_fraction_best": bound_ms / step_min,
+        "other_load_max_cores": busiest,
+        **describe(),
     }
 
 
-def benchmark_refiner(refiner, grid: tuple[int, ...], batch: int = 1, dtype: str = "auto", repeats: int = 5,
-                      warmup: int = 1, seed: int = 0) -> dict:
+def benchmark_refiner(
+    refiner,
+    grid: tuple[int, ...],
+    batch: int = 1,
+    dtype: str = "auto",
+    repeats: int = 5,
+    warmup: int = 1,
+    seed: int = 0,
+) -> dict:
     """Time CTF's refiner pass (coarse labels -> fine ids, one forward) for a batch; the seconds do not depend on
     the labels' values, so random coarse labels stand in for the AR's."""
     device = next(refiner.parameters()).device
@@ -162,11 +203,21 @@ def benchmark_refiner(refiner, grid: tuple[int, ...], batch: int = 1, dtype: str
     return {"refiner_seconds_per_batch_median": statistics.median(seconds), "refiner_other_load_max_cores": busiest}
 
 
-def run_sample_benchmark(model: str | Path | None = None, preset_name: str | None = None,
-                         random_weights: bool = False, batch: int = 1, guidance: float | None = None, parallel: int = 1,
-                         grid: int = 16, dtype: str = "auto", repeats: int = 3, bandwidth_gbs: float | None = None,
-                         overrides: list[str] | None = None, refiner: str | Path | None = None,
-                         speculative: int = 0) -> dict:
+def run_sample_benchmark(
+    model: str | Path | None = None,
+    preset_name: str | None = None,
+    random_weights: bool = False,
+    batch: int = 1,
+    guidance: float | None = None,
+    parallel: int = 1,
+    grid: int = 16,
+    dtype: str = "auto",
+    repeats: int = 3,
+    bandwidth_gbs: float | None = None,
+    overrides: list[str] | None = None,
+    refiner: str | Path | None = None,
+    speculative: int = 0,
+) -> dict:
     """`argen bench sample`: a trained model (its own layout) or a preset with random weights; with a CTF
     `refiner` the refiner pass is timed too and images/s covers both stages. Without `guidance`, a model decodes
     with the guidance it was shipped with (what `argen sample` and the demo use), a preset without guidance."""
@@ -193,10 +244,14 @@ def run_sample_benchmark(model: str | Path | None = None, preset_name: str | Non
     rows = batch * (2 if SamplingOptions(guidance=guidance).guided(layout) else 1)
     if resolve(dtype, decode_rows(layout, rows), next(network.parameters()).device) == "bf16":
         network = network.to(torch.bfloat16)  # bf16 weights: half the bytes per step (LlamaGen's inference setup)
-    result = benchmark_sampling(network, layout, batch, guidance, dtype, repeats, bandwidth_gbs,
-                                speculative=speculative)
-    result.update(model=str(model) if model else f"{preset_name} (random weights)",
-                  grid=list(layout.grid), parallel=layout.parallel)
+    result = benchmark_sampling(
+        network, layout, batch, guidance, dtype, repeats, bandwidth_gbs, speculative=speculative
+    )
+    result.update(
+        model=str(model) if model else f"{preset_name} (random weights)",
+        grid=list(layout.grid),
+        parallel=layout.parallel,
+    )
     if refiner_model is not None:
         if dtype == "bf16":
             refiner_model = refiner_model.to(torch.bfloat16)
@@ -204,15 +259,26 @@ def run_sample_benchmark(model: str | Path | None = None, preset_name: str | Non
         ar_seconds = result["seconds_per_batch_median"]
         total = ar_seconds + result["refiner_seconds_per_batch_median"]
         # As `argen sample` counts them: the refiner pass is one more step, and in the batch's time.
-        result.update(ar_images_per_s=result["images_per_s"], images_per_s=batch / total,
-                      ar_seconds_per_batch_median=ar_seconds, seconds_per_batch_median=total,
-                      ar_steps=result["steps"], steps=result["steps"] + 1,
-                      refiner_share=result["refiner_seconds_per_batch_median"] / total)
+        result.update(
+            ar_images_per_s=result["images_per_s"],
+            images_per_s=batch / total,
+            ar_seconds_per_batch_median=ar_seconds,
+            seconds_per_batch_median=total,
+            ar_steps=result["steps"],
+            steps=result["steps"] + 1,
+            refiner_share=result["refiner_seconds_per_batch_median"] / total,
+        )
     return result
 
 
-def benchmark_live(pipeline: Pipeline, batch: int = 1, guidance: float = 1.0, repeats: int = 5,
-                   budget: float = DISPLAY_BUDGET, seed: int = 0) -> dict:
+def benchmark_live(
+    pipeline: Pipeline,
+    batch: int = 1,
+    guidance: float = 1.0,
+    repeats: int = 5,
+    budget: float = DISPLAY_BUDGET,
+    seed: int = 0,
+) -> dict:
     """Seconds per batch of a run watched as `argen serve` watches it (a Frame after every step made into the page's
     JSON, partial images within `budget`), of the same run unwatched, and of one watched with every step rendered;
     each ends with the finished images decoded (the replay frames after them are not counted). The three
@@ -239,8 +305,15 @@ def benchmark_live(pipeline: Pipeline, batch: int = 1, guidance: float = 1.0, re
     def watched(share: float) -> None:
         rendered.clear()
         finished.clear()
-        generate_live(pipeline, labels, sink, torch.Generator(pipeline.device).manual_seed(seed), budget=share,
-                      render_cost=render_cost, guidance=guidance)
+        generate_live(
+            pipeline,
+            labels,
+            sink,
+            torch.Generator(pipeline.device).manual_seed(seed),
+            budget=share,
+            render_cost=render_cost,
+            guidance=guidance,
+        )
 
     runs = {"unwatched": unwatched, "watched": lambda: watched(budget), "every_step": lambda: watched(math.inf)}
     seconds = {name: [] for name in runs}
@@ -256,18 +329,31 @@ def benchmark_live(pipeline: Pipeline, batch: int = 1, guidance: float = 1.0, re
     best = {name: min(values) for name, values in seconds.items()}
     median = {name: statistics.median(values) for name, values in seconds.items()}
     steps = pipeline.forward_passes
-    return {"steps": steps, "batch": batch, "guidance": guidance, "repeats": repeats, "budget": budget,
-            "threads": torch.get_num_threads(),
-            **{f"{name}_ms_per_step_min": 1000 * value / steps for name, value in best.items()},
-            "render_ms": 1000 * render_cost, "partial_renders": renders,
-            "overhead": best["watched"] / best["unwatched"] - 1,
-            "overhead_median": median["watched"] / median["unwatched"] - 1,
-            "every_step_overhead": best["every_step"] / best["unwatched"] - 1}
+    return {
+        "steps": steps,
+        "batch": batch,
+        "guidance": guidance,
+        "repeats": repeats,
+        "budget": budget,
+        "threads": torch.get_num_threads(),
+        **{f"{name}_ms_per_step_min": 1000 * value / steps for name, value in best.items()},
+        "render_ms": 1000 * render_cost,
+        "partial_renders": renders,
+        "overhead": best["watched"] / best["unwatched"] - 1,
+        "overhead_median": median["watched"] / median["unwatched"] - 1,
+        "every_step_overhead": best["every_step"] / best["unwatched"] - 1,
+    }
 
 
-def run_live_benchmark(model: str | Path, tokenizer: str | Path | None = None, refiner: str | Path | None = None,
-                       batch: int = 1, guidance: float = 1.0, repeats: int = 5,
-                       budget: float = DISPLAY_BUDGET) -> dict:
+def run_live_benchmark(
+    model: str | Path,
+    tokenizer: str | Path | None = None,
+    refiner: str | Path | None = None,
+    batch: int = 1,
+    guidance: float = 1.0,
+    repeats: int = 5,
+    budget: float = DISPLAY_BUDGET,
+) -> dict:
     """`argen bench live`: benchmark_live of the pipeline of an AR checkpoint (its tokenizer, CTF's refiner)."""
     pipeline = load(model, tokenizer=tokenizer, refiner=refiner)
     return {**benchmark_live(pipeline, batch, guidance, repeats, budget), "model": str(model)}

@@ -40,11 +40,22 @@ METHODS = (
     Method("Prologue", "prologue-ar", tokenizer="prologue-tokenizer"),
     Method("Prologue+PAR-16x", "prologue-par16-ar", tokenizer="prologue-tokenizer", layout=COMBINED),
     # The combination still decodes random code groups (it predates k-means CTF), so it keeps their refiner.
-    Method("Prologue+CTF+PAR-16x", "combined-ar", tokenizer="prologue-tokenizer", refiner="combined-refiner",
-           layout=COMBINED),
+    Method(
+        "Prologue+CTF+PAR-16x",
+        "combined-ar",
+        tokenizer="prologue-tokenizer",
+        refiner="combined-refiner",
+        layout=COMBINED,
+    ),
 )
-COMPONENTS = ("tokenizer", "prologue-tokenizer", "classifier", "ctf-refiner", "combined-refiner",
-              *(method.checkpoint for method in METHODS))
+COMPONENTS = (
+    "tokenizer",
+    "prologue-tokenizer",
+    "classifier",
+    "ctf-refiner",
+    "combined-refiner",
+    *(method.checkpoint for method in METHODS),
+)
 
 
 def shipped_checkpoints() -> Path | None:

@@ -46,8 +46,11 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
     elif "OMP_NUM_THREADS" not in os.environ and sys.stderr.isatty() and (others := other_argen_processes()):
         # Each process takes a thread per core: two of them fight over the cores and both run several times slower.
-        print(f"argen: warning: another argen process is running (pid {others[0]}); with a thread per core each, "
-              "both run several times slower: give each --threads N (N cores between them)", file=sys.stderr)
+        print(
+            f"argen: warning: another argen process is running (pid {others[0]}); with a thread per core each, "
+            "both run several times slower: give each --threads N (N cores between them)",
+            file=sys.stderr,
+        )
 
 
 def _expected(error: Exception) -> bool:

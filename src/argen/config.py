@@ -101,11 +101,14 @@ class VQLossConfig:
         if not isinstance(self.perceptual_weight, (int, float)) or self.perceptual_weight < 0:
             raise ConfigError(f"loss.perceptual_weight must be >= 0, got {self.perceptual_weight!r}")
         if self.perceptual_weight > 0 and not self.perceptual_network:
-            raise ConfigError("loss.perceptual_weight > 0 needs loss.perceptual_network: lpips (with "
-                              "loss.lpips_vgg=FILE loss.lpips_linear=FILE) or a classifier checkpoint folder")
+            raise ConfigError(
+                "loss.perceptual_weight > 0 needs loss.perceptual_network: lpips (with "
+                "loss.lpips_vgg=FILE loss.lpips_linear=FILE) or a classifier checkpoint folder"
+            )
         if (self.lpips_vgg or self.lpips_linear) and self.perceptual_network != "lpips":
-            raise ConfigError("loss.lpips_vgg and loss.lpips_linear are LPIPS' weights: set "
-                              "loss.perceptual_network=lpips to use them")
+            raise ConfigError(
+                "loss.lpips_vgg and loss.lpips_linear are LPIPS' weights: set loss.perceptual_network=lpips to use them"
+            )
 
 
 @dataclass
@@ -168,8 +171,11 @@ class PrologueTrainConfig:
     visual_tokenizer: str = ""
     freeze_visual: bool = True
     # The prior: unconditional (one class, no null class); its vocab_size is set from the layout.
-    prior: GPTConfig = field(default_factory=lambda: GPTConfig(
-        dim=128, n_layer=2, n_head=4, multiple_of=64, num_classes=1, class_dropout_prob=0.0, vocab_size=0))
+    prior: GPTConfig = field(
+        default_factory=lambda: GPTConfig(
+            dim=128, n_layer=2, n_head=4, multiple_of=64, num_classes=1, class_dropout_prob=0.0, vocab_size=0
+        )
+    )
 
 
 @dataclass
@@ -212,7 +218,7 @@ class DataConfig:
     num_workers: int = 0  # DataLoader worker processes reading batches ahead (0: the training process reads)
     on_bad_image: str = "skip"  # "skip" (warn and count) or "error"
     # Images of more pixels (read from the header, before decoding) are unreadable: decompression bombs are skipped
-    max_image_pixels: int = 2 ** 26
+    max_image_pixels: int = 2**26
     limit: int = 0  # use only the first N samples (0 = all)
     skip: int = 0  # drop the first N samples before `limit` (a validation split held out from training's first N)
     video: VideoDataConfig = field(default_factory=VideoDataConfig)
@@ -257,8 +263,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # Checked when the config is built, before any data is read or any folder is made.
-        at_least = {"steps": 1, "batch_size": 1, "grad_accum": 1, "log_every": 1, "checkpoint_every": 1,
-                    "warmup_steps": 0, "sample_every": 0}
+        at_least = {
+            "steps": 1,
+            "batch_size": 1,
+            "grad_accum": 1,
+            "log_every": 1,
+            "checkpoint_every": 1,
+            "warmup_steps": 0,
+            "sample_every": 0,
+        }
         for name, low in at_least.items():
             if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
                 raise ConfigError(f"train.{name} must be an integer >= {low}, got {getattr(self, name)!r}")
@@ -266,11 +279,18 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"train.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if not self.lr > 0 or not self.grad_clip >= 0 or not 0 <= self.min_lr_ratio <= 1 \
-                or not 0 <= self.ema_decay < 1 or not all(0 <= beta < 1 for beta in self.betas):
-            raise ConfigError(f"train.lr must be > 0, train.grad_clip >= 0, train.min_lr_ratio and train.betas in "
-                              f"[0, 1], train.ema_decay in [0, 1); got lr={self.lr}, grad_clip={self.grad_clip}, "
-                              f"min_lr_ratio={self.min_lr_ratio}, betas={self.betas}, ema_decay={self.ema_decay}")
+        if (
+            not self.lr > 0
+            or not self.grad_clip >= 0
+            or not 0 <= self.min_lr_ratio <= 1
+            or not 0 <= self.ema_decay < 1
+            or not all(0 <= beta < 1 for beta in self.betas)
+        ):
+            raise ConfigError(
+                f"train.lr must be > 0, train.grad_clip >= 0, train.min_lr_ratio and train.betas in "
+                f"[0, 1], train.ema_decay in [0, 1); got lr={self.lr}, grad_clip={self.grad_clip}, "
+                f"min_lr_ratio={self.min_lr_ratio}, betas={self.betas}, ema_decay={self.ema_decay}"
+            )
         if not self.out_dir:
             raise ConfigError("train.out_dir must name a folder")
 
@@ -281,22 +301,72 @@ class TrainConfig:
 
 VQ_PRESETS: dict[str, dict[str, Any]] = {
     # LlamaGen's VQ-16 (16x downsampling, 71,883,403 parameters).
-    "VQ-16": dict(image_size=256, in_channels=3, ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2,
-                  z_channels=256, codebook_size=16384, codebook_dim=8),
+    "VQ-16": dict(
+        image_size=256,
+        in_channels=3,
+        ch=128,
+        ch_mult=(1, 1, 2, 2, 4),
+        num_res_blocks=2,
+        z_channels=256,
+        codebook_size=16384,
+        codebook_dim=8,
+    ),
     # LlamaGen's VQ-8.
-    "VQ-8": dict(image_size=256, in_channels=3, ch=128, ch_mult=(1, 2, 2, 4), num_res_blocks=2,
-                 z_channels=256, codebook_size=16384, codebook_dim=8),
+    "VQ-8": dict(
+        image_size=256,
+        in_channels=3,
+        ch=128,
+        ch_mult=(1, 2, 2, 4),
+        num_res_blocks=2,
+        z_channels=256,
+        codebook_size=16384,
+        codebook_dim=8,
+    ),
     # CPU presets: 32x32 grey -> 8x8 tokens; 64x64 grey -> 16x16 tokens (downsample 4).
-    "VQ-CPU-32": dict(image_size=32, in_channels=1, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1,
-                      z_channels=64, codebook_size=1024, codebook_dim=8),
-    "VQ-CPU-64": dict(image_size=64, in_channels=1, ch=32, ch_mult=(1, 2, 4), num_res_blocks=1,
-                      z_channels=64, codebook_size=512, codebook_dim=8),
+    "VQ-CPU-32": dict(
+        image_size=32,
+        in_channels=1,
+        ch=32,
+        ch_mult=(1, 2, 2),
+        num_res_blocks=1,
+        z_channels=64,
+        codebook_size=1024,
+        codebook_dim=8,
+    ),
+    "VQ-CPU-64": dict(
+        image_size=64,
+        in_channels=1,
+        ch=32,
+        ch_mult=(1, 2, 4),
+        num_res_blocks=1,
+        z_channels=64,
+        codebook_size=512,
+        codebook_dim=8,
+    ),
     # Causal 3D video tokenizers (17 frames -> 5 latent frames). CPU: 32x32 grey clips -> (5, 8, 8) tokens, the
     # widths of VQ-CPU-32 (so it inflates from it). B: 128x128 RGB clips (UCF-101) -> (5, 16, 16) tokens.
-    "VQ3D-CPU-32": dict(image_size=32, in_channels=1, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1,
-                        z_channels=64, codebook_size=1024, codebook_dim=8, temporal_downsample=4),
-    "VQ3D-B": dict(image_size=128, in_channels=3, ch=64, ch_mult=(1, 2, 2, 4), num_res_blocks=2,
-                   z_channels=256, codebook_size=16384, codebook_dim=8, temporal_downsample=4),
+    "VQ3D-CPU-32": dict(
+        image_size=32,
+        in_channels=1,
+        ch=32,
+        ch_mult=(1, 2, 2),
+        num_res_blocks=1,
+        z_channels=64,
+        codebook_size=1024,
+        codebook_dim=8,
+        temporal_downsample=4,
+    ),
+    "VQ3D-B": dict(
+        image_size=128,
+        in_channels=3,
+        ch=64,
+        ch_mult=(1, 2, 2, 4),
+        num_res_blocks=2,
+        z_channels=256,
+        codebook_size=16384,
+        codebook_dim=8,
+        temporal_downsample=4,
+    ),
 }
 
 GPT_PRESETS: dict[str, dict[str, Any]] = {
@@ -427,8 +497,9 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return nested
 
 
-def build(cls: type, base: Any | None = None, yaml_path: str | Path | None = None,
-          overrides: list[str] | None = None) -> Any:
+def build(
+    cls: type, base: Any | None = None, yaml_path: str | Path | None = None, overrides: list[str] | None = None
+) -> Any:
     """Defaults (or `base`), then a YAML file, then `key=value` overrides."""
     config = base if base is not None else cls()
     if yaml_path is not None:
@@ -447,8 +518,13 @@ def build(cls: type, base: Any | None = None, yaml_path: str | Path | None = Non
     return config
 
 
-def build_run(cls: type, preset_name: str | None = None, yaml_path: str | Path | None = None,
-              overrides: list[str] | None = None, derive: Callable[[Any], Any] | None = None) -> Any:
+def build_run(
+    cls: type,
+    preset_name: str | None = None,
+    yaml_path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    derive: Callable[[Any], Any] | None = None,
+) -> Any:
     """A run config: defaults, then the model preset `preset_name` (of the run's model class), then what
     `derive` fills in from the config so far (e.g. a token cache's grid, vocabulary and classes; a falsy result
     derives nothing), then the YAML file, then `key=value` overrides. Explicit settings win over derived ones."""
@@ -461,8 +537,10 @@ def build_run(cls: type, preset_name: str | None = None, yaml_path: str | Path |
         base = dataclasses.replace(base, model=preset(presets, preset_name, model_cls))
         if hasattr(base, "data") and hasattr(base.model, "image_size"):
             # The tokenizer fixes the image format: keep the data in step with the preset.
-            base = dataclasses.replace(base, data=dataclasses.replace(
-                base.data, image_size=base.model.image_size, channels=base.model.in_channels))
+            base = dataclasses.replace(
+                base,
+                data=dataclasses.replace(base.data, image_size=base.model.image_size, channels=base.model.in_channels),
+            )
     config = build(cls, base=base, yaml_path=yaml_path, overrides=overrides)
     derived = derive(config) if derive is not None else None
     return build(cls, base=derived, yaml_path=yaml_path, overrides=overrides) if derived else config
@@ -521,8 +599,10 @@ class ClassifierConfig:
 
     def __post_init__(self) -> None:
         if not self.widths or self.image_size < 2 ** len(self.widths):
-            raise ConfigError(f"classifier widths {tuple(self.widths)} need images of at least "
-                              f"{2 ** len(self.widths)} pixels, got image_size={self.image_size}")
+            raise ConfigError(
+                f"classifier widths {tuple(self.widths)} need images of at least "
+                f"{2 ** len(self.widths)} pixels, got image_size={self.image_size}"
+            )
 
 
 @dataclass
@@ -530,9 +610,20 @@ class ClassifierRunConfig:
     model: ClassifierConfig = field_default(ClassifierConfig)
     data: DataConfig = field_default(DataConfig)
     # About 3 epochs of Fashion-MNIST at batch 128.
-    train: TrainConfig = field_default(lambda: TrainConfig(
-        steps=1400, batch_size=128, lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=50,
-        min_lr_ratio=0.02, log_every=50, checkpoint_every=1000, out_dir="runs/classifier"))
+    train: TrainConfig = field_default(
+        lambda: TrainConfig(
+            steps=1400,
+            batch_size=128,
+            lr=2e-3,
+            weight_decay=1e-4,
+            schedule="cosine",
+            warmup_steps=50,
+            min_lr_ratio=0.02,
+            log_every=50,
+            checkpoint_every=1000,
+            out_dir="runs/classifier",
+        )
+    )
     shift: int = 2  # random translation of up to this many pixels (0 disables augmentation)
 
     def __post_init__(self) -> None:

@@ -122,18 +122,23 @@ class Layout:
             raise ValueError(f"layout.parallel must be >= 1, got {config.parallel}")
         count = math.prod(self.grid)
         if count % config.parallel:
-            raise ValueError(f"layout.parallel={config.parallel} must divide the {count} visual tokens "
-                             f"of grid {self.grid}")
+            raise ValueError(
+                f"layout.parallel={config.parallel} must divide the {count} visual tokens of grid {self.grid}"
+            )
         if config.order == "raster" and config.regions is not None:
             raise ValueError("layout.regions applies to order='region' only; set order=region or drop regions")
         if config.prologue_length < 0:
             raise ValueError(f"layout.prologue_length must be >= 0, got {config.prologue_length}")
         if config.prologue_parallel < 1 or config.prologue_length % config.prologue_parallel:
-            raise ValueError(f"layout.prologue_parallel={config.prologue_parallel} must be >= 1 and divide "
-                             f"layout.prologue_length={config.prologue_length}")
+            raise ValueError(
+                f"layout.prologue_parallel={config.prologue_parallel} must be >= 1 and divide "
+                f"layout.prologue_length={config.prologue_length}"
+            )
         if (config.prologue_length > 0) != (config.prologue_vocab > 0):
-            raise ValueError(f"layout.prologue_length ({config.prologue_length}) and layout.prologue_vocab "
-                             f"({config.prologue_vocab}) must both be > 0 (prologue) or both 0 (none)")
+            raise ValueError(
+                f"layout.prologue_length ({config.prologue_length}) and layout.prologue_vocab "
+                f"({config.prologue_vocab}) must both be > 0 (prologue) or both 0 (none)"
+            )
 
     def _regions(self) -> tuple[int, ...]:
         """Region count per grid axis (all ones in raster order)."""
@@ -143,19 +148,24 @@ class Layout:
         if regions is None:
             side = math.isqrt(self.parallel)
             if side * side != self.parallel:
-                raise ValueError(f"layout.parallel={self.parallel} is not a perfect square, so there is no "
-                                 f"default square region split; give layout.regions explicitly")
+                raise ValueError(
+                    f"layout.parallel={self.parallel} is not a perfect square, so there is no "
+                    f"default square region split; give layout.regions explicitly"
+                )
             regions = (1,) * (len(self.grid) - 2) + (side, side)
         regions = tuple(int(r) for r in regions)
         if len(regions) != len(self.grid) or min(regions) < 1:
             raise ValueError(f"layout.regions {regions} must give a positive count per grid axis {self.grid}")
         for size, count in zip(self.grid, regions):
             if size % count:
-                raise ValueError(f"layout.regions {regions} does not divide grid {self.grid}: "
-                                 f"{size} is not a multiple of {count}")
+                raise ValueError(
+                    f"layout.regions {regions} does not divide grid {self.grid}: {size} is not a multiple of {count}"
+                )
         if self.parallel not in (1, math.prod(regions)):
-            raise ValueError(f"layout.parallel={self.parallel} must be 1 or the number of regions "
-                             f"({math.prod(regions)} for regions {regions})")
+            raise ValueError(
+                f"layout.parallel={self.parallel} must be 1 or the number of regions "
+                f"({math.prod(regions)} for regions {regions})"
+            )
         return regions
 
     def _segments(self) -> dict[str, Segment]:
@@ -164,8 +174,7 @@ class Layout:
         if self.prologue_length > 0:
             prologue_vocab = self.config.prologue_vocab
             segments[PROLOGUE] = Segment(PROLOGUE, 0, self.prologue_length, self.grid_vocab, prologue_vocab)
-            segments[SEPARATOR] = Segment(SEPARATOR, self.prologue_length, 1,
-                                          self.grid_vocab + prologue_vocab, 1)
+            segments[SEPARATOR] = Segment(SEPARATOR, self.prologue_length, 1, self.grid_vocab + prologue_vocab, 1)
             start = self.prologue_length + 1
         segments[VISUAL] = Segment(VISUAL, start, math.prod(self.grid), 0, self.grid_vocab)
         return segments
@@ -189,12 +198,22 @@ class Layout:
             n_fed = previous
             n_transition = max(size - n_fed, 0)
             id_low = segment.offset
-            steps.append(Step(
-                index=index, slot_start=slot, slot_end=slot + n_fed + n_transition,
-                fed_start=output - previous if index > 0 else 0, n_fed=n_fed, n_transition=n_transition,
-                output_start=output, output_end=output + size, segment=segment.name,
-                id_low=id_low, id_high=id_low + segment.vocab,
-                progress=(output - segment.start) / segment.length))
+            steps.append(
+                Step(
+                    index=index,
+                    slot_start=slot,
+                    slot_end=slot + n_fed + n_transition,
+                    fed_start=output - previous if index > 0 else 0,
+                    n_fed=n_fed,
+                    n_transition=n_transition,
+                    output_start=output,
+                    output_end=output + size,
+                    segment=segment.name,
+                    id_low=id_low,
+                    id_high=id_low + segment.vocab,
+                    progress=(output - segment.start) / segment.length,
+                )
+            )
             slot += n_fed + n_transition
             output += size
             previous = size
@@ -260,9 +279,16 @@ class Layout:
                     kinds.append(SLOT_TRANSITION), source.append(-1), transition.append(slot - step.n_fed)
                 target.append(step.output_start + slot if slot < step.n_output else -1)
                 step_of.append(step.index)
-        return {name: torch.tensor(values, dtype=torch.long) for name, values in
-                dict(kinds=kinds, input_source=source, transition_index=transition,
-                     targets_index=target, step_of_slot=step_of).items()}
+        return {
+            name: torch.tensor(values, dtype=torch.long)
+            for name, values in dict(
+                kinds=kinds,
+                input_source=source,
+                transition_index=transition,
+                targets_index=target,
+                step_of_slot=step_of,
+            ).items()
+        }
 
     @property
     def kinds(self) -> torch.Tensor:
@@ -305,8 +331,8 @@ class Layout:
         decode loop's per-step logit mask, for teacher forcing); slots without a target allow every id."""
         allowed = torch.ones(self.sequence_length, self.vocab_size, dtype=torch.bool)
         for step in self.steps:
-            allowed[step.slot_start:step.slot_start + step.n_output] = False
-            allowed[step.slot_start:step.slot_start + step.n_output, step.id_low:step.id_high] = True
+            allowed[step.slot_start : step.slot_start + step.n_output] = False
+            allowed[step.slot_start : step.slot_start + step.n_output, step.id_low : step.id_high] = True
         return allowed
 
     @cached_property
@@ -322,7 +348,7 @@ class Layout:
         for size in reversed(self.grid):
             unravelled.append(raster % size)
             raster = raster // size
-        coords[self.segments[VISUAL].start:] = torch.stack(unravelled[::-1], dim=-1).float()
+        coords[self.segments[VISUAL].start :] = torch.stack(unravelled[::-1], dim=-1).float()
         return coords
 
     @cached_property
@@ -354,13 +380,13 @@ class Layout:
     def to_grid(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, N) visual ids in generation order -> (B, *grid)."""
         if ids.dim() != 2 or ids.shape[1] != self.visual_count:
-            raise ValueError(f"expected visual ids (B, {self.visual_count}) in generation order, "
-                             f"got {tuple(ids.shape)}")
+            raise ValueError(
+                f"expected visual ids (B, {self.visual_count}) in generation order, got {tuple(ids.shape)}"
+            )
         inverse = torch.argsort(self.visual_order).to(ids.device)
         return ids[:, inverse].reshape(ids.shape[0], *self.grid)
 
-    def generated_sequence(self, visual_ids: torch.Tensor, prologue_ids: torch.Tensor | None = None
-                           ) -> torch.Tensor:
+    def generated_sequence(self, visual_ids: torch.Tensor, prologue_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, n_generated) global ids in generation order from grid visual ids (+ prologue ids)."""
         visual = self.to_generation_order(visual_ids)
         if self.prologue_length == 0:
@@ -369,22 +395,24 @@ class Layout:
             return visual
         if prologue_ids is None or tuple(prologue_ids.shape) != (visual.shape[0], self.prologue_length):
             shape = None if prologue_ids is None else tuple(prologue_ids.shape)
-            raise ValueError(f"the layout needs prologue ids of shape ({visual.shape[0]}, "
-                             f"{self.prologue_length}), got {shape}")
+            raise ValueError(
+                f"the layout needs prologue ids of shape ({visual.shape[0]}, {self.prologue_length}), got {shape}"
+            )
         separator = self.segments[SEPARATOR].offset
-        return torch.cat([prologue_ids + self.segments[PROLOGUE].offset,
-                          torch.full_like(visual[:, :1], separator), visual], dim=1)
+        return torch.cat(
+            [prologue_ids + self.segments[PROLOGUE].offset, torch.full_like(visual[:, :1], separator), visual], dim=1
+        )
 
     def _check_grid(self, grid_ids: torch.Tensor) -> None:
         if tuple(grid_ids.shape[1:]) != self.grid:
-            raise ValueError(f"expected visual ids (B, {', '.join(map(str, self.grid))}), "
-                             f"got {tuple(grid_ids.shape)}")
+            raise ValueError(f"expected visual ids (B, {', '.join(map(str, self.grid))}), got {tuple(grid_ids.shape)}")
 
     # ---------------------------------------------------------------------------------------
     # Training
 
-    def training_tensors(self, visual_ids: torch.Tensor, labels: torch.Tensor,
-                         prologue_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def training_tensors(
+        self, visual_ids: torch.Tensor, labels: torch.Tensor, prologue_ids: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Teacher-forcing inputs: ids (B, L), kinds (L,), targets (B, L) (-100 = none), mask (L, L).
 
         visual_ids (B, *grid) local visual ids, labels (B,) class ids (null class allowed),
@@ -398,15 +426,19 @@ class Layout:
         kinds = self.kinds.to(device)
         source = self.input_source.to(device)
         fed = generated[:, source.clamp(min=0)]  # (B, L)
-        ids = torch.where(kinds == SLOT_TOKEN, fed,
-                          torch.where(kinds == SLOT_CLASS, labels[:, None].to(generated.dtype),
-                                      self.transition_index.to(device)))
+        ids = torch.where(
+            kinds == SLOT_TOKEN,
+            fed,
+            torch.where(kinds == SLOT_CLASS, labels[:, None].to(generated.dtype), self.transition_index.to(device)),
+        )
         target_index = self.targets_index.to(device)
         targets = torch.where(target_index >= 0, generated[:, target_index.clamp(min=0)], IGNORE_INDEX)
         return {"ids": ids, "kinds": kinds, "targets": targets, "mask": self.mask.to(device)}
 
     def describe(self) -> str:
         """One line for logs: order, steps and sequence length."""
-        return (f"grid {self.grid}, order {self.config.order}, parallel {self.parallel}, regions {self.regions}, "
-                f"prologue {self.prologue_length} ({self.config.prologue_parallel} per step), {self.num_steps} steps, "
-                f"{self.sequence_length} slots, {self.n_transition} transition embeddings, vocab {self.vocab_size}")
+        return (
+            f"grid {self.grid}, order {self.config.order}, parallel {self.parallel}, regions {self.regions}, "
+            f"prologue {self.prologue_length} ({self.config.prologue_parallel} per step), {self.num_steps} steps, "
+            f"{self.sequence_length} slots, {self.n_transition} transition embeddings, vocab {self.vocab_size}"
+        )

@@ -57,13 +57,19 @@ class Frame:
         """The frame for a web page: decoded positions as a '0'/'1' string in raster order, images as PNG data URLs,
         and the speed: ms per step and images/s (projected over every step until the run is done)."""
         per_step = self.seconds / max(self.step, 1)
-        return {"step": self.step, "steps": self.steps, "stage": self.stage, "grid": list(self.decoded.shape),
-                "decoded": "".join("1" if value else "0" for value in self.decoded.flatten().tolist()),
-                "prologue": None if self.prologue is None else self.prologue.tolist(),
-                "images": None if self.images is None else [png_data_url(image) for image in self.images],
-                "ms_per_step": round(1000 * per_step, 2),
-                "images_per_s": round(self.batch / max(per_step * self.steps, 1e-9), 2),
-                "seconds": round(self.seconds, 4), "wall": round(self.wall, 4)}
+        return {
+            "step": self.step,
+            "steps": self.steps,
+            "stage": self.stage,
+            "grid": list(self.decoded.shape),
+            "decoded": "".join("1" if value else "0" for value in self.decoded.flatten().tolist()),
+            "prologue": None if self.prologue is None else self.prologue.tolist(),
+            "images": None if self.images is None else [png_data_url(image) for image in self.images],
+            "ms_per_step": round(1000 * per_step, 2),
+            "images_per_s": round(self.batch / max(per_step * self.steps, 1e-9), 2),
+            "seconds": round(self.seconds, 4),
+            "wall": round(self.wall, 4),
+        }
 
 
 def png_data_url(image: torch.Tensor) -> str:
@@ -76,15 +82,27 @@ def png_data_url(image: torch.Tensor) -> str:
 
 def coarse_palette(count: int) -> torch.Tensor:
     """(count, 3) uint8 colours, one per coarse label, far apart in hue for neighbouring labels."""
-    return torch.tensor([[round(255 * c) for c in colorsys.hsv_to_rgb((label * GOLDEN_RATIO) % 1.0, 0.55, 0.9)]
-                         for label in range(count)], dtype=torch.uint8)
+    return torch.tensor(
+        [
+            [round(255 * c) for c in colorsys.hsv_to_rgb((label * GOLDEN_RATIO) % 1.0, 0.55, 0.9)]
+            for label in range(count)
+        ],
+        dtype=torch.uint8,
+    )
 
 
 class LiveView:
     """The `on_step` watcher of one run: turns each step into a Frame for `sink`, rendering within the budget."""
 
-    def __init__(self, pipeline: Pipeline, batch: int, sink: Callable[[Frame], None],
-                 budget: float = DISPLAY_BUDGET, cancel: threading.Event | None = None, render_cost: float = 0.0):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        batch: int,
+        sink: Callable[[Frame], None],
+        budget: float = DISPLAY_BUDGET,
+        cancel: threading.Event | None = None,
+        render_cost: float = 0.0,
+    ):
         if pipeline.tokenizer is None:
             raise ValueError("watching a run needs a pipeline with a tokenizer to render its images")
         if len(pipeline.layout.grid) != 2:
@@ -117,21 +135,36 @@ class LiveView:
         count, decoded = self._decoded(step)
         last = step.index == layout.num_steps - 1
         # The last step of a fine-id model is rendered by the finished frame right after it.
-        render = (count > 0 and self.display_seconds + self.render_cost < self.budget * sampling
-                  and not (last and self.palette is None))
+        render = (
+            count > 0
+            and self.display_seconds + self.render_cost < self.budget * sampling
+            and not (last and self.palette is None)
+        )
         images = None
         if render:
             rendering = time.perf_counter()
-            ids = layout.to_grid((generated[:, self.visual.start:] - self.visual.offset).clamp(min=0).cpu())
+            ids = layout.to_grid((generated[:, self.visual.start :] - self.visual.offset).clamp(min=0).cpu())
             images = self._render(ids, decoded)
             self.render_cost = time.perf_counter() - rendering
         prologue = layout.segments.get(PROLOGUE)
-        stage = ("prologue" if count == 0 and prologue is not None
-                 else "coarse" if self.palette is not None else "visual")
-        self.sink(Frame(step.index + 1, self.steps, stage, self.batch, decoded,
-                        None if prologue is None else
-                        (generated[:, :min(step.output_end, prologue.length)] - prologue.offset).cpu(),
-                        images, sampling, wall))
+        stage = (
+            "prologue" if count == 0 and prologue is not None else "coarse" if self.palette is not None else "visual"
+        )
+        self.sink(
+            Frame(
+                step.index + 1,
+                self.steps,
+                stage,
+                self.batch,
+                decoded,
+                None
+                if prologue is None
+                else (generated[:, : min(step.output_end, prologue.length)] - prologue.offset).cpu(),
+                images,
+                sampling,
+                wall,
+            )
+        )
         self.display_seconds += time.perf_counter() - began
 
     def _render(self, ids: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
@@ -150,8 +183,17 @@ class LiveView:
         images = self.pipeline.decode(generated.visual)
         _, wall = self._elapsed()
         everything = torch.ones(self.pipeline.layout.grid, dtype=torch.bool)
-        return Frame(self.steps, self.steps, "done", self.batch, everything,
-                     None if generated.prologue is None else generated.prologue.cpu(), images, sampling, wall)
+        return Frame(
+            self.steps,
+            self.steps,
+            "done",
+            self.batch,
+            everything,
+            None if generated.prologue is None else generated.prologue.cpu(),
+            images,
+            sampling,
+            wall,
+        )
 
     def replay(self, generated: Generated, final: Frame) -> list[Frame]:
         """Partial images of up to REPLAY_FRAMES evenly spaced steps, from the finished ids, within REPLAY_SHARE of
@@ -166,8 +208,11 @@ class LiveView:
             decoded = self._decoded(step)[1]
             # What a live render of that step showed: the tokens decoded later are not there yet.
             images = self._render(ids.masked_fill(~decoded, 0), decoded)
-            frames.append(Frame(step.index + 1, self.steps, "replay", self.batch, decoded, None, images,
-                                final.seconds, final.wall))
+            frames.append(
+                Frame(
+                    step.index + 1, self.steps, "replay", self.batch, decoded, None, images, final.seconds, final.wall
+                )
+            )
         return frames
 
 
@@ -183,9 +228,17 @@ def render_seconds(pipeline: Pipeline, batch: int = 1) -> float:
     return time.perf_counter() - began
 
 
-def generate_live(pipeline: Pipeline, labels, sink: Callable[[Frame], None], generator: torch.Generator | None = None,
-                  refine: dict | None = None, budget: float = DISPLAY_BUDGET, cancel: threading.Event | None = None,
-                  render_cost: float = 0.0, **options: Any) -> Frame:
+def generate_live(
+    pipeline: Pipeline,
+    labels,
+    sink: Callable[[Frame], None],
+    generator: torch.Generator | None = None,
+    refine: dict | None = None,
+    budget: float = DISPLAY_BUDGET,
+    cancel: threading.Event | None = None,
+    render_cost: float = 0.0,
+    **options: Any,
+) -> Frame:
     """`pipeline.generate_ids` watched: `sink` gets a Frame after every step, the finished frame (returned) and the
     replay frames.
     Setting `cancel` stops the run at its next step with `Cancelled`; `render_cost` is the expected seconds of a

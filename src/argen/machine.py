@@ -44,8 +44,9 @@ def other_argen_processes() -> list[int]:
             words = (entry / "cmdline").read_bytes().split(b"\0")[:3]
         except OSError:  # gone meanwhile, or not ours to read
             continue
-        if int(entry.name) != os.getpid() and any(Path(word.decode(errors="replace")).name == "argen"
-                                                  or word.startswith(b"argen.") for word in words):
+        if int(entry.name) != os.getpid() and any(
+            Path(word.decode(errors="replace")).name == "argen" or word.startswith(b"argen.") for word in words
+        ):
             found.append(int(entry.name))
     return found
 
@@ -97,9 +98,15 @@ def isa_flags() -> dict[str, bool]:
 
 def describe() -> dict:
     """CPU model, cores, torch threads, ISA flags, the kernels torch dispatches to and its version."""
-    return {"cpu_model": cpu_model(), "cpu_cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "isa": isa_flags(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "onednn_bf16": native_bf16(), "torch_version": torch.__version__}
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "isa": isa_flags(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn_bf16": native_bf16(),
+        "torch_version": torch.__version__,
+    }
 
 
 def _cache_file() -> Path:
@@ -129,8 +136,12 @@ def read_bandwidth_gbs(refresh: bool = False) -> float:
         return float(cached[key])
     gbs, others = measure_read_bandwidth_gbs()
     if others is not None and others > BUSY_OTHERS:
-        warnings.warn(f"other processes used {others:.2f} CPU cores while the read bandwidth was measured "
-                      f"({gbs:.1f} GB/s); not cached", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"other processes used {others:.2f} CPU cores while the read bandwidth was measured "
+            f"({gbs:.1f} GB/s); not cached",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return gbs
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**cached, key: gbs}, indent=1))

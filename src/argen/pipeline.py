@@ -57,9 +57,15 @@ class Samples:
         if self.images is None:
             raise ValueError("these samples were not decoded to pixels (no tokenizer)")
         video = self.images.ndim == 5
-        return (save_preview(self.images, Path(out_dir) / "samples.png", columns, fps),
-                write_npz(samples_file(out_dir, video), self.images.movedim(-3, -1).numpy(),
-                          labels=self.labels.numpy(), video=video))
+        return (
+            save_preview(self.images, Path(out_dir) / "samples.png", columns, fps),
+            write_npz(
+                samples_file(out_dir, video),
+                self.images.movedim(-3, -1).numpy(),
+                labels=self.labels.numpy(),
+                video=video,
+            ),
+        )
 
     def save_ids(self, path: str | Path) -> Path:
         """The ids (grid order) as JSON: classes, grid, ids, and under CTF the coarse labels."""
@@ -69,8 +75,11 @@ class Samples:
 def write_ids(path: str | Path, labels: Any, visual: Any, coarse: Any | None = None) -> Path:
     """Samples' ids as JSON (atomic): "classes", "grid", "ids" (CTF: the refined fine ids) and, under CTF, "coarse"
     (the AR's cluster labels); arrays or tensors of (N,) and (N, *grid)."""
-    saved = {"classes": np.asarray(labels).tolist(), "grid": list(np.shape(visual)[1:]),
-             "ids": np.asarray(visual).tolist()}
+    saved = {
+        "classes": np.asarray(labels).tolist(),
+        "grid": list(np.shape(visual)[1:]),
+        "ids": np.asarray(visual).tolist(),
+    }
     if coarse is not None:
         saved["coarse"] = np.asarray(coarse).tolist()
     ckpt.atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(saved)))
@@ -125,9 +134,15 @@ class Pipeline:
             raise ValueError(f"class labels must be integers in [0, {classes}), got {labels.tolist()}")
         return labels.to(self.device)
 
-    def generate_ids(self, labels, generator: torch.Generator | None = None, refine: dict | None = None,
-                     forced: dict[str, torch.Tensor] | None = None,
-                     on_step: Callable[[Step, torch.Tensor], None] | None = None, **options: Any) -> Generated:
+    def generate_ids(
+        self,
+        labels,
+        generator: torch.Generator | None = None,
+        refine: dict | None = None,
+        forced: dict[str, torch.Tensor] | None = None,
+        on_step: Callable[[Step, torch.Tensor], None] | None = None,
+        **options: Any,
+    ) -> Generated:
         """Token ids in grid order (and prologue ids) for each label; options are SamplingOptions fields.
 
         `forced` keeps given ids (see argen.sample.generate), e.g. {"prologue": ids (B, P)} resamples only the
@@ -140,13 +155,29 @@ class Pipeline:
         """
         coarse_options, refine_options = self.sampling_options(refine, **options)
         if refine_options is None:
-            return generate(self.model, self.layout, self.class_labels(labels), options=coarse_options,
-                            generator=generator, forced=forced, on_step=on_step)
-        return self.refinement.sample(self.model, self.layout, self.class_labels(labels), coarse_options,
-                                      refine_options, generator, forced, on_step)
+            return generate(
+                self.model,
+                self.layout,
+                self.class_labels(labels),
+                options=coarse_options,
+                generator=generator,
+                forced=forced,
+                on_step=on_step,
+            )
+        return self.refinement.sample(
+            self.model,
+            self.layout,
+            self.class_labels(labels),
+            coarse_options,
+            refine_options,
+            generator,
+            forced,
+            on_step,
+        )
 
-    def sampling_options(self, refine: dict | None = None,
-                         **options: Any) -> tuple[SamplingOptions, RefineOptions | None]:
+    def sampling_options(
+        self, refine: dict | None = None, **options: Any
+    ) -> tuple[SamplingOptions, RefineOptions | None]:
         """The checked options of `generate_ids` (the refiner pass's None without a refiner)."""
         _check_fields(SamplingOptions, options, "sampling")
         coarse_options = SamplingOptions(**options)
@@ -157,8 +188,15 @@ class Pipeline:
         _check_fields(RefineOptions, refine or {}, "refine")
         return coarse_options, self.refinement.options(refine, coarse_options)
 
-    def sample(self, labels, batch_size: int = 64, generator: torch.Generator | None = None,
-               refine: dict | None = None, decode: bool = True, **options: Any) -> Samples:
+    def sample(
+        self,
+        labels,
+        batch_size: int = 64,
+        generator: torch.Generator | None = None,
+        refine: dict | None = None,
+        decode: bool = True,
+        **options: Any,
+    ) -> Samples:
         """`generate_ids` over `labels` in batches of `batch_size` drawing from `generator` in turn, each batch
         decoded to pixels unless `decode` is False or there is no tokenizer. (`argen sample` gives every batch its
         own `batch_generator`, so that ranks can share a run: argen.sampling_run.)"""
@@ -169,7 +207,7 @@ class Pipeline:
         visual, coarse, images, seconds, decode_seconds, passes = [], [], [], 0.0, 0.0, 0
         for start in range(0, len(labels), batch_size):
             started = time.perf_counter()
-            generated = self.generate_ids(labels[start:start + batch_size], generator, refine, **options)
+            generated = self.generate_ids(labels[start : start + batch_size], generator, refine, **options)
             seconds += time.perf_counter() - started
             passes += generated.forward_passes
             visual.append(generated.visual.cpu())
@@ -179,26 +217,37 @@ class Pipeline:
                 started = time.perf_counter()
                 images.append(self.decode(generated.visual))
                 decode_seconds += time.perf_counter() - started
-        return Samples(labels, torch.cat(visual), torch.cat(coarse) if coarse else None,
-                       torch.cat(images) if images else None, seconds, decode_seconds, passes)
+        return Samples(
+            labels,
+            torch.cat(visual),
+            torch.cat(coarse) if coarse else None,
+            torch.cat(images) if images else None,
+            seconds,
+            decode_seconds,
+            passes,
+        )
 
-    def fixed_prologue_rows(self, cache: TokenDataset, rows: int, per_row: int,
-                            generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
+    def fixed_prologue_rows(
+        self, cache: TokenDataset, rows: int, per_row: int, generator: torch.Generator | None = None, **options: Any
+    ) -> torch.Tensor:
         """Fixed-prologue resampling: for each of the first `rows` images of a token cache with prologue ids,
         the image as the tokenizer reconstructs it, then `per_row` samples of its class that keep its prologue
         ids and draw only the visual tokens. uint8 (rows * (1 + per_row), C, H, W), row by row."""
         if not cache.prologue_length:
-            raise ValueError(f"the token cache {cache.directory} has no prologue ids (tokenize with a Prologue "
-                             "tokenizer)")
+            raise ValueError(
+                f"the token cache {cache.directory} has no prologue ids (tokenize with a Prologue tokenizer)"
+            )
         stored = cache.prologue_length
         if self.layout.prologue_length != stored:
-            raise ValueError(f"the prologues of {cache.directory} have {stored} ids, the model's "
-                             f"{self.layout.prologue_length}")
+            raise ValueError(
+                f"the prologues of {cache.directory} have {stored} ids, the model's {self.layout.prologue_length}"
+            )
         rows = min(rows, len(cache))
         prologue = cache.column("prologue_ids", rows).repeat_interleave(per_row, 0)
         labels = cache.column("labels", rows)
-        generated = self.generate_ids(labels.repeat_interleave(per_row, 0), generator,
-                                      forced={"prologue": prologue.to(self.device)}, **options)
+        generated = self.generate_ids(
+            labels.repeat_interleave(per_row, 0), generator, forced={"prologue": prologue.to(self.device)}, **options
+        )
         originals = self.decode(cache.column("ids", rows))  # (rows, C, H, W)
         samples = self.decode(generated.visual).view(rows, per_row, *originals.shape[1:])
         return torch.cat([originals[:, None], samples], 1).flatten(0, 1)
@@ -208,15 +257,22 @@ class Pipeline:
         """Grid ids -> uint8 images (B, C, H, W); (B, T, h, w) video grids -> uint8 videos (B, T, C, H, W)."""
         if self.tokenizer is None:
             hint = " and a refiner (its AR model predicts CTF coarse labels)" if self.coarse else ""
-            raise ValueError(f"this pipeline has no tokenizer{hint}; use generate_ids, or load one with a "
-                             f"tokenizer{hint}")
+            raise ValueError(
+                f"this pipeline has no tokenizer{hint}; use generate_ids, or load one with a tokenizer{hint}"
+            )
         # In the tokenizer's own precision, whatever precision a caller's decode loop runs in (a live display
         # renders inside it): the same ids always give the same pixels.
         with torch.autocast(self.device.type, enabled=False):
             return to_uint8(self.tokenizer.decode(ids.to(self.device))).cpu()
 
-    def __call__(self, labels, generator: torch.Generator | None = None, output_type: str = "pil",
-                 refine: dict | None = None, **options: Any):
+    def __call__(
+        self,
+        labels,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        refine: dict | None = None,
+        **options: Any,
+    ):
         """Images for `labels`: a list of PIL images ("pil"), uint8 NHWC ("np") or uint8 NCHW ("pt").
 
         A model of (T, h, w) grids makes videos: a list of T PIL frames per label, (B, T, H, W, C) or
@@ -251,8 +307,9 @@ class Pipeline:
             self.refinement.save(directory / "refiner")
             components["refiner"] = "refiner"
         if self.tokenizer is not None:
-            ckpt.save_checkpoint(directory / "tokenizer", TOKENIZER_KIND, to_dict(self.tokenizer_config),
-                                 self.tokenizer.state_dict())
+            ckpt.save_checkpoint(
+                directory / "tokenizer", TOKENIZER_KIND, to_dict(self.tokenizer_config), self.tokenizer.state_dict()
+            )
             components["tokenizer"] = "tokenizer"
         ckpt.save_json(directory / PIPELINE_FILE, {"format": "argen-pipeline-1", "components": components})
         return directory
@@ -267,8 +324,13 @@ def batch_generator(seed: int, first_index: int, device: str | torch.device = "c
     return torch.Generator(device).manual_seed(mixed)
 
 
-def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | Path | None = None,
-         ema: bool = False, refiner: str | Path | None = None) -> Pipeline:
+def load(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    tokenizer: str | Path | None = None,
+    ema: bool = False,
+    refiner: str | Path | None = None,
+) -> Pipeline:
     """A pipeline from a pipeline directory or an AR checkpoint directory (strict loading, clear errors).
 
     `refiner` (a CTF refiner checkpoint) is needed to decode an AR model trained on coarse labels.
@@ -296,26 +358,43 @@ def load(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | 
     tokenizer_model, tokenizer_config = (None, None)
     if tokenizer_dir is not None:
         if coarse_table is not None and refinement is None:
-            raise ckpt.CheckpointError(f"{ar_dir} predicts CTF coarse labels: decoding them needs its refiner "
-                                       f"(load it with refiner=DIR)")
+            raise ckpt.CheckpointError(
+                f"{ar_dir} predicts CTF coarse labels: decoding them needs its refiner (load it with refiner=DIR)"
+            )
         tokenizer_model, tokenizer_config = load_tokenizer(tokenizer_dir)
         _check_tokenizer(ar_dir, meta.get("tokenizer_sha256"), tokenizer_dir)
         spatial = (tokenizer_config.model.grid_size,) * 2
         if tuple(layout.grid[-2:]) != spatial:
-            raise ckpt.CheckpointError(f"{ar_dir} lays out {list(layout.grid)} token grids but its tokenizer "
-                                       f"{tokenizer_dir} makes {list(spatial)} per frame (was layout.grid edited?)")
+            raise ckpt.CheckpointError(
+                f"{ar_dir} lays out {list(layout.grid)} token grids but its tokenizer "
+                f"{tokenizer_dir} makes {list(spatial)} per frame (was layout.grid edited?)"
+            )
         codebook = tokenizer_config.model.codebook_size
         if codebook != fine_vocab:
-            raise ckpt.CheckpointError(f"the tokenizer {tokenizer_dir} has {codebook} codes but the "
-                                       f"{'refiner' if refinement is not None else 'AR model'} predicts "
-                                       f"{fine_vocab} visual ids")
+            raise ckpt.CheckpointError(
+                f"the tokenizer {tokenizer_dir} has {codebook} codes but the "
+                f"{'refiner' if refinement is not None else 'AR model'} predicts "
+                f"{fine_vocab} visual ids"
+            )
     weights = {"ar": ckpt.checkpoint_checksum(ar_dir, EMA_WEIGHTS_FILE if ema else ckpt.WEIGHTS_FILE)}
-    for name, directory, loaded in (("tokenizer", tokenizer_dir, tokenizer_model), ("refiner", refiner_dir,
-                                                                                    refinement)):
+    for name, directory, loaded in (
+        ("tokenizer", tokenizer_dir, tokenizer_model),
+        ("refiner", refiner_dir, refinement),
+    ):
         if loaded is not None:
             weights[name] = ckpt.checkpoint_checksum(directory)
-    return Pipeline(model, layout, config, tokenizer_model, tokenizer_config, tuple(meta.get("class_names", ())),
-                    refinement, coarse_table, meta.get("sampling", {}), weights).to(device)
+    return Pipeline(
+        model,
+        layout,
+        config,
+        tokenizer_model,
+        tokenizer_config,
+        tuple(meta.get("class_names", ())),
+        refinement,
+        coarse_table,
+        meta.get("sampling", {}),
+        weights,
+    ).to(device)
 
 
 def _check_tokenizer(ar_dir: Path, trained_on: str | None, tokenizer_dir: str | Path) -> None:
@@ -332,12 +411,16 @@ def _check_tokenizer(ar_dir: Path, trained_on: str | None, tokenizer_dir: str | 
     if meta.get("trained_sha256") == trained_on:
         if meta.get("shipped_sha256") == actual:
             return
-        raise ckpt.CheckpointError(f"{tokenizer_dir}'s weights were changed after it was shipped (sha256 "
-                                   f"{actual[:12]}..., shipped as {str(meta.get('shipped_sha256'))[:12]}...); "
-                                   "restore the shipped file")
-    raise ckpt.CheckpointError(f"{ar_dir} was trained on the tokens of the tokenizer with sha256 "
-                               f"{trained_on[:12]}..., but {tokenizer_dir} holds other weights; use the tokenizer "
-                               "it was trained with (its token ids mean other images under another one)")
+        raise ckpt.CheckpointError(
+            f"{tokenizer_dir}'s weights were changed after it was shipped (sha256 "
+            f"{actual[:12]}..., shipped as {str(meta.get('shipped_sha256'))[:12]}...); "
+            "restore the shipped file"
+        )
+    raise ckpt.CheckpointError(
+        f"{ar_dir} was trained on the tokens of the tokenizer with sha256 "
+        f"{trained_on[:12]}..., but {tokenizer_dir} holds other weights; use the tokenizer "
+        "it was trained with (its token ids mean other images under another one)"
+    )
 
 
 def _check_fields(cls: type, options: dict, what: str) -> None:

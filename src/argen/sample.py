@@ -64,25 +64,34 @@ class SamplingOptions:
             if isinstance(value, dict):
                 unknown = sorted(set(value) - set(SAMPLED_SEGMENTS))
                 if unknown:
-                    raise ValueError(f"SamplingOptions.{item.name}: unknown segment(s) {unknown}; "
-                                     f"valid: {', '.join(SAMPLED_SEGMENTS)}")
+                    raise ValueError(
+                        f"SamplingOptions.{item.name}: unknown segment(s) {unknown}; "
+                        f"valid: {', '.join(SAMPLED_SEGMENTS)}"
+                    )
         if self.dtype not in PRECISIONS:
             raise ValueError(f"SamplingOptions.dtype must be one of {list(PRECISIONS)}, got {self.dtype!r}")
         if self.compile and self.dtype == "int8":
             raise ValueError("SamplingOptions: a compiled step runs fp32 or bf16, not int8")
         if not isinstance(self.speculative, int) or isinstance(self.speculative, bool) or self.speculative < 0:
-            raise ValueError(f"SamplingOptions.speculative must be an integer >= 0 (a window of steps; 0 = off), "
-                             f"got {self.speculative!r}")
+            raise ValueError(
+                f"SamplingOptions.speculative must be an integer >= 0 (a window of steps; 0 = off), "
+                f"got {self.speculative!r}"
+            )
         if self.compile and self.speculative > 1:
-            raise ValueError("SamplingOptions: speculative decoding runs eagerly (its windows vary in length); "
-                             "drop compile")
+            raise ValueError(
+                "SamplingOptions: speculative decoding runs eagerly (its windows vary in length); drop compile"
+            )
         for segment in SAMPLED_SEGMENTS:
             if self.segment_value("guidance_schedule", segment) not in SCHEDULES:
-                raise ValueError(f"guidance_schedule must be one of {SCHEDULES}, "
-                                 f"got {self.segment_value('guidance_schedule', segment)!r}")
+                raise ValueError(
+                    f"guidance_schedule must be one of {SCHEDULES}, "
+                    f"got {self.segment_value('guidance_schedule', segment)!r}"
+                )
             if not self.greedy and not self.segment_value("temperature", segment) > 0:
-                raise ValueError(f"temperature must be > 0 (greedy decoding takes the argmax), got "
-                                 f"{self.segment_value('temperature', segment)}")
+                raise ValueError(
+                    f"temperature must be > 0 (greedy decoding takes the argmax), got "
+                    f"{self.segment_value('temperature', segment)}"
+                )
             if not self.segment_value("guidance", segment) >= 0:
                 raise ValueError(f"guidance must be >= 0 (1 = off), got {self.segment_value('guidance', segment)}")
             if self.segment_value("top_k", segment) < 0:
@@ -91,8 +100,9 @@ class SamplingOptions:
                 raise ValueError(f"top_p must be in (0, 1], got {self.segment_value('top_p', segment)}")
 
     @staticmethod
-    def split_prologue(options: dict[str, Any], guidance: float | None = None,
-                       temperature: float | None = None) -> dict[str, Any]:
+    def split_prologue(
+        options: dict[str, Any], guidance: float | None = None, temperature: float | None = None
+    ) -> dict[str, Any]:
         """Prologue's split settings (its paper's guidance): `options` (SamplingOptions fields, one value each) then
         apply to the visual tokens, and the prologue tokens take a constant `guidance` and their own
         `temperature`, where given."""
@@ -101,8 +111,10 @@ class SamplingOptions:
             if value is not None:
                 split[name] = {"visual": options.get(name, 1.0), "prologue": value}
         if guidance is not None:
-            split["guidance_schedule"] = {"visual": options.get("guidance_schedule", "constant"),
-                                          "prologue": "constant"}
+            split["guidance_schedule"] = {
+                "visual": options.get("guidance_schedule", "constant"),
+                "prologue": "constant",
+            }
             split["guidance_power"] = {"visual": options.get("guidance_power", 1.0), "prologue": 1.0}
         return split
 
@@ -128,8 +140,9 @@ class SamplingOptions:
 
     def guided(self, layout: Layout) -> bool:
         """True when some segment of `layout` uses a guidance scale other than 1 (batch doubling)."""
-        return any(float(self.segment_value("guidance", name)) != 1.0
-                   for name in SAMPLED_SEGMENTS if name in layout.segments)
+        return any(
+            float(self.segment_value("guidance", name)) != 1.0 for name in SAMPLED_SEGMENTS if name in layout.segments
+        )
 
 
 class Generated(NamedTuple):
@@ -157,8 +170,9 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tenso
     return logits
 
 
-def sample_from_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, greedy: bool,
-                       generator: torch.Generator | None) -> torch.Tensor:
+def sample_from_logits(
+    logits: torch.Tensor, temperature: float, top_k: int, top_p: float, greedy: bool, generator: torch.Generator | None
+) -> torch.Tensor:
     """(..., V) float logits -> (...) long ids, without a host sync.
 
     Inverse-CDF sampling: one uniform number per token, found in the cumulative probabilities. An
@@ -187,8 +201,7 @@ def sample_from_probabilities(probs: torch.Tensor, generator: torch.Generator | 
     return torch.searchsorted(cdf, target, right=True).clamp_(max=cdf.shape[-1] - 1).squeeze(-1)
 
 
-def _forced_sequence(layout: Layout, forced: dict[str, torch.Tensor], batch: int,
-                     device: torch.device) -> torch.Tensor:
+def _forced_sequence(layout: Layout, forced: dict[str, torch.Tensor], batch: int, device: torch.device) -> torch.Tensor:
     """(B, n_generated) global ids to force, -1 where free, from {"prologue": (B, P), "visual": (B, *grid)}."""
     unknown = sorted(set(forced) - set(SAMPLED_SEGMENTS))
     if unknown:
@@ -207,17 +220,20 @@ def _forced_sequence(layout: Layout, forced: dict[str, torch.Tensor], batch: int
             raise ValueError(f"forced {name} ids must be ({batch}, {segment.length}), got {tuple(ids.shape)}")
         if bool(((ids < -1) | (ids >= segment.vocab)).any()):
             raise ValueError(f"forced {name} ids must be -1 (free) or in [0, {segment.vocab})")
-        sequence[:, segment.start:segment.start + segment.length] = torch.where(ids >= 0, ids + segment.offset, -1)
+        sequence[:, segment.start : segment.start + segment.length] = torch.where(ids >= 0, ids + segment.offset, -1)
     return sequence
 
 
 def _check_inputs(model: Transformer, layout: Layout, labels: torch.Tensor, guided: bool) -> None:
     if model.config.vocab_size != layout.vocab_size:
-        raise ValueError(f"the model's vocab_size ({model.config.vocab_size}) differs from the layout's "
-                         f"({layout.vocab_size} = visual + prologue + separator)")
+        raise ValueError(
+            f"the model's vocab_size ({model.config.vocab_size}) differs from the layout's "
+            f"({layout.vocab_size} = visual + prologue + separator)"
+        )
     if model.n_transition < layout.n_transition:
-        raise ValueError(f"the layout needs {layout.n_transition} transition embeddings, "
-                         f"the model has {model.n_transition}")
+        raise ValueError(
+            f"the layout needs {layout.n_transition} transition embeddings, the model has {model.n_transition}"
+        )
     if labels.dim() != 1 or labels.dtype != torch.long or labels.numel() == 0:
         raise ValueError(f"labels must be a non-empty (B,) long tensor, got {labels.dtype} {tuple(labels.shape)}")
     highest = model.config.num_classes + int(model.has_null_class)
@@ -234,10 +250,17 @@ def decode_rows(layout: Layout, rows: int) -> int:
 
 
 @torch.no_grad()
-def generate(model: Transformer, layout: Layout, labels: torch.Tensor, *, options: SamplingOptions | None = None,
-             generator: torch.Generator | None = None, forced: dict[str, torch.Tensor] | None = None,
-             cache: KVCache | None = None,
-             on_step: Callable[[Step, torch.Tensor], None] | None = None) -> Generated:
+def generate(
+    model: Transformer,
+    layout: Layout,
+    labels: torch.Tensor,
+    *,
+    options: SamplingOptions | None = None,
+    generator: torch.Generator | None = None,
+    forced: dict[str, torch.Tensor] | None = None,
+    cache: KVCache | None = None,
+    on_step: Callable[[Step, torch.Tensor], None] | None = None,
+) -> Generated:
     """Sample one sequence per label (B,) through every step of `layout`.
 
     `forced` fixes generated tokens: {"prologue": (B, P), "visual": (B, *grid)} local ids, -1 = sample.
@@ -278,10 +301,10 @@ def generate(model: Transformer, layout: Layout, labels: torch.Tensor, *, option
         if step.index == 0:
             group = condition[:, None]  # (rows, 1)
         else:
-            group = generated[:, step.fed_start:step.fed_start + step.n_fed]  # (B, n_fed)
+            group = generated[:, step.fed_start : step.fed_start + step.n_fed]  # (B, n_fed)
             group = torch.cat([group, group]) if guided else group
         if step.n_transition:
-            padding = transitions[None, step.slot_end - step.n_transition:step.slot_end].expand(rows, -1)
+            padding = transitions[None, step.slot_end - step.n_transition : step.slot_end].expand(rows, -1)
             group = torch.cat([group, padding], dim=1)  # (rows, n_slots)
         return group
 
@@ -293,17 +316,24 @@ def generate(model: Transformer, layout: Layout, labels: torch.Tensor, *, option
             while reported < len(steps):
                 # Plain decoding decides one step per pass in every row, known without asking the device.
                 first = reported if window == 1 else int(decoder.done.min())
-                chosen = steps[first:first + window]
+                chosen = steps[first : first + window]
                 start, end = chosen[0].slot_start, chosen[-1].slot_end
-                logits = forward(torch.cat([fed(step) for step in chosen], dim=1), kinds[start:end],
-                                 rope[start:end], mask[start:end], cache=cache, cache_slots=slots[start:end],
-                                 kv_length=length if options.compile else end)
+                logits = forward(
+                    torch.cat([fed(step) for step in chosen], dim=1),
+                    kinds[start:end],
+                    rope[start:end],
+                    mask[start:end],
+                    cache=cache,
+                    cache_slots=slots[start:end],
+                    kv_length=length if options.compile else end,
+                )
                 decoder.passes += 1
                 exact = torch.ones(batch, dtype=torch.bool, device=device)  # rows whose context is all decided
                 for step in chosen:
                     offset = step.slot_start - start
-                    exact = decoder.decide(step, logits[:, offset:offset + step.n_output, step.id_low:step.id_high],
-                                           exact)
+                    exact = decoder.decide(
+                        step, logits[:, offset : offset + step.n_output, step.id_low : step.id_high], exact
+                    )
                 decided = first + 1 if window == 1 else int(decoder.done.min())
                 for step in steps[reported:decided]:
                     if on_step is not None:
@@ -315,17 +345,25 @@ def generate(model: Transformer, layout: Layout, labels: torch.Tensor, *, option
     visual = layout.segments[VISUAL]
     prologue = layout.segments.get(PROLOGUE)
     return Generated(
-        visual=layout.to_grid(generated[:, visual.start:] - visual.offset),
-        prologue=None if prologue is None else generated[:, :prologue.length] - prologue.offset,
-        forward_passes=decoder.passes)
+        visual=layout.to_grid(generated[:, visual.start :] - visual.offset),
+        prologue=None if prologue is None else generated[:, : prologue.length] - prologue.offset,
+        forward_passes=decoder.passes,
+    )
 
 
 class _Decoder:
     """What the decode loop decides step by step: the tokens of each row, how many steps each row has decided
     (`done`), and under speculative decoding the distributions q its drafts were drawn from."""
 
-    def __init__(self, options: SamplingOptions, guided: bool, batch: int, generator: torch.Generator | None,
-                 generated: torch.Tensor, forced: torch.Tensor | None):
+    def __init__(
+        self,
+        options: SamplingOptions,
+        guided: bool,
+        batch: int,
+        generator: torch.Generator | None,
+        generated: torch.Tensor,
+        forced: torch.Tensor | None,
+    ):
         self.options, self.guided, self.batch, self.generator = options, guided, batch, generator
         self.generated, self.forced = generated, forced
         self.done = torch.zeros(batch, dtype=torch.long, device=generated.device)
@@ -335,10 +373,11 @@ class _Decoder:
     def decide(self, step: Step, logits: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
         """Decide `step` in the rows whose context is all decided (`exact`, and the step is their next), draft it in
         the other rows that still need it; return the rows whose context stays decided for the next step."""
-        outputs = self.generated[:, step.output_start:step.output_end]
+        outputs = self.generated[:, step.output_start : step.output_end]
         if self.options.speculative <= 1:  # plain decoding: every row decides the step, nothing to track
-            tokens = self._draw(step, self._guided(logits, step)) if step.segment != SEPARATOR else \
-                torch.zeros_like(outputs)
+            tokens = (
+                self._draw(step, self._guided(logits, step)) if step.segment != SEPARATOR else torch.zeros_like(outputs)
+            )
             outputs.copy_(self._forced(step, tokens) + step.id_low)
             return exact
         pending = self.done <= step.index
@@ -376,22 +415,33 @@ class _Decoder:
 
     def _draw(self, step: Step, logits: torch.Tensor) -> torch.Tensor:
         """Local ids drawn from the step's guided logits as plain decoding draws them."""
-        return sample_from_logits(logits, float(self.options.segment_value("temperature", step.segment)),
-                                  int(self.options.segment_value("top_k", step.segment)),
-                                  float(self.options.segment_value("top_p", step.segment)), self.options.greedy,
-                                  self.generator)
+        return sample_from_logits(
+            logits,
+            float(self.options.segment_value("temperature", step.segment)),
+            int(self.options.segment_value("top_k", step.segment)),
+            float(self.options.segment_value("top_p", step.segment)),
+            self.options.greedy,
+            self.generator,
+        )
 
     def _forced(self, step: Step, tokens: torch.Tensor) -> torch.Tensor:
         if self.forced is None:
             return tokens
-        wanted = self.forced[:, step.output_start:step.output_end]
+        wanted = self.forced[:, step.output_start : step.output_end]
         return torch.where(wanted >= 0, wanted - step.id_low, tokens)
 
-    def _settle(self, step: Step, tokens: torch.Tensor, drafted: torch.Tensor, pending: torch.Tensor,
-                deciding: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    def _settle(
+        self,
+        step: Step,
+        tokens: torch.Tensor,
+        drafted: torch.Tensor,
+        pending: torch.Tensor,
+        deciding: torch.Tensor,
+        exact: torch.Tensor,
+    ) -> torch.Tensor:
         """Write the step's tokens (local ids) where it is pending, count it decided where it was decided, and
         return the rows whose next steps this pass saw exactly: where this step decided what they were fed."""
-        outputs = self.generated[:, step.output_start:step.output_end]
+        outputs = self.generated[:, step.output_start : step.output_end]
         outputs.copy_(torch.where(pending[:, None], tokens + step.id_low, outputs))
         self.done = torch.where(deciding, step.index + 1, self.done)
         return exact & (~deciding | (tokens == drafted).all(-1))
@@ -399,7 +449,7 @@ class _Decoder:
     def _guided(self, logits: torch.Tensor, step: Step) -> torch.Tensor:
         if not self.guided:
             return logits
-        conditional, unconditional = logits[:self.batch], logits[self.batch:]
+        conditional, unconditional = logits[: self.batch], logits[self.batch :]
         scale = self.options.guidance_scale(step)
         # s == 1 takes the conditional logits as they are, so a unit scale is exactly the conditional path.
         return conditional if scale == 1.0 else unconditional + scale * (conditional - unconditional)

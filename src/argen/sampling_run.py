@@ -46,10 +46,20 @@ class SamplingRun:
     forward_passes: int  # of the AR model, over the batches this run made (all ranks)
 
 
-def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: int, out_dir: str | Path,
-                  context: DistributedContext, refine: dict | None = None, plan: dict[str, Any] | None = None,
-                  columns: int = 10, fps: float = 4.0, ids: str | Path | None = None, **options: Any
-                  ) -> SamplingRun | None:
+def sample_to_npz(
+    pipeline: Pipeline,
+    labels: list[int],
+    batch_size: int,
+    seed: int,
+    out_dir: str | Path,
+    context: DistributedContext,
+    refine: dict | None = None,
+    plan: dict[str, Any] | None = None,
+    columns: int = 10,
+    fps: float = 4.0,
+    ids: str | Path | None = None,
+    **options: Any,
+) -> SamplingRun | None:
     """Sample `labels` (options: SamplingOptions fields) in batches of `batch_size` over the ranks of `context`
     and write `out_dir`/samples.npz (videos.npz), a preview of the first samples (samples.png; videos: samples.gif
     too) and the ids to the JSON file `ids` when given (`write_ids`; a pipeline without a tokenizer writes only
@@ -66,8 +76,19 @@ def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: 
     video = len(pipeline.layout.grid) == 3
     npz = samples_file(out_dir, video)
     parts = npz.with_suffix(".parts")
-    plan = json.loads(json.dumps({**(plan or {}), "weights_sha256": pipeline.weights_sha256, "labels": list(labels),
-                                  "batch_size": batch_size, "seed": seed, "refine": refine, "options": options}))
+    plan = json.loads(
+        json.dumps(
+            {
+                **(plan or {}),
+                "weights_sha256": pipeline.weights_sha256,
+                "labels": list(labels),
+                "batch_size": batch_size,
+                "seed": seed,
+                "refine": refine,
+                "options": options,
+            }
+        )
+    )
     if context.is_main and not (parts / PLAN_FILE).is_file():
         save_json(parts / PLAN_FILE, plan)
     distributed.barrier(context)
@@ -75,20 +96,21 @@ def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: 
     if earlier != plan:
         differing = sorted(key for key in {*earlier, *plan} if earlier.get(key) != plan.get(key))
         what = "other weights" if "weights_sha256" in differing else "other settings"
-        raise ValueError(f"{parts} holds the parts of a run with {what} ({', '.join(differing)} differ); delete "
-                         "it, or rerun that run's command with its weights to finish it")
+        raise ValueError(
+            f"{parts} holds the parts of a run with {what} ({', '.join(differing)} differ); delete "
+            "it, or rerun that run's command with its weights to finish it"
+        )
 
     starts = range(0, len(labels), batch_size)
     made, seconds, passes = 0, 0.0, 0
-    for start in starts[context.rank::context.world_size]:
+    for start in starts[context.rank :: context.world_size]:
         part = parts / f"{start:09d}.npz"
         if is_intact(part):  # finished by an earlier run
             continue
         if part.is_file():
             print(f"argen sample: {part} is damaged (its size or sha256 is not the one written); making it again")
-        batch = labels[start:start + batch_size]
-        samples = pipeline.sample(batch, len(batch), batch_generator(seed, start, pipeline.device), refine,
-                                  **options)
+        batch = labels[start : start + batch_size]
+        samples = pipeline.sample(batch, len(batch), batch_generator(seed, start, pipeline.device), refine, **options)
         arrays = {"ids": samples.visual.int().numpy()}
         if samples.coarse is not None:
             arrays["coarse"] = samples.coarse.int().numpy()
@@ -116,14 +138,24 @@ def sample_to_npz(pipeline: Pipeline, labels: list[int], batch_size: int, seed: 
     if ids is not None:
         with np.load(parts / f"{starts[0]:09d}.npz", allow_pickle=False) as part:
             refined = "coarse" in part  # CTF with its refiner: "ids" are the fine ids
-        write_ids(ids, labels, np.concatenate([read(start, "ids") for start in starts]),
-                  np.concatenate([read(start, "coarse") for start in starts]) if refined else None)
+        write_ids(
+            ids,
+            labels,
+            np.concatenate([read(start, "ids") for start in starts]),
+            np.concatenate([read(start, "coarse") for start in starts]) if refined else None,
+        )
     picture = None
     if decode:
         write_npz_chunks(npz, (read(start, "images") for start in starts), len(labels), np.asarray(labels), video)
-        first = np.concatenate([read(start, "images")
-                                for start in starts[:-(-PREVIEW_SAMPLES // batch_size)]])[:PREVIEW_SAMPLES]
+        first = np.concatenate([read(start, "images") for start in starts[: -(-PREVIEW_SAMPLES // batch_size)]])[
+            :PREVIEW_SAMPLES
+        ]
         picture = save_preview(torch.from_numpy(first).movedim(-1, -3), Path(out_dir) / "samples.png", columns, fps)
     shutil.rmtree(parts)
-    return SamplingRun(picture, npz if decode else None, sum(m for m, _, _ in timings), max(s for _, s, _ in timings),
-                       sum(p for _, _, p in timings))
+    return SamplingRun(
+        picture,
+        npz if decode else None,
+        sum(m for m, _, _ in timings),
+        max(s for _, s, _ in timings),
+        sum(p for _, _, p in timings),
+    )

@@ -42,8 +42,9 @@ class TeacherForcing:
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(mean over the predicted tokens, per-slot cross-entropy (B, L) with 0 where the target is IGNORE_INDEX,
     token accuracy) of logits (B, L, V) against targets (B, L)."""
-    per_slot = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
-                               reduction="none").view(targets.shape)
+    per_slot = F.cross_entropy(
+        logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
+    ).view(targets.shape)
     valid = targets != IGNORE_INDEX
     with torch.no_grad():
         accuracy = float((logits.argmax(-1) == targets)[valid].float().mean())

@@ -11,23 +11,59 @@ from __future__ import annotations
 import argparse
 
 from argen import __version__
-from argen.commands import (analyze, bench, convert, ctf, data, demo, evaluate, probe, report, sample, serve, tokenize,
-                            tokenizer, train, video)
+from argen.commands import (
+    analyze,
+    bench,
+    convert,
+    ctf,
+    data,
+    demo,
+    evaluate,
+    probe,
+    report,
+    sample,
+    serve,
+    tokenize,
+    tokenizer,
+    train,
+    video,
+)
 from argen.commands.arguments import Parser
 
-DESCRIPTION = ("argen: autoregressive image and video generation - LlamaGen's transformer decoded one token at a "
-               "time, with PAR, CTF or Prologue. `argen COMMAND --help` lists a command's options and defaults.")
+DESCRIPTION = (
+    "argen: autoregressive image and video generation - LlamaGen's transformer decoded one token at a "
+    "time, with PAR, CTF or Prologue. `argen COMMAND --help` lists a command's options and defaults."
+)
 # In the order `argen --help` lists them: the pipeline's steps first.
-COMMANDS = (tokenizer, tokenize, train, sample, data, ctf, bench, convert, evaluate, video, report, probe, demo, serve,
-            analyze)
+COMMANDS = (
+    tokenizer,
+    tokenize,
+    train,
+    sample,
+    data,
+    ctf,
+    bench,
+    convert,
+    evaluate,
+    video,
+    report,
+    probe,
+    demo,
+    serve,
+    analyze,
+)
 
 
 def build_parser(description: str = DESCRIPTION) -> argparse.ArgumentParser:
     """Every command's arguments; a parsed command line's `run` is the function that runs it."""
     parser = Parser(prog="argen", description=description)
     parser.add_argument("--version", action="version", version=f"argen {__version__}")
-    parser.add_argument("--threads", type=int, help="CPU threads of this process (default: one per core; on a "
-                        "machine shared with other jobs, or under torchrun, 1 is faster; OMP_NUM_THREADS also works)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads of this process (default: one per core; on a "
+        "machine shared with other jobs, or under torchrun, 1 is faster; OMP_NUM_THREADS also works)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="command")
     for command in COMMANDS:
         command.add(subparsers)

@@ -23,7 +23,6 @@ def add(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from argen.io.convert import convert_checkpoint
 
-    directory = convert_checkpoint(args.kind, args.source, args.destination, args.preset, args.parallel,
-                                   args.overrides)
+    directory = convert_checkpoint(args.kind, args.source, args.destination, args.preset, args.parallel, args.overrides)
     print(f"argen checkpoint: {directory}")
     return 0

@@ -18,26 +18,40 @@ def add(commands: Any) -> None:
     cluster = subcommands.add_parser("cluster", help="cluster a tokenizer's codebook into a fine -> coarse table")
     cluster.add_argument("--tokenizer", required=True, type=Path, help="tokenizer checkpoint directory")
     cluster.add_argument("--clusters", required=True, type=int, help="number of clusters K (coarse labels)")
-    cluster.add_argument("--method", default="spherical", choices=CLUSTER_METHODS,
-                         help="spherical (cosine) k-means, as CTF clusters l2-normalised codes; kmeans (Euclidean); "
-                         "balanced (equal sizes); random (the CTF paper's negative ablation) (default: %(default)s)")
+    cluster.add_argument(
+        "--method",
+        default="spherical",
+        choices=CLUSTER_METHODS,
+        help="spherical (cosine) k-means, as CTF clusters l2-normalised codes; kmeans (Euclidean); "
+        "balanced (equal sizes); random (the CTF paper's negative ablation) (default: %(default)s)",
+    )
     cluster.add_argument("--restarts", type=int, default=4, help="k-means restarts; the lowest inertia is kept")
     cluster.add_argument("--seed", type=int, default=0)
-    cluster.add_argument("--out", required=True, type=output_file,
-                         help="table file (.safetensors); a -sizes.png beside")
+    cluster.add_argument(
+        "--out", required=True, type=output_file, help="table file (.safetensors); a -sizes.png beside"
+    )
     cluster.set_defaults(run=run_cluster)
     redundancy = subcommands.add_parser(
-        "redundancy", help="CTF's premise: PSNR after swapping each token for a random member of its cluster")
+        "redundancy", help="CTF's premise: PSNR after swapping each token for a random member of its cluster"
+    )
     redundancy.add_argument("--tokenizer", required=True, type=Path, help="tokenizer checkpoint directory")
     redundancy.add_argument("--clusters", required=True, type=int, help="number of clusters K (coarse labels)")
-    redundancy.add_argument("--methods", nargs="+", default=list(CLUSTER_METHODS), choices=CLUSTER_METHODS,
-                            help="clusterings to compare (default: %(default)s)")
+    redundancy.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(CLUSTER_METHODS),
+        choices=CLUSTER_METHODS,
+        help="clusterings to compare (default: %(default)s)",
+    )
     redundancy.add_argument("--count", type=int, default=500, help="test images (default: %(default)s)")
     redundancy.add_argument("--seed", type=int, default=0)
     redundancy.add_argument("--out", type=output_file, help="also write the JSON here")
     redundancy.set_defaults(run=run_redundancy)
-    ceiling = subcommands.add_parser("ceiling", help="what the fine stage alone costs: test images' true coarse "
-                                     "maps refined and decoded (token accuracy, PSNR, samples.npz for argen eval)")
+    ceiling = subcommands.add_parser(
+        "ceiling",
+        help="what the fine stage alone costs: test images' true coarse "
+        "maps refined and decoded (token accuracy, PSNR, samples.npz for argen eval)",
+    )
     ceiling.add_argument("--refiner", required=True, type=Path, help="refiner checkpoint directory")
     ceiling.add_argument("--tokenizer", required=True, type=Path, help="the tokenizer the refiner was trained on")
     ceiling.add_argument("--count", type=int, default=1000, help="test images")
@@ -56,11 +70,14 @@ def run_cluster(args: argparse.Namespace) -> int:
     from argen.ctf.cluster import cluster_tokenizer
     from argen.ctf.table import histogram_path
 
-    table = cluster_tokenizer(args.tokenizer, args.clusters, args.out, method=args.method, restarts=args.restarts,
-                              seed=args.seed)
+    table = cluster_tokenizer(
+        args.tokenizer, args.clusters, args.out, method=args.method, restarts=args.restarts, seed=args.seed
+    )
     sizes = table.sizes
-    print(f"{table.fine_vocab} codes in {table.coarse_vocab} clusters ({args.method}): sizes {int(sizes.min())} to "
-          f"{int(sizes.max())}, inertia {table.metadata['inertia']:.6g}")
+    print(
+        f"{table.fine_vocab} codes in {table.coarse_vocab} clusters ({args.method}): sizes {int(sizes.min())} to "
+        f"{int(sizes.max())}, inertia {table.metadata['inertia']:.6g}"
+    )
     print(f"fine -> coarse table: {args.out} (histogram: {histogram_path(args.out)})")
     return 0
 
@@ -69,13 +86,18 @@ def run_redundancy(args: argparse.Namespace) -> int:
     from argen.ctf.redundancy import group_redundancy
     from argen.io.checkpoint import save_json
 
-    result = group_redundancy(args.tokenizer, args.clusters, args.methods, args.count, seed=args.seed,
-                              progress=progress())
-    print(f"{result['images']} test images, {args.clusters} clusters; every token swapped for a random member of its "
-          "cluster, PSNR against the reconstruction:")
+    result = group_redundancy(
+        args.tokenizer, args.clusters, args.methods, args.count, seed=args.seed, progress=progress()
+    )
+    print(
+        f"{result['images']} test images, {args.clusters} clusters; every token swapped for a random member of its "
+        "cluster, PSNR against the reconstruction:"
+    )
     for method, scores in result["methods"].items():
-        print(f"  {method:10s} {scores['psnr_db']:6.2f} dB   within-cluster cosine "
-              f"{scores['within_cluster_cosine']:.3f}   largest cluster {scores['largest_cluster']} codes")
+        print(
+            f"  {method:10s} {scores['psnr_db']:6.2f} dB   within-cluster cosine "
+            f"{scores['within_cluster_cosine']:.3f}   largest cluster {scores['largest_cluster']} codes"
+        )
     if args.out:
         save_json(args.out, result)
     return 0
@@ -86,11 +108,20 @@ def run_ceiling(args: argparse.Namespace) -> int:
     from argen.ctf.sample import RefineOptions
 
     positive(count=args.count)
-    result = refiner_ceiling(args.refiner, args.tokenizer, args.out, args.count,
-                             RefineOptions(temperature=args.refine_temperature), args.seed, progress=progress())
-    print(f"refiner ceiling on {result['images']} test images: {result['token_accuracy']:.1%} of tokens right, "
-          f"{result['outside_cluster']:.1%} outside their cluster, {result['psnr_db']:.2f} dB against the "
-          f"reconstruction; score {Path(args.out) / 'samples.npz'} with argen eval")
+    result = refiner_ceiling(
+        args.refiner,
+        args.tokenizer,
+        args.out,
+        args.count,
+        RefineOptions(temperature=args.refine_temperature),
+        args.seed,
+        progress=progress(),
+    )
+    print(
+        f"refiner ceiling on {result['images']} test images: {result['token_accuracy']:.1%} of tokens right, "
+        f"{result['outside_cluster']:.1%} outside their cluster, {result['psnr_db']:.2f} dB against the "
+        f"reconstruction; score {Path(args.out) / 'samples.npz'} with argen eval"
+    )
     return 0
 
 
@@ -101,10 +132,16 @@ def run_train_refiner(args: argparse.Namespace) -> int:
     from argen.train.recipes import train_refiner
 
     def from_cache(config: RefinerRunConfig) -> RefinerRunConfig | None:
-        return config.cache and config.coarse_table and refiner_config_from_cache(
-            config, open_token_cache(config.cache), load_table(config.coarse_table).coarse_vocab)
+        return (
+            config.cache
+            and config.coarse_table
+            and refiner_config_from_cache(
+                config, open_token_cache(config.cache), load_table(config.coarse_table).coarse_vocab
+            )
+        )
 
-    config = run_config(args, RefinerRunConfig, {
-        "cache": args.cache, "coarse_table": args.table, "train.out_dir": args.out}, from_cache)
+    config = run_config(
+        args, RefinerRunConfig, {"cache": args.cache, "coarse_table": args.table, "train.out_dir": args.out}, from_cache
+    )
     print_or_train(args, config, train_refiner, "refiner checkpoint")
     return 0

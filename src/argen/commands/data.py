@@ -12,8 +12,9 @@ from argen.commands.arguments import output_folder
 def add(commands: Any) -> None:
     data = commands.add_parser("data", help="prepare datasets")
     subcommands = data.add_subparsers(dest="subcommand", metavar="subcommand", required=True)
-    pack = subcommands.add_parser("pack", help="pack an image folder (<class>/<image>) into WebDataset tar shards "
-                                               "(data.name=webdataset)")
+    pack = subcommands.add_parser(
+        "pack", help="pack an image folder (<class>/<image>) into WebDataset tar shards (data.name=webdataset)"
+    )
     pack.add_argument("--images", required=True, type=Path, help="image folder, one sub-folder per class")
     pack.add_argument("--out", required=True, type=output_folder, help="folder for the shards and shards.json")
     pack.add_argument("--shard-size", type=int, default=2000, help="images per tar shard")

@@ -15,14 +15,24 @@ def add(commands: Any) -> None:
     demo.add_argument("--checkpoints", type=Path, help="checkpoint folder (default: the shipped checkpoints)")
     demo.add_argument("--train", action="store_true", help="train a quick pipeline from scratch first")
     demo.add_argument("--per-class", type=int, default=20, help="samples per class and method")
-    demo.add_argument("--per-batch", type=int, default=4,
-                      help="images of each class in one sampling batch (1: the latency regime, batch = classes)")
+    demo.add_argument(
+        "--per-batch",
+        type=int,
+        default=4,
+        help="images of each class in one sampling batch (1: the latency regime, batch = classes)",
+    )
     demo.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from argen.demo import run_demo
 
-    run_demo(args.out, checkpoints=args.checkpoints, train=args.train, per_class=args.per_class,
-             per_batch=args.per_batch, progress=progress())
+    run_demo(
+        args.out,
+        checkpoints=args.checkpoints,
+        train=args.train,
+        per_class=args.per_class,
+        per_batch=args.per_batch,
+        progress=progress(),
+    )
     return 0

@@ -24,6 +24,14 @@ def add(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from argen.eval.probe import linear_probe
 
-    return print_json(linear_probe(args.cache, args.test_cache, test_fraction=args.test_fraction,
-                                   regularization=args.regularization, max_iterations=args.max_iterations,
-                                   seed=args.seed), args.out)
+    return print_json(
+        linear_probe(
+            args.cache,
+            args.test_cache,
+            test_fraction=args.test_fraction,
+            regularization=args.regularization,
+            max_iterations=args.max_iterations,
+            seed=args.seed,
+        ),
+        args.out,
+    )

@@ -23,8 +23,11 @@ def add(commands: Any) -> None:
 
 def add_eval(commands: Any, name: str) -> None:
     """The tokenizer evaluation under `name` (it is both `tokenizer eval` and `eval tokenizer`)."""
-    evaluate = commands.add_parser(name, help="PSNR, codebook usage, a reconstruction grid; rFID and the "
-                                   "reconstructions' class accuracy with an extractor; LPIPS with its weight files")
+    evaluate = commands.add_parser(
+        name,
+        help="PSNR, codebook usage, a reconstruction grid; rFID and the "
+        "reconstructions' class accuracy with an extractor; LPIPS with its weight files",
+    )
     evaluate.add_argument("--tokenizer", required=True, type=Path, help="tokenizer checkpoint directory")
     add_extractor(evaluate)
     evaluate.add_argument("--lpips-vgg", type=Path, help="torchvision's VGG16 weights (with --lpips-linear: LPIPS)")
@@ -54,6 +57,15 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ValueError("LPIPS needs both files: --lpips-vgg (VGG16) and --lpips-linear (vgg.pth)")
     lpips = load_lpips(args.lpips_vgg, args.lpips_linear) if args.lpips_vgg else None
     extractor = load_extractor(args.classifier, args.inception, required=False)
-    return print_json(evaluate_tokenizer(args.tokenizer, args.out, split=args.split, count=args.count,
-                                         data_dir=args.data_dir, progress=progress(), extractor=extractor,
-                                         lpips=lpips))
+    return print_json(
+        evaluate_tokenizer(
+            args.tokenizer,
+            args.out,
+            split=args.split,
+            count=args.count,
+            data_dir=args.data_dir,
+            progress=progress(),
+            extractor=extractor,
+            lpips=lpips,
+        )
+    )

@@ -29,7 +29,11 @@ def run(args: argparse.Namespace) -> int:
         table = open_coarse_table(config.coarse_table, cache) if config.coarse_table else None
         return ar_config_from_cache(config, cache, table)
 
-    config = run_config(args, ARRunConfig, {
-        "cache": args.cache, "coarse_table": args.coarse_table, "train.out_dir": args.out}, from_cache)
+    config = run_config(
+        args,
+        ARRunConfig,
+        {"cache": args.cache, "coarse_table": args.coarse_table, "train.out_dir": args.out},
+        from_cache,
+    )
     print_or_train(args, config, train_ar, "AR checkpoint")
     return 0

@@ -24,8 +24,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, presets: dict[str, A
     parser.add_argument("--out", help="output run directory (train.out_dir)")
 
 
-def run_config(args: argparse.Namespace, cls: type, options: dict[str, Any],
-               derive: Callable[[Any], Any] | None = None) -> Any:
+def run_config(
+    args: argparse.Namespace, cls: type, options: dict[str, Any], derive: Callable[[Any], Any] | None = None
+) -> Any:
     """The run config of --preset, --config and key=value overrides (argen.config.build_run); `options` are the
     command-line options given, as dotted keys (unset ones are left out)."""
     overrides = [*(f"{key}={value}" for key, value in options.items() if value), *args.overrides]

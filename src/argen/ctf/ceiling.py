@@ -23,16 +23,25 @@ from argen.io.load import load_refiner, load_tokenizer
 
 
 @torch.no_grad()
-def refiner_ceiling(refiner_dir: str | Path, tokenizer_dir: str | Path, out_dir: str | Path, count: int = 1000,
-                    options: RefineOptions | None = None, seed: int = 0, batch_size: int = 250,
-                    progress: bool = True) -> dict[str, Any]:
+def refiner_ceiling(
+    refiner_dir: str | Path,
+    tokenizer_dir: str | Path,
+    out_dir: str | Path,
+    count: int = 1000,
+    options: RefineOptions | None = None,
+    seed: int = 0,
+    batch_size: int = 250,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Refine the true coarse maps of the first `count` test images; write metrics.json and samples.npz."""
     refiner, _, meta = load_refiner(refiner_dir)
     tokenizer, config = load_tokenizer(tokenizer_dir)
     table = refiner.fine_to_coarse
     if config.model.codebook_size != len(table):
-        raise ValueError(f"the refiner's table maps {len(table)} codes but {tokenizer_dir} has "
-                         f"{config.model.codebook_size}: give the tokenizer the refiner was trained on")
+        raise ValueError(
+            f"the refiner's table maps {len(table)} codes but {tokenizer_dir} has "
+            f"{config.model.codebook_size}: give the tokenizer the refiner was trained on"
+        )
     dataset = load_dataset(evaluation_data(config, "test", None), training=False)
     total = min(count, len(dataset))
     generator = torch.Generator().manual_seed(seed)
@@ -52,9 +61,16 @@ def refiner_ceiling(refiner_dir: str | Path, tokenizer_dir: str | Path, out_dir:
         labels.append(batch["labels"])
     out_dir = Path(out_dir)
     write_npz(out_dir / "samples.npz", torch.cat(images).numpy(), labels=torch.cat(labels).numpy())
-    result = {"refiner": str(refiner_dir), "tokenizer": str(tokenizer_dir), "images": total,
-              "clustering": meta.get("coarse_table", {}).get("method"), "token_accuracy": right / tokens,
-              "outside_cluster": outside / tokens, "psnr_db": psnr_sum / total,
-              "refine": vars(options or RefineOptions()), "seed": seed}
+    result = {
+        "refiner": str(refiner_dir),
+        "tokenizer": str(tokenizer_dir),
+        "images": total,
+        "clustering": meta.get("coarse_table", {}).get("method"),
+        "token_accuracy": right / tokens,
+        "outside_cluster": outside / tokens,
+        "psnr_db": psnr_sum / total,
+        "refine": vars(options or RefineOptions()),
+        "seed": seed,
+    }
     save_json(out_dir / "metrics.json", result)
     return result

@@ -29,7 +29,6 @@ from argen.io.checkpoint import checkpoint_checksum
 from argen.io.load import load_tokenizer
 
 
-
 @dataclass(frozen=True)
 class Clustering:
     """fine_to_coarse (V,) long cluster of each code, and the inertia of that partition.
@@ -41,15 +40,22 @@ class Clustering:
     inertia: float
 
 
-def cluster_codebook(vectors: torch.Tensor, clusters: int, method: str = "kmeans", restarts: int = 4,
-                     seed: int = 0, iterations: int = 100) -> Clustering:
+def cluster_codebook(
+    vectors: torch.Tensor,
+    clusters: int,
+    method: str = "kmeans",
+    restarts: int = 4,
+    seed: int = 0,
+    iterations: int = 100,
+) -> Clustering:
     """Partition the rows of `vectors` (V, D) into `clusters` groups; k-means methods keep the restart
     of lowest inertia."""
     if method not in METHODS:
         raise ValueError(f"unknown clustering method {method!r}; choose one of {', '.join(METHODS)}")
     if vectors.dim() != 2 or not vectors.is_floating_point() or vectors.shape[0] == 0:
-        raise ValueError(f"codebook vectors must be a non-empty float tensor (V, D), got {vectors.dtype} "
-                         f"{tuple(vectors.shape)}")
+        raise ValueError(
+            f"codebook vectors must be a non-empty float tensor (V, D), got {vectors.dtype} {tuple(vectors.shape)}"
+        )
     if not bool(torch.isfinite(vectors).all()):
         raise ValueError("codebook vectors contain NaN or infinite values")
     codes = vectors.shape[0]
@@ -71,18 +77,28 @@ def cluster_codebook(vectors: torch.Tensor, clusters: int, method: str = "kmeans
     return best
 
 
-def cluster_tokenizer(tokenizer: str | Path, clusters: int, out: str | Path, method: str = "kmeans",
-                      restarts: int = 4, seed: int = 0) -> CoarseTable:
+def cluster_tokenizer(
+    tokenizer: str | Path, clusters: int, out: str | Path, method: str = "kmeans", restarts: int = 4, seed: int = 0
+) -> CoarseTable:
     """Cluster a tokenizer checkpoint's codebook (the vectors its decoder looks up) and save the table."""
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ValueError(f"the table file must name a .safetensors file, got {out}")
     model, config = load_tokenizer(tokenizer)
     result = cluster_codebook(model.codebook_vectors(), clusters, method=method, restarts=restarts, seed=seed)
-    table = CoarseTable(result.fine_to_coarse, {
-        "tokenizer": str(Path(tokenizer).resolve()), "tokenizer_sha256": checkpoint_checksum(tokenizer),
-        "codebook_l2_norm": config.model.codebook_l2_norm, "method": method, "clusters": clusters,
-        "restarts": restarts, "seed": seed, "inertia": result.inertia})
+    table = CoarseTable(
+        result.fine_to_coarse,
+        {
+            "tokenizer": str(Path(tokenizer).resolve()),
+            "tokenizer_sha256": checkpoint_checksum(tokenizer),
+            "codebook_l2_norm": config.model.codebook_l2_norm,
+            "method": method,
+            "clusters": clusters,
+            "restarts": restarts,
+            "seed": seed,
+            "inertia": result.inertia,
+        },
+    )
     save_table(table, out)
     return table
 
@@ -117,7 +133,7 @@ def _kmeans_plus_plus(vectors: torch.Tensor, clusters: int, method: str, generat
             weights[chosen] = 0.0
         index = int(torch.multinomial(weights, 1, generator=generator))
         chosen.append(index)
-        nearest = torch.minimum(nearest, _distances(vectors, vectors[index:index + 1], method)[:, 0])
+        nearest = torch.minimum(nearest, _distances(vectors, vectors[index : index + 1], method)[:, 0])
     return vectors[chosen].clone()
 
 
@@ -152,7 +168,7 @@ def _balanced(distances: torch.Tensor) -> torch.Tensor:
     """
     codes, clusters = distances.shape
     room = torch.full((clusters,), codes // clusters, dtype=torch.long)
-    room[:codes % clusters] += 1
+    room[: codes % clusters] += 1
     assignment = torch.full((codes,), -1, dtype=torch.long)
     while bool((assignment < 0).any()):
         waiting = torch.nonzero(assignment < 0).flatten()

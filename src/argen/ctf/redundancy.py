@@ -49,9 +49,17 @@ def within_cluster_cosine(vectors: torch.Tensor, fine_to_coarse: torch.Tensor) -
 
 
 @torch.inference_mode()
-def group_redundancy(tokenizer: str | Path, clusters: int, methods: Iterable[str] = METHODS, count: int = 500,
-                     split: str = "test", seed: int = 0, data_dir: str | None = None, batch_size: int = 250,
-                     progress: bool = True) -> dict[str, Any]:
+def group_redundancy(
+    tokenizer: str | Path,
+    clusters: int,
+    methods: Iterable[str] = METHODS,
+    count: int = 500,
+    split: str = "test",
+    seed: int = 0,
+    data_dir: str | None = None,
+    batch_size: int = 250,
+    progress: bool = True,
+) -> dict[str, Any]:
     """PSNR (dB, against the reconstruction) after swapping every token for a random member of its cluster, and the
     within-cluster cosine, for each clustering method of the tokenizer's codebook into `clusters` groups."""
     model, config = load_tokenizer(tokenizer)
@@ -72,9 +80,19 @@ def group_redundancy(tokenizer: str | Path, clusters: int, methods: Iterable[str
         for method, table in tables.items():
             swapped = to_uint8(model.decode(random_members(ids, table, generator)))
             psnr_sums[method] += float(pixel_errors(swapped, reconstruction)[1].sum())
-    return {"tokenizer": str(tokenizer), "tokenizer_sha256": checkpoint_checksum(tokenizer), "split": split,
-            "images": total, "clusters": clusters, "seed": seed,
-            "methods": {method: {"psnr_db": psnr_sums[method] / total,
-                                 "within_cluster_cosine": within_cluster_cosine(vectors, table),
-                                 "largest_cluster": int(cluster_sizes(table, clusters).max())}
-                        for method, table in tables.items()}}
+    return {
+        "tokenizer": str(tokenizer),
+        "tokenizer_sha256": checkpoint_checksum(tokenizer),
+        "split": split,
+        "images": total,
+        "clusters": clusters,
+        "seed": seed,
+        "methods": {
+            method: {
+                "psnr_db": psnr_sums[method] / total,
+                "within_cluster_cosine": within_cluster_cosine(vectors, table),
+                "largest_cluster": int(cluster_sizes(table, clusters).max()),
+            }
+            for method, table in tables.items()
+        },
+    }

@@ -38,31 +38,51 @@ class Refinement:
     def check_pairs_with(self, ar_dir: Path, coarse_table: dict | None, layout: Layout) -> None:
         """The refiner must read the AR model's coarse labels: same table, same grid."""
         if coarse_table is None:
-            raise ckpt.CheckpointError(f"a refiner was given but {ar_dir} predicts fine ids, not CTF coarse labels "
-                                       f"(train it with coarse_table=FILE)")
+            raise ckpt.CheckpointError(
+                f"a refiner was given but {ar_dir} predicts fine ids, not CTF coarse labels "
+                f"(train it with coarse_table=FILE)"
+            )
         table = self.meta.get("coarse_table", {})
         if table.get("checksum") != coarse_table.get("checksum"):
             raise ckpt.CheckpointError(
                 f"the refiner {self.source} was trained with another fine -> coarse table than the AR model {ar_dir} "
-                f"(table checksums {str(table.get('checksum'))[:12]} and {str(coarse_table.get('checksum'))[:12]})")
+                f"(table checksums {str(table.get('checksum'))[:12]} and {str(coarse_table.get('checksum'))[:12]})"
+            )
         grid = tuple(self.meta.get("grid", layout.grid))
         if grid != layout.grid:
-            raise ckpt.CheckpointError(f"the refiner {self.source} was trained on {grid} grids, the AR model makes "
-                                       f"{layout.grid}")
+            raise ckpt.CheckpointError(
+                f"the refiner {self.source} was trained on {grid} grids, the AR model makes {layout.grid}"
+            )
 
     def options(self, refine: dict | None, coarse: SamplingOptions) -> RefineOptions:
         """The refine pass's options: `refine` over the defaults (the coarse stage's greedy and dtype, the
         restriction to clusters the refiner was trained with)."""
-        defaults = {"restrict_to_cluster": self.config.refiner.restrict_to_cluster, "greedy": coarse.greedy,
-                    "dtype": coarse.dtype}
+        defaults = {
+            "restrict_to_cluster": self.config.refiner.restrict_to_cluster,
+            "greedy": coarse.greedy,
+            "dtype": coarse.dtype,
+        }
         return RefineOptions(**{**defaults, **(refine or {})})
 
-    def sample(self, model: torch.nn.Module, layout: Layout, labels: torch.Tensor, coarse: SamplingOptions,
-               refine: RefineOptions, generator: torch.Generator | None, forced: dict | None,
-               on_step: Any) -> Generated:
+    def sample(
+        self,
+        model: torch.nn.Module,
+        layout: Layout,
+        labels: torch.Tensor,
+        coarse: SamplingOptions,
+        refine: RefineOptions,
+        generator: torch.Generator | None,
+        forced: dict | None,
+        on_step: Any,
+    ) -> Generated:
         """Coarse labels from the AR model, then fine ids from this refiner (argen.ctf.sample)."""
         return sample_ctf(model, layout, self.refiner, labels, coarse, refine, generator, forced, on_step)
 
     def save(self, directory: str | Path) -> None:
-        ckpt.save_checkpoint(directory, REFINER_KIND, to_dict(self.config), self.refiner.state_dict(),
-                             {key: value for key, value in self.meta.items() if key not in ("kind", "config")})
+        ckpt.save_checkpoint(
+            directory,
+            REFINER_KIND,
+            to_dict(self.config),
+            self.refiner.state_dict(),
+            {key: value for key, value in self.meta.items() if key not in ("kind", "config")},
+        )

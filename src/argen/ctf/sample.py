@@ -44,23 +44,34 @@ class RefineOptions:
 
 
 @torch.no_grad()
-def refine(refiner: Refiner, coarse: torch.Tensor, labels: torch.Tensor, options: RefineOptions | None = None,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+def refine(
+    refiner: Refiner,
+    coarse: torch.Tensor,
+    labels: torch.Tensor,
+    options: RefineOptions | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Fine ids (B, *grid) for coarse labels (B, *grid) and classes (B,), in one refiner forward."""
     options = options or RefineOptions()
     vocab, classes = refiner.config.vocab_size, refiner.config.num_classes + int(refiner.has_null_class)
     if coarse.dim() < 3 or labels.shape != coarse.shape[:1] or coarse.is_floating_point():
-        raise ValueError(f"coarse must be integer (B, *grid) and labels (B,), got {coarse.dtype} "
-                         f"{tuple(coarse.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"coarse must be integer (B, *grid) and labels (B,), got {coarse.dtype} "
+            f"{tuple(coarse.shape)} and {tuple(labels.shape)}"
+        )
     if int(coarse.min()) < 0 or int(coarse.max()) >= vocab:
-        raise ValueError(f"coarse labels must lie in [0, {vocab}) (the refiner's clusters), got values in "
-                         f"[{int(coarse.min())}, {int(coarse.max())}]")
+        raise ValueError(
+            f"coarse labels must lie in [0, {vocab}) (the refiner's clusters), got values in "
+            f"[{int(coarse.min())}, {int(coarse.max())}]"
+        )
     if int(labels.min()) < 0 or int(labels.max()) >= classes:
         raise ValueError(f"labels must be in [0, {classes}), got values in [{int(labels.min())}, {int(labels.max())}]")
     guided = options.guidance != 1.0
     if guided and not refiner.has_null_class:
-        raise ValueError("refiner guidance needs a null class, but the refiner was trained with "
-                         "model.class_dropout_prob = 0; use a refine guidance of 1")
+        raise ValueError(
+            "refiner guidance needs a null class, but the refiner was trained with "
+            "model.class_dropout_prob = 0; use a refine guidance of 1"
+        )
     device = next(refiner.parameters()).device
     batch, grid = coarse.shape[0], tuple(coarse.shape[1:])
     flat = coarse.flatten(1).to(device)  # (B, N)
@@ -82,19 +93,29 @@ def refine(refiner: Refiner, coarse: torch.Tensor, labels: torch.Tensor, options
     return fine.view(batch, *grid)
 
 
-def sample_ctf(coarse_model: Transformer, coarse_layout: Layout, refiner: Refiner, labels: torch.Tensor,
-               coarse_options: SamplingOptions | None = None, refine_options: RefineOptions | None = None,
-               generator: torch.Generator | None = None, forced: dict[str, torch.Tensor] | None = None,
-               on_step: Callable[[Step, torch.Tensor], None] | None = None) -> Generated:
+def sample_ctf(
+    coarse_model: Transformer,
+    coarse_layout: Layout,
+    refiner: Refiner,
+    labels: torch.Tensor,
+    coarse_options: SamplingOptions | None = None,
+    refine_options: RefineOptions | None = None,
+    generator: torch.Generator | None = None,
+    forced: dict[str, torch.Tensor] | None = None,
+    on_step: Callable[[Step, torch.Tensor], None] | None = None,
+) -> Generated:
     """CTF: coarse labels through `generate` (any layout; `forced` and `on_step` as there), then fine ids from one
     refiner pass.
 
     Returns `Generated(visual=fine ids (B, *grid), prologue, coarse=coarse labels (B, *grid))`, grid order.
     """
     if coarse_layout.grid_vocab != refiner.config.vocab_size:
-        raise ValueError(f"the coarse layout has {coarse_layout.grid_vocab} grid labels but the refiner reads "
-                         f"{refiner.config.vocab_size} clusters; pair models trained with the same table")
-    coarse = generate(coarse_model, coarse_layout, labels, options=coarse_options, generator=generator,
-                      forced=forced, on_step=on_step)
+        raise ValueError(
+            f"the coarse layout has {coarse_layout.grid_vocab} grid labels but the refiner reads "
+            f"{refiner.config.vocab_size} clusters; pair models trained with the same table"
+        )
+    coarse = generate(
+        coarse_model, coarse_layout, labels, options=coarse_options, generator=generator, forced=forced, on_step=on_step
+    )
     fine = refine(refiner, coarse.visual, labels, refine_options, generator)
     return Generated(visual=fine, prologue=coarse.prologue, coarse=coarse.visual, forward_passes=coarse.forward_passes)

@@ -38,15 +38,18 @@ class CoarseTable:
     def __post_init__(self) -> None:
         table = self.fine_to_coarse
         if table.dim() != 1 or table.numel() == 0 or table.is_floating_point() or table.dtype == torch.bool:
-            raise ValueError(f"a fine -> coarse table must be a non-empty 1-D integer tensor, "
-                             f"got {table.dtype} {tuple(table.shape)}")
+            raise ValueError(
+                f"a fine -> coarse table must be a non-empty 1-D integer tensor, got {table.dtype} {tuple(table.shape)}"
+            )
         if int(table.min()) < 0:
             raise ValueError("a fine -> coarse table cannot hold negative cluster ids")
         object.__setattr__(self, "fine_to_coarse", table.long().cpu().contiguous())
         empty = torch.nonzero(self.sizes == 0).flatten()
         if len(empty):
-            raise ValueError(f"clusters {empty[:8].tolist()} of the fine -> coarse table have no code; "
-                             f"the coarse labels must be 0..K-1 with every cluster used")
+            raise ValueError(
+                f"clusters {empty[:8].tolist()} of the fine -> coarse table have no code; "
+                f"the coarse labels must be 0..K-1 with every cluster used"
+            )
 
     @property
     def fine_vocab(self) -> int:
@@ -75,24 +78,34 @@ class CoarseTable:
     def coarse(self, fine_ids: torch.Tensor) -> torch.Tensor:
         """Fine ids (any shape) -> their coarse labels."""
         if fine_ids.numel() and (int(fine_ids.min()) < 0 or int(fine_ids.max()) >= self.fine_vocab):
-            raise ValueError(f"fine ids must lie in [0, {self.fine_vocab}), got values in "
-                             f"[{int(fine_ids.min())}, {int(fine_ids.max())}]")
+            raise ValueError(
+                f"fine ids must lie in [0, {self.fine_vocab}), got values in "
+                f"[{int(fine_ids.min())}, {int(fine_ids.max())}]"
+            )
         return self.fine_to_coarse.to(fine_ids.device)[fine_ids.long()]
 
     def check_tokenizer(self, sha256: str | None, codebook_size: int, what: str) -> None:
         """Refuse a table made for another tokenizer than the one `what` (a cache, a model) was made with."""
         if codebook_size != self.fine_vocab:
-            raise ValueError(f"the fine -> coarse table has {self.fine_vocab} codes but {what} has a codebook of "
-                             f"{codebook_size}; cluster that tokenizer with `argen ctf cluster`")
+            raise ValueError(
+                f"the fine -> coarse table has {self.fine_vocab} codes but {what} has a codebook of "
+                f"{codebook_size}; cluster that tokenizer with `argen ctf cluster`"
+            )
         if sha256 and self.tokenizer_sha256 and sha256 != self.tokenizer_sha256:
-            raise ValueError(f"the fine -> coarse table was made for the tokenizer with sha256 "
-                             f"{self.tokenizer_sha256[:12]}..., but {what} used {sha256[:12]}...; cluster that "
-                             f"tokenizer with `argen ctf cluster`")
+            raise ValueError(
+                f"the fine -> coarse table was made for the tokenizer with sha256 "
+                f"{self.tokenizer_sha256[:12]}..., but {what} used {sha256[:12]}...; cluster that "
+                f"tokenizer with `argen ctf cluster`"
+            )
 
     def describe(self) -> dict[str, Any]:
         """What checkpoints record about the table they were trained with."""
-        return {"checksum": self.checksum, "fine_vocab": self.fine_vocab, "coarse_vocab": self.coarse_vocab,
-                **{k: self.metadata[k] for k in ("path", "tokenizer_sha256", "method") if k in self.metadata}}
+        return {
+            "checksum": self.checksum,
+            "fine_vocab": self.fine_vocab,
+            "coarse_vocab": self.coarse_vocab,
+            **{k: self.metadata[k] for k in ("path", "tokenizer_sha256", "method") if k in self.metadata},
+        }
 
 
 def save_table(table: CoarseTable, path: str | Path) -> Path:
@@ -100,8 +113,11 @@ def save_table(table: CoarseTable, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"the table file must end in .safetensors, got {path}")
-    metadata = {"format": FORMAT, "checksum": table.checksum,
-                **{key: json.dumps(value) for key, value in table.metadata.items()}}
+    metadata = {
+        "format": FORMAT,
+        "checksum": table.checksum,
+        **{key: json.dumps(value) for key, value in table.metadata.items()},
+    }
     atomic_write(path, lambda tmp: save_file({TABLE_KEY: table.fine_to_coarse}, str(tmp), metadata=metadata))
     plot_sizes(table, histogram_path(path))
     return path
@@ -123,8 +139,7 @@ def load_table(path: str | Path) -> CoarseTable:
             values = np.load(path, allow_pickle=False) if path.suffix == ".npy" else json.loads(path.read_text())
             return CoarseTable(torch.as_tensor(values), {"path": str(path.resolve())})
         except (ValueError, TypeError) as error:
-            raise ValueError(f"{path} is not a fine -> coarse table (one integer cluster per code): {error}") \
-                from error
+            raise ValueError(f"{path} is not a fine -> coarse table (one integer cluster per code): {error}") from error
     try:
         with safe_open(str(path), framework="pt") as handle:
             keys, stored = list(handle.keys()), handle.metadata() or {}
@@ -132,8 +147,10 @@ def load_table(path: str | Path) -> CoarseTable:
     except Exception as error:  # safetensors raises its own error types for a malformed file
         raise ValueError(f"{path} is not a readable safetensors file: {error}") from error
     if tensor is None or stored.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a CTF table (expected format {FORMAT} with a '{TABLE_KEY}' tensor, "
-                         f"found keys {keys}); make one with `argen ctf cluster`")
+        raise ValueError(
+            f"{path} is not a CTF table (expected format {FORMAT} with a '{TABLE_KEY}' tensor, "
+            f"found keys {keys}); make one with `argen ctf cluster`"
+        )
     metadata = {key: json.loads(value) for key, value in stored.items() if key not in ("format", "checksum")}
     table = CoarseTable(tensor, {**metadata, "path": str(path.resolve())})
     if stored.get("checksum") != table.checksum:
@@ -152,9 +169,12 @@ def plot_sizes(table: CoarseTable, path: str | Path) -> Path:
     axes.set_xlabel("codes per cluster")
     axes.set_ylabel("clusters")
     method = table.metadata.get("method", "")
-    axes.set_title(f"{table.fine_vocab} codes in {table.coarse_vocab} clusters"
-                   f"{f' ({method})' if method else ''}: sizes {int(sizes.min())} to {largest}, "
-                   f"mean {table.fine_vocab / table.coarse_vocab:.1f}", fontsize=9)
+    axes.set_title(
+        f"{table.fine_vocab} codes in {table.coarse_vocab} clusters"
+        f"{f' ({method})' if method else ''}: sizes {int(sizes.min())} to {largest}, "
+        f"mean {table.fine_vocab / table.coarse_vocab:.1f}",
+        fontsize=9,
+    )
     axes.grid(alpha=0.3)
     figure.tight_layout()
     path = Path(path)

@@ -26,15 +26,28 @@ def load_dataset(config: DataConfig, training: bool = True) -> ImageDataset | Im
             raise DataError("data.name=imagefolder needs data.path (one sub-folder per class)")
         if config.pad_to:
             raise DataError("data.pad_to applies to the in-memory datasets, not imagefolder (set it to 0)")
-        return ImageFolderDataset(config.path, config.image_size, config.channels, flip=config.flip and training,
-                                  crop_min=config.crop_min if training else 1.0, on_bad_image=config.on_bad_image,
-                                  limit=config.limit, max_pixels=config.max_image_pixels)
+        return ImageFolderDataset(
+            config.path,
+            config.image_size,
+            config.channels,
+            flip=config.flip and training,
+            crop_min=config.crop_min if training else 1.0,
+            on_bad_image=config.on_bad_image,
+            limit=config.limit,
+            max_pixels=config.max_image_pixels,
+        )
     if config.name == "webdataset":
         if not config.path:
             raise DataError("data.name=webdataset needs data.path (a folder packed by `argen data pack`)")
-        return TarShardDataset(config.path, config.image_size, config.channels, flip=config.flip and training,
-                               crop_min=config.crop_min if training else 1.0, on_bad_image=config.on_bad_image,
-                               max_pixels=config.max_image_pixels)
+        return TarShardDataset(
+            config.path,
+            config.image_size,
+            config.channels,
+            flip=config.flip and training,
+            crop_min=config.crop_min if training else 1.0,
+            on_bad_image=config.on_bad_image,
+            max_pixels=config.max_image_pixels,
+        )
     return load_image_dataset(config, training)
 
 
@@ -46,5 +59,12 @@ def image_batches(dataset: ImageDataset | ImageFolderDataset, batch_size: int = 
         yield to_uint8(images).permute(0, 2, 3, 1).numpy()
 
 
-__all__ = ["ImageDataset", "ImageFolderDataset", "TarShardDataset", "DataError", "load_dataset", "find_fashion_mnist",
-           "image_batches"]
+__all__ = [
+    "ImageDataset",
+    "ImageFolderDataset",
+    "TarShardDataset",
+    "DataError",
+    "load_dataset",
+    "find_fashion_mnist",
+    "image_batches",
+]

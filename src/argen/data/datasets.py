@@ -18,8 +18,18 @@ from argen.data.transforms import random_crop, random_flip, to_channels, to_reso
 # Where Debian's dataset-fashion-mnist package puts the files.
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "/usr/local/share/datasets/fashion-mnist")
 DATA_DIR_ENV = "ARGEN_DATA_DIR"
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -122,8 +132,9 @@ def load_digits_images() -> tuple[np.ndarray, np.ndarray]:
     return images[:, None], digits.target.astype(np.int64)
 
 
-def synthetic_images(count: int, size: int, channels: int, num_classes: int = 10, seed: int = 0
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_images(
+    count: int, size: int, channels: int, num_classes: int = 10, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Class-dependent shapes on black: class c is a filled box whose size and place depend on c."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, num_classes, count).astype(np.int64)
@@ -131,7 +142,7 @@ def synthetic_images(count: int, size: int, channels: int, num_classes: int = 10
     for i, label in enumerate(labels):
         extent = max(2, size // 4 + (label * size) // (3 * num_classes))
         top, left = rng.integers(0, size - extent + 1, 2)
-        images[i, :, top:top + extent, left:left + extent] = 80 + (label * 175) // max(1, num_classes - 1)
+        images[i, :, top : top + extent, left : left + extent] = 80 + (label * 175) // max(1, num_classes - 1)
     return images, labels
 
 
@@ -143,17 +154,25 @@ def load_image_dataset(config: DataConfig, training: bool = True) -> ImageDatase
             raise DataError("data.name=idx needs data.path (a folder of MNIST-format IDX files)")
         folder = find_fashion_mnist(config.path or None) if config.name == "fashion-mnist" else Path(config.path)
         images, labels = load_idx_folder(folder, config.split)
-        class_names = FASHION_MNIST_CLASSES if config.name == "fashion-mnist" else \
-            tuple(str(c) for c in range(int(labels.max()) + 1))
+        class_names = (
+            FASHION_MNIST_CLASSES
+            if config.name == "fashion-mnist"
+            else tuple(str(c) for c in range(int(labels.max()) + 1))
+        )
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(class_names)):
-            raise DataError(f"{folder}: labels must lie in [0, {len(class_names)}) ({config.name} has "
-                            f"{len(class_names)} classes), found {int(labels.min())} to {int(labels.max())}")
+            raise DataError(
+                f"{folder}: labels must lie in [0, {len(class_names)}) ({config.name} has "
+                f"{len(class_names)} classes), found {int(labels.min())} to {int(labels.max())}"
+            )
         unused = np.flatnonzero(np.bincount(labels, minlength=len(class_names)) == 0)
         if config.name == "idx" and len(unused):
             # The largest label sets the class count: a stray label adds empty classes (and a bigger model).
-            warnings.warn(f"{folder}: labels run to {int(labels.max())}, so {len(class_names)} classes, but "
-                          f"{len(unused)} of them ({unused[:8].tolist()}{' ...' if len(unused) > 8 else ''}) have no "
-                          f"image in the {config.split} split", stacklevel=2)
+            warnings.warn(
+                f"{folder}: labels run to {int(labels.max())}, so {len(class_names)} classes, but "
+                f"{len(unused)} of them ({unused[:8].tolist()}{' ...' if len(unused) > 8 else ''}) have no "
+                f"image in the {config.split} split",
+                stacklevel=2,
+            )
     elif config.name == "digits":
         images, labels = load_digits_images()
         class_names = tuple(str(c) for c in range(10))
@@ -161,22 +180,33 @@ def load_image_dataset(config: DataConfig, training: bool = True) -> ImageDatase
         images, labels = synthetic_images(config.limit or 512, config.image_size, config.channels)
         class_names = tuple(str(c) for c in range(10))
     elif config.name == "imagefolder":
-        raise DataError("imagefolder is read from disk per batch, not held in memory: load it with "
-                        "argen.data.load_dataset (and not as video sprites)")
+        raise DataError(
+            "imagefolder is read from disk per batch, not held in memory: load it with "
+            "argen.data.load_dataset (and not as video sprites)"
+        )
     else:
-        raise DataError(f"unknown dataset {config.name!r}; known: fashion-mnist, idx, imagefolder, webdataset, digits, "
-                        f"synthetic, and the video datasets moving-<image dataset>, videofolder, videofiles")
+        raise DataError(
+            f"unknown dataset {config.name!r}; known: fashion-mnist, idx, imagefolder, webdataset, digits, "
+            f"synthetic, and the video datasets moving-<image dataset>, videofolder, videofiles"
+        )
     if config.skip or config.limit:
         end = config.skip + config.limit if config.limit else None
-        images, labels = images[config.skip:end], labels[config.skip:end]
+        images, labels = images[config.skip : end], labels[config.skip : end]
         if not len(labels):
             raise DataError(f"data.skip={config.skip} leaves no {config.split} image ({config.name})")
     images = to_channels(images, config.channels)
     if config.pad_to:
         if config.pad_to < max(images.shape[-2:]):
-            raise DataError(f"data.pad_to={config.pad_to} is smaller than the images ({images.shape[-2]}x"
-                            f"{images.shape[-1]}); use 0 or a size >= theirs")
+            raise DataError(
+                f"data.pad_to={config.pad_to} is smaller than the images ({images.shape[-2]}x"
+                f"{images.shape[-1]}); use 0 or a size >= theirs"
+            )
         images = to_resolution(images, config.pad_to, "pad")
     images = to_resolution(images, config.image_size, config.resize)
-    return ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), class_names,
-                        flip=config.flip and training, crop_min=config.crop_min if training else 1.0)
+    return ImageDataset(
+        torch.from_numpy(np.ascontiguousarray(images)),
+        torch.from_numpy(labels),
+        class_names,
+        flip=config.flip and training,
+        crop_min=config.crop_min if training else 1.0,
+    )

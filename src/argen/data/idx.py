@@ -28,8 +28,10 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise IDXError(f"{path}: not an IDX file (the magic number must start with two zero bytes)")
     type_code, ndim = raw[2], raw[3]
     if type_code not in _DTYPES:
-        raise IDXError(f"{path}: unknown IDX data type 0x{type_code:02x}; expected one of "
-                       + ", ".join(f"0x{c:02x}" for c in _DTYPES))
+        raise IDXError(
+            f"{path}: unknown IDX data type 0x{type_code:02x}; expected one of "
+            + ", ".join(f"0x{c:02x}" for c in _DTYPES)
+        )
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
         raise IDXError(f"{path}: truncated header ({len(raw)} bytes for {ndim} dimensions)")
@@ -37,8 +39,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     dtype = np.dtype(_DTYPES[type_code])
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
-        raise IDXError(f"{path}: size {len(raw)} bytes does not match its header {shape} of {dtype} "
-                       f"({expected} bytes); the file is truncated or corrupt")
+        raise IDXError(
+            f"{path}: size {len(raw)} bytes does not match its header {shape} of {dtype} "
+            f"({expected} bytes); the file is truncated or corrupt"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 

@@ -34,8 +34,9 @@ def _unreadable() -> tuple[type[BaseException], ...]:
 UNREADABLE = _unreadable()
 
 
-def decode_image(source: str | Path | BinaryIO, size: int, channels: int, crop_min: float = 1.0,
-                 max_pixels: int = MAX_IMAGE_PIXELS) -> torch.Tensor:
+def decode_image(
+    source: str | Path | BinaryIO, size: int, channels: int, crop_min: float = 1.0, max_pixels: int = MAX_IMAGE_PIXELS
+) -> torch.Tensor:
     """An encoded image as uint8 (C, size, size): cropped to a square (centred, or LlamaGen's random crop with
     `crop_min` < 1) and resized (bicubic). Raises one of UNREADABLE for a file PIL cannot decode and
     ImageTooLarge for one of more than `max_pixels` pixels (read from its header, before decoding)."""
@@ -43,8 +44,9 @@ def decode_image(source: str | Path | BinaryIO, size: int, channels: int, crop_m
 
     with Image.open(source) as image:
         if image.width * image.height > max_pixels:
-            raise ImageTooLarge(f"{image.width}x{image.height} pixels, over the limit of {max_pixels} "
-                                "(data.max_image_pixels)")
+            raise ImageTooLarge(
+                f"{image.width}x{image.height} pixels, over the limit of {max_pixels} (data.max_image_pixels)"
+            )
         # JPEG decodes at 1/2, 1/4 or 1/8 scale when that still covers the output: far less work.
         image.draft("L" if channels == 1 else "RGB", (round(size / crop_min),) * 2)
         image = image.convert("L" if channels == 1 else "RGB")
@@ -53,8 +55,9 @@ def decode_image(source: str | Path | BinaryIO, size: int, channels: int, crop_m
         else:
             side = min(image.height, image.width)
             top, left = (image.height - side) // 2, (image.width - side) // 2
-        array = np.array(image.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side)),
-                         dtype=np.uint8)  # a writable copy: torch refuses PIL's read-only buffer
+        array = np.array(
+            image.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side)), dtype=np.uint8
+        )  # a writable copy: torch refuses PIL's read-only buffer
     return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
 
 
@@ -69,8 +72,11 @@ def _entries(folder: Path, want: str) -> list[os.DirEntry]:
         except OSError:
             broken.append(entry.name)
     if broken:
-        warnings.warn(f"{folder}: skipped {len(broken)} entr{'y' if len(broken) == 1 else 'ies'} that cannot be "
-                      f"followed (symlink loops or unreadable links), e.g. {broken[0]}", stacklevel=3)
+        warnings.warn(
+            f"{folder}: skipped {len(broken)} entr{'y' if len(broken) == 1 else 'ies'} that cannot be "
+            f"followed (symlink loops or unreadable links), e.g. {broken[0]}",
+            stacklevel=3,
+        )
     return chosen
 
 
@@ -83,11 +89,14 @@ def scan_image_folder(folder: Path) -> tuple[list[str], list[int], tuple[str, ..
         raise DataError(f"{folder} has no class sub-folders (expected {folder}/<class>/<image>.jpg)")
     files, labels = [], []
     for label, name in enumerate(classes):
-        names = sorted(entry.name for entry in _entries(folder / name, "file")
-                       if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES)
+        names = sorted(
+            entry.name for entry in _entries(folder / name, "file") if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES
+        )
         if not names:
-            raise DataError(f"class folder {folder / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
-                            "add some or remove the folder")
+            raise DataError(
+                f"class folder {folder / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                "add some or remove the folder"
+            )
         files += [f"{name}/{file}" for file in names]
         labels += [label] * len(names)
     return files, labels, tuple(classes)
@@ -104,8 +113,15 @@ class LazyFileDataset(ABC):
 
     kind = "file"  # what a file holds, for the messages
 
-    def __init__(self, folder: Path, files: list[str], labels: list[int], class_names: tuple[str, ...], flip: bool,
-                 on_bad_image: str):
+    def __init__(
+        self,
+        folder: Path,
+        files: list[str],
+        labels: list[int],
+        class_names: tuple[str, ...],
+        flip: bool,
+        on_bad_image: str,
+    ):
         if on_bad_image not in ("skip", "error"):
             raise DataError(f"on_bad_image must be 'skip' or 'error', got {on_bad_image!r}")
         self.folder, self.flip, self.on_bad_image = folder, flip, on_bad_image
@@ -134,12 +150,15 @@ class LazyFileDataset(ABC):
             return self.decode(path)
         except UNREADABLE as error:
             if self.on_bad_image == "error":
-                raise DataError(f"{path}: unreadable {self.kind} ({error}); data.on_bad_image=skip skips such "
-                                f"{self.kind}s")
+                raise DataError(
+                    f"{path}: unreadable {self.kind} ({error}); data.on_bad_image=skip skips such {self.kind}s"
+                )
             if index not in self.bad:
                 self.bad.add(index)
-                warnings.warn(f"{path}: unreadable {self.kind}, skipped ({len(self.bad)} so far in this process): "
-                              f"{error}", stacklevel=2)
+                warnings.warn(
+                    f"{path}: unreadable {self.kind}, skipped ({len(self.bad)} so far in this process): {error}",
+                    stacklevel=2,
+                )
             return None
 
     def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -150,8 +169,10 @@ class LazyFileDataset(ABC):
                 source = (source + 1) % len(self)
                 image = self.read(source)
             if image is None:
-                raise DataError(f"{self.folder}: {MAX_BAD_IN_A_ROW} unreadable {self.kind}s in a row after "
-                                f"{self.files[index].decode()}")
+                raise DataError(
+                    f"{self.folder}: {MAX_BAD_IN_A_ROW} unreadable {self.kind}s in a row after "
+                    f"{self.files[index].decode()}"
+                )
             images.append(image)
             labels.append(self.labels[source])
             readable.append(source == index)
@@ -167,8 +188,17 @@ class ImageFolderDataset(LazyFileDataset):
 
     kind = "image"
 
-    def __init__(self, folder: str | Path, size: int, channels: int, flip: bool = False, crop_min: float = 1.0,
-                 on_bad_image: str = "skip", limit: int = 0, max_pixels: int = MAX_IMAGE_PIXELS):
+    def __init__(
+        self,
+        folder: str | Path,
+        size: int,
+        channels: int,
+        flip: bool = False,
+        crop_min: float = 1.0,
+        on_bad_image: str = "skip",
+        limit: int = 0,
+        max_pixels: int = MAX_IMAGE_PIXELS,
+    ):
         folder = Path(folder)
         if channels not in (1, 3):
             raise DataError(f"data.channels must be 1 or 3, got {channels}")

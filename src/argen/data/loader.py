@@ -54,16 +54,23 @@ def _one_thread(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def load_batches(dataset: Dataset, requests: Iterable[BatchRequest], num_workers: int = 0,
-                 pin_memory: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+def load_batches(
+    dataset: Dataset, requests: Iterable[BatchRequest], num_workers: int = 0, pin_memory: bool = False
+) -> Iterator[dict[str, torch.Tensor]]:
     """The batches of `requests`, in order; read by `num_workers` processes (0: in this one), into pinned memory
     when asked (for CUDA). Raises DataError for data that cannot be read."""
     if num_workers < 0:
         raise DataError(f"data.num_workers must be >= 0, got {num_workers}")
-    loader = DataLoader(_RequestedBatches(dataset), batch_size=None, sampler=requests, num_workers=num_workers,
-                        pin_memory=pin_memory, worker_init_fn=_one_thread if num_workers else None,
-                        persistent_workers=num_workers > 0,
-                        prefetch_factor=PREFETCH_PER_WORKER if num_workers else None)
+    loader = DataLoader(
+        _RequestedBatches(dataset),
+        batch_size=None,
+        sampler=requests,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        worker_init_fn=_one_thread if num_workers else None,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=PREFETCH_PER_WORKER if num_workers else None,
+    )
     for batch in loader:
         if isinstance(batch, str):
             raise DataError(batch)

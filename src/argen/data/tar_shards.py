@@ -69,8 +69,15 @@ def pack_image_folder(folder: str | Path, out_dir: str | Path, shard_size: int =
         for shard in shards:
             (out_dir / shard["file"]).unlink()
         raise DataError(f"{folder}: no readable image to pack")
-    save_json(out_dir / INDEX, {"format": FORMAT, "count": sum(shard["count"] for shard in shards),
-                                "class_names": list(classes), "shards": shards})
+    save_json(
+        out_dir / INDEX,
+        {
+            "format": FORMAT,
+            "count": sum(shard["count"] for shard in shards),
+            "class_names": list(classes),
+            "shards": shards,
+        },
+    )
     return out_dir
 
 
@@ -91,16 +98,25 @@ class TarShardDataset:
     """Packed shards (`pack_image_folder`), decoded and augmented as ImageFolderDataset does; trained on through
     `stream`, not indexed."""
 
-    def __init__(self, folder: str | Path, size: int, channels: int, flip: bool = False, crop_min: float = 1.0,
-                 on_bad_image: str = "skip", max_pixels: int = MAX_IMAGE_PIXELS):
+    def __init__(
+        self,
+        folder: str | Path,
+        size: int,
+        channels: int,
+        flip: bool = False,
+        crop_min: float = 1.0,
+        on_bad_image: str = "skip",
+        max_pixels: int = MAX_IMAGE_PIXELS,
+    ):
         folder = Path(folder)
         try:
             index = json.loads((folder / INDEX).read_text())
             self.shards = [(_shard_path(folder, shard["file"]), _count(shard["count"])) for shard in index["shards"]]
             self.class_names = tuple(index["class_names"])
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise DataError(f"{folder}: no readable {INDEX} (pack an image folder with `argen data pack`): "
-                            f"{error}") from error
+            raise DataError(
+                f"{folder}: no readable {INDEX} (pack an image folder with `argen data pack`): {error}"
+            ) from error
         missing = [url for url, _ in self.shards if not Path(url).is_file()]
         if missing:
             raise DataError(f"{missing[0]} is listed in {folder / INDEX} but missing")
@@ -117,12 +133,26 @@ class TarShardDataset:
     def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         raise DataError("tar shards are streamed, not indexed: train on them; tokenize the image folder")
 
-    def stream(self, seed: int, start: int, micro_batch: int, rank: int = 0, world_size: int = 1,
-               num_workers: int = 0, pin_memory: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    def stream(
+        self,
+        seed: int,
+        start: int,
+        micro_batch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> Iterator[dict[str, torch.Tensor]]:
         """This rank's micro-batches from its `start`-th on, forever (epoch after epoch)."""
         plan = _StreamPlan(self, seed, start, micro_batch, rank, world_size, max(1, num_workers))
-        loader = DataLoader(plan, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
-                            persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None)
+        loader = DataLoader(
+            plan,
+            batch_size=None,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=num_workers > 0,
+            prefetch_factor=4 if num_workers else None,
+        )
         for batch in loader:
             if isinstance(batch, str):
                 raise DataError(batch)
@@ -132,8 +162,9 @@ class TarShardDataset:
 class _StreamPlan(IterableDataset):
     """The micro-batches of one rank: batch j of an epoch comes from the rank's stream j % workers."""
 
-    def __init__(self, dataset: TarShardDataset, seed: int, start: int, micro_batch: int, rank: int, world: int,
-                 workers: int):
+    def __init__(
+        self, dataset: TarShardDataset, seed: int, start: int, micro_batch: int, rank: int, world: int, workers: int
+    ):
         self.dataset, self.seed, self.start, self.micro_batch = dataset, seed, start, micro_batch
         self.rank, self.world, self.workers = rank, world, workers
 
@@ -142,8 +173,10 @@ class _StreamPlan(IterableDataset):
         streams = self.world * self.workers
         shards = self.dataset.shards
         if len(shards) < streams:
-            raise DataError(f"{len(shards)} tar shards for {streams} streams ({self.world} ranks x {self.workers} "
-                            "workers): pack with smaller shards or use fewer workers")
+            raise DataError(
+                f"{len(shards)} tar shards for {streams} streams ({self.world} ranks x {self.workers} "
+                "workers): pack with smaller shards or use fewer workers"
+            )
         order = np.random.default_rng([self.seed, epoch]).permutation(len(shards))
         dealt = [[shards[i] for i in order[q::streams]] for q in range(streams)]
         per_stream = min(sum(count for _, count in mine) for mine in dealt) // self.micro_batch
@@ -192,20 +225,29 @@ class _StreamPlan(IterableDataset):
         readable = []
         for key, data, label in raw:
             try:
-                readable.append((decode_image(io.BytesIO(data), dataset.size, dataset.channels, dataset.crop_min,
-                                              dataset.max_pixels), label))
+                readable.append(
+                    (
+                        decode_image(
+                            io.BytesIO(data), dataset.size, dataset.channels, dataset.crop_min, dataset.max_pixels
+                        ),
+                        label,
+                    )
+                )
             except UNREADABLE as error:
                 if dataset.on_bad_image == "error":
-                    raise DataError(f"sample {key}: unreadable image ({error}); data.on_bad_image=skip skips such "
-                                    "images") from error
+                    raise DataError(
+                        f"sample {key}: unreadable image ({error}); data.on_bad_image=skip skips such images"
+                    ) from error
                 warnings.warn(f"sample {key}: unreadable image, skipped", stacklevel=2)
         if not readable:
             raise DataError(f"a whole batch of unreadable images (e.g. sample {raw[0][0]})")
         # The batch keeps its size: the readable images stand in for the skipped ones.
         chosen = [readable[i % len(readable)] for i in range(len(raw))]
         images = to_unit_range(torch.stack([image for image, _ in chosen]))
-        return {"images": random_flip(images) if dataset.flip else images,
-                "labels": torch.tensor([label for _, label in chosen])}
+        return {
+            "images": random_flip(images) if dataset.flip else images,
+            "labels": torch.tensor([label for _, label in chosen]),
+        }
 
 
 def _read_shards(urls: list[str]) -> Iterator[tuple[str, bytes, int]]:
@@ -215,8 +257,9 @@ def _read_shards(urls: list[str]) -> Iterator[tuple[str, bytes, int]]:
 
     for url in urls:
         try:
-            for sample in wds.WebDataset([url], shardshuffle=False, nodesplitter=None, workersplitter=None,
-                                         empty_check=False):
+            for sample in wds.WebDataset(
+                [url], shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False
+            ):
                 image = next((sample[ext] for ext in EXTENSIONS if ext in sample), None)
                 if image is None or "cls" not in sample:
                     raise DataError(f"{url}: sample {sample['__key__']} lacks an image or its .cls label")
@@ -230,8 +273,10 @@ def _read_shards(urls: list[str]) -> Iterator[tuple[str, bytes, int]]:
 def _label(url: str, sample: dict) -> int:
     text = sample["cls"].decode("utf-8", "replace").strip() if isinstance(sample["cls"], bytes) else sample["cls"]
     if not (isinstance(text, str) and text.isdigit()):
-        raise DataError(f"{url}: sample {sample['__key__']} has the label {str(text)[:40]!r}, not a class number "
-                        "(.cls holds an integer >= 0); repack it")
+        raise DataError(
+            f"{url}: sample {sample['__key__']} has the label {str(text)[:40]!r}, not a class number "
+            "(.cls holds an integer >= 0); repack it"
+        )
     return int(text)
 
 

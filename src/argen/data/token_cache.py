@@ -59,23 +59,37 @@ def map_safetensors(path: Path) -> dict[str, np.ndarray]:
             begin, end = info["data_offsets"]
             shape = tuple(info["shape"])
             if 8 + length + end > size or end - begin != dtype.itemsize * int(np.prod(shape)):
-                raise TokenCacheError(f"{path}: truncated or corrupt shard ({key} does not fit the file); rerun "
-                                      "the `argen tokenize` command that wrote the cache to remake it")
-            mapped[key] = np.memmap(path, dtype, "c", 8 + length + begin, shape) if end > begin \
-                else np.empty(shape, dtype)
+                raise TokenCacheError(
+                    f"{path}: truncated or corrupt shard ({key} does not fit the file); rerun "
+                    "the `argen tokenize` command that wrote the cache to remake it"
+                )
+            mapped[key] = (
+                np.memmap(path, dtype, "c", 8 + length + begin, shape) if end > begin else np.empty(shape, dtype)
+            )
         return mapped
     except (OSError, ValueError, KeyError, struct.error) as error:
         if isinstance(error, TokenCacheError):
             raise
-        raise TokenCacheError(f"{path}: not a readable token cache shard ({error}); rerun the `argen tokenize` "
-                              "command that wrote the cache to remake it") from error
+        raise TokenCacheError(
+            f"{path}: not a readable token cache shard ({error}); rerun the `argen tokenize` "
+            "command that wrote the cache to remake it"
+        ) from error
 
 
-def write_token_cache(encode: Callable[[torch.Tensor], dict[str, torch.Tensor]], dataset, out_dir: str | Path,
-                      tokenizer: dict, batch_size: int = 256, shard_size: int = 16384, progress: bool = True,
-                      plan: dict[str, Any] | None = None, rank: int = 0, world_size: int = 1,
-                      barrier: Callable[[], None] = lambda: None,
-                      batches: Callable[[Iterable[torch.Tensor]], Iterable[dict]] | None = None) -> Path:
+def write_token_cache(
+    encode: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    dataset,
+    out_dir: str | Path,
+    tokenizer: dict,
+    batch_size: int = 256,
+    shard_size: int = 16384,
+    progress: bool = True,
+    plan: dict[str, Any] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    barrier: Callable[[], None] = lambda: None,
+    batches: Callable[[Iterable[torch.Tensor]], Iterable[dict]] | None = None,
+) -> Path:
     """Tokenize every sample of `dataset` with `encode(images) -> {"ids": ..., ["prologue_ids": ...]}`.
 
     Images of shape (n, V, C, H, W) are V views of each sample, stored side by side. Under torchrun each rank
@@ -85,11 +99,19 @@ def write_token_cache(encode: Callable[[torch.Tensor], dict[str, torch.Tensor]],
     out_dir = Path(out_dir)
     if len(dataset) == 0:
         raise TokenCacheError("the dataset is empty: nothing to tokenize")
-    plan = {"format": FORMAT, "count": len(dataset), "batch_size": batch_size, "shard_size": shard_size,
-            "tokenizer": tokenizer, **(plan or {})}
+    plan = {
+        "format": FORMAT,
+        "count": len(dataset),
+        "batch_size": batch_size,
+        "shard_size": shard_size,
+        "tokenizer": tokenizer,
+        **(plan or {}),
+    }
     if batch_size < 1 or shard_size < 1 or shard_size % batch_size:
-        raise TokenCacheError(f"the shard size ({shard_size}) must be a positive multiple of the batch size "
-                              f"({batch_size}): the same batches, whatever the number of ranks, give the same ids")
+        raise TokenCacheError(
+            f"the shard size ({shard_size}) must be a positive multiple of the batch size "
+            f"({batch_size}): the same batches, whatever the number of ranks, give the same ids"
+        )
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         # The manifest is written last and names the shards: without it the folder is no cache, never a mixed one.
@@ -104,22 +126,26 @@ def write_token_cache(encode: Callable[[torch.Tensor], dict[str, torch.Tensor]],
     for k in range(rank, shard_count, world_size):
         shard = out_dir / shard_name(k)
         if shard.is_file() and not is_intact(shard):  # changed since it was written (or by an older argen)
-            print(f"tokenize (rank {rank}): {shard} is damaged (its size or sha256 is not the one written, or none "
-                  "was recorded); making it again")
+            print(
+                f"tokenize (rank {rank}): {shard} is damaged (its size or sha256 is not the one written, or none "
+                "was recorded); making it again"
+            )
             remove_checked(shard)
         if not shard.is_file():
             mine.append(k)
-    starts = [(k, start) for k in mine for start in range(k * shard_size, min((k + 1) * shard_size, len(dataset)),
-                                                             batch_size)]
+    starts = [
+        (k, start) for k in mine for start in range(k * shard_size, min((k + 1) * shard_size, len(dataset)), batch_size)
+    ]
     requests = [torch.arange(start, min(start + batch_size, (k + 1) * shard_size, len(dataset))) for k, start in starts]
     read = batches(requests) if batches is not None else (dataset.batch(indices) for indices in requests)
     # Codebooks up to 32768 entries fit int16; half the disk and memory of int32.
-    small_codebook = int(tokenizer.get("codebook_size", 2 ** 31)) <= 2 ** 15
+    small_codebook = int(tokenizer.get("codebook_size", 2**31)) <= 2**15
     pending: dict[str, list[torch.Tensor]] = {}
     skipped = 0
     with torch.inference_mode():
-        for (shard, start), batch in tqdm(zip(starts, read), total=len(starts), desc=f"tokenize (rank {rank})",
-                                          unit="batch", disable=not progress):
+        for (shard, start), batch in tqdm(
+            zip(starts, read), total=len(starts), desc=f"tokenize (rank {rank})", unit="batch", disable=not progress
+        ):
             readable = batch.pop("readable", None)
             if readable is not None and not bool(readable.all()):
                 skipped += int((~readable).sum())
@@ -155,7 +181,7 @@ def write_manifest(out_dir: Path, shard_count: int, tokenizer: dict, plan: dict[
         tensors = map_safetensors(path)
         if "ids" in tensors:
             views = int(plan.get("views", 1))
-            grid = list(tensors["ids"].shape[1 + (views > 1):])
+            grid = list(tensors["ids"].shape[1 + (views > 1) :])
             if "prologue_ids" in tensors:
                 prologue_length = int(tensors["prologue_ids"].shape[-1])
         shards.append({"file": path.name, "count": len(tensors["labels"]) if "labels" in tensors else 0})
@@ -167,9 +193,19 @@ def write_manifest(out_dir: Path, shard_count: int, tokenizer: dict, plan: dict[
         if not any(shard["file"] == shard_name(index) for shard in shards):
             (out_dir / shard_name(index)).unlink(missing_ok=True)
     held_out = {"holdout": plan["holdout"]} if plan.get("holdout") else {}  # the validation split kept aside
-    save_json(out_dir / MANIFEST, {"format": FORMAT, "count": count, "grid": grid, "views": views,
-                                   "prologue_length": prologue_length, "tokenizer": tokenizer, "shards": shards,
-                                   **held_out})
+    save_json(
+        out_dir / MANIFEST,
+        {
+            "format": FORMAT,
+            "count": count,
+            "grid": grid,
+            "views": views,
+            "prologue_length": prologue_length,
+            "tokenizer": tokenizer,
+            "shards": shards,
+            **held_out,
+        },
+    )
     (out_dir / PLAN).unlink(missing_ok=True)
 
 
@@ -191,8 +227,9 @@ class TokenDataset:
         directory = Path(directory)
         manifest_path = directory / MANIFEST
         if not manifest_path.is_file():
-            raise TokenCacheError(f"{directory} is not a token cache ({MANIFEST} missing); "
-                                  "write one with `argen tokenize`")
+            raise TokenCacheError(
+                f"{directory} is not a token cache ({MANIFEST} missing); write one with `argen tokenize`"
+            )
         self.manifest = _read_json(manifest_path)
         if not isinstance(self.manifest, dict) or not isinstance(self.manifest.get("shards"), list):
             raise TokenCacheError(f"{manifest_path} is not a token cache manifest")
@@ -203,13 +240,17 @@ class TokenDataset:
                 raise TokenCacheError(f"{path} is listed in the manifest but missing")
             tensors = map_safetensors(path)
             if len(tensors.get("labels", ())) != shard["count"]:
-                raise TokenCacheError(f"{path}: the manifest says {shard['count']} samples, the shard holds "
-                                      f"{len(tensors.get('labels', ()))}")
+                raise TokenCacheError(
+                    f"{path}: the manifest says {shard['count']} samples, the shard holds "
+                    f"{len(tensors.get('labels', ()))}"
+                )
             self.shards.append(tensors)
         self.offsets = np.cumsum([0] + [len(tensors["labels"]) for tensors in self.shards])
         if not self.shards or int(self.offsets[-1]) != self.manifest["count"]:
-            raise TokenCacheError(f"{directory}: the manifest says {self.manifest['count']} samples, "
-                                  f"the shards hold {int(self.offsets[-1])}")
+            raise TokenCacheError(
+                f"{directory}: the manifest says {self.manifest['count']} samples, "
+                f"the shards hold {int(self.offsets[-1])}"
+            )
         self.keys = tuple(self.shards[0])
         self.directory = directory
         stored = int(self.offsets[-1])

@@ -36,11 +36,11 @@ def to_resolution(images: np.ndarray, size: int, mode: str = "pad") -> np.ndarra
     if mode == "pad" and h <= size and w <= size:
         top, left = (size - h) // 2, (size - w) // 2
         out = np.zeros((n, c, size, size), dtype=np.uint8)
-        out[:, :, top:top + h, left:left + w] = images
+        out[:, :, top : top + h, left : left + w] = images
         return out
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    square = torch.from_numpy(np.ascontiguousarray(images[:, :, top:top + side, left:left + side])).float()
+    square = torch.from_numpy(np.ascontiguousarray(images[:, :, top : top + side, left : left + side])).float()
     resized = F.interpolate(square, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
     return resized.round().clamp(0, 255).to(torch.uint8).numpy()
 
@@ -76,7 +76,7 @@ def random_crop(images: torch.Tensor, crop_min: float) -> torch.Tensor:
     crops = []
     for image in images:
         top, left, side = random_crop_box(size, size, crop_min)
-        crop = image[None, :, top:top + side, left:left + side].float()
+        crop = image[None, :, top : top + side, left : left + side].float()
         crops.append(F.interpolate(crop, size=(size, size), mode="bicubic", antialias=True, align_corners=False))
     return torch.cat(crops).round().clamp(0, 255).to(torch.uint8)
 
@@ -87,8 +87,16 @@ def ten_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     height, width = images.shape[-2:]
     if height < size or width < size:
         raise ValueError(f"ten_crop needs images of at least {size}x{size}, got {height}x{width}")
-    corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
-               ((height - size) // 2, (width - size) // 2)]
-    crops = [source[..., top:top + size, left:left + size] for source in (images, images.flip(-1))
-             for top, left in corners]
+    corners = [
+        (0, 0),
+        (0, width - size),
+        (height - size, 0),
+        (height - size, width - size),
+        ((height - size) // 2, (width - size) // 2),
+    ]
+    crops = [
+        source[..., top : top + size, left : left + size]
+        for source in (images, images.flip(-1))
+        for top, left in corners
+    ]
     return torch.stack(crops, 1)

@@ -55,8 +55,7 @@ class VideoDataset:
 
     def __post_init__(self) -> None:
         if self.videos.dtype != torch.uint8 or self.videos.ndim != 5:
-            raise DataError(f"videos must be uint8 (N, T, C, H, W), got {self.videos.dtype} "
-                            f"{tuple(self.videos.shape)}")
+            raise DataError(f"videos must be uint8 (N, T, C, H, W), got {self.videos.dtype} {tuple(self.videos.shape)}")
         if len(self.videos) != len(self.labels):
             raise DataError(f"{len(self.videos)} videos but {len(self.labels)} labels")
 
@@ -75,8 +74,9 @@ class VideoDataset:
     def frames_view(self) -> ImageDataset:
         """Every frame as an image (labelled with its video's class), e.g. to train an image tokenizer."""
         frames_per_video = self.videos.shape[1]
-        return ImageDataset(self.videos.flatten(0, 1), self.labels.repeat_interleave(frames_per_video),
-                            self.class_names, flip=self.flip)
+        return ImageDataset(
+            self.videos.flatten(0, 1), self.labels.repeat_interleave(frames_per_video), self.class_names, flip=self.flip
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -93,8 +93,15 @@ def bounce(start: np.ndarray, velocity: np.ndarray, frames: int, extent: float) 
     return np.where(folded > extent, 2 * extent - folded, folded)
 
 
-def moving_sprites(sprites: np.ndarray, labels: np.ndarray, frames: int, canvas: int, objects: int = 1,
-                   speed: float = 2.0, seed: int | list[int] = 0) -> tuple[np.ndarray, np.ndarray]:
+def moving_sprites(
+    sprites: np.ndarray,
+    labels: np.ndarray,
+    frames: int,
+    canvas: int,
+    objects: int = 1,
+    speed: float = 2.0,
+    seed: int | list[int] = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Videos of bouncing sprites: uint8 (M, T, C, canvas, canvas) and the sprites' top-left corners
     (M, objects, T, 2) as (row, col). Sprite 0 of video i is `sprites[i]`; the others are drawn at random
     from the sprites of the same label."""
@@ -106,8 +113,10 @@ def moving_sprites(sprites: np.ndarray, labels: np.ndarray, frames: int, canvas:
     if frames < 1 or objects < 1 or speed < 0:
         raise DataError(f"need frames >= 1, objects >= 1 and speed >= 0, got {frames}, {objects}, {speed}")
     if size > canvas:
-        raise DataError(f"sprites of {size} pixels do not fit on a {canvas}-pixel canvas; use a larger "
-                        f"data.image_size or a smaller data.video.sprite_size")
+        raise DataError(
+            f"sprites of {size} pixels do not fit on a {canvas}-pixel canvas; use a larger "
+            f"data.image_size or a smaller data.video.sprite_size"
+        )
     rng = np.random.default_rng(seed)
     chosen = np.repeat(np.arange(count)[:, None], objects, axis=1)  # (M, objects) sprite indices
     for label in np.unique(labels):
@@ -131,7 +140,7 @@ def moving_sprites(sprites: np.ndarray, labels: np.ndarray, frames: int, canvas:
 
 
 def _moving_dataset(config: DataConfig) -> VideoDataset:
-    source = config.name[len(MOVING_PREFIX):]
+    source = config.name[len(MOVING_PREFIX) :]
     if is_video_dataset(source):
         raise DataError(f"data.name={config.name}: the sprites must come from an image dataset, not {source!r}")
     video = config.video
@@ -139,8 +148,15 @@ def _moving_dataset(config: DataConfig) -> VideoDataset:
         raise DataError(f"data.video.sprite_size must be >= 1, got {video.sprite_size}")
     sprite_config = dataclasses.replace(config, name=source, image_size=video.sprite_size, pad_to=0, flip=False)
     sprites = load_image_dataset(sprite_config, training=False)
-    videos, _ = moving_sprites(sprites.images.numpy(), sprites.labels.numpy(), video.frames, config.image_size,
-                               video.objects, video.speed, seed=[video.seed, SPLIT_STREAMS[config.split]])
+    videos, _ = moving_sprites(
+        sprites.images.numpy(),
+        sprites.labels.numpy(),
+        video.frames,
+        config.image_size,
+        video.objects,
+        video.speed,
+        seed=[video.seed, SPLIT_STREAMS[config.split]],
+    )
     return VideoDataset(torch.from_numpy(np.ascontiguousarray(videos)), sprites.labels, sprites.class_names)
 
 
@@ -170,15 +186,18 @@ def read_video(path: str | Path, channels: int = 1) -> np.ndarray:
         except (OSError, UnidentifiedImageError, ValueError) as error:
             raise DataError(f"{file}: unreadable frame ({error})") from error
         if frames and frame.shape != frames[0].shape:
-            raise DataError(f"{file}: frame of {frame.shape[1]}x{frame.shape[0]} pixels, but {files[0].name} "
-                            f"has {frames[0].shape[1]}x{frames[0].shape[0]}; all frames of a video need one size")
+            raise DataError(
+                f"{file}: frame of {frame.shape[1]}x{frame.shape[0]} pixels, but {files[0].name} "
+                f"has {frames[0].shape[1]}x{frames[0].shape[0]}; all frames of a video need one size"
+            )
         frames.append(frame)
     video = np.stack(frames)
     return video[:, None] if channels == 1 else video.transpose(0, 3, 1, 2)
 
 
-def load_video_folder(folder: str | Path, frames: int, size: int, channels: int, on_bad_video: str = "skip"
-                      ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+def load_video_folder(
+    folder: str | Path, frames: int, size: int, channels: int, on_bad_video: str = "skip"
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """uint8 videos (N, frames, channels, size, size), labels and class names from `folder/<class>/<video>`."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -189,8 +208,10 @@ def load_video_folder(folder: str | Path, frames: int, size: int, channels: int,
         raise DataError(f"data.video.frames must be >= 1, got {frames}")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if not classes:
-        raise DataError(f"{folder} has no class sub-folders (expected {folder}/<class>/<video>/<frame>.png "
-                        f"or {folder}/<class>/<video>.gif)")
+        raise DataError(
+            f"{folder} has no class sub-folders (expected {folder}/<class>/<video>/<frame>.png "
+            f"or {folder}/<class>/<video>.gif)"
+        )
     videos, labels, bad = [], [], []
     for label, name in enumerate(classes):
         for entry in sorted((folder / name).iterdir()):
@@ -227,18 +248,30 @@ def load_video_dataset(config: DataConfig, training: bool = False) -> VideoDatas
         if not config.path:
             raise DataError("data.name=videofiles needs data.path (one sub-folder of video files per class)")
         listing = split_list(config.video.split_file, config.split) if config.video.split_file else ""
-        return VideoFileDataset(config.path, config.video.frames, config.video.stride, config.image_size,
-                                config.channels, listing, flip, config.on_bad_image, config.limit,
-                                random_start=config.video.random_start and training)
+        return VideoFileDataset(
+            config.path,
+            config.video.frames,
+            config.video.stride,
+            config.image_size,
+            config.channels,
+            listing,
+            flip,
+            config.on_bad_image,
+            config.limit,
+            random_start=config.video.random_start and training,
+        )
     if config.name.startswith(MOVING_PREFIX):
         return dataclasses.replace(_moving_dataset(config), flip=flip)
     if config.name == VIDEO_FOLDER:
         if not config.path:
             raise DataError("data.name=videofolder needs data.path (one sub-folder per class)")
-        videos, labels, class_names = load_video_folder(config.path, config.video.frames, config.image_size,
-                                                        config.channels, config.on_bad_image)
+        videos, labels, class_names = load_video_folder(
+            config.path, config.video.frames, config.image_size, config.channels, config.on_bad_image
+        )
         if config.limit:
-            videos, labels = videos[:config.limit], labels[:config.limit]
+            videos, labels = videos[: config.limit], labels[: config.limit]
         return VideoDataset(torch.from_numpy(videos), torch.from_numpy(labels), class_names, flip)
-    raise DataError(f"{config.name!r} is not a video dataset; video datasets: {MOVING_PREFIX}<image dataset>, "
-                    f"{VIDEO_FOLDER}, {VIDEO_FILES}")
+    raise DataError(
+        f"{config.name!r} is not a video dataset; video datasets: {MOVING_PREFIX}<image dataset>, "
+        f"{VIDEO_FOLDER}, {VIDEO_FILES}"
+    )

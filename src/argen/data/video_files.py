@@ -58,8 +58,9 @@ def read_split_file(path: Path, class_names: tuple[str, ...], numbered: bool) ->
             raise DataError(f"{path}:{number}: expected `<class>/<video> [label]` with a known class, got {line!r}")
         label = class_names.index(class_name)
         if numbered and len(fields) == 2 and fields[1] != str(label + 1):
-            raise DataError(f"{path}:{number}: label {fields[1]} but {class_name} is class {label + 1} in "
-                            f"{CLASS_INDEX}")
+            raise DataError(
+                f"{path}:{number}: label {fields[1]} but {class_name} is class {label + 1} in {CLASS_INDEX}"
+            )
         files.append(name)
         labels.append(label)
     if not files:
@@ -72,8 +73,10 @@ def split_list(split_file: str, split: str) -> str:
     other split reads its sibling, so one tokenizer config serves `argen tokenize --split train` and `--split test`."""
     name = Path(split_file).name
     if "trainlist" not in name and "testlist" not in name:
-        raise DataError(f"data.video.split_file={split_file}: name it as UCF-101 does (trainlist01.txt, beside "
-                        f"testlist01.txt) so that each split finds its list")
+        raise DataError(
+            f"data.video.split_file={split_file}: name it as UCF-101 does (trainlist01.txt, beside "
+            f"testlist01.txt) so that each split finds its list"
+        )
     wanted, other = ("trainlist", "testlist") if split == "train" else ("testlist", "trainlist")
     return str(Path(split_file).with_name(name.replace(other, wanted)))
 
@@ -84,8 +87,11 @@ def scan_video_files(root: Path, split_file: str = "") -> tuple[list[str], list[
     if not root.is_dir():
         raise DataError(f"video folder {root} does not exist")
     folders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
-    classes = tuple(name for name in folders
-                    if any(Path(entry).suffix.lower() in VIDEO_SUFFIXES for entry in os.listdir(root / name)))
+    classes = tuple(
+        name
+        for name in folders
+        if any(Path(entry).suffix.lower() in VIDEO_SUFFIXES for entry in os.listdir(root / name))
+    )
     if split_file:
         listing = Path(split_file) if Path(split_file).is_absolute() else root / split_file
         if not listing.is_file():
@@ -96,8 +102,10 @@ def scan_video_files(root: Path, split_file: str = "") -> tuple[list[str], list[
         return files, labels, class_names
     files, labels = [], []
     if not classes:
-        raise DataError(f"{root} has no class folder holding videos (expected {root}/<class>/<video>.avi; "
-                        f"{', '.join(sorted(VIDEO_SUFFIXES))})")
+        raise DataError(
+            f"{root} has no class folder holding videos (expected {root}/<class>/<video>.avi; "
+            f"{', '.join(sorted(VIDEO_SUFFIXES))})"
+        )
     for label, name in enumerate(classes):
         names = sorted(entry for entry in os.listdir(root / name) if Path(entry).suffix.lower() in VIDEO_SUFFIXES)
         files += [f"{name}/{entry}" for entry in names]
@@ -111,8 +119,19 @@ class VideoFileDataset(LazyFileDataset):
 
     kind = "video"
 
-    def __init__(self, root: str | Path, frames: int, stride: int, size: int, channels: int, split_file: str = "",
-                 flip: bool = False, on_bad_image: str = "skip", limit: int = 0, random_start: bool = False):
+    def __init__(
+        self,
+        root: str | Path,
+        frames: int,
+        stride: int,
+        size: int,
+        channels: int,
+        split_file: str = "",
+        flip: bool = False,
+        on_bad_image: str = "skip",
+        limit: int = 0,
+        random_start: bool = False,
+    ):
         """`split_file`: the list to read (see `split_list`), or empty for every video under `root`."""
         if frames < 1 or stride < 1:
             raise DataError(f"data.video.frames and data.video.stride must be >= 1, got {frames} and {stride}")
@@ -162,5 +181,8 @@ class ClipFrames:
         clips, positions = indices // self.clips.frames, indices % self.clips.frames
         unique, inverse = clips.unique(return_inverse=True)
         batch = self.clips.batch(unique)
-        return {"images": batch["images"][inverse, positions], "labels": batch["labels"][inverse],
-                "readable": batch["readable"][inverse]}
+        return {
+            "images": batch["images"][inverse, positions],
+            "labels": batch["labels"][inverse],
+            "readable": batch["readable"][inverse],
+        }

@@ -21,9 +21,14 @@ from argen.eval.npz import open_npz, read_samples
 from argen.eval.reference import ReferenceStatistics, check_compatible, evaluate_features
 
 
-def evaluate_across_ranks(samples: str | Path, reference: ReferenceStatistics, extractor: FeatureExtractor,
-                          context: DistributedContext, conditional: bool = True,
-                          bootstrap: int = 0) -> dict[str, Any] | None:
+def evaluate_across_ranks(
+    samples: str | Path,
+    reference: ReferenceStatistics,
+    extractor: FeatureExtractor,
+    context: DistributedContext,
+    conditional: bool = True,
+    bootstrap: int = 0,
+) -> dict[str, Any] | None:
     """`argen.eval.reference.evaluate` of a sample file (`.npz`, or a folder of images, read whole) shared by the
     ranks of `context`; class accuracy needs `conditional` and labels in the file. The result on rank 0, None on
     the others."""
@@ -33,8 +38,11 @@ def evaluate_across_ranks(samples: str | Path, reference: ReferenceStatistics, e
     size, images = extractor.batch_size, batch.images
     starts = range(0, len(images), size)
     # A copy of each batch: torch does not wrap the read-only memory map.
-    mine = list(extractor.batches(np.array(images[start:start + size])
-                                  for start in starts[context.rank::context.world_size]))
+    mine = list(
+        extractor.batches(
+            np.array(images[start : start + size]) for start in starts[context.rank :: context.world_size]
+        )
+    )
     gathered = distributed.gather_to_main(mine, context)
     if not context.is_main:
         return None

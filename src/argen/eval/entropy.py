@@ -26,7 +26,7 @@ from argen.layout import VISUAL, Layout
 from argen.teacher_forcing import TeacherForcing
 
 CORRECTIONS = ("miller-madow", "none")
-JOINT_BINS_PER_CHUNK = 2 ** 24  # bound on the joint-count table built at once (int64: 128 MB)
+JOINT_BINS_PER_CHUNK = 2**24  # bound on the joint-count table built at once (int64: 128 MB)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -78,8 +78,10 @@ def quantile_table(ids: torch.Tensor, vocab: int, size: int) -> torch.Tensor:
 def reduce_alphabet(ids: torch.Tensor, table: torch.Tensor, vocab: int) -> tuple[torch.Tensor, int]:
     """Ids (N, *grid) mapped through a fine -> coarse table (vocab,); returns the ids and the new alphabet size."""
     if table.dim() != 1 or table.numel() != vocab or table.is_floating_point():
-        raise ValueError(f"the fine -> coarse table must be a 1-D integer tensor of {vocab} entries (one per code), "
-                         f"got {table.dtype} {tuple(table.shape)}")
+        raise ValueError(
+            f"the fine -> coarse table must be a 1-D integer tensor of {vocab} entries (one per code), "
+            f"got {table.dtype} {tuple(table.shape)}"
+        )
     if int(table.min()) < 0:
         raise ValueError("the fine -> coarse table has negative entries")
     table = table.long()
@@ -104,14 +106,14 @@ class DependencyMaps:
 def _joint_entropies(reference: torch.Tensor, tokens: torch.Tensor, alphabet: int, correction: str) -> torch.Tensor:
     """H(X_r, X_j) for each column j: reference (N,), tokens (N, P) -> (P,)."""
     count, positions = tokens.shape
-    chunk = max(1, JOINT_BINS_PER_CHUNK // alphabet ** 2)
+    chunk = max(1, JOINT_BINS_PER_CHUNK // alphabet**2)
     entropies = []
     for start in range(0, positions, chunk):
-        block = tokens[:, start:start + chunk]  # (N, C)
+        block = tokens[:, start : start + chunk]  # (N, C)
         width = block.shape[1]
-        offsets = torch.arange(width) * alphabet ** 2
+        offsets = torch.arange(width) * alphabet**2
         joint = reference[:, None] * alphabet + block + offsets  # (N, C) one bin per (column, x_r, x_j)
-        counts = torch.bincount(joint.flatten(), minlength=width * alphabet ** 2).view(width, alphabet ** 2)
+        counts = torch.bincount(joint.flatten(), minlength=width * alphabet**2).view(width, alphabet**2)
         entropies.append(entropy_from_counts(counts, correction))
     return torch.cat(entropies)
 
@@ -124,8 +126,9 @@ def _marginal_entropies(tokens: torch.Tensor, alphabet: int, correction: str) ->
     return entropy_from_counts(counts, correction)
 
 
-def dependency_maps(ids: torch.Tensor, reference: Sequence[int], alphabet: int, correction: str = "miller-madow",
-                    seed: int = 0) -> DependencyMaps:
+def dependency_maps(
+    ids: torch.Tensor, reference: Sequence[int], alphabet: int, correction: str = "miller-madow", seed: int = 0
+) -> DependencyMaps:
     """H(X_j), H(X_j | X_r) and I(X_r; X_j) over every grid position j, from token grids ids (N, *grid).
 
     `alphabet` is the number of symbols (ids must lie in [0, alphabet)); reduce it first with `reduce_alphabet`
@@ -149,8 +152,13 @@ def dependency_maps(ids: torch.Tensor, reference: Sequence[int], alphabet: int, 
     shuffled = tokens[torch.randperm(len(tokens), generator=generator), index]
     independent = marginal + marginal[index] - _joint_entropies(shuffled, tokens, alphabet, correction)
     others = torch.arange(tokens.shape[1]) != index
-    return DependencyMaps(reference, marginal.view(grid).float(), conditional.view(grid).float(),
-                          (marginal - conditional).view(grid).float(), float(independent[others].mean()))
+    return DependencyMaps(
+        reference,
+        marginal.view(grid).float(),
+        conditional.view(grid).float(),
+        (marginal - conditional).view(grid).float(),
+        float(independent[others].mean()),
+    )
 
 
 def distance_profile(values: torch.Tensor, reference: Sequence[int]) -> tuple[list[float], list[float]]:
@@ -188,8 +196,14 @@ class PositionMaps:
 
 
 @torch.no_grad()
-def position_maps(model: nn.Module, layout: Layout, ids: torch.Tensor, labels: torch.Tensor,
-                  prologue_ids: torch.Tensor | None = None, batch_size: int = 64) -> PositionMaps:
+def position_maps(
+    model: nn.Module,
+    layout: Layout,
+    ids: torch.Tensor,
+    labels: torch.Tensor,
+    prologue_ids: torch.Tensor | None = None,
+    batch_size: int = 64,
+) -> PositionMaps:
     """Teacher-force grids ids (N, *grid) with class labels (N,) under `layout`; per-position entropy and NLL.
 
     The model (in eval mode) is teacher-forced as in training (argen.teacher_forcing): the logits of each slot
@@ -198,8 +212,10 @@ def position_maps(model: nn.Module, layout: Layout, ids: torch.Tensor, labels: t
     if model.training:
         raise ValueError("put the model in eval mode first: dropout would perturb the measured entropies")
     if tuple(ids.shape[1:]) != layout.grid or labels.shape != ids.shape[:1] or len(ids) == 0:
-        raise ValueError(f"expected ids (N, {', '.join(map(str, layout.grid))}) and labels (N,) with N > 0, "
-                         f"got {tuple(ids.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"expected ids (N, {', '.join(map(str, layout.grid))}) and labels (N,) with N > 0, "
+            f"got {tuple(ids.shape)} and {tuple(labels.shape)}"
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = next(model.parameters()).device
@@ -230,27 +246,39 @@ def position_maps(model: nn.Module, layout: Layout, ids: torch.Tensor, labels: t
         return grid.view(layout.grid)
 
     return PositionMaps(
-        entropy=to_grid(entropy).float(), nll=to_grid(nll).float(), step=to_grid(step_of_token),
+        entropy=to_grid(entropy).float(),
+        nll=to_grid(nll).float(),
+        step=to_grid(step_of_token),
         step_size=torch.tensor([high - low for low, high in bounds]),
         step_entropy=torch.stack([entropy[low:high].mean() for low, high in bounds]).float(),
-        step_nll=torch.stack([nll[low:high].mean() for low, high in bounds]).float(), images=len(ids))
+        step_nll=torch.stack([nll[low:high].mean() for low, high in bounds]).float(),
+        images=len(ids),
+    )
 
 
 def summarize(maps: PositionMaps, baseline: PositionMaps | None = None) -> dict[str, Any]:
     """Scalar summary: means (nats and bits per token), means by step size, and increases over `baseline`."""
     bits = 1 / math.log(2)
     summary: dict[str, Any] = {
-        "entropy_nats": float(maps.entropy.mean()), "entropy_bits": float(maps.entropy.mean()) * bits,
-        "nll_nats": float(maps.nll.mean()), "nll_bits": float(maps.nll.mean()) * bits,
+        "entropy_nats": float(maps.entropy.mean()),
+        "entropy_bits": float(maps.entropy.mean()) * bits,
+        "nll_nats": float(maps.nll.mean()),
+        "nll_bits": float(maps.nll.mean()) * bits,
         "visual_steps": len(maps.step_size),
-        "by_step_size": {int(size): {"tokens": int((maps.step_size[maps.step] == size).sum()),
-                                     "entropy_nats": float(maps.entropy[maps.step_size[maps.step] == size].mean()),
-                                     "nll_nats": float(maps.nll[maps.step_size[maps.step] == size].mean())}
-                         for size in torch.unique(maps.step_size).tolist()},
+        "by_step_size": {
+            int(size): {
+                "tokens": int((maps.step_size[maps.step] == size).sum()),
+                "entropy_nats": float(maps.entropy[maps.step_size[maps.step] == size].mean()),
+                "nll_nats": float(maps.nll[maps.step_size[maps.step] == size].mean()),
+            }
+            for size in torch.unique(maps.step_size).tolist()
+        },
     }
     if baseline is not None:
-        for key, values, base in (("entropy_increase", maps.entropy, baseline.entropy),
-                                  ("nll_increase", maps.nll, baseline.nll)):
+        for key, values, base in (
+            ("entropy_increase", maps.entropy, baseline.entropy),
+            ("nll_increase", maps.nll, baseline.nll),
+        ):
             if values.shape != base.shape:
                 raise ValueError(f"cannot compare grids {tuple(values.shape)} and {tuple(base.shape)}")
             mean = float((values - base).mean())

@@ -13,8 +13,15 @@ from matplotlib.figure import Figure
 
 from argen.ctf.table import load_table
 from argen.data.token_cache import TokenDataset
-from argen.eval.entropy import (default_references, dependency_maps, distance_profile, position_maps,
-                                quantile_table, reduce_alphabet, summarize)
+from argen.eval.entropy import (
+    default_references,
+    dependency_maps,
+    distance_profile,
+    position_maps,
+    quantile_table,
+    reduce_alphabet,
+    summarize,
+)
 from argen.io.checkpoint import save_json
 from argen.pipeline import load as load_pipeline
 
@@ -24,16 +31,29 @@ def _flat_image(values: torch.Tensor) -> torch.Tensor:
     return values if values.dim() == 2 else values.permute(1, 0, 2).reshape(values.shape[1], -1)
 
 
-def _panel(figure: Figure, axes, values: torch.Tensor, title: str, colormap: str = "viridis",
-           centred: bool = False, marker: Sequence[int] | None = None) -> None:
+def _panel(
+    figure: Figure,
+    axes,
+    values: torch.Tensor,
+    title: str,
+    colormap: str = "viridis",
+    centred: bool = False,
+    marker: Sequence[int] | None = None,
+) -> None:
     image = _flat_image(values.detach().float().cpu())
     limit = float(image.nan_to_num().abs().max()) or 1.0
-    shown = axes.imshow(image.numpy(), cmap=colormap, vmin=-limit if centred else None,
-                        vmax=limit if centred else None, interpolation="nearest")
+    shown = axes.imshow(
+        image.numpy(),
+        cmap=colormap,
+        vmin=-limit if centred else None,
+        vmax=limit if centred else None,
+        interpolation="nearest",
+    )
     if marker is not None:
         row, column = marker[-2], marker[-1] + (marker[0] * values.shape[-1] if values.dim() == 3 else 0)
-        axes.plot([column], [row], marker="s", markersize=9, markerfacecolor="none", markeredgecolor="red",
-                  markeredgewidth=2)
+        axes.plot(
+            [column], [row], marker="s", markersize=9, markerfacecolor="none", markeredgecolor="red", markeredgewidth=2
+        )
     axes.set_title(title, fontsize=9)
     axes.set_xticks([])
     axes.set_yticks([])
@@ -55,8 +75,9 @@ def plot_maps(panels: Sequence[dict[str, Any]], path: str | Path, title: str = "
     return path
 
 
-def plot_distance_profiles(profiles: Sequence[tuple[str, list[float], list[float]]], floor: float,
-                           path: str | Path) -> Path:
+def plot_distance_profiles(
+    profiles: Sequence[tuple[str, list[float], list[float]]], floor: float, path: str | Path
+) -> Path:
     """Mutual information against distance from the reference, one line per (label, distances, values)."""
     figure = Figure(figsize=(6.4, 3.8), dpi=100)
     FigureCanvasAgg(figure)
@@ -87,22 +108,33 @@ def _load_model(name: str, path: str | Path, device: str | torch.device, dataset
     pipeline = load_pipeline(path, device=device)
     layout = pipeline.layout
     if layout.grid != dataset.grid or layout.grid_vocab != vocab:
-        raise ValueError(f"model {name} ({path}) predicts {layout.grid_vocab} visual ids on a {layout.grid} grid "
-                         f"but the cache {dataset.directory} holds {vocab}-code {dataset.grid} grids")
+        raise ValueError(
+            f"model {name} ({path}) predicts {layout.grid_vocab} visual ids on a {layout.grid} grid "
+            f"but the cache {dataset.directory} holds {vocab}-code {dataset.grid} grids"
+        )
     classes = dataset.num_classes
     if classes > pipeline.config.model.num_classes:
-        raise ValueError(f"the cache has {classes} classes but model {name} ({path}) knows "
-                         f"{pipeline.config.model.num_classes}")
+        raise ValueError(
+            f"the cache has {classes} classes but model {name} ({path}) knows {pipeline.config.model.num_classes}"
+        )
     if layout.prologue_length and not dataset.prologue_length:
         raise ValueError(f"model {name} ({path}) needs prologue ids, which the cache {dataset.directory} lacks")
     return pipeline
 
 
-def write_entropy_analysis(cache: str | Path, out_dir: str | Path, models: Sequence[tuple[str, str | Path]] = (),
-                           references: Sequence[Sequence[int]] | None = None, limit: int = 0,
-                           model_limit: int = 1000, coarse: str | Path | None = None, alphabet: int = 64,
-                           correction: str = "miller-madow", batch_size: int = 64,
-                           device: str | torch.device = "cpu") -> dict[str, Any]:
+def write_entropy_analysis(
+    cache: str | Path,
+    out_dir: str | Path,
+    models: Sequence[tuple[str, str | Path]] = (),
+    references: Sequence[Sequence[int]] | None = None,
+    limit: int = 0,
+    model_limit: int = 1000,
+    coarse: str | Path | None = None,
+    alphabet: int = 64,
+    correction: str = "miller-madow",
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
     """Dependency maps of a token cache and position maps of AR checkpoints: PNGs + entropy.json in out_dir.
 
     The first `limit` images of the cache (0 = all) feed the data-based maps, over the alphabet of the
@@ -131,57 +163,119 @@ def write_entropy_analysis(cache: str | Path, out_dir: str | Path, models: Seque
         name = "dependency-" + "-".join(map(str, maps.reference)) + ".png"
         conditional, information = maps.conditional_entropy.clone(), maps.mutual_information.clone()
         conditional[maps.reference] = information[maps.reference] = math.nan  # trivial there (0 and H(X_r))
-        plot_maps([{"values": conditional, "title": "H(X_j | X_r) (nats)", "marker": maps.reference},
-                   {"values": information, "title": "I(X_r; X_j) (nats)", "colormap": "magma",
-                    "marker": maps.reference}], out_dir / name,
-                  title=f"reference {maps.reference}: {count} images, {size} symbols, {correction}")
+        plot_maps(
+            [
+                {"values": conditional, "title": "H(X_j | X_r) (nats)", "marker": maps.reference},
+                {"values": information, "title": "I(X_r; X_j) (nats)", "colormap": "magma", "marker": maps.reference},
+            ],
+            out_dir / name,
+            title=f"reference {maps.reference}: {count} images, {size} symbols, {correction}",
+        )
         distances, values = distance_profile(maps.mutual_information, maps.reference)
         profiles.append((str(maps.reference), distances, values))
-        figures.append({"title": f"Dependency on reference {maps.reference}", "file": name,
-                        "caption": f"Bias floor (shuffled reference): {maps.independent_baseline:.4f} nats."})
+        figures.append(
+            {
+                "title": f"Dependency on reference {maps.reference}",
+                "file": name,
+                "caption": f"Bias floor (shuffled reference): {maps.independent_baseline:.4f} nats.",
+            }
+        )
         others = torch.ones_like(maps.mutual_information, dtype=torch.bool)
         others[maps.reference] = False
-        reference_rows.append({"reference": str(maps.reference), "H(X_r)": float(maps.marginal_entropy[maps.reference]),
-                               "I at distance 1": values[0],
-                               "I mean": float(maps.mutual_information[others].mean()),
-                               "bias floor": maps.independent_baseline})
-        reference_results.append({"position": list(maps.reference), "figure": name,
-                                  "conditional_entropy": _listed(maps.conditional_entropy),
-                                  "mutual_information": _listed(maps.mutual_information),
-                                  "mutual_information_by_distance": {"distance": distances, "mean": values},
-                                  "independent_baseline": maps.independent_baseline})
+        reference_rows.append(
+            {
+                "reference": str(maps.reference),
+                "H(X_r)": float(maps.marginal_entropy[maps.reference]),
+                "I at distance 1": values[0],
+                "I mean": float(maps.mutual_information[others].mean()),
+                "bias floor": maps.independent_baseline,
+            }
+        )
+        reference_results.append(
+            {
+                "position": list(maps.reference),
+                "figure": name,
+                "conditional_entropy": _listed(maps.conditional_entropy),
+                "mutual_information": _listed(maps.mutual_information),
+                "mutual_information_by_distance": {"distance": distances, "mean": values},
+                "independent_baseline": maps.independent_baseline,
+            }
+        )
     marginal = maps.marginal_entropy  # the same for every reference
     floor = sum(r["independent_baseline"] for r in reference_results) / len(reference_results)
     plot_distance_profiles(profiles, floor, out_dir / "dependency-distance.png")
-    figures.append({"title": "Mutual information against distance", "file": "dependency-distance.png",
-                    "caption": "PAR's premise: dependency falls with distance, so far-apart tokens can share a step."})
+    figures.append(
+        {
+            "title": "Mutual information against distance",
+            "file": "dependency-distance.png",
+            "caption": "PAR's premise: dependency falls with distance, so far-apart tokens can share a step.",
+        }
+    )
 
     model_results, model_rows, baseline = [], [], None
     model_count = min(model_limit, count) if model_limit > 0 else count
     for name, path, pipeline in pipelines:
         layout = pipeline.layout
-        maps = position_maps(pipeline.model, layout, data["ids"][:model_count], data["labels"][:model_count],
-                             data["prologue_ids"][:model_count] if "prologue_ids" in data else None, batch_size)
+        maps = position_maps(
+            pipeline.model,
+            layout,
+            data["ids"][:model_count],
+            data["labels"][:model_count],
+            data["prologue_ids"][:model_count] if "prologue_ids" in data else None,
+            batch_size,
+        )
         summary = summarize(maps, baseline)
         panels = [{"values": maps.entropy, "title": "entropy (nats)"}, {"values": maps.nll, "title": "NLL (nats)"}]
         if baseline is not None:
-            panels += [{"values": maps.entropy - baseline.entropy, "title": "entropy increase (nats)",
-                        "colormap": "RdBu_r", "centred": True},
-                       {"values": maps.nll - baseline.nll, "title": "NLL increase (nats)", "colormap": "RdBu_r",
-                        "centred": True}]
+            panels += [
+                {
+                    "values": maps.entropy - baseline.entropy,
+                    "title": "entropy increase (nats)",
+                    "colormap": "RdBu_r",
+                    "centred": True,
+                },
+                {
+                    "values": maps.nll - baseline.nll,
+                    "title": "NLL increase (nats)",
+                    "colormap": "RdBu_r",
+                    "centred": True,
+                },
+            ]
         file = f"model-{len(model_results)}-{_file_name(name)}.png"
         description = f"{layout.config.order} order, {layout.parallel} per step, {layout.num_steps} steps"
         plot_maps(panels, out_dir / file, title=f"{name}: {description}, {maps.images} images")
-        figures.append({"title": f"Model {name}", "file": file,
-                        "caption": description + ("" if baseline is None else f"; differences against {models[0][0]}")})
-        model_rows.append({"model": name, "steps": layout.num_steps, "entropy (bits)": summary["entropy_bits"],
-                           "NLL (bits)": summary["nll_bits"],
-                           "entropy increase (bits)": summary.get("entropy_increase", {}).get("bits", 0.0),
-                           "NLL increase (bits)": summary.get("nll_increase", {}).get("bits", 0.0)})
-        model_results.append({"name": name, "path": str(path), "layout": layout.describe(), "figure": file,
-                              "images": maps.images, **summary, "entropy": _listed(maps.entropy),
-                              "nll": _listed(maps.nll), "step_size": maps.step_size.tolist(),
-                              "step_entropy": _listed(maps.step_entropy), "step_nll": _listed(maps.step_nll)})
+        figures.append(
+            {
+                "title": f"Model {name}",
+                "file": file,
+                "caption": description + ("" if baseline is None else f"; differences against {models[0][0]}"),
+            }
+        )
+        model_rows.append(
+            {
+                "model": name,
+                "steps": layout.num_steps,
+                "entropy (bits)": summary["entropy_bits"],
+                "NLL (bits)": summary["nll_bits"],
+                "entropy increase (bits)": summary.get("entropy_increase", {}).get("bits", 0.0),
+                "NLL increase (bits)": summary.get("nll_increase", {}).get("bits", 0.0),
+            }
+        )
+        model_results.append(
+            {
+                "name": name,
+                "path": str(path),
+                "layout": layout.describe(),
+                "figure": file,
+                "images": maps.images,
+                **summary,
+                "entropy": _listed(maps.entropy),
+                "nll": _listed(maps.nll),
+                "step_size": maps.step_size.tolist(),
+                "step_entropy": _listed(maps.step_entropy),
+                "step_nll": _listed(maps.step_nll),
+            }
+        )
         if baseline is None:
             baseline = maps
 
@@ -189,15 +283,24 @@ def write_entropy_analysis(cache: str | Path, out_dir: str | Path, models: Seque
     if model_rows:
         tables.append({"title": f"Teacher-forced entropy per token (against {models[0][0]})", "rows": model_rows})
     result = {
-        "format": "argen-entropy-1", "cache": str(cache), "images": count, "grid": list(dataset.grid),
-        "vocab": vocab, "alphabet": setting, "correction": correction,
+        "format": "argen-entropy-1",
+        "cache": str(cache),
+        "images": count,
+        "grid": list(dataset.grid),
+        "vocab": vocab,
+        "alphabet": setting,
+        "correction": correction,
         "marginal_entropy": _listed(marginal),
-        "references": reference_results, "models": model_results,
-        "report": {"title": "Token dependency and parallel decoding",
-                   "text": "Data: H(X_j | X_r) and I(X_r; X_j) from the token cache (reference marked). "
-                           "Models: teacher-forced predictive entropy and NLL per grid position, and their "
-                           "increase over the first (sequential) model.",
-                   "tables": tables, "figures": figures},
+        "references": reference_results,
+        "models": model_results,
+        "report": {
+            "title": "Token dependency and parallel decoding",
+            "text": "Data: H(X_j | X_r) and I(X_r; X_j) from the token cache (reference marked). "
+            "Models: teacher-forced predictive entropy and NLL per grid position, and their "
+            "increase over the first (sequential) model.",
+            "tables": tables,
+            "figures": figures,
+        },
     }
     save_json(out_dir / "entropy.json", result)
     return result

@@ -56,8 +56,10 @@ def to_unit_images(images: ImageArray) -> torch.Tensor:
     if tensor.shape[1] not in (1, 3):
         raise FeatureError(f"float images must be NCHW with 1 or 3 channels, got shape {tuple(tensor.shape)}")
     if tensor.numel() and (tensor.min() < -1.01 or tensor.max() > 1.01):
-        raise FeatureError(f"float images must lie in [-1, 1], got [{float(tensor.min()):.3g}, "
-                           f"{float(tensor.max()):.3g}] (uint8 images must be NHWC uint8)")
+        raise FeatureError(
+            f"float images must lie in [-1, 1], got [{float(tensor.min()):.3g}, "
+            f"{float(tensor.max()):.3g}] (uint8 images must be NHWC uint8)"
+        )
     return tensor.float()
 
 
@@ -87,8 +89,15 @@ class FeatureExtractor:
     `network.features(float (B, channels, H, W) in [-1, 1])` must return a dict of (B, ...) tensors.
     """
 
-    def __init__(self, network: nn.Module, name: str, checksum: str, channels: int,
-                 batch_size: int = 256, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        network: nn.Module,
+        name: str,
+        checksum: str,
+        channels: int,
+        batch_size: int = 256,
+        device: str | torch.device = "cpu",
+    ):
         if batch_size < 1:
             raise FeatureError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
@@ -100,7 +109,7 @@ class FeatureExtractor:
         chunks = [source] if isinstance(source, (np.ndarray, torch.Tensor)) else source
         for chunk in chunks:
             for start in range(0, len(chunk), self.batch_size):
-                images = to_unit_images(chunk[start:start + self.batch_size]).to(self.device)
+                images = to_unit_images(chunk[start : start + self.batch_size]).to(self.device)
                 # no_grad only around the forward: a context held across `yield` would leak into the caller.
                 with torch.no_grad():
                     outputs = self.network.features(match_channels(images, self.channels))
@@ -132,21 +141,27 @@ class Classifier(nn.Module):
         self.config = config
         stages, channels, size = [], config.in_channels, config.image_size
         for width in config.widths:
-            stages.append(nn.Sequential(nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                                        nn.ReLU(inplace=True), nn.MaxPool2d(2)))
+            stages.append(
+                nn.Sequential(
+                    nn.Conv2d(channels, width, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                    nn.MaxPool2d(2),
+                )
+            )
             channels, size = width, size // 2
         self.stages = nn.ModuleList(stages)
         # "pool" features are taken before the ReLU: units the ReLU leaves dead would make their covariance
         # singular (about a third of them on Fashion-MNIST) and clip away what separates real from fake.
         self.embedding = nn.Sequential(nn.Flatten(), nn.Linear(channels * size * size, config.feature_dim))
-        self.head = nn.Sequential(nn.ReLU(), nn.Dropout(config.dropout),
-                                  nn.Linear(config.feature_dim, config.num_classes))
+        self.head = nn.Sequential(
+            nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(config.feature_dim, config.num_classes)
+        )
 
     def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The output of every stage, (B, width, H / 2^i, W / 2^i); differentiable (perceptual loss)."""
         if images.ndim != 4 or images.shape[1] != self.config.in_channels:
-            raise FeatureError(f"expected float images (B, {self.config.in_channels}, H, W), "
-                               f"got {tuple(images.shape)}")
+            raise FeatureError(f"expected float images (B, {self.config.in_channels}, H, W), got {tuple(images.shape)}")
         x = resize(images, self.config.image_size, antialias=images.shape[-1] > self.config.image_size)
         maps = []
         for stage in self.stages:
@@ -155,7 +170,7 @@ class Classifier(nn.Module):
         return maps
 
     def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """"pool" (B, feature_dim) and "logits" (B, num_classes)."""
+        """ "pool" (B, feature_dim) and "logits" (B, num_classes)."""
         pool = self.embedding(self.feature_maps(images)[-1])  # (B, feature_dim)
         return {"pool": pool, "logits": self.head(pool)}
 
@@ -178,8 +193,9 @@ class ClassifierFeatureMaps(nn.Module):
 
 def save_classifier(directory: str | Path, model: Classifier, extra: dict[str, Any] | None = None) -> Path:
     """Write a classifier checkpoint directory (kind "classifier", config {"model": ...})."""
-    return ckpt.save_checkpoint(directory, ckpt.CLASSIFIER_KIND, {"model": to_dict(model.config)}, model.state_dict(),
-                                extra=extra)
+    return ckpt.save_checkpoint(
+        directory, ckpt.CLASSIFIER_KIND, {"model": to_dict(model.config)}, model.state_dict(), extra=extra
+    )
 
 
 def load_classifier(directory: str | Path) -> Classifier:
@@ -207,11 +223,18 @@ class ClassifierExtractor(FeatureExtractor):
     """Features of the project classifier, named after the dataset it was trained on."""
 
     @classmethod
-    def from_checkpoint(cls, directory: str | Path, batch_size: int = 512,
-                        device: str | torch.device = "cpu") -> ClassifierExtractor:
+    def from_checkpoint(
+        cls, directory: str | Path, batch_size: int = 512, device: str | torch.device = "cpu"
+    ) -> ClassifierExtractor:
         model = load_classifier(directory)
         data = ckpt.read_meta(directory)["config"].get("data", {})
         # A folder of IDX files is named by its folder: two IDX datasets' classifiers must not share a name.
         dataset = Path(data["path"]).name if data.get("name") == "idx" and data.get("path") else data.get("name")
-        return cls(model, f"{dataset}-cnn" if dataset else "cnn", ckpt.checkpoint_checksum(directory),
-                   model.config.in_channels, batch_size, device)
+        return cls(
+            model,
+            f"{dataset}-cnn" if dataset else "cnn",
+            ckpt.checkpoint_checksum(directory),
+            model.config.in_channels,
+            batch_size,
+            device,
+        )

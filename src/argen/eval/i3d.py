@@ -29,14 +29,20 @@ FVD_FRAMES = 16
 FVD_SIZE = 224
 CLASSES = 400
 # Inception blocks: name, input channels, (b0, b1a, b1b, b2a, b2b, b3b) widths; "pool" entries are max pools.
-LAYERS = (("MaxPool3d_3a_3x3", (1, 3, 3), (1, 2, 2)),
-          ("Mixed_3b", 192, (64, 96, 128, 16, 32, 32)), ("Mixed_3c", 256, (128, 128, 192, 32, 96, 64)),
-          ("MaxPool3d_4a_3x3", (3, 3, 3), (2, 2, 2)),
-          ("Mixed_4b", 480, (192, 96, 208, 16, 48, 64)), ("Mixed_4c", 512, (160, 112, 224, 24, 64, 64)),
-          ("Mixed_4d", 512, (128, 128, 256, 24, 64, 64)), ("Mixed_4e", 512, (112, 144, 288, 32, 64, 64)),
-          ("Mixed_4f", 528, (256, 160, 320, 32, 128, 128)),
-          ("MaxPool3d_5a_2x2", (2, 2, 2), (2, 2, 2)),
-          ("Mixed_5b", 832, (256, 160, 320, 32, 128, 128)), ("Mixed_5c", 832, (384, 192, 384, 48, 128, 128)))
+LAYERS = (
+    ("MaxPool3d_3a_3x3", (1, 3, 3), (1, 2, 2)),
+    ("Mixed_3b", 192, (64, 96, 128, 16, 32, 32)),
+    ("Mixed_3c", 256, (128, 128, 192, 32, 96, 64)),
+    ("MaxPool3d_4a_3x3", (3, 3, 3), (2, 2, 2)),
+    ("Mixed_4b", 480, (192, 96, 208, 16, 48, 64)),
+    ("Mixed_4c", 512, (160, 112, 224, 24, 64, 64)),
+    ("Mixed_4d", 512, (128, 128, 256, 24, 64, 64)),
+    ("Mixed_4e", 512, (112, 144, 288, 32, 64, 64)),
+    ("Mixed_4f", 528, (256, 160, 320, 32, 128, 128)),
+    ("MaxPool3d_5a_2x2", (2, 2, 2), (2, 2, 2)),
+    ("Mixed_5b", 832, (256, 160, 320, 32, 128, 128)),
+    ("Mixed_5c", 832, (384, 192, 384, 48, 128, 128)),
+)
 
 
 def _same_padding(sizes: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, ...]:
@@ -51,8 +57,14 @@ def _same_padding(sizes: tuple[int, ...], kernel: tuple[int, ...], stride: tuple
 class Unit3D(nn.Module):
     """Conv3d ("same" padding, no bias) + BatchNorm3d(eps 1e-3) + ReLU; the classifier: conv with bias only."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, ...] = (1, 1, 1),
-                 stride: tuple[int, ...] = (1, 1, 1), classifier: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: tuple[int, ...] = (1, 1, 1),
+        stride: tuple[int, ...] = (1, 1, 1),
+        classifier: bool = False,
+    ):
         super().__init__()
         self.kernel, self.stride, self.classifier = kernel, stride, classifier
         self.conv3d = nn.Conv3d(in_channels, out_channels, kernel, stride, bias=classifier)
@@ -72,8 +84,9 @@ class SamePool(nn.Module):
         self.kernel, self.stride = kernel, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool3d(F.pad(x, _same_padding(tuple(x.shape[2:]), self.kernel, self.stride)), self.kernel,
-                            self.stride)
+        return F.max_pool3d(
+            F.pad(x, _same_padding(tuple(x.shape[2:]), self.kernel, self.stride)), self.kernel, self.stride
+        )
 
 
 class Inception(nn.Module):
@@ -141,7 +154,7 @@ class I3DFeatures:
             raise MetricError(f"FVD takes {FVD_FRAMES} frames per video, these have {videos.shape[1]}")
         out = []
         for start in range(0, len(videos), self.batch_size):
-            clip = torch.from_numpy(videos[start:start + self.batch_size, :FVD_FRAMES]).float()  # (B, T, H, W, C)
+            clip = torch.from_numpy(videos[start : start + self.batch_size, :FVD_FRAMES]).float()  # (B, T, H, W, C)
             clip = clip.permute(0, 1, 4, 2, 3).flatten(0, 1)  # frames (B*T, C, H, W)
             clip = F.interpolate(clip, size=(self.size, self.size), mode="bilinear", align_corners=False)
             clip = clip.expand(-1, 3, -1, -1) / 127.5 - 1.0

@@ -22,8 +22,14 @@ SPATIAL_CHANNELS = 7  # ADM's sFID keeps the first 7 channels of mixed_6/conv (1
 class ConvBlock(nn.Module):
     """Conv (no bias) + BatchNorm (eps 1e-3) + ReLU; attribute names match the weight files."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
-                 stride: int = 1, padding: int | tuple[int, int] = 0):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int = 1,
+        padding: int | tuple[int, int] = 0,
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
         self.bn = nn.BatchNorm2d(out_channels, eps=1e-3)
@@ -51,9 +57,15 @@ class InceptionA(nn.Module):
         self.branch_pool = ConvBlock(in_channels, pool_features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
-                          self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-                          self.branch_pool(_average_pool(x))], dim=1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(_average_pool(x)),
+            ],
+            dim=1,
+        )
 
 
 class InceptionB(nn.Module):
@@ -67,8 +79,14 @@ class InceptionB(nn.Module):
         self.branch3x3dbl_3 = ConvBlock(96, 96, 3, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.branch3x3(x), self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-                          F.max_pool2d(x, kernel_size=3, stride=2)], dim=1)
+        return torch.cat(
+            [
+                self.branch3x3(x),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                F.max_pool2d(x, kernel_size=3, stride=2),
+            ],
+            dim=1,
+        )
 
 
 class InceptionC(nn.Module):
@@ -90,11 +108,23 @@ class InceptionC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         double = x
-        for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
-                      self.branch7x7dbl_5):
+        for layer in (
+            self.branch7x7dbl_1,
+            self.branch7x7dbl_2,
+            self.branch7x7dbl_3,
+            self.branch7x7dbl_4,
+            self.branch7x7dbl_5,
+        ):
             double = layer(double)
-        return torch.cat([self.branch1x1(x), self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))), double,
-                          self.branch_pool(_average_pool(x))], dim=1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
+                double,
+                self.branch_pool(_average_pool(x)),
+            ],
+            dim=1,
+        )
 
 
 class InceptionD(nn.Module):
@@ -111,8 +141,9 @@ class InceptionD(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tower = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x))))
-        return torch.cat([self.branch3x3_2(self.branch3x3_1(x)), tower,
-                          F.max_pool2d(x, kernel_size=3, stride=2)], dim=1)
+        return torch.cat(
+            [self.branch3x3_2(self.branch3x3_1(x)), tower, F.max_pool2d(x, kernel_size=3, stride=2)], dim=1
+        )
 
 
 class InceptionE(nn.Module):
@@ -141,9 +172,17 @@ class InceptionE(nn.Module):
         single = self.branch3x3_1(x)
         double = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         pooled = _average_pool(x) if self.pool == "average" else F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
-        return torch.cat([self.branch1x1(x), self.branch3x3_2a(single), self.branch3x3_2b(single),
-                          self.branch3x3dbl_3a(double), self.branch3x3dbl_3b(double),
-                          self.branch_pool(pooled)], dim=1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch3x3_2a(single),
+                self.branch3x3_2b(single),
+                self.branch3x3dbl_3a(double),
+                self.branch3x3dbl_3b(double),
+                self.branch_pool(pooled),
+            ],
+            dim=1,
+        )
 
 
 class InceptionV3(nn.Module):
@@ -196,8 +235,9 @@ class InceptionExtractor(FeatureExtractor):
     """FID Inception-v3 features from a local weight file; the checksum is the file's sha256."""
 
     @classmethod
-    def from_file(cls, path: str | Path, batch_size: int = 64,
-                  device: str | torch.device = "cpu") -> InceptionExtractor:
+    def from_file(
+        cls, path: str | Path, batch_size: int = 64, device: str | torch.device = "cpu"
+    ) -> InceptionExtractor:
         state = dict(ckpt.read_state_dict(path, "Inception weight"))
         network = InceptionV3()
         # Weight files ported before BatchNorm counted its batches lack this buffer; it is unused in eval.
@@ -208,8 +248,12 @@ class InceptionExtractor(FeatureExtractor):
         return cls(network, "inception-v3", ckpt.file_checksum(path), 3, batch_size, device)
 
 
-def load_extractor(classifier: str | Path | None, inception: str | Path | None, required: bool = True,
-                   device: torch.device | str = "cpu") -> FeatureExtractor | None:
+def load_extractor(
+    classifier: str | Path | None,
+    inception: str | Path | None,
+    required: bool = True,
+    device: torch.device | str = "cpu",
+) -> FeatureExtractor | None:
     """The feature extractor a user names: exactly one of the project classifier's checkpoint folder and a local
     Inception-v3 weight file (None when neither is given and it is not `required`)."""
     if not required and not (classifier or inception):

@@ -53,8 +53,9 @@ class MomentAccumulator:
             self._sum = np.zeros_like(self._shift)
             self._outer = np.zeros((batch.shape[1], batch.shape[1]))
         elif batch.shape[1] != self._shift.shape[0]:
-            raise MetricError(f"feature batches must keep one width: got {batch.shape[1]}, "
-                              f"expected {self._shift.shape[0]}")
+            raise MetricError(
+                f"feature batches must keep one width: got {batch.shape[1]}, expected {self._shift.shape[0]}"
+            )
         centred = batch - self._shift
         self._sum += centred.sum(axis=0)
         self._outer += centred.T @ centred
@@ -76,8 +77,9 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return accumulator.statistics()
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """Frechet distance between the Gaussians N(mu1, sigma1) and N(mu2, sigma2).
 
     The matrix square root of sigma1 @ sigma2 comes from scipy.linalg.sqrtm; when the product is
@@ -89,8 +91,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     dims = mu1.shape[0]
     if mu1.shape != mu2.shape or sigma1.shape != (dims, dims) or sigma2.shape != (dims, dims):
-        raise MetricError(f"statistics do not match: mu {mu1.shape} vs {mu2.shape}, "
-                          f"sigma {sigma1.shape} vs {sigma2.shape}; expected (D,) and (D, D) with one D")
+        raise MetricError(
+            f"statistics do not match: mu {mu1.shape} vs {mu2.shape}, "
+            f"sigma {sigma1.shape} vs {sigma2.shape}; expected (D,) and (D, D) with one D"
+        )
     difference = mu1 - mu2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", scipy.linalg.LinAlgWarning)
@@ -102,8 +106,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if np.iscomplexobj(root):
         residue = np.max(np.abs(np.diagonal(root).imag))
         if residue > 1e-3:
-            raise MetricError(f"the covariance product has a square root with imaginary part {residue:.3g}; "
-                              "are both sigmas symmetric positive semi-definite?")
+            raise MetricError(
+                f"the covariance product has a square root with imaginary part {residue:.3g}; "
+                "are both sigmas symmetric positive semi-definite?"
+            )
         root = root.real
     return float(difference @ difference + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(root))
 
@@ -121,8 +127,10 @@ def fid_bootstrap_std(features: np.ndarray, mu: np.ndarray, sigma: np.ndarray, r
         raise MetricError(f"the bootstrap needs at least 2 rounds, got {rounds}")
     features = _as_matrix(features, "features")
     generator = np.random.default_rng(seed)
-    values = [frechet_distance(*feature_statistics(features[generator.integers(0, len(features), len(features))]),
-                               mu, sigma) for _ in range(rounds)]
+    values = [
+        frechet_distance(*feature_statistics(features[generator.integers(0, len(features), len(features))]), mu, sigma)
+        for _ in range(rounds)
+    ]
     return float(np.std(values, ddof=1))
 
 
@@ -142,8 +150,11 @@ def inception_score(probabilities: np.ndarray, splits: int = 10) -> tuple[float,
     for chunk in np.array_split(probabilities, splits):
         marginal = chunk.mean(axis=0, keepdims=True)  # (1, C)
         # 0 * log(0) is 0: mask the zeros instead of adding an epsilon that biases the score.
-        terms = np.where(chunk > 0, chunk * (np.log(np.where(chunk > 0, chunk, 1.0)) -
-                                             np.log(np.where(chunk > 0, marginal, 1.0))), 0.0)
+        terms = np.where(
+            chunk > 0,
+            chunk * (np.log(np.where(chunk > 0, chunk, 1.0)) - np.log(np.where(chunk > 0, marginal, 1.0))),
+            0.0,
+        )
         scores.append(np.exp(terms.sum(axis=1).mean()))
     return float(np.mean(scores)), float(np.std(scores))
 
@@ -170,9 +181,9 @@ def manifold_radii(features: np.ndarray, k: int = 3, batch_size: int = 1024) -> 
     norms = np.einsum("ij,ij->i", features, features)
     radii = np.empty(count)
     for start in range(0, count, batch_size):
-        distances = _squared_distances(features[start:start + batch_size], features, norms)  # (B, N)
+        distances = _squared_distances(features[start : start + batch_size], features, norms)  # (B, N)
         # Index k, not k - 1: each row's own zero distance takes position 0.
-        radii[start:start + batch_size] = np.partition(distances, k, axis=1)[:, k]
+        radii[start : start + batch_size] = np.partition(distances, k, axis=1)[:, k]
     return radii
 
 
@@ -181,13 +192,14 @@ def _inside_share(points: np.ndarray, centres: np.ndarray, radii: np.ndarray, ba
     norms = np.einsum("ij,ij->i", centres, centres)
     inside = 0
     for start in range(0, points.shape[0], batch_size):
-        distances = _squared_distances(points[start:start + batch_size], centres, norms)  # (B, M)
+        distances = _squared_distances(points[start : start + batch_size], centres, norms)  # (B, M)
         inside += int((distances <= radii[None, :]).any(axis=1).sum())
     return inside / points.shape[0]
 
 
-def precision_recall(reference: np.ndarray, samples: np.ndarray, k: int = 3,
-                     batch_size: int = 1024) -> tuple[float, float]:
+def precision_recall(
+    reference: np.ndarray, samples: np.ndarray, k: int = 3, batch_size: int = 1024
+) -> tuple[float, float]:
     """Improved (precision, recall) of `samples` against `reference` features, k-NN manifolds.
 
     Distances are computed `batch_size` rows at a time, so 10k x 10k sets need a few tens of MB.
@@ -208,8 +220,9 @@ def class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     logits = _as_matrix(logits, "logits")
     labels = np.asarray(labels)
     if labels.shape != (logits.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise MetricError(f"labels must be {logits.shape[0]} integers (one per sample), got {labels.dtype} "
-                          f"{labels.shape}")
+        raise MetricError(
+            f"labels must be {logits.shape[0]} integers (one per sample), got {labels.dtype} {labels.shape}"
+        )
     if labels.min() < 0 or labels.max() >= logits.shape[1]:
         raise MetricError(f"labels must lie in [0, {logits.shape[1]}), got [{labels.min()}, {labels.max()}]")
     return float((logits.argmax(axis=1) == labels).mean())

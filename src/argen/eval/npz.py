@@ -60,8 +60,12 @@ def _check_labels(labels: np.ndarray | torch.Tensor | None, count: int, where: s
     return array.astype(np.int64)
 
 
-def write_npz(path: str | Path, images: np.ndarray | torch.Tensor,
-              labels: np.ndarray | torch.Tensor | None = None, video: bool = False) -> Path:
+def write_npz(
+    path: str | Path,
+    images: np.ndarray | torch.Tensor,
+    labels: np.ndarray | torch.Tensor | None = None,
+    video: bool = False,
+) -> Path:
     """Write uint8 NHWC images (videos: NTHWC) (and labels) as an ADM sample batch; atomic."""
     path = Path(path)
     array = _check_images(images, str(path), video)
@@ -78,8 +82,9 @@ def write_npz(path: str | Path, images: np.ndarray | torch.Tensor,
     return path
 
 
-def write_npz_chunks(path: str | Path, chunks: Iterable[np.ndarray], count: int,
-                     labels: np.ndarray | None = None, video: bool = False) -> Path:
+def write_npz_chunks(
+    path: str | Path, chunks: Iterable[np.ndarray], count: int, labels: np.ndarray | None = None, video: bool = False
+) -> Path:
     """Write an ADM sample batch of `count` images (videos with `video`) given as uint8 NHWC chunks (and the
     labels), one chunk in memory at a time; the file is the one `write_npz` makes of the chunks joined. Atomic."""
     path = Path(path)
@@ -161,8 +166,10 @@ def read_npz(path: str | Path, video: bool = False) -> SampleBatch:
     try:
         with np.load(path, allow_pickle=False) as data:
             if IMAGES_KEY not in data.files:
-                raise SampleFileError(f"{path} has no '{IMAGES_KEY}' array (found: {', '.join(data.files)}); "
-                                      "ADM sample batches keep uint8 NHWC images there")
+                raise SampleFileError(
+                    f"{path} has no '{IMAGES_KEY}' array (found: {', '.join(data.files)}); "
+                    "ADM sample batches keep uint8 NHWC images there"
+                )
             images = _check_images(data[IMAGES_KEY], str(path), video)
             labels = data[LABELS_KEY] if LABELS_KEY in data.files else None
     except (OSError, ValueError) as error:

@@ -35,18 +35,27 @@ def one_hot_positions(ids: torch.Tensor, vocab: int):
 def probe_features(cache: TokenDataset) -> dict[str, Any]:
     """The two feature sets of a cache: P prologue ids and the first P visual ids (raster), one-hot."""
     if not cache.prologue_length:
-        raise ValueError(f"{cache.directory} has no prologue ids; tokenize with a Prologue tokenizer "
-                         "(model.prologue_tokens > 0)")
+        raise ValueError(
+            f"{cache.directory} has no prologue ids; tokenize with a Prologue tokenizer (model.prologue_tokens > 0)"
+        )
     tokenizer = cache.manifest["tokenizer"]
     prologue = cache.column("prologue_ids")
     length = prologue.shape[1]
     visual = cache.column("ids").flatten(1)[:, :length]
-    return {PROLOGUE_FEATURES: one_hot_positions(prologue, int(tokenizer["prologue_codebook_size"])),
-            FIRST_VISUAL_FEATURES: one_hot_positions(visual, int(tokenizer["codebook_size"]))}
+    return {
+        PROLOGUE_FEATURES: one_hot_positions(prologue, int(tokenizer["prologue_codebook_size"])),
+        FIRST_VISUAL_FEATURES: one_hot_positions(visual, int(tokenizer["codebook_size"])),
+    }
 
 
-def linear_probe(cache: str | Path, test_cache: str | Path | None = None, test_fraction: float = 0.2,
-                 regularization: float = 1.0, max_iterations: int = 1000, seed: int = 0) -> dict[str, Any]:
+def linear_probe(
+    cache: str | Path,
+    test_cache: str | Path | None = None,
+    test_fraction: float = 0.2,
+    regularization: float = 1.0,
+    max_iterations: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Train and test accuracy of a logistic-regression probe on each feature set (module docstring).
 
     Without `test_cache`, a seeded `test_fraction` of `cache` is held out. `regularization` is
@@ -73,15 +82,20 @@ def linear_probe(cache: str | Path, test_cache: str | Path | None = None, test_f
         train_features = {name: matrix[train_index] for name, matrix in train_features.items()}
         test_labels, train_labels = train_labels[test_index], train_labels[train_index]
     result: dict[str, Any] = {
-        "cache": str(cache), "test_cache": None if test_cache is None else str(test_cache),
-        "tokens": train_data.prologue_length, "train_images": int(len(train_labels)),
-        "test_images": int(len(test_labels)), "regularization": regularization,
+        "cache": str(cache),
+        "test_cache": None if test_cache is None else str(test_cache),
+        "tokens": train_data.prologue_length,
+        "train_images": int(len(train_labels)),
+        "test_images": int(len(test_labels)),
+        "regularization": regularization,
         "majority_class_accuracy": float(np.mean(test_labels == np.bincount(train_labels).argmax())),
     }
     for name in (PROLOGUE_FEATURES, FIRST_VISUAL_FEATURES):
         probe = LogisticRegression(C=regularization, max_iter=max_iterations)
         probe.fit(train_features[name], train_labels)
-        result[name] = {"train_accuracy": float(probe.score(train_features[name], train_labels)),
-                        "test_accuracy": float(probe.score(test_features[name], test_labels)),
-                        "features": int(train_features[name].shape[1])}
+        result[name] = {
+            "train_accuracy": float(probe.score(train_features[name], train_labels)),
+            "test_accuracy": float(probe.score(test_features[name], test_labels)),
+            "features": int(train_features[name].shape[1]),
+        }
     return result

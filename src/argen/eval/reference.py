@@ -22,8 +22,17 @@ from argen.config import DataConfig, from_dict
 from argen.data import image_batches, load_dataset
 from argen.data.token_cache import TokenDataset
 from argen.eval.features import FeatureExtractor, ImageSource, classifier_data
-from argen.eval.metrics import (MetricError, MomentAccumulator, class_accuracy, fid_bootstrap_std, per_class_accuracy,
-                                frechet_distance, inception_score, precision_recall, softmax)
+from argen.eval.metrics import (
+    MetricError,
+    MomentAccumulator,
+    class_accuracy,
+    fid_bootstrap_std,
+    per_class_accuracy,
+    frechet_distance,
+    inception_score,
+    precision_recall,
+    softmax,
+)
 from argen.io.checkpoint import atomic_write
 
 FORMAT_VERSION = 1
@@ -51,22 +60,31 @@ class ReferenceStatistics:
         data = self.dataset
         where = f" at {data['path']}" if data.get("path") else ""
         skip = f" after the first {data['skip']}" if data.get("skip") else ""
-        return (f"{self.count} {data['name']}{where} {data['split']} images{skip}, "
-                f"{data['image_size']}x{data['image_size']}")
+        return (
+            f"{self.count} {data['name']}{where} {data['split']} images{skip}, "
+            f"{data['image_size']}x{data['image_size']}"
+        )
 
     def check_samples(self, image_size: int) -> None:
         """Refuse samples of another image size than the reference's (their features are not comparable)."""
         recorded = (self.dataset or {}).get("image_size")
         if recorded is not None and recorded != image_size:
-            raise MetricError(f"the samples are {image_size}x{image_size} images but the reference is of "
-                              f"{recorded}x{recorded} ones ({self.describe()}); compute a reference at the "
-                              "samples' size")
+            raise MetricError(
+                f"the samples are {image_size}x{image_size} images but the reference is of "
+                f"{recorded}x{recorded} ones ({self.describe()}); compute a reference at the "
+                "samples' size"
+            )
 
     def save(self, path: str | Path) -> Path:
         """Write the statistics as an `.npz` (atomic)."""
         path = Path(path)
-        meta = {"format": FORMAT_VERSION, "extractor": self.extractor, "checksum": self.checksum,
-                "count": self.count, "dataset": self.dataset}
+        meta = {
+            "format": FORMAT_VERSION,
+            "extractor": self.extractor,
+            "checksum": self.checksum,
+            "count": self.count,
+            "dataset": self.dataset,
+        }
         arrays = {"mu": self.mu, "sigma": self.sigma, "features": self.features, "meta": np.array(json.dumps(meta))}
         if self.spatial_mu is not None:
             arrays.update(mu_s=self.spatial_mu, sigma_s=self.spatial_sigma)
@@ -83,21 +101,33 @@ class ReferenceStatistics:
         """Read statistics written by `save`; refuses files without argen's metadata."""
         path = Path(path)
         if not path.is_file():
-            raise MetricError(f"reference statistics file {path} does not exist; compute it once with "
-                              "argen.eval.reference.compute_reference")
+            raise MetricError(
+                f"reference statistics file {path} does not exist; compute it once with "
+                "argen.eval.reference.compute_reference"
+            )
         with np.load(path, allow_pickle=False) as data:
             missing = [key for key in ("mu", "sigma", "features", "meta") if key not in data.files]
             if missing:
-                raise MetricError(f"{path} is not an argen reference file (missing {', '.join(missing)}); "
-                                  "compute one from the reference images with compute_reference")
+                raise MetricError(
+                    f"{path} is not an argen reference file (missing {', '.join(missing)}); "
+                    "compute one from the reference images with compute_reference"
+                )
             meta = json.loads(str(data["meta"]))
             if meta.get("format") != FORMAT_VERSION:
                 raise MetricError(f"{path} has reference format {meta.get('format')}, expected {FORMAT_VERSION}")
             spatial = "mu_s" in data.files
             # Shipped files may hold the features in fp16 (scripts/ship.py); distances are computed in fp32.
-            return cls(meta["extractor"], meta["checksum"], int(meta["count"]), data["mu"], data["sigma"],
-                       data["features"].astype(np.float32), data["mu_s"] if spatial else None,
-                       data["sigma_s"] if spatial else None, meta.get("dataset"))
+            return cls(
+                meta["extractor"],
+                meta["checksum"],
+                int(meta["count"]),
+                data["mu"],
+                data["sigma"],
+                data["features"].astype(np.float32),
+                data["mu_s"] if spatial else None,
+                data["sigma_s"] if spatial else None,
+                meta.get("dataset"),
+            )
 
 
 class _RandomSubset:
@@ -115,12 +145,13 @@ class _RandomSubset:
     def update(self, rows: np.ndarray) -> None:
         keys = np.concatenate([self.keys, self.random.random(len(rows))])
         rows = rows if self.rows is None else np.concatenate([self.rows, rows])
-        keep = np.sort(np.argsort(keys, kind="stable")[:self.capacity])  # stream order among the kept rows
+        keep = np.sort(np.argsort(keys, kind="stable")[: self.capacity])  # stream order among the kept rows
         self.keys, self.rows = keys[keep], rows[keep]
 
 
-def compute_reference(source: ImageSource, extractor: FeatureExtractor, max_features: int = DEFAULT_MAX_FEATURES,
-                      seed: int = 0) -> ReferenceStatistics:
+def compute_reference(
+    source: ImageSource, extractor: FeatureExtractor, max_features: int = DEFAULT_MAX_FEATURES, seed: int = 0
+) -> ReferenceStatistics:
     """Statistics of the reference images `source` (an image array or an iterable of image arrays)."""
     if max_features < 2:
         raise MetricError(f"max_features must be >= 2, got {max_features}")
@@ -133,8 +164,9 @@ def compute_reference(source: ImageSource, extractor: FeatureExtractor, max_feat
             spatial.update(outputs["spatial"])
     mu, sigma = pool.statistics()
     spatial_mu, spatial_sigma = spatial.statistics() if spatial.count else (None, None)
-    return ReferenceStatistics(extractor.name, extractor.checksum, pool.count, mu, sigma, subset.rows,
-                               spatial_mu, spatial_sigma)
+    return ReferenceStatistics(
+        extractor.name, extractor.checksum, pool.count, mu, sigma, subset.rows, spatial_mu, spatial_sigma
+    )
 
 
 def check_compatible(reference: ReferenceStatistics, extractor: FeatureExtractor) -> None:
@@ -143,12 +175,20 @@ def check_compatible(reference: ReferenceStatistics, extractor: FeatureExtractor
         raise MetricError(
             f"the reference was computed with {reference.extractor} (weights sha256 {reference.checksum[:12]}...) "
             f"but the extractor is {extractor.name} (sha256 {extractor.checksum[:12]}...); recompute the "
-            "reference with this extractor or evaluate with the reference's extractor")
+            "reference with this extractor or evaluate with the reference's extractor"
+        )
 
 
-def evaluate(samples: ImageSource, reference: ReferenceStatistics, extractor: FeatureExtractor,
-             labels: np.ndarray | None = None, splits: int = 10, k: int = 3, seed: int = 0,
-             bootstrap: int = 0) -> dict[str, Any]:
+def evaluate(
+    samples: ImageSource,
+    reference: ReferenceStatistics,
+    extractor: FeatureExtractor,
+    labels: np.ndarray | None = None,
+    splits: int = 10,
+    k: int = 3,
+    seed: int = 0,
+    bootstrap: int = 0,
+) -> dict[str, Any]:
     """FID (and sFID), Inception Score, precision/recall and, given `labels`, class accuracy of `samples`.
 
     With `bootstrap` >= 2 rounds it also reports `fid_bootstrap_std` (see `fid_bootstrap_std`); that keeps
@@ -162,9 +202,16 @@ def evaluate(samples: ImageSource, reference: ReferenceStatistics, extractor: Fe
     return evaluate_features(extractor.batches(samples), reference, extractor, labels, splits, k, seed, bootstrap)
 
 
-def evaluate_features(batches: Iterable[dict[str, np.ndarray]], reference: ReferenceStatistics,
-                      extractor: FeatureExtractor, labels: np.ndarray | None = None, splits: int = 10, k: int = 3,
-                      seed: int = 0, bootstrap: int = 0) -> dict[str, Any]:
+def evaluate_features(
+    batches: Iterable[dict[str, np.ndarray]],
+    reference: ReferenceStatistics,
+    extractor: FeatureExtractor,
+    labels: np.ndarray | None = None,
+    splits: int = 10,
+    k: int = 3,
+    seed: int = 0,
+    bootstrap: int = 0,
+) -> dict[str, Any]:
     """`evaluate` from the extractor's feature batches of the samples, in the samples' order (batches made
     elsewhere, e.g. by torchrun ranks, give the same numbers when they are cut where `extractor.batches` cuts)."""
     check_compatible(reference, extractor)
@@ -184,32 +231,50 @@ def evaluate_features(batches: Iterable[dict[str, np.ndarray]], reference: Refer
     mu, sigma = pool.statistics()
     results: dict[str, Any] = {"fid": frechet_distance(mu, sigma, reference.mu, reference.sigma)}
     if bootstrap:
-        results["fid_bootstrap_std"] = fid_bootstrap_std(np.concatenate(kept), reference.mu, reference.sigma,
-                                                         bootstrap, seed)
+        results["fid_bootstrap_std"] = fid_bootstrap_std(
+            np.concatenate(kept), reference.mu, reference.sigma, bootstrap, seed
+        )
     if spatial.count and reference.spatial_mu is not None:
         results["sfid"] = frechet_distance(*spatial.statistics(), reference.spatial_mu, reference.spatial_sigma)
     results["inception_score"], results["inception_score_std"] = inception_score(softmax(logits), min(splits, count))
     results["precision"], results["recall"] = precision_recall(reference.features, subset.rows, k)
     if labels is not None:
         results["class_accuracy"] = class_accuracy(logits, np.asarray(labels))
-        results["class_accuracy_per_class"] = {str(c): value for c, value in
-                                               per_class_accuracy(logits, np.asarray(labels)).items()}
-    results.update(samples=count, reference_samples=reference.count, reference=reference.describe(),
-                   extractor=extractor.name, checksum=extractor.checksum)
+        results["class_accuracy_per_class"] = {
+            str(c): value for c, value in per_class_accuracy(logits, np.asarray(labels)).items()
+        }
+    results.update(
+        samples=count,
+        reference_samples=reference.count,
+        reference=reference.describe(),
+        extractor=extractor.name,
+        checksum=extractor.checksum,
+    )
     return results
 
 
-def reference_data(classifier: str | Path | None = None, dataset: str | None = None, data_dir: str | None = None,
-                   split: str = "test", image_size: int | None = None, channels: int | None = None,
-                   resize: str = "pad", pad_to: int = 0, skip: int = 0, limit: int = 0,
-                   holdout_of: str | Path | None = None) -> DataConfig:
+def reference_data(
+    classifier: str | Path | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    split: str = "test",
+    image_size: int | None = None,
+    channels: int | None = None,
+    resize: str = "pad",
+    pad_to: int = 0,
+    skip: int = 0,
+    limit: int = 0,
+    holdout_of: str | Path | None = None,
+) -> DataConfig:
     """The images a reference is of (`argen eval ref`): a token cache's held-out split, or the classifier's own
     dataset unless named; never another dataset than the classifier's (its features mean nothing on others)."""
     trained = classifier_data(classifier) if classifier else None
     if holdout_of:
         if dataset or data_dir or skip or limit or image_size or channels:
-            raise ValueError("--holdout-of names the images and their sizes itself; drop --dataset, --data-dir, "
-                             "--skip, --limit, --image-size and --channels")
+            raise ValueError(
+                "--holdout-of names the images and their sizes itself; drop --dataset, --data-dir, "
+                "--skip, --limit, --image-size and --channels"
+            )
         held_out = TokenDataset(holdout_of).manifest.get("holdout")
         if not held_out:
             raise ValueError(f"{holdout_of} kept no validation images aside (argen tokenize --holdout N)")
@@ -219,27 +284,45 @@ def reference_data(classifier: str | Path | None = None, dataset: str | None = N
         return data
     name = dataset or (trained.name if trained else None)
     if name is None:
-        raise ValueError("give --dataset (and --data-dir): with --inception argen cannot tell which images the "
-                         "reference is of")
+        raise ValueError(
+            "give --dataset (and --data-dir): with --inception argen cannot tell which images the reference is of"
+        )
     path = data_dir or (trained.path if trained is not None and trained.name == name else "")
     # A folder format is its folder; a named dataset (fashion-mnist, digits) is itself wherever its copy lies.
     folder_format = name in ("idx", "imagefolder", "webdataset")
     if trained is not None and (name != trained.name or folder_format and _resolved(path) != _resolved(trained.path)):
-        raise ValueError(f"the classifier {classifier} was trained on {trained.name}"
-                         f"{' at ' + trained.path if trained.path else ''}, not {name}{' at ' + path if path else ''}: "
-                         "its features mean nothing on other data; use a classifier of those images "
-                         "(argen eval train-classifier) or leave --dataset out")
+        raise ValueError(
+            f"the classifier {classifier} was trained on {trained.name}"
+            f"{' at ' + trained.path if trained.path else ''}, not {name}{' at ' + path if path else ''}: "
+            "its features mean nothing on other data; use a classifier of those images "
+            "(argen eval train-classifier) or leave --dataset out"
+        )
     size = image_size or (trained.image_size if trained else 32)
     channels = channels or (trained.channels if trained else 1)
-    return DataConfig(name=name, path=path, split=split, image_size=size, channels=channels, resize=resize,
-                      pad_to=pad_to, skip=skip, limit=limit)
+    return DataConfig(
+        name=name,
+        path=path,
+        split=split,
+        image_size=size,
+        channels=channels,
+        resize=resize,
+        pad_to=pad_to,
+        skip=skip,
+        limit=limit,
+    )
 
 
 def dataset_reference(data: DataConfig, extractor: FeatureExtractor) -> ReferenceStatistics:
     """The reference statistics of the images `data` names, recording which images they are."""
     reference = compute_reference(image_batches(load_dataset(data, training=False)), extractor)
-    reference.dataset = {"name": data.name, "path": _resolved(data.path), "split": data.split, "skip": data.skip,
-                         "image_size": data.image_size, "channels": data.channels}
+    reference.dataset = {
+        "name": data.name,
+        "path": _resolved(data.path),
+        "split": data.split,
+        "skip": data.skip,
+        "image_size": data.image_size,
+        "channels": data.channels,
+    }
     return reference
 
 

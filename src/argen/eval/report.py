@@ -112,8 +112,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def training_curves(log: str | Path | list[dict[str, Any]], keys: Sequence[str] | None = None,
-                    title: str = "Training curves", x: str = "step", log_y: bool = False) -> Plot:
+def training_curves(
+    log: str | Path | list[dict[str, Any]],
+    keys: Sequence[str] | None = None,
+    title: str = "Training curves",
+    x: str = "step",
+    log_y: bool = False,
+) -> Plot:
     """A plot of `keys` (default: every key ending in "_loss") against `x` from a trainer's JSONL log."""
     records = read_jsonl(log) if isinstance(log, (str, Path)) else log
     if keys is None:
@@ -127,8 +132,9 @@ def training_curves(log: str | Path | list[dict[str, Any]], keys: Sequence[str] 
     return Plot(title, series, x_label=x, y_label="value", log_y=log_y)
 
 
-def quality_plot(rows: list[dict[str, Any]], metric: str, x: str = "step", group: str | None = None,
-                 title: str | None = None) -> Plot:
+def quality_plot(
+    rows: list[dict[str, Any]], metric: str, x: str = "step", group: str | None = None, title: str | None = None
+) -> Plot:
     """`metric` against `x` (e.g. "step" or "wall_time_s"), one line per value of the `group` column."""
     lines: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
@@ -157,15 +163,17 @@ def analysis_sections(path: str | Path) -> list[Section]:
         if isinstance(content, dict) and isinstance(content.get("report"), dict):
             blocks.append((file, content["report"]))
     if not blocks:
-        raise ReportError(f"{path}: no JSON file with a \"report\" block (write one with `argen analyze`)")
+        raise ReportError(f'{path}: no JSON file with a "report" block (write one with `argen analyze`)')
     sections: list[Section] = []
     for file, block in blocks:
         title = str(block.get("title", file.stem))
         if block.get("text"):
             sections.append(Text(title, str(block["text"])))
         sections += [Table(table["title"], table["rows"]) for table in block.get("tables", [])]
-        sections += [Media(figure["title"], file.parent / figure["file"], figure.get("caption", ""))
-                     for figure in block.get("figures", [])]
+        sections += [
+            Media(figure["title"], file.parent / figure["file"], figure.get("caption", ""))
+            for figure in block.get("figures", [])
+        ]
     return sections
 
 
@@ -186,19 +194,20 @@ def _format(value: Any) -> str:
 
 
 def _caption(text: str) -> str:
-    return f"<p class=\"caption\">{html.escape(text)}</p>" if text else ""
+    return f'<p class="caption">{html.escape(text)}</p>' if text else ""
 
 
 def _image(name: str, alt: str) -> str:
-    return f"<img src=\"{html.escape(name)}\" alt=\"{html.escape(alt)}\">"
+    return f'<img src="{html.escape(name)}" alt="{html.escape(alt)}">'
 
 
 def _render_plot(plot: Plot, path: Path) -> None:
     figure = Figure(figsize=(6.4, 3.8), dpi=100)  # no pyplot: no global figure state, Agg by file type
     axes = figure.add_subplot()
     for series in plot.series:
-        axes.plot(list(series.x), list(series.y), marker="o" if len(series.x) < 30 else None, markersize=3,
-                  label=series.label)
+        axes.plot(
+            list(series.x), list(series.y), marker="o" if len(series.x) < 30 else None, markersize=3, label=series.label
+        )
     axes.set_title(plot.title)
     axes.set_xlabel(plot.x_label)
     axes.set_ylabel(plot.y_label)
@@ -216,8 +225,10 @@ def _render_table(table: Table) -> str:
     for row in table.rows:
         columns.extend(k for k in row if k not in columns)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_format(row.get(c)))}</td>" for c in columns) + "</tr>"
-                   for row in table.rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_format(row.get(c)))}</td>" for c in columns) + "</tr>"
+        for row in table.rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -238,14 +249,15 @@ def _render_section(section: Section, index: int, out_dir: Path) -> str:
     elif isinstance(section, Media):
         source = Path(section.path)
         if source.suffix.lower() not in MEDIA_SUFFIXES or not source.is_file():
-            raise ReportError(f"section {section.title!r}: {source} must be an existing "
-                              f"{'/'.join(MEDIA_SUFFIXES)} file")
+            raise ReportError(
+                f"section {section.title!r}: {source} must be an existing {'/'.join(MEDIA_SUFFIXES)} file"
+            )
         name = f"{stem}{source.suffix.lower()}"
         shutil.copyfile(source, out_dir / name)
         content = _image(name, section.title) + _caption(section.caption)
     else:
         raise ReportError(f"unknown section type {type(section).__name__}; use Text, Grid, Table, Plot or Media")
-    return f"<section id=\"{stem}\"><h2>{html.escape(section.title)}</h2>{content}</section>"
+    return f'<section id="{stem}"><h2>{html.escape(section.title)}</h2>{content}</section>'
 
 
 _STYLE = """
@@ -276,11 +288,14 @@ def write_report(out_dir: str | Path, sections: Sequence[Section], title: str = 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rendered = [_render_section(section, index, out_dir) for index, section in enumerate(sections)]
-    links = " ".join(f"<a href=\"#{index:02d}-{_slug(s.title)}\">{html.escape(s.title)}</a>"
-                     for index, s in enumerate(sections))
-    page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style><script>{_IMAGE_CHECK}</script></head>\n<body><h1>{html.escape(title)}</h1>"
-            f"<nav>{links}</nav>\n" + "\n".join(rendered) + "\n</body></html>\n")
+    links = " ".join(
+        f'<a href="#{index:02d}-{_slug(s.title)}">{html.escape(s.title)}</a>' for index, s in enumerate(sections)
+    )
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_STYLE}</style><script>{_IMAGE_CHECK}</script></head>\n<body><h1>{html.escape(title)}</h1>"
+        f"<nav>{links}</nav>\n" + "\n".join(rendered) + "\n</body></html>\n"
+    )
     path = out_dir / "index.html"
     atomic_write(path, lambda temporary: temporary.write_text(page, encoding="utf-8"))
     return path
@@ -290,8 +305,9 @@ def write_report(out_dir: str | Path, sections: Sequence[Section], title: str = 
 REPORT_FILES = ("metrics", "samples", "media", "log", "analysis")
 
 
-def report_from_files(out_dir: str | Path, title: str, text: str | None = None, **files: list[tuple[str, Path]]
-                      ) -> Path:
+def report_from_files(
+    out_dir: str | Path, title: str, text: str | None = None, **files: list[tuple[str, Path]]
+) -> Path:
     """A report of named files (REPORT_FILES kinds): metrics JSONs as a table and plots, sample batches as grids
     (one row per class), media shown as they are, training logs as curves, analysis results as their blocks."""
     unknown = sorted(set(files) - set(REPORT_FILES))
@@ -314,13 +330,20 @@ def report_from_files(out_dir: str | Path, title: str, text: str | None = None, 
 def metrics_row(name: str, path: Path) -> dict[str, Any]:
     """A table row from a metrics JSON (`argen eval --out`), with steps and wall time from the sampling.json that
     `argen sample` wrote beside it."""
-    row = {"name": name, **{key: value for key, value in json.loads(Path(path).read_text()).items()
-                            if isinstance(value, (int, float, str)) and not key.endswith("file")}}
+    row = {
+        "name": name,
+        **{
+            key: value
+            for key, value in json.loads(Path(path).read_text()).items()
+            if isinstance(value, (int, float, str)) and not key.endswith("file")
+        },
+    }
     sampling = Path(path).parent / "sampling.json"
     if sampling.is_file():
         info = json.loads(sampling.read_text())
-        row.update(steps=info["steps"], images_per_s=info["images_per_s"],
-                   wall_time_s=info["seconds"] / max(info["images"], 1))
+        row.update(
+            steps=info["steps"], images_per_s=info["images_per_s"], wall_time_s=info["seconds"] / max(info["images"], 1)
+        )
     return row
 
 
@@ -329,8 +352,9 @@ def sample_grid(name: str, batch: SampleBatch, columns: int = 10) -> Grid:
     images = batch.images.transpose(0, 3, 1, 2)
     if batch.labels is not None:  # up to `columns` samples of each class, class by class
         labels = batch.labels.tolist()
-        images = images[[i for c in sorted(set(labels)) for i in [j for j, label in enumerate(labels)
-                                                                    if label == c][:columns]]]
+        images = images[
+            [i for c in sorted(set(labels)) for i in [j for j, label in enumerate(labels) if label == c][:columns]]
+        ]
     return Grid(f"Samples: {name}", images, columns=columns)
 
 

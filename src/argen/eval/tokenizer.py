@@ -23,13 +23,21 @@ from argen.io.load import load_tokenizer
 def pixel_errors(images: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(MSE, PSNR in dB) of each image (B, ...) against its reference, on [0, 255] pixels."""
     error = (images.float() - reference.float()).pow(2).flatten(1).mean(1)
-    return error, 10 * torch.log10(255.0 ** 2 / error.clamp_min(1e-10))
+    return error, 10 * torch.log10(255.0**2 / error.clamp_min(1e-10))
 
 
 @torch.inference_mode()
-def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = "test", count: int = 0,
-                       data_dir: str | None = None, batch_size: int = 256, progress: bool = True,
-                       extractor=None, lpips: torch.nn.Module | None = None) -> dict[str, Any]:
+def evaluate_tokenizer(
+    directory: str | Path,
+    out_dir: str | Path,
+    split: str = "test",
+    count: int = 0,
+    data_dir: str | None = None,
+    batch_size: int = 256,
+    progress: bool = True,
+    extractor=None,
+    lpips: torch.nn.Module | None = None,
+) -> dict[str, Any]:
     """MSE, PSNR (per image or video frame, on [0, 255] pixels), codebook usage and perplexity, a reconstruction
     grid; with a feature extractor the rFID of reconstructions against the originals and their class accuracy;
     with an LPIPS network (argen.tokenizer.lpips) the mean LPIPS of reconstruction and original."""
@@ -50,8 +58,11 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
         ids = model.encode(batch["images"])
         decoded = model.decode(ids)
         if lpips is not None:  # on the [-1, 1] images, frames of videos as images
-            lpips_sum += float(lpips(decoded.clamp(-1, 1).flatten(0, decoded.ndim - 4),
-                                     batch["images"].flatten(0, decoded.ndim - 4)).sum())
+            lpips_sum += float(
+                lpips(
+                    decoded.clamp(-1, 1).flatten(0, decoded.ndim - 4), batch["images"].flatten(0, decoded.ndim - 4)
+                ).sum()
+            )
         reconstruction = to_uint8(decoded)
         original = to_uint8(batch["images"])
         counts += torch.bincount(ids.flatten(), minlength=config.model.codebook_size)
@@ -75,11 +86,18 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
     pairs = torch.stack([first_originals, first_reconstructions], 1).flatten(0, 1)  # original, reconstruction
     grid = save_grid(pairs, out_dir / "reconstructions.png", columns=16, scale=2)
     result = {
-        "tokenizer": str(directory), "tokenizer_sha256": ckpt.checkpoint_checksum(directory), "split": split,
-        "images": total, "frames": frame_total, "tokens_per_item": int(ids[0].numel()),  # image or clip
-        "mse": squared_error / frame_total / 255.0 ** 2 * 4,  # on the [-1, 1] scale
-        "psnr_db": psnr_sum / frame_total, "codebook_usage": float((counts > 0).double().mean()),
-        "perplexity": float(entropy.exp()), "codebook_size": config.model.codebook_size, "grid": str(grid),
+        "tokenizer": str(directory),
+        "tokenizer_sha256": ckpt.checkpoint_checksum(directory),
+        "split": split,
+        "images": total,
+        "frames": frame_total,
+        "tokens_per_item": int(ids[0].numel()),  # image or clip
+        "mse": squared_error / frame_total / 255.0**2 * 4,  # on the [-1, 1] scale
+        "psnr_db": psnr_sum / frame_total,
+        "codebook_usage": float((counts > 0).double().mean()),
+        "perplexity": float(entropy.exp()),
+        "codebook_size": config.model.codebook_size,
+        "grid": str(grid),
     }
     if lpips is not None:
         result["lpips"] = lpips_sum / frame_total
@@ -89,7 +107,11 @@ def evaluate_tokenizer(directory: str | Path, out_dir: str | Path, split: str = 
         reference = compute_reference(originals, extractor)
         scores = evaluate(reconstructions, reference, extractor, np.concatenate(labels))
         # The class accuracy of the reconstructions: how much of what the classifier sees survives tokenization.
-        result.update(rfid=scores["fid"], reconstruction_class_accuracy=scores["class_accuracy"],
-                      extractor=scores["extractor"], extractor_checksum=scores["checksum"])
+        result.update(
+            rfid=scores["fid"],
+            reconstruction_class_accuracy=scores["class_accuracy"],
+            extractor=scores["extractor"],
+            extractor_checksum=scores["checksum"],
+        )
     ckpt.save_json(out_dir / "metrics.json", result)
     return result

@@ -33,8 +33,9 @@ from argen.io.video import save_gif, save_strip
 def _check_videos(videos: np.ndarray, name: str) -> np.ndarray:
     videos = np.asarray(videos)
     if videos.dtype != np.uint8 or videos.ndim != 5 or videos.shape[-1] not in (1, 3) or videos.shape[1] < 2:
-        raise MetricError(f"{name} must be uint8 videos (N, T, H, W, 1|3) with T >= 2, got {videos.dtype} "
-                          f"{videos.shape}")
+        raise MetricError(
+            f"{name} must be uint8 videos (N, T, H, W, 1|3) with T >= 2, got {videos.dtype} {videos.shape}"
+        )
     return videos
 
 
@@ -62,37 +63,51 @@ def video_class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return class_accuracy(logits.mean(axis=1), labels)
 
 
-def evaluate_videos(samples: np.ndarray, real: np.ndarray, extractor: FeatureExtractor,
-                    labels: np.ndarray | None = None, i3d: I3DFeatures | None = None) -> dict[str, Any]:
+def evaluate_videos(
+    samples: np.ndarray,
+    real: np.ndarray,
+    extractor: FeatureExtractor,
+    labels: np.ndarray | None = None,
+    i3d: I3DFeatures | None = None,
+) -> dict[str, Any]:
     """Frame FID and temporal distances of uint8 videos `samples` against `real` (both (N, T, H, W, C), one T),
     with `labels` (the classes the samples were generated for) their class accuracies, and with `i3d` their FVD."""
     samples, real = _check_videos(samples, "samples"), _check_videos(real, "real videos")
     if samples.shape[1] != real.shape[1]:
-        raise MetricError(f"the samples have {samples.shape[1]} frames per video but the real videos "
-                          f"{real.shape[1]}; compare videos of one length")
+        raise MetricError(
+            f"the samples have {samples.shape[1]} frames per video but the real videos "
+            f"{real.shape[1]}; compare videos of one length"
+        )
     generated, reference = frame_features(samples, extractor), frame_features(real, extractor)
     pool, real_pool = generated["pool"], reference["pool"]
     moving, real_moving = temporal_distance(pool), temporal_distance(real_pool)
     result: dict[str, Any] = {
-        "videos": len(samples), "frames": samples.shape[1], "real_videos": len(real),
+        "videos": len(samples),
+        "frames": samples.shape[1],
+        "real_videos": len(real),
         "frame_fid": fid_from_features(pool.reshape(-1, pool.shape[-1]), real_pool.reshape(-1, pool.shape[-1])),
-        "temporal_distance": moving, "real_temporal_distance": real_moving,
+        "temporal_distance": moving,
+        "real_temporal_distance": real_moving,
         "temporal_distance_gap": moving - real_moving,
-        "extractor": extractor.name, "checksum": extractor.checksum,
+        "extractor": extractor.name,
+        "checksum": extractor.checksum,
     }
     if i3d is not None:
-        result.update(fvd=fvd(samples, real, i3d), i3d_checksum=i3d.checksum, fvd_protocol=(
-            f"the first {FVD_FRAMES} frames at {i3d.size}x{i3d.size}, I3D Kinetics-400 logits"))
+        result.update(
+            fvd=fvd(samples, real, i3d),
+            i3d_checksum=i3d.checksum,
+            fvd_protocol=(f"the first {FVD_FRAMES} frames at {i3d.size}x{i3d.size}, I3D Kinetics-400 logits"),
+        )
     if labels is not None:
         logits = generated["logits"]
         result["video_class_accuracy"] = video_class_accuracy(logits, labels)
-        result["frame_class_accuracy"] = class_accuracy(logits.reshape(-1, logits.shape[-1]),
-                                                        np.repeat(np.asarray(labels), logits.shape[1]))
+        result["frame_class_accuracy"] = class_accuracy(
+            logits.reshape(-1, logits.shape[-1]), np.repeat(np.asarray(labels), logits.shape[1])
+        )
     return result
 
 
-def write_real_videos(dataset: Any, out: str | Path, preview: int = 20, fps: float = 4.0,
-                      batch_size: int = 64) -> Path:
+def write_real_videos(dataset: Any, out: str | Path, preview: int = 20, fps: float = 4.0, batch_size: int = 64) -> Path:
     """A video dataset (argen.data.video: in memory, or video files read batch by batch) as the real batch of
     `evaluate_videos`: a video .npz with labels, and a GIF and PNG strip of its first `preview` videos beside it.
     Unreadable video files are left out."""

@@ -43,9 +43,14 @@ def save_weights(path: Path, state_dict: dict[str, torch.Tensor], dtype: torch.d
     atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp)))
 
 
-def save_checkpoint(directory: str | Path, kind: str, config: dict[str, Any],
-                    state_dict: dict[str, torch.Tensor], extra: dict[str, Any] | None = None,
-                    dtype: torch.dtype | None = None) -> Path:
+def save_checkpoint(
+    directory: str | Path,
+    kind: str,
+    config: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    extra: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Write config.json (kind + config + extra metadata) and model.safetensors atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -95,8 +100,10 @@ def check_finite(state_dict: dict[str, torch.Tensor], source: str = "checkpoint"
     for key, value in state_dict.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
-            raise CheckpointError(f"{source}: tensor {key} holds {bad} NaN or infinite value(s) of {value.numel()}; "
-                                  "the file is damaged or its training diverged")
+            raise CheckpointError(
+                f"{source}: tensor {key} holds {bad} NaN or infinite value(s) of {value.numel()}; "
+                "the file is damaged or its training diverged"
+            )
 
 
 def load_state_into(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
@@ -104,8 +111,11 @@ def load_state_into(module: torch.nn.Module, state_dict: dict[str, torch.Tensor]
     own = module.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    shapes = [f"{k}: {tuple(state_dict[k].shape)} in {source}, {tuple(own[k].shape)} in the model"
-              for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
+    shapes = [
+        f"{k}: {tuple(state_dict[k].shape)} in {source}, {tuple(own[k].shape)} in the model"
+        for k in own
+        if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
@@ -135,11 +145,15 @@ def read_torch_file(path: str | Path) -> Any:
     except pickle.UnpicklingError as error:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
         what = f"an object of {found.group(1)}" if found else "data that is neither tensors nor plain containers"
-        raise CheckpointError(f"{path} holds {what}; argen reads checkpoints with weights_only=True and never "
-                              "unpickles code (is it a corrupt file, or not a checkpoint?)") from error
+        raise CheckpointError(
+            f"{path} holds {what}; argen reads checkpoints with weights_only=True and never "
+            "unpickles code (is it a corrupt file, or not a checkpoint?)"
+        ) from error
     except (RuntimeError, EOFError) as error:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (empty, truncated or another format): "
-                              f"{' '.join(str(error).split())[:200] or type(error).__name__}") from error
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (empty, truncated or another format): "
+            f"{' '.join(str(error).split())[:200] or type(error).__name__}"
+        ) from error
 
 
 def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
@@ -147,8 +161,9 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     state dict (read with weights_only; a {"state_dict": ...} wrapper is opened). Nothing is downloaded."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{what} file {path} does not exist; weights are never downloaded: give the path of a "
-                              "local copy")
+        raise CheckpointError(
+            f"{what} file {path} does not exist; weights are never downloaded: give the path of a local copy"
+        )
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     content = read_torch_file(path)
@@ -159,17 +174,23 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     return content
 
 
-def take_tensors(tensors: dict[str, torch.Tensor], wanted: dict[str, torch.Tensor], path: str | Path,
-                 layout: str) -> dict[str, torch.Tensor]:
+def take_tensors(
+    tensors: dict[str, torch.Tensor], wanted: dict[str, torch.Tensor], path: str | Path, layout: str
+) -> dict[str, torch.Tensor]:
     """The `wanted` keys (name -> tensor of the expected shape) of a weight file's tensors, which may hold more (a
     classifier head, counters); one error names the missing or mis-shaped ones. `layout` names what the file is for."""
     missing = [key for key in wanted if key not in tensors]
     if missing:
-        raise CheckpointError(f"{path} is not {layout}: it lacks {', '.join(missing[:4])}"
-                              f"{' ...' if len(missing) > 4 else ''} (expected keys {next(iter(wanted))} ... "
-                              f"{list(wanted)[-1]})")
-    shapes = [f"{key} {tuple(tensors[key].shape)} (expected {tuple(value.shape)})" for key, value in wanted.items()
-              if tensors[key].shape != value.shape]
+        raise CheckpointError(
+            f"{path} is not {layout}: it lacks {', '.join(missing[:4])}"
+            f"{' ...' if len(missing) > 4 else ''} (expected keys {next(iter(wanted))} ... "
+            f"{list(wanted)[-1]})"
+        )
+    shapes = [
+        f"{key} {tuple(tensors[key].shape)} (expected {tuple(value.shape)})"
+        for key, value in wanted.items()
+        if tensors[key].shape != value.shape
+    ]
     if shapes:
         raise CheckpointError(f"{path} is not {layout}: " + "; ".join(shapes[:4]))
     return {key: tensors[key] for key in wanted}

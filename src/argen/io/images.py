@@ -17,12 +17,13 @@ def make_grid(images: torch.Tensor | np.ndarray, columns: int, padding: int = 2)
     count, channels, height, width = images.shape
     columns = max(1, min(columns, count))
     rows = (count + columns - 1) // columns
-    grid = np.full((rows * (height + padding) + padding, columns * (width + padding) + padding, channels), 255,
-                   dtype=np.uint8)
+    grid = np.full(
+        (rows * (height + padding) + padding, columns * (width + padding) + padding, channels), 255, dtype=np.uint8
+    )
     for index, image in enumerate(images.numpy()):
         row, column = divmod(index, columns)
         top, left = padding + row * (height + padding), padding + column * (width + padding)
-        grid[top:top + height, left:left + width] = image.transpose(1, 2, 0)
+        grid[top : top + height, left : left + width] = image.transpose(1, 2, 0)
     return grid
 
 

@@ -13,8 +13,15 @@ from typing import Any
 
 import torch
 
-from argen.config import (ARRunConfig, ConfigError, RefinerRunConfig, TokenizerRunConfig, VQConfig, VQLossConfig,
-                          from_dict)
+from argen.config import (
+    ARRunConfig,
+    ConfigError,
+    RefinerRunConfig,
+    TokenizerRunConfig,
+    VQConfig,
+    VQLossConfig,
+    from_dict,
+)
 from argen.ctf.table import CoarseTable, load_table
 from argen.data.token_cache import TokenDataset
 from argen.eval.features import ClassifierFeatureMaps, load_classifier
@@ -31,9 +38,11 @@ EMA_WEIGHTS_FILE = "ema.safetensors"
 # What a checkpoint's config.json must state itself: the fields that fix the network's shapes, and the AR's grid.
 # Any other field missing takes its default (configs written before it existed); these would build another network.
 _GPT_SHAPE = ("dim", "n_layer", "n_head", "vocab_size", "num_classes")
-STATED = {TOKENIZER_KIND: {"model": ("image_size", "ch", "ch_mult", "z_channels", "codebook_size", "codebook_dim")},
-          AR_KIND: {"model": _GPT_SHAPE, "layout": ("grid", "order", "parallel")},
-          REFINER_KIND: {"model": _GPT_SHAPE}}
+STATED = {
+    TOKENIZER_KIND: {"model": ("image_size", "ch", "ch_mult", "z_channels", "codebook_size", "codebook_dim")},
+    AR_KIND: {"model": _GPT_SHAPE, "layout": ("grid", "order", "parallel")},
+    REFINER_KIND: {"model": _GPT_SHAPE},
+}
 
 
 def run_config(cls: type, meta: dict, directory: str | Path) -> Any:
@@ -46,8 +55,10 @@ def run_config(cls: type, meta: dict, directory: str | Path) -> Any:
             raise ckpt.CheckpointError(f"{where}: config.{section} is missing or not an object")
         missing = [key for key in keys if key not in given]
         if missing:
-            raise ckpt.CheckpointError(f"{where}: config.{section} does not state {', '.join(missing)} (they fix the "
-                                       "network's shapes and are never filled in)")
+            raise ckpt.CheckpointError(
+                f"{where}: config.{section} does not state {', '.join(missing)} (they fix the "
+                "network's shapes and are never filled in)"
+            )
     try:
         return from_dict(cls, config)
     except (ConfigError, TypeError) as error:
@@ -64,8 +75,9 @@ def build_tokenizer(config: VQConfig) -> VQModel | CausalVideoVQModel:
     return CausalVideoVQModel(config) if config.temporal_downsample else VQModel(config)
 
 
-def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu"
-                   ) -> tuple[VQModel | CausalVideoVQModel, TokenizerRunConfig]:
+def load_tokenizer(
+    directory: str | Path, device: str | torch.device = "cpu"
+) -> tuple[VQModel | CausalVideoVQModel, TokenizerRunConfig]:
     """A trained tokenizer (eval mode) and its run config, from a checkpoint directory."""
     config = tokenizer_config(directory)
     model = build_tokenizer(config.model)
@@ -80,9 +92,11 @@ def load_perceptual(loss: VQLossConfig) -> torch.nn.Module | None:
         return None
     if loss.perceptual_network == "lpips":
         if not (loss.lpips_vgg and loss.lpips_linear):
-            raise ConfigError("loss.perceptual_network=lpips reads two local files: set loss.lpips_vgg=FILE "
-                              "(torchvision's VGG16 weights, e.g. vgg16-397923af.pth) and loss.lpips_linear=FILE "
-                              "(LlamaGen's vgg.pth); argen downloads nothing")
+            raise ConfigError(
+                "loss.perceptual_network=lpips reads two local files: set loss.lpips_vgg=FILE "
+                "(torchvision's VGG16 weights, e.g. vgg16-397923af.pth) and loss.lpips_linear=FILE "
+                "(LlamaGen's vgg.pth); argen downloads nothing"
+            )
         return load_lpips(loss.lpips_vgg, loss.lpips_linear)
     return FeatureDistance(ClassifierFeatureMaps(load_classifier(loss.perceptual_network)))
 
@@ -96,8 +110,10 @@ def build_ar(config: ARRunConfig, grid_vocab: int) -> tuple[Layout, Transformer]
     """The Layout and a fresh Transformer for `config`; the two must agree on the vocabulary."""
     layout = Layout(config.layout, grid_vocab)
     if layout.vocab_size != config.model.vocab_size:
-        raise ValueError(f"model.vocab_size={config.model.vocab_size} but the layout needs {layout.vocab_size} "
-                         f"(grid vocabulary {grid_vocab}); set model.vocab_size={layout.vocab_size}")
+        raise ValueError(
+            f"model.vocab_size={config.model.vocab_size} but the layout needs {layout.vocab_size} "
+            f"(grid vocabulary {grid_vocab}); set model.vocab_size={layout.vocab_size}"
+        )
     return layout, Transformer(config.model, n_transition=layout.n_transition)
 
 
@@ -124,8 +140,10 @@ def load_refiner(directory: str | Path, device: str | torch.device = "cpu") -> t
         raise ckpt.CheckpointError(f"{directory} has no fine_to_coarse table in its weights")
     recorded = meta.get("coarse_table", {}).get("checksum")
     if recorded and CoarseTable(weights["fine_to_coarse"]).checksum != recorded:
-        raise ckpt.CheckpointError(f"{directory}: its fine_to_coarse table is not the one it was trained with "
-                                   f"(checksum {recorded[:12]}... in config.json); the file was altered")
+        raise ckpt.CheckpointError(
+            f"{directory}: its fine_to_coarse table is not the one it was trained with "
+            f"(checksum {recorded[:12]}... in config.json); the file was altered"
+        )
     model = Refiner(config.model, weights["fine_to_coarse"])
     ckpt.load_state_into(model, weights, str(directory))
     return model.to(device).eval(), config, meta
@@ -141,8 +159,9 @@ def open_token_cache(cache: str | Path, limit: int = 0) -> TokenDataset:
 def open_coarse_table(path: str | Path, cache: TokenDataset) -> CoarseTable:
     """CTF's fine -> coarse table, refused unless it clusters the codebook of the tokenizer that wrote `cache`."""
     table = load_table(path)
-    table.check_tokenizer(cache.manifest["tokenizer"].get("sha256"), cache.codebook_size,
-                          f"the token cache {cache.directory}")
+    table.check_tokenizer(
+        cache.manifest["tokenizer"].get("sha256"), cache.codebook_size, f"the token cache {cache.directory}"
+    )
     return table
 
 
@@ -154,8 +173,11 @@ def ar_config_from_cache(config: ARRunConfig, cache: TokenDataset, table: Coarse
     """
     layout = dataclasses.replace(config.layout, grid=cache.grid)
     if cache.prologue_length:
-        layout = dataclasses.replace(layout, prologue_length=cache.prologue_length,
-                                     prologue_vocab=int(cache.manifest["tokenizer"]["prologue_codebook_size"]))
+        layout = dataclasses.replace(
+            layout,
+            prologue_length=cache.prologue_length,
+            prologue_vocab=int(cache.manifest["tokenizer"]["prologue_codebook_size"]),
+        )
     vocab = Layout(layout, grid_vocab(cache, table)).vocab_size
     model = dataclasses.replace(config.model, vocab_size=vocab, num_classes=cache.num_classes)
     return dataclasses.replace(config, layout=layout, model=model)

@@ -53,8 +53,10 @@ def own_folder(folder: str | Path, command: str = "") -> Iterator[Path]:
             handle.seek(0)
             holder = _holder(handle.read())
             handle.close()
-            raise FolderInUse(f"{folder} is being written by another argen process ({holder}); wait for it to end "
-                              "or choose another output folder") from None
+            raise FolderInUse(
+                f"{folder} is being written by another argen process ({holder}); wait for it to end "
+                "or choose another output folder"
+            ) from None
         # The holder before us may have removed the file between our open and our lock: lock the file on disk.
         if path.exists() and os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
             break
@@ -65,9 +67,16 @@ def own_folder(folder: str | Path, command: str = "") -> Iterator[Path]:
         print(f"argen: {folder}: taking over from {_holder(left)}, which ended without releasing it", file=sys.stderr)
     handle.seek(0)
     handle.truncate()
-    handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                             "command": command or "argen",
-                             "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    handle.write(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "command": command or "argen",
+                "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+        )
+    )
     handle.flush()
     try:
         yield folder

@@ -47,8 +47,9 @@ def _prepared(path: str | Path, scale: int) -> Path:
     return path
 
 
-def save_gif(videos: torch.Tensor | np.ndarray, path: str | Path, columns: int = 8, fps: float = 4.0,
-             scale: int = 1) -> Path:
+def save_gif(
+    videos: torch.Tensor | np.ndarray, path: str | Path, columns: int = 8, fps: float = 4.0, scale: int = 1
+) -> Path:
     """An animated GIF (looping) of uint8 videos (N, T, C, H, W): frame t is the grid of every frame t."""
     videos = _as_videos(videos)
     if fps <= 0:
@@ -124,8 +125,10 @@ def read_video_clip(path: str | Path, frames: int, stride: int = 1, channels: in
     except (av.FFmpegError, OSError) as error:
         raise VideoFileError(f"FFmpeg cannot decode it: {error}") from error
     if len(kept) < frames:
-        raise VideoFileError(f"too short: {len(kept)} of the {frames} frames a clip needs (data.video.frames="
-                             f"{frames}, stride {stride}: {(frames - 1) * stride + 1} frames of the file from frame "
-                             f"{start})")
+        raise VideoFileError(
+            f"too short: {len(kept)} of the {frames} frames a clip needs (data.video.frames="
+            f"{frames}, stride {stride}: {(frames - 1) * stride + 1} frames of the file from frame "
+            f"{start})"
+        )
     video = np.stack(kept)  # (T, H, W) or (T, H, W, 3)
     return video[:, None] if channels == 1 else video.transpose(0, 3, 1, 2)

@@ -20,8 +20,9 @@ class KVCache:
     values: list[torch.Tensor]
 
     @classmethod
-    def allocate(cls, model: nn.Module, batch: int, length: int, dtype: torch.dtype,
-                 device: torch.device | str) -> "KVCache":
+    def allocate(
+        cls, model: nn.Module, batch: int, length: int, dtype: torch.dtype, device: torch.device | str
+    ) -> "KVCache":
         """Zero-filled buffers for `model` (zeros, not empty: masked slots must never hold NaN bits)."""
         if batch < 1 or length < 1:
             raise ValueError(f"KV cache needs batch >= 1 and length >= 1, got batch={batch}, length={length}")
@@ -51,8 +52,7 @@ class KVCache:
 
     def fits(self, batch: int, length: int, dtype: torch.dtype, device: torch.device | str) -> bool:
         """True when this cache can be reused for (batch, length, dtype, device) as is."""
-        return (self.batch, self.length, self.dtype) == (batch, length, dtype) and \
-            self.device == torch.device(device)
+        return (self.batch, self.length, self.dtype) == (batch, length, dtype) and self.device == torch.device(device)
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.keys + self.values)

@@ -74,10 +74,14 @@ class Linear(nn.Linear):
         return torch.ops.mkldnn._linear_pointwise(x.to(packed.dtype), packed, None, "none", [], "")
 
     def _inference_path(self, x: torch.Tensor) -> str | None:
-        """"int8", "bf16" or "fp32" (the cached copy to multiply by), or None for the plain product."""
-        if (torch.is_grad_enabled() or x.device.type != "cpu" or torch.compiler.is_compiling()
-                or type(self.weight.data) is not torch.Tensor  # e.g. FSDP's DTensor shards
-                or not torch.backends.mkldnn.is_available()):
+        """ "int8", "bf16" or "fp32" (the cached copy to multiply by), or None for the plain product."""
+        if (
+            torch.is_grad_enabled()
+            or x.device.type != "cpu"
+            or torch.compiler.is_compiling()
+            or type(self.weight.data) is not torch.Tensor  # e.g. FSDP's DTensor shards
+            or not torch.backends.mkldnn.is_available()
+        ):
             return None
         if _INT8_WEIGHTS.get():
             return "int8"

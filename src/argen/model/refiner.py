@@ -26,11 +26,14 @@ class Refiner(ClassConditionedModel):
     def __init__(self, config: GPTConfig, fine_to_coarse: torch.Tensor):
         super().__init__()
         if fine_to_coarse.dim() != 1 or fine_to_coarse.is_floating_point():
-            raise ValueError(f"fine_to_coarse must be a 1-D integer tensor, got {fine_to_coarse.dtype} "
-                             f"{tuple(fine_to_coarse.shape)}")
+            raise ValueError(
+                f"fine_to_coarse must be a 1-D integer tensor, got {fine_to_coarse.dtype} {tuple(fine_to_coarse.shape)}"
+            )
         if fine_to_coarse.numel() and int(fine_to_coarse.max()) + 1 != config.vocab_size:
-            raise ValueError(f"the refiner's input vocabulary (model.vocab_size={config.vocab_size}) must equal "
-                             f"the table's {int(fine_to_coarse.max()) + 1} clusters")
+            raise ValueError(
+                f"the refiner's input vocabulary (model.vocab_size={config.vocab_size}) must equal "
+                f"the table's {int(fine_to_coarse.max()) + 1} clusters"
+            )
         self.config = config
         self.cls_embedding = ClassEmbedding(config.num_classes, config.dim, config.class_dropout_prob > 0)
         self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
@@ -64,12 +67,15 @@ class Refiner(ClassConditionedModel):
         per listed position (see `rope`).
         """
         if coarse.dim() != 2 or labels.shape != coarse.shape[:1]:
-            raise ValueError(f"coarse must be (B, N) and labels (B,), got {tuple(coarse.shape)} and "
-                             f"{tuple(labels.shape)}")
+            raise ValueError(
+                f"coarse must be (B, N) and labels (B,), got {tuple(coarse.shape)} and {tuple(labels.shape)}"
+            )
         length = coarse.shape[1]
         if rope.shape != (length + 1, self.head_dim // 2, 2):
-            raise ValueError(f"rope must be ({length + 1}, {self.head_dim // 2}, 2): the class row then one row "
-                             f"per position; got {tuple(rope.shape)}")
+            raise ValueError(
+                f"rope must be ({length + 1}, {self.head_dim // 2}, 2): the class row then one row "
+                f"per position; got {tuple(rope.shape)}"
+            )
         class_table = self.cls_embedding.embedding_table
         h = torch.cat([class_table(labels)[:, None], self.tok_embeddings(coarse)], dim=1)  # (B, 1 + N, dim)
         h = self.tok_dropout(h)

@@ -40,11 +40,12 @@ def axis_pair_counts(head_dim: int, n_axes: int) -> list[int]:
 def axis_frequencies(pair_count: int, base: float) -> torch.Tensor:
     """(pair_count,) float32 frequencies of one axis, computed exactly as LlamaGen does."""
     exponents = torch.arange(0, 2 * pair_count, 2).float() / (2 * pair_count)
-    return 1.0 / (base ** exponents)
+    return 1.0 / (base**exponents)
 
 
-def rope_table(coords: torch.Tensor, null: torch.Tensor, head_dim: int, base: float = 10000.0,
-               null_rows: str = "zero") -> torch.Tensor:
+def rope_table(
+    coords: torch.Tensor, null: torch.Tensor, head_dim: int, base: float = 10000.0, null_rows: str = "zero"
+) -> torch.Tensor:
     """The (S, head_dim/2, 2) table of (cos, sin) for slots at `coords` (S, n_axes).
 
     `null` (S,) bool marks slots without a position (their rows are zero or identity, see module doc).
@@ -52,14 +53,16 @@ def rope_table(coords: torch.Tensor, null: torch.Tensor, head_dim: int, base: fl
     if coords.dim() != 2:
         raise ValueError(f"coords must be (S, n_axes), got shape {tuple(coords.shape)}")
     if null.shape != coords.shape[:1] or null.dtype != torch.bool:
-        raise ValueError(f"null must be a bool tensor of shape ({coords.shape[0]},), "
-                         f"got {null.dtype} {tuple(null.shape)}")
+        raise ValueError(
+            f"null must be a bool tensor of shape ({coords.shape[0]},), got {null.dtype} {tuple(null.shape)}"
+        )
     if null_rows not in NULL_ROW_MODES:
         raise ValueError(f"null_rows must be one of {NULL_ROW_MODES}, got {null_rows!r}")
     counts = axis_pair_counts(head_dim, coords.shape[1])
     coords = coords.float().cpu()
-    angles = torch.cat([torch.outer(coords[:, axis], axis_frequencies(count, base))
-                        for axis, count in enumerate(counts)], dim=-1)  # (S, D/2)
+    angles = torch.cat(
+        [torch.outer(coords[:, axis], axis_frequencies(count, base)) for axis, count in enumerate(counts)], dim=-1
+    )  # (S, D/2)
     table = torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)  # (S, D/2, 2)
     null_row = torch.zeros(2) if null_rows == "zero" else torch.tensor([1.0, 0.0])
     return torch.where(null[:, None, None], null_row, table)
@@ -70,6 +73,7 @@ def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
     pairs = x.float().reshape(*x.shape[:-1], -1, 2)  # (B, S, H, D/2, 2)
     table = rope.view(1, pairs.shape[1], 1, pairs.shape[3], 2)
     cos, sin = table[..., 0], table[..., 1]
-    rotated = torch.stack([pairs[..., 0] * cos - pairs[..., 1] * sin,
-                           pairs[..., 1] * cos + pairs[..., 0] * sin], dim=-1)
+    rotated = torch.stack(
+        [pairs[..., 0] * cos - pairs[..., 1] * sin, pairs[..., 1] * cos + pairs[..., 0] * sin], dim=-1
+    )
     return rotated.flatten(3).type_as(x)

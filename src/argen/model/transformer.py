@@ -24,6 +24,7 @@ from argen.model.rope import apply_rope
 
 SLOT_CLASS, SLOT_TOKEN, SLOT_TRANSITION = 0, 1, 2
 
+
 def find_multiple(value: int, multiple: int) -> int:
     """The smallest multiple of `multiple` that is >= value."""
     return value if value % multiple == 0 else value + multiple - value % multiple
@@ -88,8 +89,10 @@ class Attention(nn.Module):
         self.n_head = config.n_head
         self.n_kv_head = config.n_kv_head or config.n_head
         if config.dim % config.n_head or self.n_head % self.n_kv_head:
-            raise ValueError(f"dim ({config.dim}) must be divisible by n_head ({config.n_head}) and n_head "
-                             f"by n_kv_head ({self.n_kv_head})")
+            raise ValueError(
+                f"dim ({config.dim}) must be divisible by n_head ({config.n_head}) and n_head "
+                f"by n_kv_head ({self.n_kv_head})"
+            )
         self.head_dim = config.dim // config.n_head
         self.dim = config.dim
         self.attn_dropout_p = config.attn_dropout_p
@@ -98,9 +101,16 @@ class Attention(nn.Module):
         self.wo = Linear(config.dim, config.dim)
         self.resid_dropout = nn.Dropout(config.resid_dropout_p)
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None,
-                cache: KVCache | None, layer: int, cache_slots: torch.Tensor | None,
-                kv_length: int | None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: KVCache | None,
+        layer: int,
+        cache_slots: torch.Tensor | None,
+        kv_length: int | None,
+    ) -> torch.Tensor:
         batch, length, _ = x.shape
         kv_dim = self.n_kv_head * self.head_dim
         query_key, value = self.wqkv(x).split([self.dim + kv_dim, kv_dim], dim=-1)
@@ -118,8 +128,12 @@ class Attention(nn.Module):
             key = key.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
             value = value.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
         output = F.scaled_dot_product_attention(
-            query, key.to(query.dtype), value.to(query.dtype), attn_mask=mask,
-            dropout_p=self.attn_dropout_p if self.training else 0.0)  # (B, H, S, D)
+            query,
+            key.to(query.dtype),
+            value.to(query.dtype),
+            attn_mask=mask,
+            dropout_p=self.attn_dropout_p if self.training else 0.0,
+        )  # (B, H, S, D)
         output = output.transpose(1, 2).reshape(batch, length, self.dim)
         return self.resid_dropout(self.wo(output))
 
@@ -146,10 +160,17 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = RMSNorm(config.dim, config.norm_eps)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None,
-                layer: int, cache_slots: torch.Tensor | None, kv_length: int | None) -> torch.Tensor:
-        h = x + self.drop_path(self.attention(self.attention_norm(x), rope, mask, cache, layer,
-                                              cache_slots, kv_length))
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: KVCache | None,
+        layer: int,
+        cache_slots: torch.Tensor | None,
+        kv_length: int | None,
+    ) -> torch.Tensor:
+        h = x + self.drop_path(self.attention(self.attention_norm(x), rope, mask, cache, layer, cache_slots, kv_length))
         return h + self.drop_path(self.feed_forward(self.ffn_norm(h)))
 
 
@@ -210,15 +231,24 @@ class Transformer(ClassConditionedModel):
         embedded = torch.where(
             (kinds == SLOT_CLASS)[None, :, None],
             class_table(ids.clamp(0, class_table.num_embeddings - 1)),
-            self.tok_embeddings(ids.clamp(0, self.config.vocab_size - 1)))  # (B, S, dim)
+            self.tok_embeddings(ids.clamp(0, self.config.vocab_size - 1)),
+        )  # (B, S, dim)
         if self.n_transition > 0:
             transitions = self.spe_tok_embeddings.special_embeddings(ids.clamp(0, self.n_transition - 1))
             embedded = torch.where((kinds == SLOT_TRANSITION)[None, :, None], transitions, embedded)
         return embedded
 
-    def forward(self, ids: torch.Tensor, kinds: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None,
-                cache: KVCache | None = None, cache_slots: torch.Tensor | None = None,
-                kv_length: int | None = None, embeddings: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        ids: torch.Tensor,
+        kinds: torch.Tensor,
+        rope: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: KVCache | None = None,
+        cache_slots: torch.Tensor | None = None,
+        kv_length: int | None = None,
+        embeddings: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Logits (B, S, vocab_size) in float32 for the S slots given.
 
         ids (B, S) long and kinds (S,) long (see `embed`); rope (S, head_dim/2, 2); mask (S, S_kv) bool,
@@ -233,8 +263,10 @@ class Transformer(ClassConditionedModel):
             if cache_slots is None or kv_length is None or mask is None:
                 raise ValueError("a cached forward needs cache_slots, kv_length and mask")
             if cache_slots.shape != (length,) or not 0 < kv_length <= cache.length:
-                raise ValueError(f"cache_slots must be ({length},) and 0 < kv_length <= {cache.length}; got "
-                                 f"{tuple(cache_slots.shape)} and {kv_length}")
+                raise ValueError(
+                    f"cache_slots must be ({length},) and 0 < kv_length <= {cache.length}; got "
+                    f"{tuple(cache_slots.shape)} and {kv_length}"
+                )
             if cache.batch != batch:
                 raise ValueError(f"the cache holds batch {cache.batch}, the input has batch {batch}")
         if mask is not None and (mask.dtype != torch.bool or mask.shape[0] != length):
@@ -242,8 +274,9 @@ class Transformer(ClassConditionedModel):
         if embeddings is None:
             embeddings = self.embed(ids, kinds)
         elif embeddings.shape != (batch, length, self.config.dim):
-            raise ValueError(f"embeddings must be ({batch}, {length}, {self.config.dim}), "
-                             f"got {tuple(embeddings.shape)}")
+            raise ValueError(
+                f"embeddings must be ({batch}, {length}, {self.config.dim}), got {tuple(embeddings.shape)}"
+            )
         h = self.tok_dropout(embeddings)
         for index, layer in enumerate(self.layers):
             h = layer(h, rope, mask, cache, index, cache_slots, kv_length)

@@ -66,9 +66,16 @@ class Service:
 
     def _run(self, request: RunRequest, sink, cancel: threading.Event) -> Frame:
         method = self.methods[request.method]
-        return generate_live(method.pipeline, [request.label] * request.images, sink,
-                             torch.Generator().manual_seed(request.seed), budget=self.budget, cancel=cancel,
-                             render_cost=method.render_cost * request.images, **request.sampling_options())
+        return generate_live(
+            method.pipeline,
+            [request.label] * request.images,
+            sink,
+            torch.Generator().manual_seed(request.seed),
+            budget=self.budget,
+            cancel=cancel,
+            render_cost=method.render_cost * request.images,
+            **request.sampling_options(),
+        )
 
     async def events(self, request: RunRequest, ticket: object) -> AsyncIterator[str]:
         """The run's events; if the client leaves (this generator is cancelled), the run stops at its next step."""
@@ -126,12 +133,16 @@ class Service:
             ticket = self.queue.join()
         except QueueFull as error:
             return _error(503, str(error))
-        return StreamingResponse(self.events(run, ticket), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            self.events(run, ticket),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
 
     async def describe(self, request: Request) -> Response:
-        return JSONResponse({"methods": [method.describe() for method in self.methods.values()],
-                             "defaults": DEFAULTS, "limits": LIMITS})
+        return JSONResponse(
+            {"methods": [method.describe() for method in self.methods.values()], "defaults": DEFAULTS, "limits": LIMITS}
+        )
 
     async def status(self, request: Request) -> Response:
         return JSONResponse({"running": int(self.queue.running), "waiting": self.queue.waiting, **self.counts})
@@ -155,22 +166,34 @@ async def _server_error(request: Request, error: Exception) -> Response:
     return _error(500, f"internal error ({type(error).__name__}); the server's log has the details")
 
 
-def create_app(methods: dict[str, Method], budget: float = DISPLAY_BUDGET, max_waiting: int = MAX_WAITING,
-               allowed_hosts: tuple[str, ...] = ()) -> Starlette:
+def create_app(
+    methods: dict[str, Method],
+    budget: float = DISPLAY_BUDGET,
+    max_waiting: int = MAX_WAITING,
+    allowed_hosts: tuple[str, ...] = (),
+) -> Starlette:
     """The app behind its Guard (argen.serve.guard): `allowed_hosts` are host names answered besides addresses and
     localhost."""
     service = Service(methods, budget, max_waiting)
-    routes = [Route("/", _index), Route("/api/methods", service.describe), Route("/api/status", service.status),
-              Route("/api/generate", service.generate, methods=["POST"]),
-              Mount("/static", StaticFiles(directory=STATIC), name="static")]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error},
-                    middleware=[Middleware(Guard, max_body_bytes=MAX_BODY_BYTES, allowed_hosts=allowed_hosts)])
+    routes = [
+        Route("/", _index),
+        Route("/api/methods", service.describe),
+        Route("/api/status", service.status),
+        Route("/api/generate", service.generate, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        middleware=[Middleware(Guard, max_body_bytes=MAX_BODY_BYTES, allowed_hosts=allowed_hosts)],
+    )
     app.state.service = service
     return app
 
 
-def serve(checkpoints: list[str | Path], host: str = "127.0.0.1", port: int = 8000,
-          allowed_hosts: tuple[str, ...] = ()) -> None:
+def serve(
+    checkpoints: list[str | Path], host: str = "127.0.0.1", port: int = 8000, allowed_hosts: tuple[str, ...] = ()
+) -> None:
     """Load every method once, then serve the page until interrupted."""
     methods = load_methods(checkpoints)
     print(f"argen serve: {len(methods)} methods ({', '.join(methods)}) on http://{host}:{port}/", flush=True)

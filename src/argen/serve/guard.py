@@ -52,8 +52,10 @@ class Guard:
         host = headers.get("host", "")
         name = host_name(host).lower() if host else ""
         if not self.any_host and not (_is_address(name) or name in self.allowed_hosts):
-            return 421, (f"this server does not answer to the host name {name or '(none)'!r}; open it by its "
-                         "address or as localhost, or start it with --allow-host NAME")
+            return 421, (
+                f"this server does not answer to the host name {name or '(none)'!r}; open it by its "
+                "address or as localhost, or start it with --allow-host NAME"
+            )
         if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return None
         origin = headers.get("origin")
@@ -78,7 +80,15 @@ class Guard:
             return
         status, message = refused
         body = json.dumps({"error": message}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

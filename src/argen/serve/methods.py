@@ -37,9 +37,15 @@ class Method:
 
     def describe(self) -> dict[str, Any]:
         layout = self.pipeline.layout
-        return {"name": self.name, "steps": self.steps, "classes": self.class_names, "grid": list(layout.grid),
-                "prologue": layout.prologue_length, "ctf": self.pipeline.refinement is not None,
-                "decoding": layout.describe()}
+        return {
+            "name": self.name,
+            "steps": self.steps,
+            "classes": self.class_names,
+            "grid": list(layout.grid),
+            "prologue": layout.prologue_length,
+            "ctf": self.pipeline.refinement is not None,
+            "decoding": layout.describe(),
+        }
 
 
 def _method(name: str, pipeline: Pipeline, source: Path) -> Method:
@@ -58,8 +64,10 @@ def load_methods(entries: list[str | Path]) -> dict[str, Method]:
 
     def add(method: Method) -> None:
         if method.name in methods:
-            raise ValueError(f"two methods are named {method.name!r} ({methods[method.name].source} and "
-                             f"{method.source}); name one with NAME=DIR")
+            raise ValueError(
+                f"two methods are named {method.name!r} ({methods[method.name].source} and "
+                f"{method.source}); name one with NAME=DIR"
+            )
         methods[method.name] = method
 
     for entry in entries:
@@ -72,13 +80,22 @@ def load_methods(entries: list[str | Path]) -> dict[str, Method]:
             add(_method(name or folder.name, load(folder), folder))
         elif found:
             if name:
-                raise ValueError(f"{folder} holds several methods ({', '.join(m.name for m in found)}); NAME= names "
-                                 "one pipeline folder")
+                raise ValueError(
+                    f"{folder} holds several methods ({', '.join(m.name for m in found)}); NAME= names "
+                    "one pipeline folder"
+                )
             for method in found:
                 refiner = folder / method.refiner if method.refiner else None
-                add(_method(method.name, load(folder / method.checkpoint, tokenizer=folder / method.tokenizer,
-                                              refiner=refiner), folder / method.checkpoint))
+                add(
+                    _method(
+                        method.name,
+                        load(folder / method.checkpoint, tokenizer=folder / method.tokenizer, refiner=refiner),
+                        folder / method.checkpoint,
+                    )
+                )
         else:
-            raise ValueError(f"{folder} is neither a pipeline or AR checkpoint folder ({PIPELINE_FILE} or "
-                             f"config.json) nor a checkpoint set like checkpoints/fmnist64")
+            raise ValueError(
+                f"{folder} is neither a pipeline or AR checkpoint folder ({PIPELINE_FILE} or "
+                f"config.json) nor a checkpoint set like checkpoints/fmnist64"
+            )
     return methods

@@ -11,10 +11,23 @@ from argen.catalog import SAMPLING
 from argen.serve.methods import Method
 
 # Bounds that keep one request small on a CPU; the page reads them from /api/methods.
-LIMITS = {"images": 8, "guidance": 20.0, "temperature": 5.0, "seed": 2**53,  # 2**53: exact in JavaScript too
-          "speculative": 32}
-DEFAULTS = {"class": 0, "images": 1, "seed": 0, "guidance": SAMPLING["guidance"],
-            "temperature": SAMPLING["temperature"], "top_k": 0, "top_p": 1.0, "speculative": 0}
+LIMITS = {
+    "images": 8,
+    "guidance": 20.0,
+    "temperature": 5.0,
+    "seed": 2**53,  # 2**53: exact in JavaScript too
+    "speculative": 32,
+}
+DEFAULTS = {
+    "class": 0,
+    "images": 1,
+    "seed": 0,
+    "guidance": SAMPLING["guidance"],
+    "temperature": SAMPLING["temperature"],
+    "top_k": 0,
+    "top_p": 1.0,
+    "speculative": 0,
+}
 
 
 class RequestError(Exception):
@@ -39,8 +52,13 @@ class RunRequest:
 
     def sampling_options(self) -> dict[str, Any]:
         """The SamplingOptions fields of this run."""
-        return {"guidance": self.guidance, "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p,
-                "speculative": self.speculative}
+        return {
+            "guidance": self.guidance,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "speculative": self.speculative,
+        }
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,8 +75,11 @@ def _number(body: dict, name: str, integer: bool, low: float, high: float, low_o
     kind = int if integer else (int, float)
     # bool is an int in Python but not a number here; NaN and infinities are refused (an int is always finite, and
     # math.isfinite of a huge one overflows).
-    if isinstance(value, bool) or not isinstance(value, kind) or \
-            (isinstance(value, float) and not math.isfinite(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kind)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise RequestError(422, f"{name} must be {'an integer' if integer else 'a number'}, got {_shown(value)}")
     if value < low or value > high or (low_open and value == low):
         raise RequestError(422, f"{name} must be in {'(' if low_open else '['}{low}, {high}], got {_shown(value)}")
@@ -83,14 +104,18 @@ def parse_run(body: Any, methods: dict[str, Method]) -> RunRequest:
     if isinstance(label, str) and label in names:
         label = names.index(label)
     if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(names):
-        raise RequestError(422, f"unknown class {_shown(label)} for {name}; classes: 0 to {len(names) - 1} or a name "
-                                f"({', '.join(names)})")
+        raise RequestError(
+            422,
+            f"unknown class {_shown(label)} for {name}; classes: 0 to {len(names) - 1} or a name ({', '.join(names)})",
+        )
     return RunRequest(
-        method=name, label=label,
+        method=name,
+        label=label,
         images=_number(body, "images", True, 1, LIMITS["images"]),
         seed=_number(body, "seed", True, 0, LIMITS["seed"]),
         guidance=float(_number(body, "guidance", False, 0.0, LIMITS["guidance"])),
         temperature=float(_number(body, "temperature", False, 0.0, LIMITS["temperature"], low_open=True)),
         top_k=_number(body, "top_k", True, 0, method.pipeline.layout.grid_vocab),
         top_p=float(_number(body, "top_p", False, 0.0, 1.0, low_open=True)),
-        speculative=_number(body, "speculative", True, 0, LIMITS["speculative"]))
+        speculative=_number(body, "speculative", True, 0, LIMITS["speculative"]),
+    )

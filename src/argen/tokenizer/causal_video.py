@@ -32,11 +32,14 @@ def validate_causal_video_config(config: VQConfig) -> None:
     validate_vq_config(config)
     factor = config.temporal_downsample
     if factor < 1 or factor & (factor - 1):
-        raise ConfigError(f"model.temporal_downsample must be a power of 2 (1, 2, 4, ...) for a causal 3D "
-                          f"tokenizer, got {factor}")
+        raise ConfigError(
+            f"model.temporal_downsample must be a power of 2 (1, 2, 4, ...) for a causal 3D tokenizer, got {factor}"
+        )
     if temporal_levels(config) > len(config.ch_mult) - 1:
-        raise ConfigError(f"model.temporal_downsample={factor} needs {temporal_levels(config)} downsamplings, but "
-                          f"model.ch_mult={tuple(config.ch_mult)} has {len(config.ch_mult) - 1}")
+        raise ConfigError(
+            f"model.temporal_downsample={factor} needs {temporal_levels(config)} downsamplings, but "
+            f"model.ch_mult={tuple(config.ch_mult)} has {len(config.ch_mult) - 1}"
+        )
     if config.prologue_tokens:
         raise ConfigError("a causal 3D tokenizer has no Prologue head (model.prologue_tokens must be 0)")
 
@@ -56,8 +59,9 @@ class CausalConv3d(nn.Conv3d):
     """A kernel x kernel x kernel convolution padded with zeros on the past side of time (output frame t sees
     input frames <= t) and centred in space, or right and bottom only (`downsampling`, LlamaGen's padding)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, time_stride: int = 1,
-                 downsampling: bool = False):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: int, time_stride: int = 1, downsampling: bool = False
+    ):
         super().__init__(in_channels, out_channels, kernel, stride=(time_stride, 2, 2) if downsampling else time_stride)
         self.padding_sizes = (0, 1, 0, 1) if downsampling else (kernel // 2,) * 4
         self.padding_sizes += (kernel - 1, 0)  # F.pad's order: width, height, then time
@@ -147,8 +151,10 @@ class CausalVideoVQModel(nn.Module):
         """Latent frames of a clip of `frames` frames (1 + f * k -> 1 + k)."""
         factor = self.config.temporal_downsample
         if frames < 1 or (frames - 1) % factor:
-            raise ValueError(f"a causal 3D tokenizer with temporal_downsample={factor} encodes 1 + {factor}k frames "
-                             f"(1, {1 + factor}, {1 + 2 * factor}, ...), got {frames}")
+            raise ValueError(
+                f"a causal 3D tokenizer with temporal_downsample={factor} encodes 1 + {factor}k frames "
+                f"(1, {1 + factor}, {1 + 2 * factor}, ...), got {frames}"
+            )
         return 1 + (frames - 1) // factor
 
     def _check_videos(self, videos: torch.Tensor) -> None:
@@ -188,8 +194,9 @@ class CausalVideoVQModel(nn.Module):
         if ids.ndim != 4 or ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise ValueError(f"ids must be an integer tensor (B, t, h, w), got {ids.dtype} {tuple(ids.shape)}")
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.codebook_size):
-            raise ValueError(f"ids must lie in [0, {self.config.codebook_size}), got values in "
-                             f"[{int(ids.min())}, {int(ids.max())}]")
+            raise ValueError(
+                f"ids must lie in [0, {self.config.codebook_size}), got values in [{int(ids.min())}, {int(ids.max())}]"
+            )
         vectors = self.quantize.codebook()[ids.long()].permute(0, 4, 1, 2, 3)  # (B, D, t, h, w)
         return self.decoder(self.post_quant_conv(vectors)).transpose(1, 2)
 
@@ -205,8 +212,10 @@ def inflate_from_image(model: CausalVideoVQModel, image_state: dict[str, torch.T
     own = model.state_dict()
     if set(own) != set(image_state):
         differ = sorted(set(own) ^ set(image_state))
-        raise ValueError(f"the image tokenizer's weights do not match the 3D tokenizer's keys ({len(differ)} differ, "
-                         f"e.g. {differ[0]}); it needs the same model settings and no Prologue head")
+        raise ValueError(
+            f"the image tokenizer's weights do not match the 3D tokenizer's keys ({len(differ)} differ, "
+            f"e.g. {differ[0]}); it needs the same model settings and no Prologue head"
+        )
     inflated = {}
     for key, value in image_state.items():
         target = own[key]
@@ -216,6 +225,8 @@ def inflate_from_image(model: CausalVideoVQModel, image_state: dict[str, torch.T
         elif target.shape == value.shape:
             inflated[key] = value
         else:
-            raise ValueError(f"{key}: the image tokenizer's {tuple(value.shape)} cannot start the 3D "
-                             f"tokenizer's {tuple(target.shape)}; use the same model settings")
+            raise ValueError(
+                f"{key}: the image tokenizer's {tuple(value.shape)} cannot start the 3D "
+                f"tokenizer's {tuple(target.shape)}; use the same model settings"
+            )
     model.load_state_dict(inflated)

@@ -68,7 +68,7 @@ class CodeUsage(nn.Module):
     @torch.no_grad()
     def recent_usage(self, window: int = USAGE_RECORD_LENGTH) -> torch.Tensor:
         """(K,) bool: which codes occur among the latest `window` recorded ids."""
-        entries = self.codebook_used[-max(1, min(window, USAGE_RECORD_LENGTH)):]
+        entries = self.codebook_used[-max(1, min(window, USAGE_RECORD_LENGTH)) :]
         entries = entries[(entries >= 0) & (entries < self.codebook_size)].long()
         return torch.bincount(entries, minlength=self.codebook_size) > 0
 
@@ -86,7 +86,7 @@ class CodeUsage(nn.Module):
         if len(dead) == 0:
             return 0
         if len(latents) >= len(dead):
-            picks = torch.randperm(len(latents), device=latents.device)[:len(dead)]
+            picks = torch.randperm(len(latents), device=latents.device)[: len(dead)]
         else:
             picks = torch.randint(len(latents), (len(dead),), device=latents.device)
         target = self.restart_target()
@@ -116,8 +116,9 @@ def assignment_entropy_loss(logits: torch.Tensor) -> torch.Tensor:
     return sample_entropy + (mean * torch.log(mean + 1e-5)).sum()
 
 
-def usage_and_restarts(quantizer: CodeUsage, latents: torch.Tensor | None, tokens_this_step: int, every: int,
-                       step: int) -> tuple[float, int | None]:
+def usage_and_restarts(
+    quantizer: CodeUsage, latents: torch.Tensor | None, tokens_this_step: int, every: int, step: int
+) -> tuple[float, int | None]:
     """After a training step: the fraction of codes in the recent record and, every `every` steps (0: never),
     the number of dead codes restarted onto `latents` (None when no restart was due).
 

@@ -46,7 +46,7 @@ def entropy_terms(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     per_sample = _entropy(per_bit).sum(-1).mean()  # the factorised distribution's entropy is the bits' sum
     bits = latents.shape[-1]
     if bits <= EXACT_ENTROPY_BITS:
-        codes = ids_to_bits(torch.arange(2 ** bits, device=latents.device), bits)  # (K, D)
+        codes = ids_to_bits(torch.arange(2**bits, device=latents.device), bits)  # (K, D)
         logits = 2 * INVERSE_TEMPERATURE * latents.float() @ codes.t()  # (N, K)
         batch = _entropy(torch.softmax(logits, -1).mean(0))
     else:
@@ -60,12 +60,14 @@ class LookupFreeQuantizer(CodeUsage):
     def __init__(self, bits: int, commit_beta: float, entropy_weight: float):
         if not 1 <= bits <= MAX_BITS:
             raise ValueError(f"LFQ takes 1 to {MAX_BITS} bits (channels), got {bits}")
-        super().__init__(2 ** bits, bits)
+        super().__init__(2**bits, bits)
         self.bits, self.commit_beta, self.entropy_weight = bits, commit_beta, entropy_weight
 
     def restart_target(self) -> torch.Tensor:
-        raise ValueError("lookup-free quantisation has no code table to restart: set "
-                         "loss.restart_dead_codes_every=0 (its entropy penalty keeps codes in use)")
+        raise ValueError(
+            "lookup-free quantisation has no code table to restart: set "
+            "loss.restart_dead_codes_every=0 (its entropy penalty keeps codes in use)"
+        )
 
     def codebook(self) -> torch.Tensor:
         """Every code in id order: (2^bits, bits) in {-1, +1}."""
@@ -91,6 +93,7 @@ class LookupFreeQuantizer(CodeUsage):
             entropy_loss = latents.new_zeros(())
         straight_through = latents + (codes - latents).detach()
         perplexity, usage = batch_code_stats(ids, self.codebook_size)
-        output = QuantizerOutput(ids.view(b, h, w), commit_loss, latents.new_zeros(()), entropy_loss, perplexity,
-                                 usage, latents.detach())
+        output = QuantizerOutput(
+            ids.view(b, h, w), commit_loss, latents.new_zeros(()), entropy_loss, perplexity, usage, latents.detach()
+        )
         return straight_through.view(b, h, w, d).permute(0, 3, 1, 2), output

@@ -35,16 +35,21 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, in_channels: int = 3, channels: int = 64, layers: int = 3):
         super().__init__()
         if layers < 1 or channels < 1 or in_channels < 1:
-            raise ValueError(f"discriminator needs layers >= 1, channels >= 1 and in_channels >= 1, got "
-                             f"layers={layers}, channels={channels}, in_channels={in_channels}")
+            raise ValueError(
+                f"discriminator needs layers >= 1, channels >= 1 and in_channels >= 1, got "
+                f"layers={layers}, channels={channels}, in_channels={in_channels}"
+            )
         stages: list[nn.Module] = [nn.Conv2d(in_channels, channels, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
         width = channels
         for n in range(1, layers + 1):
-            out = channels * min(2 ** n, 8)
+            out = channels * min(2**n, 8)
             stride = 2 if n < layers else 1  # the last stage keeps the resolution
             # No conv bias: BatchNorm's shift replaces it.
-            stages += [nn.Conv2d(width, out, 4, stride=stride, padding=1, bias=False), nn.BatchNorm2d(out),
-                       nn.LeakyReLU(0.2)]
+            stages += [
+                nn.Conv2d(width, out, 4, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.LeakyReLU(0.2),
+            ]
             width = out
         stages.append(nn.Conv2d(width, 1, 4, stride=1, padding=1))
         self.main = nn.Sequential(*stages)
@@ -58,7 +63,7 @@ class PatchDiscriminator(nn.Module):
     @staticmethod
     def min_input_size(layers: int) -> int:
         """The smallest image side it accepts: each stride-2 stage halves it, the two 4x4 stride-1 convs need 3."""
-        return 3 * 2 ** layers
+        return 3 * 2**layers
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, C, H, W) -> patch logits (B, 1, H', W')."""

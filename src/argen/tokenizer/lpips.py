@@ -28,8 +28,25 @@ from argen.io.checkpoint import check_finite, read_state_dict, take_tensors
 
 # VGG16's convolutions (in, out) with "M" for a 2x2 max pool, as torchvision numbers its `features` modules (a conv
 # and its ReLU take two indices, a pool one).
-VGG16_LAYERS = ((3, 64), (64, 64), "M", (64, 128), (128, 128), "M", (128, 256), (256, 256), (256, 256), "M",
-                (256, 512), (512, 512), (512, 512), "M", (512, 512), (512, 512), (512, 512))
+VGG16_LAYERS = (
+    (3, 64),
+    (64, 64),
+    "M",
+    (64, 128),
+    (128, 128),
+    "M",
+    (128, 256),
+    (256, 256),
+    (256, 256),
+    "M",
+    (256, 512),
+    (512, 512),
+    (512, 512),
+    "M",
+    (512, 512),
+    (512, 512),
+    (512, 512),
+)
 TAPS = (3, 8, 15, 22, 29)  # `features` indices of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
 TAP_CHANNELS = (64, 128, 256, 512, 512)
 SHIFT = (-0.030, -0.088, -0.188)
@@ -69,8 +86,9 @@ class _Linear(nn.Module):
         return self.model(features)
 
 
-def tap_distance(first: Sequence[torch.Tensor], second: Sequence[torch.Tensor],
-                 linears: Sequence[nn.Module] | None = None) -> torch.Tensor:
+def tap_distance(
+    first: Sequence[torch.Tensor], second: Sequence[torch.Tensor], linears: Sequence[nn.Module] | None = None
+) -> torch.Tensor:
     """(B,) LPIPS distance of two lists of feature maps (B, C, ...): unit-normalised over channels, squared
     difference, weighted per channel by `linears` (summed over channels without them), mean over positions, summed
     over the taps."""
@@ -117,11 +135,16 @@ def load_lpips(vgg: str | Path, linear: str | Path) -> LPIPS:
     model = LPIPS()
     own = model.state_dict()
     trunk = {key.removeprefix("net."): value for key, value in own.items() if key.startswith("net.")}
-    state = {f"net.{key}": value for key, value in
-             take_tensors(read_state_dict(vgg, "LPIPS weight"), trunk, vgg, "torchvision's VGG16 state dict").items()}
+    state = {
+        f"net.{key}": value
+        for key, value in take_tensors(
+            read_state_dict(vgg, "LPIPS weight"), trunk, vgg, "torchvision's VGG16 state dict"
+        ).items()
+    }
     linears = {key: value for key, value in own.items() if key.startswith("lin")}
-    state.update(take_tensors(read_state_dict(linear, "LPIPS weight"), linears, linear,
-                              "LPIPS' linear layers (vgg.pth)"))
+    state.update(
+        take_tensors(read_state_dict(linear, "LPIPS weight"), linears, linear, "LPIPS' linear layers (vgg.pth)")
+    )
     check_finite(state, f"{vgg} and {linear}")
     model.load_state_dict(state)
     return model.eval().requires_grad_(False)
@@ -142,10 +165,16 @@ class FeatureDistance(nn.Module):
 
     def _features(self, images: torch.Tensor) -> Sequence[torch.Tensor]:
         features = self.network(images)
-        if isinstance(features, torch.Tensor) or not isinstance(features, Sequence) or not features or \
-                not all(isinstance(f, torch.Tensor) and f.ndim >= 2 for f in features):
-            raise TypeError("the perceptual network must return a non-empty list of feature tensors (B, C, ...), "
-                            f"got {type(features).__name__}")
+        if (
+            isinstance(features, torch.Tensor)
+            or not isinstance(features, Sequence)
+            or not features
+            or not all(isinstance(f, torch.Tensor) and f.ndim >= 2 for f in features)
+        ):
+            raise TypeError(
+                "the perceptual network must return a non-empty list of feature tensors (B, C, ...), "
+                f"got {type(features).__name__}"
+            )
         return features
 
     def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -156,4 +185,3 @@ def perceptual_loss(distance: nn.Module, reconstruction: torch.Tensor, target: t
     """The mean distance of a batch; gradients flow into `reconstruction` only (the target's features are
     constants)."""
     return distance(reconstruction, target.detach()).mean()
-

@@ -44,11 +44,15 @@ def validate_prologue_config(config: VQConfig) -> None:
         if getattr(config, name) < 1:
             raise ConfigError(f"model.{name} must be positive, got {getattr(config, name)}")
     if config.prologue_width % config.prologue_heads:
-        raise ConfigError(f"model.prologue_width={config.prologue_width} must be divisible by "
-                          f"model.prologue_heads={config.prologue_heads}")
+        raise ConfigError(
+            f"model.prologue_width={config.prologue_width} must be divisible by "
+            f"model.prologue_heads={config.prologue_heads}"
+        )
     if config.prologue_width % 4:
-        raise ConfigError(f"model.prologue_width={config.prologue_width} must be a multiple of 4 "
-                          "(2D sin-cos positions: sine and cosine on two axes)")
+        raise ConfigError(
+            f"model.prologue_width={config.prologue_width} must be a multiple of 4 "
+            "(2D sin-cos positions: sine and cosine on two axes)"
+        )
     if not config.prologue_tau > 0:
         raise ConfigError(f"model.prologue_tau must be > 0, got {config.prologue_tau}")
 
@@ -60,8 +64,11 @@ def sincos_positions_2d(height: int, width: int, dim: int, device: torch.device)
     """
     quarter = dim // 4
     frequencies = 1.0 / 10000 ** (torch.arange(quarter, device=device, dtype=torch.float32) / quarter)
-    rows, cols = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
-                                torch.arange(width, device=device, dtype=torch.float32), indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(height, device=device, dtype=torch.float32),
+        torch.arange(width, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
     parts = []
     for axis in (rows.flatten(), cols.flatten()):
         angles = axis[:, None] * frequencies[None, :]  # (h*w, dim/4)
@@ -105,8 +112,14 @@ class CosineQuantizer(CodeUsage):
         hard = F.one_hot(ids, self.codebook.shape[0]).to(probabilities.dtype)
         one_hot = probabilities + (hard - probabilities).detach()
         perplexity, usage = batch_code_stats(ids, self.codebook.shape[0])
-        return PrologueOutput(ids, one_hot, perplexity, usage, vectors.detach().flatten(0, 1),
-                              assignment_entropy_loss((cosine / self.tau).flatten(0, 1)))
+        return PrologueOutput(
+            ids,
+            one_hot,
+            perplexity,
+            usage,
+            vectors.detach().flatten(0, 1),
+            assignment_entropy_loss((cosine / self.tau).flatten(0, 1)),
+        )
 
     def restart_target(self) -> torch.Tensor:
         return self.codebook
@@ -124,12 +137,21 @@ class PrologueHead(nn.Module):
         self.feature_projection = nn.Linear(config.z_channels, width)
         self.queries = nn.Parameter(torch.randn(config.prologue_tokens, width) * 0.02)
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(width, config.prologue_heads, dim_feedforward=4 * width, dropout=0.0,
-                                       activation="gelu", batch_first=True, norm_first=True)
-            for _ in range(config.prologue_layers))
+            nn.TransformerEncoderLayer(
+                width,
+                config.prologue_heads,
+                dim_feedforward=4 * width,
+                dropout=0.0,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            for _ in range(config.prologue_layers)
+        )
         self.norm = nn.LayerNorm(width)
-        self.quantize = CosineQuantizer(width, config.prologue_codebook_size, config.prologue_codebook_dim,
-                                        config.prologue_tau)
+        self.quantize = CosineQuantizer(
+            width, config.prologue_codebook_size, config.prologue_codebook_dim, config.prologue_tau
+        )
 
     def forward(self, features: torch.Tensor) -> PrologueOutput:
         batch, _, height, width = features.shape
@@ -139,4 +161,4 @@ class PrologueHead(nn.Module):
         h = torch.cat([tokens, queries], dim=1)  # (B, h*w + P, width)
         for layer in self.layers:
             h = layer(h)
-        return self.quantize(self.norm(h[:, -self.queries.shape[0]:]))
+        return self.quantize(self.norm(h[:, -self.queries.shape[0] :]))

@@ -36,24 +36,33 @@ def validate_vq_config(config: VQConfig) -> None:
     groups = norm_groups(config.ch)
     widths = sorted({config.ch * m for m in config.ch_mult})
     if any(width % groups for width in widths):
-        raise ConfigError(f"GroupNorm uses {groups} groups for model.ch={config.ch}, but the widths {widths} "
-                          f"(ch * ch_mult) are not all multiples of {groups}; use ch < 32 or a multiple of 32")
+        raise ConfigError(
+            f"GroupNorm uses {groups} groups for model.ch={config.ch}, but the widths {widths} "
+            f"(ch * ch_mult) are not all multiples of {groups}; use ch < 32 or a multiple of 32"
+        )
     if config.image_size % config.downsample:
-        raise ConfigError(f"model.image_size={config.image_size} must be divisible by the downsampling factor "
-                          f"{config.downsample} (2 ** (len(ch_mult) - 1))")
+        raise ConfigError(
+            f"model.image_size={config.image_size} must be divisible by the downsampling factor "
+            f"{config.downsample} (2 ** (len(ch_mult) - 1))"
+        )
     if not 0.0 <= config.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {config.dropout}")
     if config.quantizer not in ("vq", "lfq"):
-        raise ConfigError(f"model.quantizer must be vq (a looked-up codebook) or lfq (lookup-free), "
-                          f"got {config.quantizer!r}")
+        raise ConfigError(
+            f"model.quantizer must be vq (a looked-up codebook) or lfq (lookup-free), got {config.quantizer!r}"
+        )
     bits = config.codebook_dim
-    if config.quantizer == "lfq" and (bits > MAX_BITS or config.codebook_size != 2 ** bits):
-        raise ConfigError(f"model.quantizer=lfq makes each of model.codebook_dim channels a bit: codebook_dim must be "
-                          f"at most {MAX_BITS} and codebook_size 2 ** codebook_dim, got {config.codebook_dim} and "
-                          f"{config.codebook_size} (e.g. codebook_dim=10 codebook_size=1024)")
+    if config.quantizer == "lfq" and (bits > MAX_BITS or config.codebook_size != 2**bits):
+        raise ConfigError(
+            f"model.quantizer=lfq makes each of model.codebook_dim channels a bit: codebook_dim must be "
+            f"at most {MAX_BITS} and codebook_size 2 ** codebook_dim, got {config.codebook_dim} and "
+            f"{config.codebook_size} (e.g. codebook_dim=10 codebook_size=1024)"
+        )
     if not isinstance(config.temporal_downsample, int) or config.temporal_downsample < 0:
-        raise ConfigError(f"model.temporal_downsample must be 0 (an image tokenizer) or a power of 2, got "
-                          f"{config.temporal_downsample!r}")
+        raise ConfigError(
+            f"model.temporal_downsample must be 0 (an image tokenizer) or a power of 2, got "
+            f"{config.temporal_downsample!r}"
+        )
     validate_prologue_config(config)
 
 
@@ -151,8 +160,16 @@ class ImageLayers:
 class Level(nn.Module):
     """One resolution: `res` blocks, each followed by `attn[i]` when the level has attention, then a resampler."""
 
-    def __init__(self, widths: list[tuple[int, int]], groups: int, dropout: float, attention: bool,
-                 resample: str | None, layers: ImageLayers, level: int):
+    def __init__(
+        self,
+        widths: list[tuple[int, int]],
+        groups: int,
+        dropout: float,
+        attention: bool,
+        resample: str | None,
+        layers: ImageLayers,
+        level: int,
+    ):
         super().__init__()
         self.res = nn.ModuleList(ResnetBlock(i, o, groups, dropout, layers) for i, o in widths)
         self.attn = nn.ModuleList(layers.attention(o, groups) for _, o in widths) if attention else nn.ModuleList()
@@ -178,8 +195,13 @@ IMAGE_LAYERS = ImageLayers()
 
 
 def _middle(channels: int, groups: int, dropout: float, layers: ImageLayers) -> nn.ModuleList:
-    return nn.ModuleList([ResnetBlock(channels, channels, groups, dropout, layers), layers.attention(channels, groups),
-                          ResnetBlock(channels, channels, groups, dropout, layers)])
+    return nn.ModuleList(
+        [
+            ResnetBlock(channels, channels, groups, dropout, layers),
+            layers.attention(channels, groups),
+            ResnetBlock(channels, channels, groups, dropout, layers),
+        ]
+    )
 
 
 class Encoder(nn.Module):
@@ -195,8 +217,17 @@ class Encoder(nn.Module):
         for level, factor in enumerate(mult):
             out = ch * factor
             widths = [(width if block == 0 else out, out) for block in range(config.num_res_blocks)]
-            self.conv_blocks.append(Level(widths, groups, config.dropout, attention=level == last,
-                                          resample=None if level == last else "down", layers=layers, level=level))
+            self.conv_blocks.append(
+                Level(
+                    widths,
+                    groups,
+                    config.dropout,
+                    attention=level == last,
+                    resample=None if level == last else "down",
+                    layers=layers,
+                    level=level,
+                )
+            )
             width = out
         self.mid = _middle(width, groups, config.dropout, layers)
         self.norm_out = layers.norm(groups, width)
@@ -225,8 +256,17 @@ class Decoder(nn.Module):
         for level in reversed(range(len(mult))):
             out = ch * mult[level]
             widths = [(width if block == 0 else out, out) for block in range(config.num_res_blocks + 1)]
-            self.conv_blocks.append(Level(widths, groups, config.dropout, attention=level == last,
-                                          resample=None if level == 0 else "up", layers=layers, level=level))
+            self.conv_blocks.append(
+                Level(
+                    widths,
+                    groups,
+                    config.dropout,
+                    attention=level == last,
+                    resample=None if level == 0 else "up",
+                    layers=layers,
+                    level=level,
+                )
+            )
             width = out
         self.norm_out = layers.norm(groups, width)
         self.conv_out = layers.conv(width, config.in_channels, 3)
@@ -243,8 +283,7 @@ class Decoder(nn.Module):
 class VectorQuantizer(CodeUsage):
     """Nearest-code quantisation with optional l2-normalised codes and latents (LlamaGen's VectorQuantizer)."""
 
-    def __init__(self, codebook_size: int, codebook_dim: int, commit_beta: float, entropy_weight: float,
-                 l2_norm: bool):
+    def __init__(self, codebook_size: int, codebook_dim: int, commit_beta: float, entropy_weight: float, l2_norm: bool):
         super().__init__(codebook_size, codebook_dim)
         self.commit_beta, self.entropy_weight, self.l2_norm = commit_beta, entropy_weight, l2_norm
         self.embedding = nn.Embedding(codebook_size, codebook_dim)
@@ -273,8 +312,11 @@ class VectorQuantizer(CodeUsage):
             latents = F.normalize(latents, dim=-1)
         codebook = self.codebook()
         # Squared distances |z|^2 + |e|^2 - 2 z.e, in float32 even under autocast (argmin ties matter).
-        distances = (latents.float().pow(2).sum(1, keepdim=True) + codebook.float().pow(2).sum(1)
-                     - 2 * latents.float() @ codebook.float().t())  # (N, K)
+        distances = (
+            latents.float().pow(2).sum(1, keepdim=True)
+            + codebook.float().pow(2).sum(1)
+            - 2 * latents.float() @ codebook.float().t()
+        )  # (N, K)
         ids = distances.argmin(1)  # (N,)
         quantized = codebook[ids].to(latents.dtype)  # (N, D)
         codebook_loss = (quantized - latents.detach()).pow(2).mean()
@@ -285,8 +327,9 @@ class VectorQuantizer(CodeUsage):
             entropy_loss = distances.new_zeros(())
         straight_through = latents + (quantized - latents).detach()  # gradients flow to the encoder
         perplexity, usage = batch_code_stats(ids, self.codebook_size)
-        output = QuantizerOutput(ids.view(b, h, w), commit_loss, codebook_loss, entropy_loss, perplexity, usage,
-                                 latents.detach())
+        output = QuantizerOutput(
+            ids.view(b, h, w), commit_loss, codebook_loss, entropy_loss, perplexity, usage, latents.detach()
+        )
         return straight_through.view(b, h, w, d).permute(0, 3, 1, 2), output
 
 
@@ -295,8 +338,9 @@ def build_quantizer(config: VQConfig) -> VectorQuantizer | LookupFreeQuantizer:
     MAGVIT-v2's: codebook_dim bits, 2^codebook_dim codes)."""
     if config.quantizer == "lfq":
         return LookupFreeQuantizer(config.codebook_dim, config.commit_beta, config.entropy_weight)
-    return VectorQuantizer(config.codebook_size, config.codebook_dim, config.commit_beta, config.entropy_weight,
-                           config.codebook_l2_norm)
+    return VectorQuantizer(
+        config.codebook_size, config.codebook_dim, config.commit_beta, config.entropy_weight, config.codebook_l2_norm
+    )
 
 
 class VQModel(nn.Module):
@@ -311,8 +355,10 @@ class VQModel(nn.Module):
         super().__init__()
         validate_vq_config(config)
         if config.temporal_downsample:
-            raise ConfigError("model.temporal_downsample > 0 describes a causal 3D video tokenizer "
-                              "(argen.tokenizer.causal_video), not an image VQModel")
+            raise ConfigError(
+                "model.temporal_downsample > 0 describes a causal 3D video tokenizer "
+                "(argen.tokenizer.causal_video), not an image VQModel"
+            )
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
@@ -324,8 +370,10 @@ class VQModel(nn.Module):
     def _check_images(self, images: torch.Tensor) -> None:
         factor = self.config.downsample
         if images.ndim != 4 or images.shape[1] != self.config.in_channels:
-            raise ValueError(f"images must be (B, {self.config.in_channels}, H, W) (or (B, T, C, H, W) for encode), "
-                             f"got {tuple(images.shape)}")
+            raise ValueError(
+                f"images must be (B, {self.config.in_channels}, H, W) (or (B, T, C, H, W) for encode), "
+                f"got {tuple(images.shape)}"
+            )
         if images.shape[2] % factor or images.shape[3] % factor:
             raise ValueError(f"image height and width must be multiples of {factor}, got {tuple(images.shape[2:])}")
         if not images.is_floating_point():
@@ -367,14 +415,20 @@ class VQModel(nn.Module):
         if ids.ndim == 4:
             return self.decode(ids.flatten(0, 1)).unflatten(0, ids.shape[:2])
         if ids.ndim != 3 or ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise ValueError(f"ids must be an integer tensor (B, h, w) or (B, T, h, w), got {ids.dtype} "
-                             f"{tuple(ids.shape)}")
+            raise ValueError(
+                f"ids must be an integer tensor (B, h, w) or (B, T, h, w), got {ids.dtype} {tuple(ids.shape)}"
+            )
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.codebook_size):
-            raise ValueError(f"ids must lie in [0, {self.config.codebook_size}), got values in "
-                             f"[{int(ids.min())}, {int(ids.max())}]")
+            raise ValueError(
+                f"ids must lie in [0, {self.config.codebook_size}), got values in [{int(ids.min())}, {int(ids.max())}]"
+            )
         codebook = self.quantize.codebook()
-        return torch.cat([self.decoder(self.post_quant_conv(codebook[piece.long()].permute(0, 3, 1, 2)))
-                          for piece in _inference_pieces(ids)])
+        return torch.cat(
+            [
+                self.decoder(self.post_quant_conv(codebook[piece.long()].permute(0, 3, 1, 2)))
+                for piece in _inference_pieces(ids)
+            ]
+        )
 
     def codebook_vectors(self) -> torch.Tensor:
         """(K, D) detached: the (l2-normalised) vectors the decoder looks up for each id."""

@@ -18,8 +18,15 @@ from argen.train.trainer import Task
 class ARTask(Task):
     """Next-group prediction under any Layout (raster, PAR, prologue), with class-label dropout for guidance."""
 
-    def __init__(self, model: nn.Module, layout: Layout, num_classes: int, class_dropout_prob: float,
-                 tokenizer: str | Path | None = None, coarse: CoarseTable | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        layout: Layout,
+        num_classes: int,
+        class_dropout_prob: float,
+        tokenizer: str | Path | None = None,
+        coarse: CoarseTable | None = None,
+    ):
         self.model, self.layout = model, layout
         # CTF's coarse AR: the cache's fine ids become their cluster labels (the refiner reads the same cache)
         self.fine_to_coarse = None if coarse is None else coarse.fine_to_coarse
@@ -31,8 +38,9 @@ class ARTask(Task):
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}
 
-    def loss(self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor],
-             step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor], step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         labels = batch["labels"]
         if self.class_dropout_prob > 0:
             # The null class (index num_classes) teaches the unconditional half of guidance.

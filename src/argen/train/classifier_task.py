@@ -47,8 +47,9 @@ class ClassifierTask(Task):
     def modules(self) -> dict[str, nn.Module]:
         return {CLASSIFIER: self.model}
 
-    def loss(self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor],
-             step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor], step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         if name != CLASSIFIER:
             raise KeyError(f"unknown module {name!r}; this task trains {CLASSIFIER!r}")
         logits = modules[CLASSIFIER](random_shift(batch["images"], self.shift))
@@ -61,14 +62,23 @@ def train_classifier(config: ClassifierRunConfig, progress: bool = True) -> Path
     """Train the metric classifier on `config.data`; returns the checkpoint directory."""
     model_config, data = config.model, config.data
     if (data.image_size, data.channels) != (model_config.image_size, model_config.in_channels):
-        raise ConfigError(f"data.image_size/channels ({data.image_size}, {data.channels}) must match "
-                          f"model.image_size/in_channels ({model_config.image_size}, {model_config.in_channels})")
+        raise ConfigError(
+            f"data.image_size/channels ({data.image_size}, {data.channels}) must match "
+            f"model.image_size/in_channels ({model_config.image_size}, {model_config.in_channels})"
+        )
     dataset = load_dataset(data)
     if dataset.num_classes != model_config.num_classes:
-        raise ConfigError(f"the dataset has {dataset.num_classes} classes but model.num_classes is "
-                          f"{model_config.num_classes}")
-    return trainer.run(config, CLASSIFIER_KIND, dataset, lambda: ClassifierTask(Classifier(model_config), config.shift),
-                       progress, num_workers=data.num_workers)
+        raise ConfigError(
+            f"the dataset has {dataset.num_classes} classes but model.num_classes is {model_config.num_classes}"
+        )
+    return trainer.run(
+        config,
+        CLASSIFIER_KIND,
+        dataset,
+        lambda: ClassifierTask(Classifier(model_config), config.shift),
+        progress,
+        num_workers=data.num_workers,
+    )
 
 
 def classifier_test_accuracy(directory: Path, config: ClassifierRunConfig) -> float:
@@ -76,6 +86,7 @@ def classifier_test_accuracy(directory: Path, config: ClassifierRunConfig) -> fl
     test = load_dataset(dataclasses.replace(config.data, split="test", flip=False, limit=0), training=False)
     logits = ClassifierExtractor.from_checkpoint(directory).features(image_batches(test))
     accuracy = float(class_accuracy(logits["logits"], test.labels.numpy()))
-    ckpt.save_json(Path(directory).parent / "test_accuracy.json", {"split": "test", "images": len(test),
-                                                                   "accuracy": accuracy})
+    ckpt.save_json(
+        Path(directory).parent / "test_accuracy.json", {"split": "test", "images": len(test), "accuracy": accuracy}
+    )
     return accuracy

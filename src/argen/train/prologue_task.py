@@ -49,8 +49,10 @@ PRIOR = "prior"
 def prior_layout(model: VQConfig) -> Layout:
     """The stage-1 prior's Layout: P prologue tokens, the separator, then the visual grid in raster order."""
     grid = (model.grid_size, model.grid_size)
-    return Layout(LayoutConfig(grid=grid, prologue_length=model.prologue_tokens,
-                               prologue_vocab=model.prologue_codebook_size), model.codebook_size)
+    return Layout(
+        LayoutConfig(grid=grid, prologue_length=model.prologue_tokens, prologue_vocab=model.prologue_codebook_size),
+        model.codebook_size,
+    )
 
 
 def resolve_prior_vocab(config: TokenizerRunConfig) -> TokenizerRunConfig:
@@ -60,9 +62,11 @@ def resolve_prior_vocab(config: TokenizerRunConfig) -> TokenizerRunConfig:
     if prior.vocab_size == 0:
         prior = dataclasses.replace(prior, vocab_size=needed)
     elif prior.vocab_size != needed:
-        raise ConfigError(f"prologue.prior.vocab_size={prior.vocab_size} but the prior's layout needs {needed} "
-                          f"(visual {config.model.codebook_size} + prologue {config.model.prologue_codebook_size} "
-                          "+ separator); leave it at 0 to set it automatically")
+        raise ConfigError(
+            f"prologue.prior.vocab_size={prior.vocab_size} but the prior's layout needs {needed} "
+            f"(visual {config.model.codebook_size} + prologue {config.model.prologue_codebook_size} "
+            "+ separator); leave it at 0 to set it automatically"
+        )
     return dataclasses.replace(config, prologue=dataclasses.replace(config.prologue, prior=prior))
 
 
@@ -79,19 +83,25 @@ def validate_prologue_training(config: TokenizerRunConfig) -> None:
     if not 0.0 <= prologue.visual_dropout <= 1.0:
         raise ConfigError(f"prologue.visual_dropout must be in [0, 1], got {prologue.visual_dropout}")
     if prologue.prior.num_classes != 1 or prologue.prior.class_dropout_prob != 0:
-        raise ConfigError("the stage-1 prior is unconditional, so the prologue has to carry the class itself: "
-                          "set prologue.prior.num_classes=1 and prologue.prior.class_dropout_prob=0")
+        raise ConfigError(
+            "the stage-1 prior is unconditional, so the prologue has to carry the class itself: "
+            "set prologue.prior.num_classes=1 and prologue.prior.class_dropout_prob=0"
+        )
     if config.train.fsdp:
-        raise ConfigError("prologue training runs the prior with detached copies of its weights, which FSDP "
-                          "shards; use DDP (train.fsdp=false)")
+        raise ConfigError(
+            "prologue training runs the prior with detached copies of its weights, which FSDP "
+            "shards; use DDP (train.fsdp=false)"
+        )
     if prologue.visual_tokenizer and config.train.init_from:
         raise ConfigError("prologue.visual_tokenizer already gives the starting weights; leave train.init_from empty")
     if prologue.visual_tokenizer and prologue.freeze_visual:
         loss = config.loss
         if loss.disc_weight or loss.perceptual_weight or loss.restart_dead_codes_every:
-            raise ConfigError("the Post variant (prologue.visual_tokenizer, freeze_visual) trains only the prologue "
-                              "path; set "
-                              "loss.disc_weight=0, loss.perceptual_weight=0 and loss.restart_dead_codes_every=0")
+            raise ConfigError(
+                "the Post variant (prologue.visual_tokenizer, freeze_visual) trains only the prologue "
+                "path; set "
+                "loss.disc_weight=0, loss.perceptual_weight=0 and loss.restart_dead_codes_every=0"
+            )
 
 
 def load_visual_path(model: VQModel, directory: str | Path, freeze: bool) -> None:
@@ -99,11 +109,15 @@ def load_visual_path(model: VQModel, directory: str | Path, freeze: bool) -> Non
     weights); with `freeze` (the Post variant) only the prologue head stays trainable."""
     saved = tokenizer_config(directory).model
     visual_fields = [f.name for f in dataclasses.fields(VQConfig) if not f.name.startswith("prologue_")]
-    differing = [f"model.{name}: {getattr(saved, name)} in {directory}, {getattr(model.config, name)} here"
-                 for name in visual_fields if getattr(saved, name) != getattr(model.config, name)]
+    differing = [
+        f"model.{name}: {getattr(saved, name)} in {directory}, {getattr(model.config, name)} here"
+        for name in visual_fields
+        if getattr(saved, name) != getattr(model.config, name)
+    ]
     if differing:
-        raise ConfigError("prologue.visual_tokenizer has another visual configuration; use its "
-                          "settings: " + "; ".join(differing))
+        raise ConfigError(
+            "prologue.visual_tokenizer has another visual configuration; use its settings: " + "; ".join(differing)
+        )
     own_prologue = {key: value for key, value in model.state_dict().items() if key.startswith("prologue.")}
     visual = {key: value for key, value in ckpt.load_weights(directory).items() if not key.startswith("prologue.")}
     ckpt.load_state_into(model, {**visual, **own_prologue}, str(directory))
@@ -115,16 +129,25 @@ def load_visual_path(model: VQModel, directory: str | Path, freeze: bool) -> Non
 class PrologueTask(Task):
     """Joint (or Post) stage-1 training of a tokenizer with a Prologue head (see the module docstring)."""
 
-    def __init__(self, model: VQModel, prior: Transformer, layout: Layout, config: PrologueTrainConfig,
-                 visual_task: VQTask | None):
+    def __init__(
+        self,
+        model: VQModel,
+        prior: Transformer,
+        layout: Layout,
+        config: PrologueTrainConfig,
+        visual_task: VQTask | None,
+    ):
         if model.prologue is None:
             raise ConfigError("prologue training needs a tokenizer with a prologue head (model.prologue_tokens > 0)")
         if PROLOGUE not in layout.segments or layout.prologue_length != model.config.prologue_tokens:
-            raise ValueError(f"the prior's layout ({layout.describe()}) must have a prologue of "
-                             f"{model.config.prologue_tokens} tokens")
+            raise ValueError(
+                f"the prior's layout ({layout.describe()}) must have a prologue of "
+                f"{model.config.prologue_tokens} tokens"
+            )
         if prior.config.vocab_size != layout.vocab_size:
-            raise ValueError(f"the prior's vocab_size ({prior.config.vocab_size}) differs from its layout's "
-                             f"({layout.vocab_size})")
+            raise ValueError(
+                f"the prior's vocab_size ({prior.config.vocab_size}) differs from its layout's ({layout.vocab_size})"
+            )
         self.model, self.prior, self.layout, self.config = model, prior, layout, config
         self.visual_task = visual_task  # None: Post, the visual path is frozen
         self.forcing = TeacherForcing(layout, prior.head_dim, prior.config.rope_base)
@@ -134,8 +157,10 @@ class PrologueTask(Task):
         self.prologue_fed = source[self.prologue_slots] - prologue.start  # prologue token fed at each such slot
         self.visual_inputs = source >= visual.start  # (L,)
         self.separator_id = layout.segments[SEPARATOR].offset
-        self.target_segment = {PROLOGUE: (targets >= prologue.start) & (targets < prologue.start + prologue.length),
-                               VISUAL: targets >= visual.start}
+        self.target_segment = {
+            PROLOGUE: (targets >= prologue.start) & (targets < prologue.start + prologue.length),
+            VISUAL: targets >= visual.start,
+        }
         # Per micro-batch of this step: (visual ids, prologue ids, dropped) from the tokenizer update, for the prior's.
         self._pending: deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = deque()
         # Prologue latents of the latest micro-batch and the number of prologue ids recorded (for restarts).
@@ -146,8 +171,9 @@ class PrologueTask(Task):
         tokenizer_modules = self.visual_task.modules() if self.visual_task else {TOKENIZER: self.model}
         return {**tokenizer_modules, PRIOR: self.prior}
 
-    def loss(self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor],
-             step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor], step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         if name == TOKENIZER:
             return self._tokenizer_loss(modules, batch["images"], step)
         if name == PRIOR:
@@ -156,8 +182,9 @@ class PrologueTask(Task):
             return self.visual_task.loss(name, modules, batch, step)
         raise KeyError(f"unknown module {name!r}; this task trains {', '.join(self.modules())}")
 
-    def _tokenizer_loss(self, modules: dict[str, nn.Module], images: torch.Tensor,
-                        step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def _tokenizer_loss(
+        self, modules: dict[str, nn.Module], images: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         reconstruction, quantizer = modules[TOKENIZER](images)
         prologue = quantizer.prologue
         dropped = torch.rand(images.shape[0], device=images.device) < self.config.visual_dropout  # (B,)
@@ -166,8 +193,11 @@ class PrologueTask(Task):
         self._latents = prologue.latents
         self._tokens_this_step += prologue.ids.numel()
         ar_loss, logs = self.prior_cross_entropy(self.prior, quantizer.ids, prologue.ids, dropped, prologue.one_hot)
-        logs.update(prologue_perplexity=float(prologue.perplexity), prologue_usage_batch=float(prologue.usage),
-                    prologue_entropy_loss=float(prologue.entropy_loss.detach()))
+        logs.update(
+            prologue_perplexity=float(prologue.perplexity),
+            prologue_usage_batch=float(prologue.usage),
+            prologue_entropy_loss=float(prologue.entropy_loss.detach()),
+        )
         prologue_loss = self.config.ar_weight * ar_loss
         if self.config.entropy_weight:
             prologue_loss = prologue_loss + self.config.entropy_weight * prologue.entropy_loss
@@ -178,15 +208,22 @@ class PrologueTask(Task):
 
     def _prior_loss(self, prior: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
         if not self._pending:
-            raise RuntimeError("the prior update reads the ids of this step's tokenizer update; update the "
-                               f"modules in the order of PrologueTask.modules() ({', '.join(self.modules())})")
+            raise RuntimeError(
+                "the prior update reads the ids of this step's tokenizer update; update the "
+                f"modules in the order of PrologueTask.modules() ({', '.join(self.modules())})"
+            )
         visual_ids, prologue_ids, dropped = self._pending.popleft()
         loss, logs = self.prior_cross_entropy(prior, visual_ids, prologue_ids, dropped)
         return loss, {f"prior_{key}": value for key, value in logs.items()}
 
-    def prior_cross_entropy(self, prior: nn.Module, visual_ids: torch.Tensor, prologue_ids: torch.Tensor,
-                            dropped: torch.Tensor, prologue_one_hot: torch.Tensor | None = None
-                            ) -> tuple[torch.Tensor, dict[str, float]]:
+    def prior_cross_entropy(
+        self,
+        prior: nn.Module,
+        visual_ids: torch.Tensor,
+        prologue_ids: torch.Tensor,
+        dropped: torch.Tensor,
+        prologue_one_hot: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Mean cross-entropy of the prior over every predicted token, with per-segment logs.
 
         visual_ids (B, h, w), prologue_ids (B, P), dropped (B,) bool (visual inputs -> separator).
@@ -204,14 +241,16 @@ class PrologueTask(Task):
             with torch.no_grad():
                 embeddings = prior.embed(ids, tensors["kinds"])  # (B, L, dim) plain lookups
             segment = self.layout.segments[PROLOGUE]
-            table = prior.tok_embeddings.weight.detach()[segment.offset:segment.offset + segment.vocab]  # (K, dim)
+            table = prior.tok_embeddings.weight.detach()[segment.offset : segment.offset + segment.vocab]  # (K, dim)
             soft = prologue_one_hot[:, self.prologue_fed.to(device)] @ table.to(prologue_one_hot.dtype)
             embeddings = embeddings.index_copy(1, self.prologue_slots.to(device), soft.to(embeddings.dtype))
             # Detached weights: no gradient (and no DDP gradient hook) reaches the prior's parameters.
             frozen = {name: parameter.detach() for name, parameter in prior.named_parameters()}
             logits = self.forcing.logits(
                 lambda *arguments: functional_call(prior, frozen, arguments, {"embeddings": embeddings}),
-                ids, tensors["kinds"])  # (B, L, V)
+                ids,
+                tensors["kinds"],
+            )  # (B, L, V)
         loss, per_slot, accuracy = cross_entropy(logits, tensors["targets"])
         logs = {"ar_loss": float(loss.detach()), "ar_token_accuracy": accuracy}
         for name, slots in self.target_segment.items():
@@ -220,10 +259,16 @@ class PrologueTask(Task):
 
     def after_step(self, modules: dict[str, nn.Module], step: int) -> dict[str, float]:
         if self._pending:
-            raise RuntimeError(f"{len(self._pending)} tokenizer micro-batch(es) of step {step} were not used by a "
-                               "prior update")
-        usage, restarted = usage_and_restarts(self.model.prologue.quantize, self._latents, self._tokens_this_step,
-                                              self.config.restart_dead_codes_every, step)
+            raise RuntimeError(
+                f"{len(self._pending)} tokenizer micro-batch(es) of step {step} were not used by a prior update"
+            )
+        usage, restarted = usage_and_restarts(
+            self.model.prologue.quantize,
+            self._latents,
+            self._tokens_this_step,
+            self.config.restart_dead_codes_every,
+            step,
+        )
         logs = {"prologue_usage": usage}
         if restarted is not None:
             logs["restarted_prologue_codes"] = float(restarted)

@@ -10,15 +10,30 @@ from argen.config import ARRunConfig, RefinerRunConfig, TokenizerRunConfig
 from argen.data import load_dataset
 from argen.data.video import is_video_dataset, load_video_dataset
 from argen.io import checkpoint as ckpt
-from argen.io.load import (AR_KIND, REFINER_KIND, TOKENIZER_KIND, build_ar, build_tokenizer, grid_vocab,
-                           load_perceptual, load_tokenizer, open_coarse_table, open_token_cache)
+from argen.io.load import (
+    AR_KIND,
+    REFINER_KIND,
+    TOKENIZER_KIND,
+    build_ar,
+    build_tokenizer,
+    grid_vocab,
+    load_perceptual,
+    load_tokenizer,
+    open_coarse_table,
+    open_token_cache,
+)
 from argen.model.refiner import Refiner
 from argen.model.transformer import Transformer
 from argen.tokenizer.causal_video import inflate_from_image
 from argen.train import trainer
 from argen.train.ar_task import ARTask
-from argen.train.prologue_task import (PrologueTask, load_visual_path, prior_layout, resolve_prior_vocab,
-                                       validate_prologue_training)
+from argen.train.prologue_task import (
+    PrologueTask,
+    load_visual_path,
+    prior_layout,
+    resolve_prior_vocab,
+    validate_prologue_training,
+)
 from argen.train.refiner_task import RefinerTask
 from argen.train.tokenizer_task import VQTask
 
@@ -29,20 +44,25 @@ def train_tokenizer(config: TokenizerRunConfig, progress: bool = True) -> Path:
     if config.model.prologue_tokens > 0:
         config = resolve_prior_vocab(config)
     if (config.data.image_size, config.data.channels) != (config.model.image_size, config.model.in_channels):
-        raise ValueError(f"data.image_size/channels ({config.data.image_size}, {config.data.channels}) must match "
-                         f"model.image_size/in_channels ({config.model.image_size}, {config.model.in_channels})")
+        raise ValueError(
+            f"data.image_size/channels ({config.data.image_size}, {config.data.channels}) must match "
+            f"model.image_size/in_channels ({config.model.image_size}, {config.model.in_channels})"
+        )
     if config.model.temporal_downsample:  # a causal 3D tokenizer learns from whole clips
         if not is_video_dataset(config.data.name):
-            raise ValueError(f"model.temporal_downsample={config.model.temporal_downsample} (a causal 3D tokenizer) "
-                             f"trains on videos, but data.name={config.data.name} is an image dataset")
+            raise ValueError(
+                f"model.temporal_downsample={config.model.temporal_downsample} (a causal 3D tokenizer) "
+                f"trains on videos, but data.name={config.data.name} is an image dataset"
+            )
         build_tokenizer(config.model).latent_frames(config.data.video.frames)  # refuses a clip length it cannot encode
         dataset = load_video_dataset(config.data, training=True)
     elif config.model.inflate_from:
         raise ValueError("model.inflate_from starts a causal 3D tokenizer; set model.temporal_downsample too")
     else:
         dataset = load_dataset(config.data)
-    return trainer.run(config, TOKENIZER_KIND, dataset, lambda: _tokenizer_task(config), progress,
-                       num_workers=config.data.num_workers)
+    return trainer.run(
+        config, TOKENIZER_KIND, dataset, lambda: _tokenizer_task(config), progress, num_workers=config.data.num_workers
+    )
 
 
 def _tokenizer_task(config: TokenizerRunConfig) -> VQTask | PrologueTask:
@@ -56,8 +76,11 @@ def _tokenizer_task(config: TokenizerRunConfig) -> VQTask | PrologueTask:
     if prologue.visual_tokenizer:
         load_visual_path(model, prologue.visual_tokenizer, freeze=prologue.freeze_visual)
     # Post: the visual path is frozen and not trained, so it has no task of its own.
-    visual_task = None if prologue.visual_tokenizer and prologue.freeze_visual else \
-        VQTask(model, config.loss, load_perceptual(config.loss))
+    visual_task = (
+        None
+        if prologue.visual_tokenizer and prologue.freeze_visual
+        else VQTask(model, config.loss, load_perceptual(config.loss))
+    )
     return PrologueTask(model, Transformer(prologue.prior), prior_layout(config.model), prologue, visual_task)
 
 
@@ -71,12 +94,15 @@ def train_ar(config: ARRunConfig, progress: bool = True) -> Path:
     if config.layout.prologue_length > 0:
         if cache.prologue_length != config.layout.prologue_length:
             found = str(cache.prologue_length or "none")
-            raise ValueError(f"layout.prologue_length={config.layout.prologue_length} but the token cache holds "
-                             f"{found} prologue ids per image; tokenize with a Prologue tokenizer")
+            raise ValueError(
+                f"layout.prologue_length={config.layout.prologue_length} but the token cache holds "
+                f"{found} prologue ids per image; tokenize with a Prologue tokenizer"
+            )
         largest = max(int(shard["prologue_ids"].max()) for shard in cache.shards)
         if largest >= config.layout.prologue_vocab:
-            raise ValueError(f"the cache has prologue id {largest} but layout.prologue_vocab="
-                             f"{config.layout.prologue_vocab}")
+            raise ValueError(
+                f"the cache has prologue id {largest} but layout.prologue_vocab={config.layout.prologue_vocab}"
+            )
     _check_classes(cache.num_classes, config.model.num_classes)
     tokenizer = cache.manifest["tokenizer"]
     tokenizer_path = tokenizer.get("path")
@@ -85,11 +111,21 @@ def train_ar(config: ARRunConfig, progress: bool = True) -> Path:
 
     def build_task() -> ARTask:
         layout, model = build_ar(config, grid_vocab(cache, table))
-        return ARTask(model, layout, config.model.num_classes, config.model.class_dropout_prob,
-                      tokenizer=tokenizer_path if decodable else None, coarse=table)
+        return ARTask(
+            model,
+            layout,
+            config.model.num_classes,
+            config.model.class_dropout_prob,
+            tokenizer=tokenizer_path if decodable else None,
+            coarse=table,
+        )
 
-    metadata = {"tokenizer": tokenizer_path, "tokenizer_sha256": tokenizer.get("sha256"),
-                "grid_vocab": grid_vocab(cache, table), "class_names": tokenizer.get("class_names", [])}
+    metadata = {
+        "tokenizer": tokenizer_path,
+        "tokenizer_sha256": tokenizer.get("sha256"),
+        "grid_vocab": grid_vocab(cache, table),
+        "class_names": tokenizer.get("class_names", []),
+    }
     if table is not None:
         metadata["coarse_table"] = table.describe()
     return trainer.run(config, AR_KIND, cache, build_task, progress, metadata)
@@ -103,25 +139,38 @@ def train_refiner(config: RefinerRunConfig, progress: bool = True) -> Path:
     table = open_coarse_table(config.coarse_table, cache)
     tokenizer = cache.manifest["tokenizer"]
     if config.model.vocab_size != table.coarse_vocab:
-        raise ValueError(f"model.vocab_size={config.model.vocab_size} but the table has {table.coarse_vocab} "
-                         f"clusters; set model.vocab_size={table.coarse_vocab}")
+        raise ValueError(
+            f"model.vocab_size={config.model.vocab_size} but the table has {table.coarse_vocab} "
+            f"clusters; set model.vocab_size={table.coarse_vocab}"
+        )
     _check_classes(cache.num_classes, config.model.num_classes)
     if config.train.init_from:
         # The table is part of the weights: starting from another table's refiner would silently bring it along.
         start = ckpt.load_weights(config.train.init_from).get("fine_to_coarse")
         if start is None or not torch.equal(start.long(), table.fine_to_coarse):
-            raise ValueError(f"train.init_from={config.train.init_from} is not a refiner trained with the table "
-                             f"{config.coarse_table}")
+            raise ValueError(
+                f"train.init_from={config.train.init_from} is not a refiner trained with the table "
+                f"{config.coarse_table}"
+            )
     tokenizer_path = tokenizer.get("path")
 
     def build_task() -> RefinerTask:
-        return RefinerTask(Refiner(config.model, table.fine_to_coarse), cache.grid, config.model.class_dropout_prob,
-                           config.refiner,
-                           tokenizer=tokenizer_path if tokenizer_path and Path(tokenizer_path).is_dir() else None,
-                           shown=cache.batch(torch.arange(min(8, len(cache)))))
+        return RefinerTask(
+            Refiner(config.model, table.fine_to_coarse),
+            cache.grid,
+            config.model.class_dropout_prob,
+            config.refiner,
+            tokenizer=tokenizer_path if tokenizer_path and Path(tokenizer_path).is_dir() else None,
+            shown=cache.batch(torch.arange(min(8, len(cache)))),
+        )
 
-    metadata = {"tokenizer": tokenizer_path, "tokenizer_sha256": tokenizer.get("sha256"), "grid": list(cache.grid),
-                "coarse_table": table.describe(), "class_names": tokenizer.get("class_names", [])}
+    metadata = {
+        "tokenizer": tokenizer_path,
+        "tokenizer_sha256": tokenizer.get("sha256"),
+        "grid": list(cache.grid),
+        "coarse_table": table.describe(),
+        "class_names": tokenizer.get("class_names", []),
+    }
     return trainer.run(config, REFINER_KIND, cache, build_task, progress, metadata)
 
 

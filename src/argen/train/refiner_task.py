@@ -18,8 +18,15 @@ from argen.train.trainer import Task
 class RefinerTask(Task):
     """Teacher forcing with the true coarse labels (optionally noised), class dropout for refiner guidance."""
 
-    def __init__(self, model: Refiner, grid: tuple[int, ...], class_dropout_prob: float, options: RefinerConfig,
-                 tokenizer: str | Path | None = None, shown: dict[str, torch.Tensor] | None = None):
+    def __init__(
+        self,
+        model: Refiner,
+        grid: tuple[int, ...],
+        class_dropout_prob: float,
+        options: RefinerConfig,
+        tokenizer: str | Path | None = None,
+        shown: dict[str, torch.Tensor] | None = None,
+    ):
         if not 0.0 <= options.coarse_noise <= 1.0:
             raise ValueError(f"refiner.coarse_noise must be in [0, 1], got {options.coarse_noise}")
         self.model, self.options = model, options
@@ -31,8 +38,9 @@ class RefinerTask(Task):
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}
 
-    def loss(self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor],
-             step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor], step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         fine = batch["ids"].flatten(1)  # (B, N) fine ids
         labels = batch["labels"]
         coarse = self.model.fine_to_coarse.to(fine.device)[fine]  # (B, N) true coarse labels
@@ -61,6 +69,11 @@ class RefinerTask(Task):
         device = next(model.parameters()).device
         fine = self.shown["ids"].to(device)
         options = RefineOptions(restrict_to_cluster=self.options.restrict_to_cluster)
-        refined = refine(model, model.fine_to_coarse[fine], self.shown["labels"].to(device), options,
-                         torch.Generator(device).manual_seed(0))
+        refined = refine(
+            model,
+            model.fine_to_coarse[fine],
+            self.shown["labels"].to(device),
+            options,
+            torch.Generator(device).manual_seed(0),
+        )
         return Preview(self.decode(torch.cat([fine, refined])), columns=len(fine))

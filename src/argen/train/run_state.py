@@ -77,22 +77,30 @@ class CheckpointFolder:
         return (self.path / ckpt.TRAINER_STATE_FILE).is_file()
 
 
-def check_resumable(directory: Path, saved_config: dict[str, Any], run_config: Any, saved_step: int,
-                    steps: int) -> None:
+def check_resumable(
+    directory: Path, saved_config: dict[str, Any], run_config: Any, saved_step: int, steps: int
+) -> None:
     """Refuse to resume a checkpoint written with another config (except a longer train.steps: extending a run),
     or one past this run's last step."""
     saved, wanted = _flatten(_with_defaults(saved_config, run_config)), _flatten(to_dict(run_config))
-    differing = sorted(key for key in saved.keys() | wanted.keys()
-                       if saved.get(key) != wanted.get(key) and key not in RESUMABLE_UNDER_OTHER)
+    differing = sorted(
+        key
+        for key in saved.keys() | wanted.keys()
+        if saved.get(key) != wanted.get(key) and key not in RESUMABLE_UNDER_OTHER
+    )
     if differing:
-        raise TrainingError(f"{directory} was written with a different config ("
-                            + "; ".join(f"{key}: {saved.get(key)!r} there, {wanted.get(key)!r} here"
-                                        for key in differing[:6])
-                            + "); use another train.out_dir, or the same settings (only "
-                            + " and ".join(RESUMABLE_UNDER_OTHER) + " may differ)")
+        raise TrainingError(
+            f"{directory} was written with a different config ("
+            + "; ".join(f"{key}: {saved.get(key)!r} there, {wanted.get(key)!r} here" for key in differing[:6])
+            + "); use another train.out_dir, or the same settings (only "
+            + " and ".join(RESUMABLE_UNDER_OTHER)
+            + " may differ)"
+        )
     if saved_step > steps:
-        raise TrainingError(f"{directory} is at step {saved_step}, past train.steps={steps}; use another "
-                            "train.out_dir or a train.steps of at least that")
+        raise TrainingError(
+            f"{directory} is at step {saved_step}, past train.steps={steps}; use another "
+            "train.out_dir or a train.steps of at least that"
+        )
 
 
 def _with_defaults(saved: dict[str, Any], run_config: Any) -> dict[str, Any]:
@@ -136,9 +144,12 @@ def drop_log_after(path: Path, step: int) -> None:
 def rng_state() -> dict[str, Any]:
     """Every random generator a step may draw from (torch, CUDA, numpy, Python), as tensors and numbers."""
     _, keys, position, has_gauss, cached_gauss = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
-             "numpy_rest": [int(position), int(has_gauss), float(cached_gauss)],
-             "python": torch.tensor(random.getstate()[1], dtype=torch.int64)}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+        "numpy_rest": [int(position), int(has_gauss), float(cached_gauss)],
+        "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

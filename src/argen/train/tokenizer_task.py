@@ -14,8 +14,13 @@ from torch import nn
 from argen.config import ConfigError, VQLossConfig
 from argen.tokenizer.causal_video import CausalVideoVQModel
 from argen.tokenizer.code_usage import QuantizerOutput, usage_and_restarts
-from argen.tokenizer.losses import (RECONSTRUCTION_KINDS, PatchDiscriminator, hinge_discriminator_loss,
-                                    hinge_generator_loss, reconstruction_loss)
+from argen.tokenizer.losses import (
+    RECONSTRUCTION_KINDS,
+    PatchDiscriminator,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    reconstruction_loss,
+)
 from argen.tokenizer.lpips import perceptual_loss
 from argen.tokenizer.vq import VQModel
 from argen.train.trainer import Task
@@ -45,16 +50,19 @@ class VQTask(Task):
     distance of two image batches, (B,) out: LPIPS, or a classifier's feature distance; io.load.load_perceptual
     builds it from the config) is the perceptual term, required when `loss.perceptual_weight > 0`."""
 
-    def __init__(self, model: VQModel | CausalVideoVQModel, loss: VQLossConfig,
-                 perceptual: nn.Module | None = None):
+    def __init__(self, model: VQModel | CausalVideoVQModel, loss: VQLossConfig, perceptual: nn.Module | None = None):
         if loss.reconstruction not in RECONSTRUCTION_KINDS:
             raise ConfigError(f"loss.reconstruction must be one of {RECONSTRUCTION_KINDS}, got {loss.reconstruction!r}")
         if loss.perceptual_weight > 0 and perceptual is None:
-            raise ConfigError("loss.perceptual_weight > 0 needs the perceptual distance (io.load.load_perceptual "
-                              "builds it from loss.perceptual_network)")
+            raise ConfigError(
+                "loss.perceptual_weight > 0 needs the perceptual distance (io.load.load_perceptual "
+                "builds it from loss.perceptual_network)"
+            )
         if model.config.quantizer == "lfq" and loss.restart_dead_codes_every:
-            raise ConfigError("model.quantizer=lfq has no code table to restart: set loss.restart_dead_codes_every=0 "
-                              "(its entropy penalty, model.entropy_weight, keeps codes in use)")
+            raise ConfigError(
+                "model.quantizer=lfq has no code table to restart: set loss.restart_dead_codes_every=0 "
+                "(its entropy penalty, model.entropy_weight, keeps codes in use)"
+            )
         if loss.disc_weight < 0 or loss.disc_start < 0 or loss.restart_dead_codes_every < 0:
             raise ConfigError("loss.disc_weight, loss.disc_start and loss.restart_dead_codes_every must be >= 0")
         self.model, self.config = model, loss
@@ -63,8 +71,10 @@ class VQTask(Task):
         if loss.disc_weight > 0:
             smallest = PatchDiscriminator.min_input_size(loss.disc_layers)
             if model.config.image_size < smallest:
-                raise ConfigError(f"loss.disc_layers={loss.disc_layers} needs images of at least {smallest} pixels, "
-                                  f"got model.image_size={model.config.image_size}; lower loss.disc_layers")
+                raise ConfigError(
+                    f"loss.disc_layers={loss.disc_layers} needs images of at least {smallest} pixels, "
+                    f"got model.image_size={model.config.image_size}; lower loss.disc_layers"
+                )
             self.discriminator = PatchDiscriminator(model.config.in_channels, loss.disc_channels, loss.disc_layers)
         # Per step: encoder outputs of the latest micro-batch and the number of ids recorded (for restarts).
         self._latents: torch.Tensor | None = None
@@ -79,8 +89,9 @@ class VQTask(Task):
     def _adversarial(self, step: int) -> bool:
         return self.discriminator is not None and step >= self.config.disc_start
 
-    def loss(self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor],
-             step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor], step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         images = batch["images"]
         if name == TOKENIZER:
             return self._tokenizer_loss(modules, images, step)
@@ -88,21 +99,37 @@ class VQTask(Task):
             return self._discriminator_loss(modules, images, step)
         raise KeyError(f"unknown module {name!r}; this task trains {', '.join(self.modules())}")
 
-    def _tokenizer_loss(self, modules: dict[str, nn.Module], images: torch.Tensor,
-                        step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def _tokenizer_loss(
+        self, modules: dict[str, nn.Module], images: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         reconstruction, quantizer = modules[TOKENIZER](images)
         return self.tokenizer_objective(modules, images, reconstruction, quantizer, step)
 
-    def tokenizer_objective(self, modules: dict[str, nn.Module], images: torch.Tensor, reconstruction: torch.Tensor,
-                            quantizer: QuantizerOutput, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def tokenizer_objective(
+        self,
+        modules: dict[str, nn.Module],
+        images: torch.Tensor,
+        reconstruction: torch.Tensor,
+        quantizer: QuantizerOutput,
+        step: int,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """The tokenizer update's loss from one forward pass (shared with the Prologue task, which adds to it)."""
         config = self.config
         reconstruction_term = reconstruction_loss(reconstruction, images, config.reconstruction)
-        total = (config.reconstruction_weight * reconstruction_term + quantizer.codebook_loss
-                 + quantizer.commit_loss + quantizer.entropy_loss)
-        logs = {"reconstruction_loss": _value(reconstruction_term), "codebook_loss": _value(quantizer.codebook_loss),
-                "commit_loss": _value(quantizer.commit_loss), "psnr_db": psnr_db(reconstruction, images),
-                "perplexity": float(quantizer.perplexity), "codebook_usage_batch": float(quantizer.usage)}
+        total = (
+            config.reconstruction_weight * reconstruction_term
+            + quantizer.codebook_loss
+            + quantizer.commit_loss
+            + quantizer.entropy_loss
+        )
+        logs = {
+            "reconstruction_loss": _value(reconstruction_term),
+            "codebook_loss": _value(quantizer.codebook_loss),
+            "commit_loss": _value(quantizer.commit_loss),
+            "psnr_db": psnr_db(reconstruction, images),
+            "perplexity": float(quantizer.perplexity),
+            "codebook_usage_batch": float(quantizer.usage),
+        }
         if self.model.config.entropy_weight > 0:
             logs["entropy_loss"] = _value(quantizer.entropy_loss)
         if self.perceptual is not None:
@@ -118,8 +145,9 @@ class VQTask(Task):
         self._tokens_this_step += quantizer.ids.numel()
         return total, logs
 
-    def _discriminator_loss(self, modules: dict[str, nn.Module], images: torch.Tensor,
-                            step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def _discriminator_loss(
+        self, modules: dict[str, nn.Module], images: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         discriminator = modules[DISCRIMINATOR]
         if not self._adversarial(step):
             # Before disc_start: a zero loss still tied to the parameters, so the optimizer step is a no-op.
@@ -128,14 +156,17 @@ class VQTask(Task):
             reconstruction, _ = modules[TOKENIZER](images)  # the tokenizer as just updated
         real_logits, fake_logits = discriminator(_frames(images)), discriminator(_frames(reconstruction))
         loss = hinge_discriminator_loss(real_logits, fake_logits)
-        return self.config.disc_weight * loss, {"discriminator_hinge": _value(loss),
-                                                "logits_real": _value(real_logits.mean()),
-                                                "logits_fake": _value(fake_logits.mean())}
+        return self.config.disc_weight * loss, {
+            "discriminator_hinge": _value(loss),
+            "logits_real": _value(real_logits.mean()),
+            "logits_fake": _value(fake_logits.mean()),
+        }
 
     def after_step(self, modules: dict[str, nn.Module], step: int) -> dict[str, float]:
         """Codebook usage over the recent record; every `restart_dead_codes_every` steps, restart dead codes."""
-        usage, restarted = usage_and_restarts(self.model.quantize, self._latents, self._tokens_this_step,
-                                              self.config.restart_dead_codes_every, step)
+        usage, restarted = usage_and_restarts(
+            self.model.quantize, self._latents, self._tokens_this_step, self.config.restart_dead_codes_every, step
+        )
         logs = {"codebook_usage": usage}
         if restarted is not None:
             logs["restarted_codes"] = float(restarted)

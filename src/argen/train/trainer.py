@@ -33,8 +33,14 @@ from argen.io import checkpoint as ckpt
 from argen.io.video import save_preview
 from argen.precision import training_precision
 from argen.train.preview import Preview
-from argen.train.run_state import (CheckpointFolder, TrainingError, check_resumable, drop_log_after, rng_state,
-                                   set_rng_state)
+from argen.train.run_state import (
+    CheckpointFolder,
+    TrainingError,
+    check_resumable,
+    drop_log_after,
+    rng_state,
+    set_rng_state,
+)
 
 LOG_FILE = "log.jsonl"
 DATA_STREAM = 1  # the seed stream of data augmentations, apart from the losses' (stream 0)
@@ -50,8 +56,9 @@ class Task:
         """Trained modules, one optimizer each, updated in this order; the first is the saved model."""
         raise NotImplementedError
 
-    def loss(self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor],
-             step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, name: str, modules: dict[str, nn.Module], batch: dict[str, torch.Tensor], step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss that updates modules[name] and the floats to log."""
         raise NotImplementedError
 
@@ -91,10 +98,13 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 def make_optimizer(module: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW with weight decay on weights of >= 2 dims only (not on norms, biases or 1-d gains)."""
     params = [p for p in module.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas,
-                             fused=device.type == "cuda")
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]], lr=config.lr, betas=config.betas, fused=device.type == "cuda"
+    )
 
 
 def step_seed(seed: int, step: int, micro_batch: int, stream: int = 0) -> int:
@@ -105,9 +115,18 @@ def step_seed(seed: int, step: int, micro_batch: int, stream: int = 0) -> int:
 class Trainer:
     """Train `task` on `dataset`; `run_config` (a dataclass tree) is saved with every checkpoint."""
 
-    def __init__(self, task: Task, dataset: Dataset, train_config: TrainConfig, run_config: Any, kind: str,
-                 context: distributed.DistributedContext | None = None, progress: bool = True,
-                 metadata: dict[str, Any] | None = None, num_workers: int = 0):
+    def __init__(
+        self,
+        task: Task,
+        dataset: Dataset,
+        train_config: TrainConfig,
+        run_config: Any,
+        kind: str,
+        context: distributed.DistributedContext | None = None,
+        progress: bool = True,
+        metadata: dict[str, Any] | None = None,
+        num_workers: int = 0,
+    ):
         self.task, self.dataset, self.config = task, dataset, train_config
         self.num_workers = num_workers
         self.metadata = metadata or {}  # written into config.json beside the config (e.g. the tokenizer used)
@@ -117,15 +136,18 @@ class Trainer:
         self.out_dir = Path(train_config.out_dir)
         self.checkpoints = CheckpointFolder(self.out_dir)
         if train_config.fsdp and (train_config.ema_decay > 0 or train_config.sample_every > 0):
-            raise TrainingError("train.fsdp=true does not support train.ema_decay > 0 or train.sample_every > 0 "
-                                "yet (both need the whole model on one rank); set them to 0 or use DDP")
+            raise TrainingError(
+                "train.fsdp=true does not support train.ema_decay > 0 or train.sample_every > 0 "
+                "yet (both need the whole model on one rank); set them to 0 or use DDP"
+            )
         self.modules = task.modules()
         if not self.modules:
             raise TrainingError("the task has no modules to train")
         self.model_name = next(iter(self.modules))
         if train_config.init_from:
-            ckpt.load_state_into(self.modules[self.model_name], ckpt.load_weights(train_config.init_from),
-                                 train_config.init_from)
+            ckpt.load_state_into(
+                self.modules[self.model_name], ckpt.load_weights(train_config.init_from), train_config.init_from
+            )
         for module in self.modules.values():
             module.to(self.context.device)
             if train_config.activation_checkpointing:
@@ -136,16 +158,18 @@ class Trainer:
         # Model FLOPs per token of the saved model (6 N: forward and backward), for the logged TFLOP/s.
         self.flops_per_token = 6 * sum(p.numel() for p in self.modules[self.model_name].parameters())
         self.tokens_per_sample = task.tokens_per_sample
-        self.optimizers = {name: make_optimizer(module, train_config, self.context.device)
-                           for name, module in self.modules.items()}
+        self.optimizers = {
+            name: make_optimizer(module, train_config, self.context.device) for name, module in self.modules.items()
+        }
         self.ema = None
         if train_config.ema_decay > 0:
             self.ema = {k: v.detach().clone().float() for k, v in self.modules[self.model_name].state_dict().items()}
         self.step = 0
         self.micro_batch, self.accumulation = self._batch_split()
         # "auto": bf16 autocast where this machine runs it faster, else fp32 (logged with every record)
-        self.precision = (training_precision(self.context.device.type) if train_config.precision == "auto"
-                          else train_config.precision)
+        self.precision = (
+            training_precision(self.context.device.type) if train_config.precision == "auto" else train_config.precision
+        )
 
     # ---------------------------------------------------------------------------------------
     # set-up
@@ -173,11 +197,14 @@ class Trainer:
         config, world = self.config, self.context.world_size
         per_step = config.batch_size // (world * config.grad_accum)
         if per_step * world * config.grad_accum != config.batch_size or per_step == 0:
-            raise TrainingError(f"train.batch_size={config.batch_size} must be a positive multiple of "
-                                f"world size ({world}) x train.grad_accum ({config.grad_accum})")
+            raise TrainingError(
+                f"train.batch_size={config.batch_size} must be a positive multiple of "
+                f"world size ({world}) x train.grad_accum ({config.grad_accum})"
+            )
         if config.batch_size > len(self.dataset):
-            raise TrainingError(f"train.batch_size={config.batch_size} is larger than the dataset "
-                                f"({len(self.dataset)} samples)")
+            raise TrainingError(
+                f"train.batch_size={config.batch_size} is larger than the dataset ({len(self.dataset)} samples)"
+            )
         return per_step, config.grad_accum
 
     def _global_indices(self, step: int) -> torch.Tensor:
@@ -187,7 +214,7 @@ class Trainer:
         epoch, position = divmod(step, per_epoch)
         generator = torch.Generator().manual_seed(step_seed(self.config.seed, epoch, -1 & 0xFFFF))
         order = torch.randperm(len(self.dataset), generator=generator)
-        return order[position * batch:(position + 1) * batch]
+        return order[position * batch : (position + 1) * batch]
 
     def _requests(self):
         """This rank's micro-batches, from the current step to the last, each with its augmentation seed."""
@@ -207,32 +234,50 @@ class Trainer:
     def _full_states(self) -> tuple[dict[str, dict], dict[str, dict]]:
         """Unsharded module and optimizer states (a collective under FSDP: every rank calls it)."""
         if not self.sharded:
-            return ({name: m.state_dict() for name, m in self.modules.items()},
-                    {name: opt.state_dict() for name, opt in self.optimizers.items()})
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                             get_optimizer_state_dict)
+            return (
+                {name: m.state_dict() for name, m in self.modules.items()},
+                {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            )
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return ({name: get_model_state_dict(m, options=options) for name, m in self.modules.items()},
-                {name: get_optimizer_state_dict(self.modules[name], opt, options=options)
-                 for name, opt in self.optimizers.items()})
+        return (
+            {name: get_model_state_dict(m, options=options) for name, m in self.modules.items()},
+            {
+                name: get_optimizer_state_dict(self.modules[name], opt, options=options)
+                for name, opt in self.optimizers.items()
+            },
+        )
 
     def save(self) -> Path:
         """Write the whole checkpoint by the run folder's swap (argen.train.run_state.CheckpointFolder)."""
         module_states, optimizer_states = self._full_states()
         if self.context.is_main:
+
             def fill(folder: Path) -> None:
-                ckpt.save_checkpoint(folder, self.kind, to_dict(self.run_config), module_states[self.model_name],
-                                     extra={**self.metadata, "step": self.step})
+                ckpt.save_checkpoint(
+                    folder,
+                    self.kind,
+                    to_dict(self.run_config),
+                    module_states[self.model_name],
+                    extra={**self.metadata, "step": self.step},
+                )
                 if self.ema is not None:
                     ckpt.save_weights(folder / "ema.safetensors", self.ema)
-                ckpt.save_trainer_state(folder, {
-                    "step": self.step,
-                    "modules": {name: state for name, state in module_states.items() if name != self.model_name},
-                    "optimizers": optimizer_states,
-                    "ema": self.ema,
-                    "rng": rng_state(),
-                })
+                ckpt.save_trainer_state(
+                    folder,
+                    {
+                        "step": self.step,
+                        "modules": {name: state for name, state in module_states.items() if name != self.model_name},
+                        "optimizers": optimizer_states,
+                        "ema": self.ema,
+                        "rng": rng_state(),
+                    },
+                )
 
             self.checkpoints.write(fill)
         distributed.barrier(self.context)
@@ -248,12 +293,20 @@ class Trainer:
             return False
         directory = self.checkpoint_dir
         state = ckpt.load_trainer_state(directory)
-        check_resumable(directory, ckpt.read_meta(directory, self.kind)["config"], self.run_config,
-                        int(state["step"]), self.config.steps)
+        check_resumable(
+            directory,
+            ckpt.read_meta(directory, self.kind)["config"],
+            self.run_config,
+            int(state["step"]),
+            self.config.steps,
+        )
         module_states = {**state["modules"], self.model_name: ckpt.load_weights(directory)}
         if self.sharded:
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                                 set_optimizer_state_dict)
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_model_state_dict,
+                set_optimizer_state_dict,
+            )
 
             options = StateDictOptions(full_state_dict=True)
             for name, module in self.modules.items():
@@ -291,8 +344,11 @@ class Trainer:
             wrapped = self.wrapped[name]
             if self.sharded and hasattr(wrapped, "set_requires_gradient_sync"):
                 wrapped.set_requires_gradient_sync(last)  # reduce-scatter only on the last micro-batch
-            sync = wrapped.no_sync() if isinstance(wrapped, DistributedDataParallel) and not last \
+            sync = (
+                wrapped.no_sync()
+                if isinstance(wrapped, DistributedDataParallel) and not last
                 else contextlib.nullcontext()
+            )
             with sync:
                 with self._autocast():
                     loss, values = self.task.loss(name, self.wrapped, batch, self.step)
@@ -314,15 +370,14 @@ class Trainer:
             tokens = samples_per_s * self.tokens_per_sample
             record.update(tokens_per_s=round(tokens, 1), model_tflops=round(tokens * self.flops_per_token / 1e12, 4))
         if self.context.device.type == "cuda":
-            record["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(self.context.device) / 2 ** 30, 3)
+            record["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(self.context.device) / 2**30, 3)
         else:  # the process's peak resident memory (Linux reports KiB)
-            record["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 3)
+            record["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
         return record
 
     def _check_finite(self, logs: dict[str, float]) -> None:
         keys = sorted(logs)
-        values = distributed.all_reduce_mean(torch.tensor([logs[k] for k in keys], dtype=torch.float64),
-                                             self.context)
+        values = distributed.all_reduce_mean(torch.tensor([logs[k] for k in keys], dtype=torch.float64), self.context)
         for key, value in zip(keys, values.tolist()):
             logs[key] = value
         bad = [k for k, v in logs.items() if not math.isfinite(v) and k.endswith("_loss")]
@@ -331,7 +386,8 @@ class Trainer:
             raise TrainingError(
                 f"non-finite loss at step {self.step} ({', '.join(f'{k}={logs[k]}' for k in bad)}); the run "
                 f"stopped without saving. Last good checkpoint: {last}. Lower train.lr, enable train.grad_clip, "
-                f"or check the data.")
+                f"or check the data."
+            )
 
     def _update_ema(self) -> None:
         # Warmed up, as timm's ModelEmaV2: (1 + t) / (10 + t) caps the decay of update t, so the initial weights
@@ -361,19 +417,37 @@ class Trainer:
         if context.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             drop_log_after(log_path, self.step)
-        bar = tqdm(total=config.steps, initial=self.step, desc=f"train {self.kind}", unit="step",
-                   disable=not (self.progress and context.is_main), dynamic_ncols=True)
+        bar = tqdm(
+            total=config.steps,
+            initial=self.step,
+            desc=f"train {self.kind}",
+            unit="step",
+            disable=not (self.progress and context.is_main),
+            dynamic_ncols=True,
+        )
         for module in self.modules.values():
             module.train()
         started, window_start, samples_seen = time.perf_counter(), time.perf_counter(), 0
         pin_memory = context.device.type == "cuda"
         stream = getattr(self.dataset, "stream", None)  # tar shards: streamed, not indexed
-        batches_in = stream(config.seed, self.step * self.accumulation, self.micro_batch, context.rank,
-                            context.world_size, self.num_workers, pin_memory) if stream is not None \
+        batches_in = (
+            stream(
+                config.seed,
+                self.step * self.accumulation,
+                self.micro_batch,
+                context.rank,
+                context.world_size,
+                self.num_workers,
+                pin_memory,
+            )
+            if stream is not None
             else load_batches(self.dataset, self._requests(), self.num_workers, pin_memory)
+        )
         while self.step < config.steps and (stop_after is None or self.step < stop_after):
-            batches = [{k: v.to(context.device, non_blocking=True) for k, v in next(batches_in).items()}
-                       for _ in range(self.accumulation)]
+            batches = [
+                {k: v.to(context.device, non_blocking=True) for k, v in next(batches_in).items()}
+                for _ in range(self.accumulation)
+            ]
             lr = learning_rate(config, self.step)
             logs: dict[str, float] = {"lr": lr}
             for name in self.modules:
@@ -389,9 +463,13 @@ class Trainer:
                 result.history.append({"step": self.step, **logs})
                 if self.step % config.log_every == 0 or self.step == config.steps:
                     now = time.perf_counter()
-                    record = {"step": self.step, **logs, "precision": self.precision,
-                              "elapsed_s": round(now - started, 3),
-                              **self._throughput(samples_seen / max(now - window_start, 1e-9))}
+                    record = {
+                        "step": self.step,
+                        **logs,
+                        "precision": self.precision,
+                        "elapsed_s": round(now - started, 3),
+                        **self._throughput(samples_seen / max(now - window_start, 1e-9)),
+                    }
                     with log_path.open("a") as handle:
                         handle.write(json.dumps(record) + "\n")
                     window_start, samples_seen = now, 0
@@ -406,16 +484,24 @@ class Trainer:
         return result
 
 
-def run(run_config: Any, kind: str, dataset: Dataset, build_task: Callable[[], Task], progress: bool = True,
-        metadata: dict[str, Any] | None = None, num_workers: int = 0) -> Path:
+def run(
+    run_config: Any,
+    kind: str,
+    dataset: Dataset,
+    build_task: Callable[[], Task],
+    progress: bool = True,
+    metadata: dict[str, Any] | None = None,
+    num_workers: int = 0,
+) -> Path:
     """One training run, single process or under torchrun: join the process group, seed, build the task (so
     its initial weights follow train.seed), fit (resuming from train.out_dir when a checkpoint is there), leave
     the group. Returns the checkpoint directory."""
     context = distributed.setup()
     try:
         torch.manual_seed(run_config.train.seed)
-        trainer = Trainer(build_task(), dataset, run_config.train, run_config, kind, context, progress, metadata,
-                          num_workers)
+        trainer = Trainer(
+            build_task(), dataset, run_config.train, run_config, kind, context, progress, metadata, num_workers
+        )
         trainer.fit()
         return trainer.checkpoint_dir
     finally:
@@ -427,7 +513,8 @@ def _checkpoint_blocks(module: nn.Module) -> None:
     recomputed in the backward pass instead of stored, for a larger batch in the same memory."""
     layers = getattr(module, "layers", None)
     if layers is None:
-        raise TrainingError(f"train.activation_checkpointing needs a model of transformer blocks; "
-                            f"{type(module).__name__} has none")
+        raise TrainingError(
+            f"train.activation_checkpointing needs a model of transformer blocks; {type(module).__name__} has none"
+        )
     for index, block in enumerate(layers):
         layers[index] = checkpoint_wrapper(block)
