@@ -21,7 +21,8 @@ from argen.config import (
 def test_overrides_are_typed_and_nested():
     config = build(TokenizerRunConfig, overrides=["train.lr=3e-4", "model.ch_mult=[1,2]", "data.flip=true"])
     assert config.train.lr == 3e-4 and config.model.ch_mult == (1, 2) and config.data.flip is True
-    assert parse_overrides(["a.b.c=1", "a.d=x"]) == {"a": {"b": {"c": 1}, "d": "x"}}
+    nested = parse_overrides(["a.b.c=1", "a.d=x"])  # each value its text as written and its YAML reading
+    assert nested == {"a": {"b": {"c": "1"}, "d": "x"}} and nested["a"]["b"]["c"].parsed == 1
 
 
 def test_unknown_key_lists_valid_keys():

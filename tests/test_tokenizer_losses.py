@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from argen.config import ConfigError, TrainConfig, VQConfig, VQLossConfig
+from argen.config import ConfigError, DataConfig, TokenizerRunConfig, TrainConfig, VQConfig, VQLossConfig
 from argen.io import checkpoint as ckpt
 from argen.tokenizer.losses import (
     PatchDiscriminator,
@@ -50,7 +50,7 @@ def test_patch_discriminator_matches_llamagen_shape():
     assert logits.shape == (2, 1, 30, 30)
     small = PatchDiscriminator(in_channels=1, channels=8, layers=2)
     assert small(torch.randn(2, 1, 32, 32)).shape == (2, 1, 6, 6)
-    side = PatchDiscriminator.min_input_size(2)
+    side = VQLossConfig(disc_layers=2).disc_min_image_size
     assert small(torch.randn(2, 1, side, side)).shape == (2, 1, 1, 1)
     with pytest.raises(RuntimeError):
         small(torch.randn(2, 1, side - 1, side - 1))
@@ -166,10 +166,13 @@ def test_task_config_errors():
         VQLossConfig(lpips_vgg="vgg16.pth")
     with pytest.raises(ConfigError, match="needs the perceptual distance"):
         VQTask(model, VQLossConfig(perceptual_weight=1.0, perceptual_network="lpips"))
+    # The run config checks its parts together: the discriminator against the image size.
     with pytest.raises(ConfigError, match="at least 12 pixels"):
-        VQTask(model, VQLossConfig(disc_weight=0.5, disc_layers=2))
+        TokenizerRunConfig(
+            model=model.config, loss=VQLossConfig(disc_weight=0.5, disc_layers=2), data=DataConfig(image_size=8)
+        )
     with pytest.raises(ConfigError, match="loss.reconstruction"):
-        VQTask(model, VQLossConfig(reconstruction="huber"))
+        VQLossConfig(reconstruction="huber")
 
 
 def test_psnr_on_known_error():

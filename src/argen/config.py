@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ LIVE_DISPLAY_BUDGET = 0.1  # argen.live: the share of sampling time that partial
 
 class ConfigError(ValueError):
     """A config key or value that cannot be used; the message says what is valid."""
+
+
+RECONSTRUCTION_KINDS = ("l1", "l2")  # the tokenizer's reconstruction loss: mean absolute or squared error
+LFQ_MAX_BITS = 18  # lookup-free quantisation's largest codebook: 2 ** 18 = 262,144 codes, MAGVIT-v2's video codebook
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,6 +74,86 @@ class VQConfig:
     # past taps), so at init every frame is encoded as the image tokenizer encodes it; read when training starts.
     inflate_from: str = ""
 
+    def __post_init__(self) -> None:
+        """Refuse, naming the first field, a config that cannot build a VQ model (its Prologue head and, with
+        temporal_downsample > 0, its causal 3D form included)."""
+        if self.in_channels not in (1, 3):
+            raise ConfigError(f"model.in_channels must be 1 or 3, got {self.in_channels}")
+        if not self.ch_mult or any(int(m) < 1 for m in self.ch_mult):
+            raise ConfigError(f"model.ch_mult must be a non-empty list of positive integers, got {self.ch_mult}")
+        for name in ("ch", "num_res_blocks", "z_channels", "codebook_size", "codebook_dim", "image_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
+        widths = sorted({self.ch * m for m in self.ch_mult})
+        if any(width % self.norm_groups for width in widths):
+            raise ConfigError(
+                f"GroupNorm uses {self.norm_groups} groups for model.ch={self.ch}, but the widths {widths} "
+                f"(ch * ch_mult) are not all multiples of {self.norm_groups}; use ch < 32 or a multiple of 32"
+            )
+        if self.image_size % self.downsample:
+            raise ConfigError(
+                f"model.image_size={self.image_size} must be divisible by the downsampling factor "
+                f"{self.downsample} (2 ** (len(ch_mult) - 1))"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if self.quantizer not in ("vq", "lfq"):
+            raise ConfigError(
+                f"model.quantizer must be vq (a looked-up codebook) or lfq (lookup-free), got {self.quantizer!r}"
+            )
+        bits = self.codebook_dim
+        if self.quantizer == "lfq" and (bits > LFQ_MAX_BITS or self.codebook_size != 2**bits):
+            raise ConfigError(
+                f"model.quantizer=lfq makes each of model.codebook_dim channels a bit: codebook_dim must be "
+                f"at most {LFQ_MAX_BITS} and codebook_size 2 ** codebook_dim, got {self.codebook_dim} and "
+                f"{self.codebook_size} (e.g. codebook_dim=10 codebook_size=1024)"
+            )
+        self._check_prologue()
+        self._check_temporal()
+
+    def _check_prologue(self) -> None:
+        if self.prologue_tokens < 0:
+            raise ConfigError(f"model.prologue_tokens must be >= 0 (0 = no prologue), got {self.prologue_tokens}")
+        if self.prologue_tokens == 0:
+            return
+        if self.prologue_codebook_size < 2:
+            raise ConfigError(f"model.prologue_codebook_size must be >= 2, got {self.prologue_codebook_size}")
+        for name in ("prologue_codebook_dim", "prologue_width", "prologue_layers", "prologue_heads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.prologue_width % self.prologue_heads:
+            raise ConfigError(
+                f"model.prologue_width={self.prologue_width} must be divisible by "
+                f"model.prologue_heads={self.prologue_heads}"
+            )
+        if self.prologue_width % 4:
+            raise ConfigError(
+                f"model.prologue_width={self.prologue_width} must be a multiple of 4 "
+                "(2D sin-cos positions: sine and cosine on two axes)"
+            )
+        if not self.prologue_tau > 0:
+            raise ConfigError(f"model.prologue_tau must be > 0, got {self.prologue_tau}")
+
+    def _check_temporal(self) -> None:
+        factor = self.temporal_downsample
+        if not isinstance(factor, int) or factor < 0:
+            raise ConfigError(
+                f"model.temporal_downsample must be 0 (an image tokenizer) or a power of 2, got {factor!r}"
+            )
+        if factor == 0:
+            return
+        if factor & (factor - 1):
+            raise ConfigError(
+                f"model.temporal_downsample must be a power of 2 (1, 2, 4, ...) for a causal 3D tokenizer, got {factor}"
+            )
+        if self.temporal_levels > len(self.ch_mult) - 1:
+            raise ConfigError(
+                f"model.temporal_downsample={factor} needs {self.temporal_levels} downsamplings, but "
+                f"model.ch_mult={tuple(self.ch_mult)} has {len(self.ch_mult) - 1}"
+            )
+        if self.prologue_tokens:
+            raise ConfigError("a causal 3D tokenizer has no Prologue head (model.prologue_tokens must be 0)")
+
     @property
     def downsample(self) -> int:
         return 2 ** (len(self.ch_mult) - 1)
@@ -76,6 +161,16 @@ class VQConfig:
     @property
     def grid_size(self) -> int:
         return self.image_size // self.downsample
+
+    @property
+    def norm_groups(self) -> int:
+        """LlamaGen's 32 GroupNorm groups, or `ch` groups when the base width is below 32."""
+        return 32 if self.ch >= 32 else self.ch
+
+    @property
+    def temporal_levels(self) -> int:
+        """How many of the downsamplings also halve time (causal 3D: log2 of temporal_downsample)."""
+        return max(self.temporal_downsample, 1).bit_length() - 1
 
 
 @dataclass
@@ -97,7 +192,17 @@ class VQLossConfig:
     disc_channels: int = 32
     restart_dead_codes_every: int = 0  # 0 disables dead-code restarts
 
+    @property
+    def disc_min_image_size(self) -> int:
+        """The smallest image side the PatchGAN takes: each stride-2 stage halves it, its two 4x4 stride-1 convs
+        need 3."""
+        return 3 * 2**self.disc_layers
+
     def __post_init__(self) -> None:
+        if self.reconstruction not in RECONSTRUCTION_KINDS:
+            raise ConfigError(f"loss.reconstruction must be one of {RECONSTRUCTION_KINDS}, got {self.reconstruction!r}")
+        if self.disc_weight < 0 or self.disc_start < 0 or self.restart_dead_codes_every < 0:
+            raise ConfigError("loss.disc_weight, loss.disc_start and loss.restart_dead_codes_every must be >= 0")
         if not isinstance(self.perceptual_weight, (int, float)) or self.perceptual_weight < 0:
             raise ConfigError(f"loss.perceptual_weight must be >= 0, got {self.perceptual_weight!r}")
         if self.perceptual_weight > 0 and not self.perceptual_network:
@@ -133,6 +238,13 @@ class GPTConfig:
     class_dropout_prob: float = 0.1  # > 0 also adds the null-class row used by guidance
     vocab_size: int = 256  # input and output vocabulary (fine codes, or coarse labels under CTF)
 
+    def __post_init__(self) -> None:
+        n_kv_head = self.n_kv_head or self.n_head
+        if self.n_head < 1 or self.dim % self.n_head or self.n_head % n_kv_head:
+            raise ConfigError(
+                f"dim ({self.dim}) must be divisible by n_head ({self.n_head}) and n_head by n_kv_head ({n_kv_head})"
+            )
+
 
 @dataclass
 class LayoutConfig:
@@ -147,6 +259,64 @@ class LayoutConfig:
     prologue_length: int = 0  # Prologue: number of prologue tokens (0 = none)
     prologue_vocab: int = 0
     prologue_parallel: int = 1  # Prologue: prologue tokens per step (1 = one by one, as in the paper)
+
+    def __post_init__(self) -> None:
+        grid = tuple(self.grid)
+        if len(grid) not in (2, 3) or min(grid) < 1:
+            raise ConfigError(f"layout.grid must be (H, W) or (T, H, W) of positive sizes, got {self.grid}")
+        if self.order not in ("raster", "region"):
+            raise ConfigError(f"layout.order must be 'raster' or 'region', got {self.order!r}")
+        if self.group_attention not in ("full", "causal"):
+            raise ConfigError(f"layout.group_attention must be 'full' or 'causal', got {self.group_attention!r}")
+        if self.parallel < 1:
+            raise ConfigError(f"layout.parallel must be >= 1, got {self.parallel}")
+        count = math.prod(grid)
+        if count % self.parallel:
+            raise ConfigError(f"layout.parallel={self.parallel} must divide the {count} visual tokens of grid {grid}")
+        if self.order == "raster" and self.regions is not None:
+            raise ConfigError("layout.regions applies to order='region' only; set order=region or drop regions")
+        if self.prologue_length < 0:
+            raise ConfigError(f"layout.prologue_length must be >= 0, got {self.prologue_length}")
+        if self.prologue_parallel < 1 or self.prologue_length % self.prologue_parallel:
+            raise ConfigError(
+                f"layout.prologue_parallel={self.prologue_parallel} must be >= 1 and divide "
+                f"layout.prologue_length={self.prologue_length}"
+            )
+        if (self.prologue_length > 0) != (self.prologue_vocab > 0):
+            raise ConfigError(
+                f"layout.prologue_length ({self.prologue_length}) and layout.prologue_vocab "
+                f"({self.prologue_vocab}) must both be > 0 (prologue) or both 0 (none)"
+            )
+        self.region_counts()
+
+    def region_counts(self) -> tuple[int, ...]:
+        """Region count per grid axis (all ones in raster order; PAR's default: a square split of H and W)."""
+        grid = tuple(self.grid)
+        if self.order == "raster":
+            return (1,) * len(grid)
+        regions = self.regions
+        if regions is None:
+            side = math.isqrt(self.parallel)
+            if side * side != self.parallel:
+                raise ConfigError(
+                    f"layout.parallel={self.parallel} is not a perfect square, so there is no "
+                    f"default square region split; give layout.regions explicitly"
+                )
+            regions = (1,) * (len(grid) - 2) + (side, side)
+        regions = tuple(int(r) for r in regions)
+        if len(regions) != len(grid) or min(regions) < 1:
+            raise ConfigError(f"layout.regions {regions} must give a positive count per grid axis {grid}")
+        for size, count in zip(grid, regions):
+            if size % count:
+                raise ConfigError(
+                    f"layout.regions {regions} does not divide grid {grid}: {size} is not a multiple of {count}"
+                )
+        if self.parallel not in (1, math.prod(regions)):
+            raise ConfigError(
+                f"layout.parallel={self.parallel} must be 1 or the number of regions "
+                f"({math.prod(regions)} for regions {regions})"
+            )
+        return regions
 
 
 @dataclass
@@ -394,10 +564,20 @@ def _resolve_type(cls: type, name: str) -> Any:
     return typing.get_type_hints(cls)[name]
 
 
+class OverrideText(str):
+    """A `key=value` override's value as typed, with its YAML reading in `parsed`: a text field takes the text as
+    written (a path "on", "007" or "1e3" stays that), any other field the YAML value (3e-4, true, [2, 2])."""
+
+    parsed: Any
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Convert a YAML/JSON value to the field's declared type, or raise ConfigError."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
+    if isinstance(value, OverrideText):
+        text_field = annotation is str or str in args
+        value = str(value) if text_field and not (value.parsed is None and type(None) in args) else value.parsed
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -465,16 +645,16 @@ def to_dict(config: Any) -> dict[str, Any]:
 def merge(config: Any, data: dict[str, Any]) -> Any:
     """A copy of `config` with the (nested) values of `data` replaced."""
     merged = to_dict(config)
-
-    def deep_update(target: dict, source: dict) -> None:
-        for key, value in source.items():
-            if isinstance(value, dict) and isinstance(target.get(key), dict):
-                deep_update(target[key], value)
-            else:
-                target[key] = value
-
-    deep_update(merged, data)
+    _deep_update(merged, data)
     return from_dict(type(config), merged)
+
+
+def _deep_update(target: dict, source: dict) -> None:
+    for key, value in source.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
@@ -487,7 +667,12 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         parts = key.strip().split(".")
         if not all(parts):
             raise ConfigError(f"override {item!r} has an empty key part")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        parsed = yaml.safe_load(raw) if raw.strip() else ""
+        if isinstance(parsed, (dict, list)):
+            value = parsed  # a mapping merges key by key, a list is a list whatever it was written as
+        else:
+            value = OverrideText(raw)
+            value.parsed = parsed
         target = nested
         for part in parts[:-1]:
             target = target.setdefault(part, {})
@@ -497,11 +682,9 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return nested
 
 
-def build(
-    cls: type, base: Any | None = None, yaml_path: str | Path | None = None, overrides: list[str] | None = None
-) -> Any:
-    """Defaults (or `base`), then a YAML file, then `key=value` overrides."""
-    config = base if base is not None else cls()
+def settings(yaml_path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """What a user set explicitly, as one nested mapping: a YAML file, then `key=value` overrides over it."""
+    data: dict[str, Any] = {}
     if yaml_path is not None:
         path = Path(yaml_path)
         if not path.is_file():
@@ -512,10 +695,16 @@ def build(
             raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(error).split())}") from error
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
-        config = merge(config, data)
     if overrides:
-        config = merge(config, parse_overrides(overrides))
-    return config
+        _deep_update(data, parse_overrides(overrides))
+    return data
+
+
+def build(
+    cls: type, base: Any | None = None, yaml_path: str | Path | None = None, overrides: list[str] | None = None
+) -> Any:
+    """Defaults (or `base`), then a YAML file, then `key=value` overrides: built (and validated) once."""
+    return merge(base if base is not None else cls(), settings(yaml_path, overrides))
 
 
 def build_run(
@@ -523,27 +712,30 @@ def build_run(
     preset_name: str | None = None,
     yaml_path: str | Path | None = None,
     overrides: list[str] | None = None,
-    derive: Callable[[Any], Any] | None = None,
+    derive: Callable[[Any, dict[str, Any]], Any] | None = None,
 ) -> Any:
-    """A run config: defaults, then the model preset `preset_name` (of the run's model class), then what
-    `derive` fills in from the config so far (e.g. a token cache's grid, vocabulary and classes; a falsy result
-    derives nothing), then the YAML file, then `key=value` overrides. Explicit settings win over derived ones."""
+    """A run config, built and validated once: defaults, then the model preset `preset_name` (of the run's model
+    class), then what `derive(base, explicit)` fills in (e.g. a token cache's grid, vocabulary and classes, for
+    the cache the explicit settings or the base name; a falsy result derives nothing), then the explicit settings:
+    the YAML file, then `key=value` overrides. So explicit settings win over derived ones, and a setting that only
+    fits the derived values (regions of a video grid) is checked against them."""
     base = cls()
     if preset_name:
         model_cls = type(base.model)
         presets = {GPTConfig: GPT_PRESETS, VQConfig: VQ_PRESETS}.get(model_cls)
         if presets is None:
             raise ConfigError(f"{cls.__name__} has no model presets")
-        base = dataclasses.replace(base, model=preset(presets, preset_name, model_cls))
-        if hasattr(base, "data") and hasattr(base.model, "image_size"):
+        model = preset(presets, preset_name, model_cls)
+        if hasattr(base, "data") and hasattr(model, "image_size"):
             # The tokenizer fixes the image format: keep the data in step with the preset.
-            base = dataclasses.replace(
-                base,
-                data=dataclasses.replace(base.data, image_size=base.model.image_size, channels=base.model.in_channels),
-            )
-    config = build(cls, base=base, yaml_path=yaml_path, overrides=overrides)
-    derived = derive(config) if derive is not None else None
-    return build(cls, base=derived, yaml_path=yaml_path, overrides=overrides) if derived else config
+            data = dataclasses.replace(base.data, image_size=model.image_size, channels=model.in_channels)
+            base = dataclasses.replace(base, model=model, data=data)
+        else:
+            base = dataclasses.replace(base, model=model)
+    explicit = settings(yaml_path, overrides)
+    if derive is not None:
+        base = derive(base, explicit) or base
+    return merge(base, explicit)
 
 
 def preset(table: dict[str, dict[str, Any]], name: str, cls: type) -> Any:
@@ -573,6 +765,60 @@ class TokenizerRunConfig:
     prologue: PrologueTrainConfig = field_default(PrologueTrainConfig)
     data: DataConfig = field_default(DataConfig)
     train: TrainConfig = field_default(lambda: TrainConfig(lr=2e-4, weight_decay=0.0, steps=2000))
+
+    def __post_init__(self) -> None:
+        if (self.data.image_size, self.data.channels) != (self.model.image_size, self.model.in_channels):
+            raise ConfigError(
+                f"data.image_size/channels ({self.data.image_size}, {self.data.channels}) must match "
+                f"model.image_size/in_channels ({self.model.image_size}, {self.model.in_channels})"
+            )
+        if self.model.inflate_from and not self.model.temporal_downsample:
+            raise ConfigError("model.inflate_from starts a causal 3D tokenizer; set model.temporal_downsample too")
+        if self.model.quantizer == "lfq" and self.loss.restart_dead_codes_every:
+            raise ConfigError(
+                "model.quantizer=lfq has no code table to restart: set loss.restart_dead_codes_every=0 "
+                "(its entropy penalty, model.entropy_weight, keeps codes in use)"
+            )
+        smallest = self.loss.disc_min_image_size
+        if self.loss.disc_weight > 0 and self.model.image_size < smallest:
+            raise ConfigError(
+                f"loss.disc_layers={self.loss.disc_layers} needs images of at least {smallest} pixels, "
+                f"got model.image_size={self.model.image_size}; lower loss.disc_layers"
+            )
+        self._check_prologue_training()
+
+    def _check_prologue_training(self) -> None:
+        prologue = self.prologue
+        if self.model.prologue_tokens == 0:
+            if prologue.visual_tokenizer:
+                raise ConfigError("prologue.visual_tokenizer needs model.prologue_tokens > 0")
+            return
+        for name in ("ar_weight", "restart_dead_codes_every", "entropy_weight"):
+            if getattr(prologue, name) < 0:
+                raise ConfigError(f"prologue.{name} must be >= 0, got {getattr(prologue, name)}")
+        if not 0.0 <= prologue.visual_dropout <= 1.0:
+            raise ConfigError(f"prologue.visual_dropout must be in [0, 1], got {prologue.visual_dropout}")
+        if prologue.prior.num_classes != 1 or prologue.prior.class_dropout_prob != 0:
+            raise ConfigError(
+                "the stage-1 prior is unconditional, so the prologue has to carry the class itself: "
+                "set prologue.prior.num_classes=1 and prologue.prior.class_dropout_prob=0"
+            )
+        if self.train.fsdp:
+            raise ConfigError(
+                "prologue training runs the prior with detached copies of its weights, which FSDP "
+                "shards; use DDP (train.fsdp=false)"
+            )
+        if prologue.visual_tokenizer and self.train.init_from:
+            raise ConfigError(
+                "prologue.visual_tokenizer already gives the starting weights; leave train.init_from empty"
+            )
+        if prologue.visual_tokenizer and prologue.freeze_visual:
+            loss = self.loss
+            if loss.disc_weight or loss.perceptual_weight or loss.restart_dead_codes_every:
+                raise ConfigError(
+                    "the Post variant (prologue.visual_tokenizer, freeze_visual) trains only the prologue "
+                    "path; set loss.disc_weight=0, loss.perceptual_weight=0 and loss.restart_dead_codes_every=0"
+                )
 
 
 @dataclass

@@ -109,64 +109,13 @@ class Layout:
     # Construction
 
     def _validate(self, grid_vocab: int) -> None:
-        config = self.config
-        if len(self.grid) not in (2, 3) or min(self.grid) < 1:
-            raise ValueError(f"layout.grid must be (H, W) or (T, H, W) of positive sizes, got {config.grid}")
+        """The config validated itself (LayoutConfig); what it cannot know is the vocabulary."""
         if grid_vocab < 1:
             raise ValueError(f"grid vocabulary must be >= 1, got {grid_vocab}")
-        if config.order not in ("raster", "region"):
-            raise ValueError(f"layout.order must be 'raster' or 'region', got {config.order!r}")
-        if config.group_attention not in ("full", "causal"):
-            raise ValueError(f"layout.group_attention must be 'full' or 'causal', got {config.group_attention!r}")
-        if config.parallel < 1:
-            raise ValueError(f"layout.parallel must be >= 1, got {config.parallel}")
-        count = math.prod(self.grid)
-        if count % config.parallel:
-            raise ValueError(
-                f"layout.parallel={config.parallel} must divide the {count} visual tokens of grid {self.grid}"
-            )
-        if config.order == "raster" and config.regions is not None:
-            raise ValueError("layout.regions applies to order='region' only; set order=region or drop regions")
-        if config.prologue_length < 0:
-            raise ValueError(f"layout.prologue_length must be >= 0, got {config.prologue_length}")
-        if config.prologue_parallel < 1 or config.prologue_length % config.prologue_parallel:
-            raise ValueError(
-                f"layout.prologue_parallel={config.prologue_parallel} must be >= 1 and divide "
-                f"layout.prologue_length={config.prologue_length}"
-            )
-        if (config.prologue_length > 0) != (config.prologue_vocab > 0):
-            raise ValueError(
-                f"layout.prologue_length ({config.prologue_length}) and layout.prologue_vocab "
-                f"({config.prologue_vocab}) must both be > 0 (prologue) or both 0 (none)"
-            )
 
     def _regions(self) -> tuple[int, ...]:
         """Region count per grid axis (all ones in raster order)."""
-        if self.config.order == "raster":
-            return (1,) * len(self.grid)
-        regions = self.config.regions
-        if regions is None:
-            side = math.isqrt(self.parallel)
-            if side * side != self.parallel:
-                raise ValueError(
-                    f"layout.parallel={self.parallel} is not a perfect square, so there is no "
-                    f"default square region split; give layout.regions explicitly"
-                )
-            regions = (1,) * (len(self.grid) - 2) + (side, side)
-        regions = tuple(int(r) for r in regions)
-        if len(regions) != len(self.grid) or min(regions) < 1:
-            raise ValueError(f"layout.regions {regions} must give a positive count per grid axis {self.grid}")
-        for size, count in zip(self.grid, regions):
-            if size % count:
-                raise ValueError(
-                    f"layout.regions {regions} does not divide grid {self.grid}: {size} is not a multiple of {count}"
-                )
-        if self.parallel not in (1, math.prod(regions)):
-            raise ValueError(
-                f"layout.parallel={self.parallel} must be 1 or the number of regions "
-                f"({math.prod(regions)} for regions {regions})"
-            )
-        return regions
+        return self.config.region_counts()
 
     def _segments(self) -> dict[str, Segment]:
         segments = {}

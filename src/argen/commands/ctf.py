@@ -131,14 +131,11 @@ def run_train_refiner(args: argparse.Namespace) -> int:
     from argen.io.load import open_token_cache, refiner_config_from_cache
     from argen.train.recipes import train_refiner
 
-    def from_cache(config: RefinerRunConfig) -> RefinerRunConfig | None:
-        return (
-            config.cache
-            and config.coarse_table
-            and refiner_config_from_cache(
-                config, open_token_cache(config.cache), load_table(config.coarse_table).coarse_vocab
-            )
-        )
+    def from_cache(base: RefinerRunConfig, explicit: dict) -> RefinerRunConfig | None:
+        path, table_path = explicit.get("cache", base.cache), explicit.get("coarse_table", base.coarse_table)
+        if not (path and table_path):
+            return None
+        return refiner_config_from_cache(base, open_token_cache(str(path)), load_table(str(table_path)).coarse_vocab)
 
     config = run_config(
         args, RefinerRunConfig, {"cache": args.cache, "coarse_table": args.table, "train.out_dir": args.out}, from_cache

@@ -22,12 +22,12 @@ def run(args: argparse.Namespace) -> int:
     from argen.io.load import ar_config_from_cache, open_coarse_table, open_token_cache
     from argen.train.recipes import train_ar
 
-    def from_cache(config: ARRunConfig) -> ARRunConfig | None:
-        if not config.cache:
+    def from_cache(base: ARRunConfig, explicit: dict) -> ARRunConfig | None:
+        path, table_path = explicit.get("cache", base.cache), explicit.get("coarse_table", base.coarse_table)
+        if not path:
             return None
-        cache = open_token_cache(config.cache)
-        table = open_coarse_table(config.coarse_table, cache) if config.coarse_table else None
-        return ar_config_from_cache(config, cache, table)
+        cache = open_token_cache(str(path))
+        return ar_config_from_cache(base, cache, open_coarse_table(str(table_path), cache) if table_path else None)
 
     config = run_config(
         args,

@@ -88,11 +88,6 @@ class Attention(nn.Module):
         super().__init__()
         self.n_head = config.n_head
         self.n_kv_head = config.n_kv_head or config.n_head
-        if config.dim % config.n_head or self.n_head % self.n_kv_head:
-            raise ValueError(
-                f"dim ({config.dim}) must be divisible by n_head ({config.n_head}) and n_head "
-                f"by n_kv_head ({self.n_kv_head})"
-            )
         self.head_dim = config.dim // config.n_head
         self.dim = config.dim
         self.attn_dropout_p = config.attn_dropout_p

@@ -11,7 +11,7 @@ from argen.tokenizer.losses import (
 )
 from argen.tokenizer.lpips import LPIPS, FeatureDistance, load_lpips
 from argen.tokenizer.prologue import PrologueHead, PrologueOutput
-from argen.tokenizer.vq import VectorQuantizer, VQModel, validate_vq_config
+from argen.tokenizer.vq import VectorQuantizer, VQModel
 
 __all__ = [
     "FeatureDistance",
@@ -27,5 +27,4 @@ __all__ = [
     "hinge_generator_loss",
     "reconstruction_loss",
     "load_lpips",
-    "validate_vq_config",
 ]

@@ -16,7 +16,6 @@ the past taps, so latent frame j is at first exactly the image tokenizer's encod
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -24,29 +23,7 @@ from torch import nn
 
 from argen.config import ConfigError, VQConfig
 from argen.tokenizer.code_usage import QuantizerOutput
-from argen.tokenizer.vq import AttnBlock, Decoder, Encoder, ImageLayers, build_quantizer, validate_vq_config
-
-
-def validate_causal_video_config(config: VQConfig) -> None:
-    """Raise ConfigError naming the first field that cannot build a causal 3D tokenizer."""
-    validate_vq_config(config)
-    factor = config.temporal_downsample
-    if factor < 1 or factor & (factor - 1):
-        raise ConfigError(
-            f"model.temporal_downsample must be a power of 2 (1, 2, 4, ...) for a causal 3D tokenizer, got {factor}"
-        )
-    if temporal_levels(config) > len(config.ch_mult) - 1:
-        raise ConfigError(
-            f"model.temporal_downsample={factor} needs {temporal_levels(config)} downsamplings, but "
-            f"model.ch_mult={tuple(config.ch_mult)} has {len(config.ch_mult) - 1}"
-        )
-    if config.prologue_tokens:
-        raise ConfigError("a causal 3D tokenizer has no Prologue head (model.prologue_tokens must be 0)")
-
-
-def temporal_levels(config: VQConfig) -> int:
-    """How many of the downsamplings also halve time."""
-    return int(math.log2(config.temporal_downsample))
+from argen.tokenizer.vq import AttnBlock, Decoder, Encoder, ImageLayers, build_quantizer
 
 
 def _frame_by_frame(forward, x: torch.Tensor) -> torch.Tensor:
@@ -138,9 +115,13 @@ class CausalVideoVQModel(nn.Module):
 
     def __init__(self, config: VQConfig):
         super().__init__()
-        validate_causal_video_config(config)
+        if config.temporal_downsample < 1:
+            raise ConfigError(
+                "model.temporal_downsample must be a power of 2 (1, 2, 4, ...) for a causal 3D tokenizer, got "
+                f"{config.temporal_downsample}"
+            )
         self.config = config
-        layers = CausalVideoLayers(temporal_levels(config))
+        layers = CausalVideoLayers(config.temporal_levels)
         self.encoder = Encoder(config, layers)
         self.decoder = Decoder(config, layers)
         self.quantize = build_quantizer(config)

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import torch
 
+from argen.config import LFQ_MAX_BITS
 from argen.tokenizer.code_usage import CodeUsage, QuantizerOutput, batch_code_stats
 
 INVERSE_TEMPERATURE = 100.0
 EXACT_ENTROPY_BITS = 14
-MAX_BITS = 18  # 262,144 codes, MAGVIT-v2's video codebook
 
 
 def bits_to_ids(codes: torch.Tensor) -> torch.Tensor:
@@ -58,8 +58,8 @@ class LookupFreeQuantizer(CodeUsage):
     """LFQ over `bits` channels: 2^bits codes, no parameters (only the usage record every quantiser keeps)."""
 
     def __init__(self, bits: int, commit_beta: float, entropy_weight: float):
-        if not 1 <= bits <= MAX_BITS:
-            raise ValueError(f"LFQ takes 1 to {MAX_BITS} bits (channels), got {bits}")
+        if not 1 <= bits <= LFQ_MAX_BITS:
+            raise ValueError(f"LFQ takes 1 to {LFQ_MAX_BITS} bits (channels), got {bits}")
         super().__init__(2**bits, bits)
         self.bits, self.commit_beta, self.entropy_weight = bits, commit_beta, entropy_weight
 

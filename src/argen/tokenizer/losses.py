@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-RECONSTRUCTION_KINDS = ("l1", "l2")
+from argen.config import RECONSTRUCTION_KINDS
 
 
 def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, kind: str = "l2") -> torch.Tensor:
@@ -59,11 +59,6 @@ class PatchDiscriminator(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.normal_(module.weight, 1.0, 0.02)
                 nn.init.zeros_(module.bias)
-
-    @staticmethod
-    def min_input_size(layers: int) -> int:
-        """The smallest image side it accepts: each stride-2 stage halves it, the two 4x4 stride-1 convs need 3."""
-        return 3 * 2**layers
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, C, H, W) -> patch logits (B, 1, H', W')."""

@@ -32,31 +32,6 @@ from argen.config import ConfigError, VQConfig
 from argen.tokenizer.code_usage import CodeUsage, assignment_entropy_loss, batch_code_stats
 
 
-def validate_prologue_config(config: VQConfig) -> None:
-    """Raise ConfigError naming the first prologue field that cannot build a head (0 tokens: nothing to check)."""
-    if config.prologue_tokens < 0:
-        raise ConfigError(f"model.prologue_tokens must be >= 0 (0 = no prologue), got {config.prologue_tokens}")
-    if config.prologue_tokens == 0:
-        return
-    if config.prologue_codebook_size < 2:
-        raise ConfigError(f"model.prologue_codebook_size must be >= 2, got {config.prologue_codebook_size}")
-    for name in ("prologue_codebook_dim", "prologue_width", "prologue_layers", "prologue_heads"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"model.{name} must be positive, got {getattr(config, name)}")
-    if config.prologue_width % config.prologue_heads:
-        raise ConfigError(
-            f"model.prologue_width={config.prologue_width} must be divisible by "
-            f"model.prologue_heads={config.prologue_heads}"
-        )
-    if config.prologue_width % 4:
-        raise ConfigError(
-            f"model.prologue_width={config.prologue_width} must be a multiple of 4 "
-            "(2D sin-cos positions: sine and cosine on two axes)"
-        )
-    if not config.prologue_tau > 0:
-        raise ConfigError(f"model.prologue_tau must be > 0, got {config.prologue_tau}")
-
-
 def sincos_positions_2d(height: int, width: int, dim: int, device: torch.device) -> torch.Tensor:
     """(height*width, dim) fixed 2D sin-cos position embeddings (MAE's): half the channels per axis.
 
@@ -130,7 +105,6 @@ class PrologueHead(nn.Module):
 
     def __init__(self, config: VQConfig):
         super().__init__()
-        validate_prologue_config(config)
         if config.prologue_tokens == 0:
             raise ConfigError("a prologue head needs model.prologue_tokens > 0")
         width = config.prologue_width

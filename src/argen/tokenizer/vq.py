@@ -18,57 +18,10 @@ from torch import nn
 
 from argen.config import ConfigError, VQConfig
 from argen.tokenizer.code_usage import CodeUsage, QuantizerOutput, assignment_entropy_loss, batch_code_stats
-from argen.tokenizer.lfq import MAX_BITS, LookupFreeQuantizer
-from argen.tokenizer.prologue import PrologueHead, validate_prologue_config
+from argen.tokenizer.lfq import LookupFreeQuantizer
+from argen.tokenizer.prologue import PrologueHead
 
 ENTROPY_TEMPERATURE = 0.01  # LlamaGen's compute_entropy_loss temperature
-
-
-def validate_vq_config(config: VQConfig) -> None:
-    """Raise ConfigError naming the first field that cannot build a VQ model."""
-    if config.in_channels not in (1, 3):
-        raise ConfigError(f"model.in_channels must be 1 or 3, got {config.in_channels}")
-    if not config.ch_mult or any(int(m) < 1 for m in config.ch_mult):
-        raise ConfigError(f"model.ch_mult must be a non-empty list of positive integers, got {config.ch_mult}")
-    for name in ("ch", "num_res_blocks", "z_channels", "codebook_size", "codebook_dim", "image_size"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"model.{name} must be positive, got {getattr(config, name)}")
-    groups = norm_groups(config.ch)
-    widths = sorted({config.ch * m for m in config.ch_mult})
-    if any(width % groups for width in widths):
-        raise ConfigError(
-            f"GroupNorm uses {groups} groups for model.ch={config.ch}, but the widths {widths} "
-            f"(ch * ch_mult) are not all multiples of {groups}; use ch < 32 or a multiple of 32"
-        )
-    if config.image_size % config.downsample:
-        raise ConfigError(
-            f"model.image_size={config.image_size} must be divisible by the downsampling factor "
-            f"{config.downsample} (2 ** (len(ch_mult) - 1))"
-        )
-    if not 0.0 <= config.dropout < 1.0:
-        raise ConfigError(f"model.dropout must be in [0, 1), got {config.dropout}")
-    if config.quantizer not in ("vq", "lfq"):
-        raise ConfigError(
-            f"model.quantizer must be vq (a looked-up codebook) or lfq (lookup-free), got {config.quantizer!r}"
-        )
-    bits = config.codebook_dim
-    if config.quantizer == "lfq" and (bits > MAX_BITS or config.codebook_size != 2**bits):
-        raise ConfigError(
-            f"model.quantizer=lfq makes each of model.codebook_dim channels a bit: codebook_dim must be "
-            f"at most {MAX_BITS} and codebook_size 2 ** codebook_dim, got {config.codebook_dim} and "
-            f"{config.codebook_size} (e.g. codebook_dim=10 codebook_size=1024)"
-        )
-    if not isinstance(config.temporal_downsample, int) or config.temporal_downsample < 0:
-        raise ConfigError(
-            f"model.temporal_downsample must be 0 (an image tokenizer) or a power of 2, got "
-            f"{config.temporal_downsample!r}"
-        )
-    validate_prologue_config(config)
-
-
-def norm_groups(ch: int) -> int:
-    """LlamaGen's 32 GroupNorm groups, or `ch` groups when the base width is below 32."""
-    return 32 if ch >= 32 else ch
 
 
 class ResnetBlock(nn.Module):
@@ -209,7 +162,7 @@ class Encoder(nn.Module):
 
     def __init__(self, config: VQConfig, layers: ImageLayers = IMAGE_LAYERS):
         super().__init__()
-        groups, ch, mult = norm_groups(config.ch), config.ch, tuple(config.ch_mult)
+        groups, ch, mult = config.norm_groups, config.ch, tuple(config.ch_mult)
         last = len(mult) - 1
         self.conv_in = layers.conv(config.in_channels, ch, 3)
         self.conv_blocks = nn.ModuleList()
@@ -247,7 +200,7 @@ class Decoder(nn.Module):
 
     def __init__(self, config: VQConfig, layers: ImageLayers = IMAGE_LAYERS):
         super().__init__()
-        groups, ch, mult = norm_groups(config.ch), config.ch, tuple(config.ch_mult)
+        groups, ch, mult = config.norm_groups, config.ch, tuple(config.ch_mult)
         last = len(mult) - 1
         width = ch * mult[-1]
         self.conv_in = layers.conv(config.z_channels, width, 3)
@@ -353,7 +306,6 @@ class VQModel(nn.Module):
 
     def __init__(self, config: VQConfig):
         super().__init__()
-        validate_vq_config(config)
         if config.temporal_downsample:
             raise ConfigError(
                 "model.temporal_downsample > 0 describes a causal 3D video tokenizer "

@@ -70,40 +70,6 @@ def resolve_prior_vocab(config: TokenizerRunConfig) -> TokenizerRunConfig:
     return dataclasses.replace(config, prologue=dataclasses.replace(config.prologue, prior=prior))
 
 
-def validate_prologue_training(config: TokenizerRunConfig) -> None:
-    """Raise ConfigError for prologue training settings that cannot run."""
-    prologue = config.prologue
-    if config.model.prologue_tokens == 0:
-        if prologue.visual_tokenizer:
-            raise ConfigError("prologue.visual_tokenizer needs model.prologue_tokens > 0")
-        return
-    for name in ("ar_weight", "restart_dead_codes_every", "entropy_weight"):
-        if getattr(prologue, name) < 0:
-            raise ConfigError(f"prologue.{name} must be >= 0, got {getattr(prologue, name)}")
-    if not 0.0 <= prologue.visual_dropout <= 1.0:
-        raise ConfigError(f"prologue.visual_dropout must be in [0, 1], got {prologue.visual_dropout}")
-    if prologue.prior.num_classes != 1 or prologue.prior.class_dropout_prob != 0:
-        raise ConfigError(
-            "the stage-1 prior is unconditional, so the prologue has to carry the class itself: "
-            "set prologue.prior.num_classes=1 and prologue.prior.class_dropout_prob=0"
-        )
-    if config.train.fsdp:
-        raise ConfigError(
-            "prologue training runs the prior with detached copies of its weights, which FSDP "
-            "shards; use DDP (train.fsdp=false)"
-        )
-    if prologue.visual_tokenizer and config.train.init_from:
-        raise ConfigError("prologue.visual_tokenizer already gives the starting weights; leave train.init_from empty")
-    if prologue.visual_tokenizer and prologue.freeze_visual:
-        loss = config.loss
-        if loss.disc_weight or loss.perceptual_weight or loss.restart_dead_codes_every:
-            raise ConfigError(
-                "the Post variant (prologue.visual_tokenizer, freeze_visual) trains only the prologue "
-                "path; set "
-                "loss.disc_weight=0, loss.perceptual_weight=0 and loss.restart_dead_codes_every=0"
-            )
-
-
 def load_visual_path(model: VQModel, directory: str | Path, freeze: bool) -> None:
     """Load a trained tokenizer's visual path into `model` (strictly; its prologue head keeps its fresh
     weights); with `freeze` (the Post variant) only the prologue head stays trainable."""

@@ -27,27 +27,15 @@ from argen.model.transformer import Transformer
 from argen.tokenizer.causal_video import inflate_from_image
 from argen.train import trainer
 from argen.train.ar_task import ARTask
-from argen.train.prologue_task import (
-    PrologueTask,
-    load_visual_path,
-    prior_layout,
-    resolve_prior_vocab,
-    validate_prologue_training,
-)
+from argen.train.prologue_task import PrologueTask, load_visual_path, prior_layout, resolve_prior_vocab
 from argen.train.refiner_task import RefinerTask
 from argen.train.tokenizer_task import VQTask
 
 
 def train_tokenizer(config: TokenizerRunConfig, progress: bool = True) -> Path:
     """Train a tokenizer; with model.prologue_tokens > 0, Prologue stage 1 (tokenizer + prior, or Post)."""
-    validate_prologue_training(config)
     if config.model.prologue_tokens > 0:
         config = resolve_prior_vocab(config)
-    if (config.data.image_size, config.data.channels) != (config.model.image_size, config.model.in_channels):
-        raise ValueError(
-            f"data.image_size/channels ({config.data.image_size}, {config.data.channels}) must match "
-            f"model.image_size/in_channels ({config.model.image_size}, {config.model.in_channels})"
-        )
     if config.model.temporal_downsample:  # a causal 3D tokenizer learns from whole clips
         if not is_video_dataset(config.data.name):
             raise ValueError(
@@ -56,8 +44,6 @@ def train_tokenizer(config: TokenizerRunConfig, progress: bool = True) -> Path:
             )
         build_tokenizer(config.model).latent_frames(config.data.video.frames)  # refuses a clip length it cannot encode
         dataset = load_video_dataset(config.data, training=True)
-    elif config.model.inflate_from:
-        raise ValueError("model.inflate_from starts a causal 3D tokenizer; set model.temporal_downsample too")
     else:
         dataset = load_dataset(config.data)
     return trainer.run(

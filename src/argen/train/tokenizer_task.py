@@ -15,7 +15,6 @@ from argen.config import ConfigError, VQLossConfig
 from argen.tokenizer.causal_video import CausalVideoVQModel
 from argen.tokenizer.code_usage import QuantizerOutput, usage_and_restarts
 from argen.tokenizer.losses import (
-    RECONSTRUCTION_KINDS,
     PatchDiscriminator,
     hinge_discriminator_loss,
     hinge_generator_loss,
@@ -51,30 +50,15 @@ class VQTask(Task):
     builds it from the config) is the perceptual term, required when `loss.perceptual_weight > 0`."""
 
     def __init__(self, model: VQModel | CausalVideoVQModel, loss: VQLossConfig, perceptual: nn.Module | None = None):
-        if loss.reconstruction not in RECONSTRUCTION_KINDS:
-            raise ConfigError(f"loss.reconstruction must be one of {RECONSTRUCTION_KINDS}, got {loss.reconstruction!r}")
         if loss.perceptual_weight > 0 and perceptual is None:
             raise ConfigError(
                 "loss.perceptual_weight > 0 needs the perceptual distance (io.load.load_perceptual "
                 "builds it from loss.perceptual_network)"
             )
-        if model.config.quantizer == "lfq" and loss.restart_dead_codes_every:
-            raise ConfigError(
-                "model.quantizer=lfq has no code table to restart: set loss.restart_dead_codes_every=0 "
-                "(its entropy penalty, model.entropy_weight, keeps codes in use)"
-            )
-        if loss.disc_weight < 0 or loss.disc_start < 0 or loss.restart_dead_codes_every < 0:
-            raise ConfigError("loss.disc_weight, loss.disc_start and loss.restart_dead_codes_every must be >= 0")
         self.model, self.config = model, loss
         self.perceptual = perceptual if loss.perceptual_weight > 0 else None
         self.discriminator = None
-        if loss.disc_weight > 0:
-            smallest = PatchDiscriminator.min_input_size(loss.disc_layers)
-            if model.config.image_size < smallest:
-                raise ConfigError(
-                    f"loss.disc_layers={loss.disc_layers} needs images of at least {smallest} pixels, "
-                    f"got model.image_size={model.config.image_size}; lower loss.disc_layers"
-                )
+        if loss.disc_weight > 0:  # its input size and the loss settings: checked by TokenizerRunConfig
             self.discriminator = PatchDiscriminator(model.config.in_channels, loss.disc_channels, loss.disc_layers)
         # Per step: encoder outputs of the latest micro-batch and the number of ids recorded (for restarts).
         self._latents: torch.Tensor | None = None
