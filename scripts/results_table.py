@@ -301,10 +301,10 @@ def video3d() -> None:
 RECOGNISABLE = 0.8  # the class accuracy a setting must reach on validation before its FID competes (issue #24)
 
 
-def best_validation(folder: Path) -> tuple[tuple[str, str, bool], float] | None:
-    """(guidance, temperature, EMA weights) of the validation run under `folder` (one sub-folder cfgG-tT-ema|raw
-    per setting, as `scripts/reproduce.sh demo` writes them) with the lowest classifier-FID among those whose
-    samples the classifier recognises at least RECOGNISABLE of the time (among all when none does), and that FID."""
+def best_setting(folder: Path) -> tuple[str, float] | None:
+    """The name of the validation run under `folder` (one sub-folder per setting) with the lowest classifier-FID
+    among those whose samples the classifier recognises at least RECOGNISABLE of the time (among all when none
+    does), and that FID."""
     scored = [
         (read(run / "metrics.json"), run.name) for run in sorted(folder.glob("*")) if (run / "metrics.json").is_file()
     ]
@@ -312,6 +312,16 @@ def best_validation(folder: Path) -> tuple[tuple[str, str, bool], float] | None:
     if not candidates:
         return None
     fid, name = min((metrics["fid"], name) for metrics, name in candidates)
+    return name, fid
+
+
+def best_validation(folder: Path) -> tuple[tuple[str, str, bool], float] | None:
+    """(guidance, temperature, EMA weights) of the best validation run under `folder` (best_setting; sub-folders
+    cfgG-tT-ema|raw, as `scripts/reproduce.sh demo` writes them), and its FID."""
+    best = best_setting(folder)
+    if best is None:
+        return None
+    name, fid = best
     cfg, temperature, weights = name.split("-")
     return (cfg[3:], temperature[1:], weights == "ema"), fid
 
@@ -328,6 +338,9 @@ def choose(folder: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["choose"]:
         choose(sys.argv[2])
+        sys.exit()
+    if sys.argv[1:2] == ["best"]:  # the best setting's folder name (any naming)
+        print((best_setting(Path(sys.argv[2])) or sys.exit(f"no validation metrics under {sys.argv[2]}"))[0])
         sys.exit()
     tables = {
         "par": par,

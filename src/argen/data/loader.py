@@ -8,7 +8,7 @@ therefore the same with 0, 1 or 8 workers, and a resumed run asks for exactly th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Protocol
+from typing import Iterable, Iterator, Protocol, runtime_checkable
 
 import torch
 from torch.utils.data import DataLoader
@@ -22,6 +22,18 @@ class Dataset(Protocol):
     def __len__(self) -> int: ...
 
     def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+
+@runtime_checkable
+class StreamedDataset(Protocol):
+    """A dataset read in order, not indexed (tar shards): `stream` gives a rank its micro-batches from its `start`-th
+    on, epoch after epoch, each augmentation seeded from `seed` and the batch's place."""
+
+    def __len__(self) -> int: ...
+
+    def stream(
+        self, seed: int, start: int, micro_batch: int, rank: int, world_size: int, num_workers: int, pin_memory: bool
+    ) -> Iterator[dict[str, torch.Tensor]]: ...
 
 
 @dataclass(frozen=True)

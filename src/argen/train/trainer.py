@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from argen import distributed
 from argen.config import TrainConfig, to_dict
-from argen.data.loader import BatchRequest, Dataset, load_batches
+from argen.data.loader import BatchRequest, Dataset, StreamedDataset, load_batches
 from argen.io import checkpoint as ckpt
 from argen.io.video import save_preview
 from argen.precision import training_precision
@@ -429,9 +429,8 @@ class Trainer:
             module.train()
         started, window_start, samples_seen = time.perf_counter(), time.perf_counter(), 0
         pin_memory = context.device.type == "cuda"
-        stream = getattr(self.dataset, "stream", None)  # tar shards: streamed, not indexed
-        batches_in = (
-            stream(
+        if isinstance(self.dataset, StreamedDataset):
+            batches_in = self.dataset.stream(
                 config.seed,
                 self.step * self.accumulation,
                 self.micro_batch,
@@ -440,9 +439,8 @@ class Trainer:
                 self.num_workers,
                 pin_memory,
             )
-            if stream is not None
-            else load_batches(self.dataset, self._requests(), self.num_workers, pin_memory)
-        )
+        else:
+            batches_in = load_batches(self.dataset, self._requests(), self.num_workers, pin_memory)
         while self.step < config.steps and (stop_after is None or self.step < stop_after):
             batches = [
                 {k: v.to(context.device, non_blocking=True) for k, v in next(batches_in).items()}
