@@ -20,7 +20,8 @@
 #   scripts/reproduce.sh demo-ceilings      each CTF refiner on test images' true coarse maps (argen ctf ceiling)
 #   scripts/reproduce.sh demo-bench         images/s of the shipped demo models at batch 1 and 40 (quiet machine)
 #   scripts/reproduce.sh combined           the demo's combination at 3 M parameters (the PAR section's size)
-#   scripts/reproduce.sh prologue-guidance  Prologue's split guidance on validation; Prologue and 1x without guidance
+#   scripts/reproduce.sh prologue-guidance  Prologue's split guidance on validation, the best on test; Prologue and 1x
+#                                           without guidance; `prologue-guidance-ship` ships the best setting
 #   scripts/reproduce.sh sjd                the shipped 1x sampled plainly and with speculative decoding, both scored
 #   scripts/reproduce.sh perceptual         the demo's tokenizer with and without a perceptual loss (classifier features)
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
@@ -477,6 +478,15 @@ prologue_guidance() {
     done
 }
 
+prologue_guidance_ship() {  # the test-scored split guidance becomes the shipped Prologue's sampling settings
+    local best settings
+    best=$(.venv/bin/python scripts/results_table.py best runs/eval64/prologue-guidance)
+    settings=$(.venv/bin/python -c "import json; s = json.load(open('runs/eval64/prologue-guidance-test/$best/\
+sampling.json')); print(json.dumps({k: s[k] for k in ('guidance', 'guidance_schedule', 'guidance_power', \
+'temperature')}))")
+    .venv/bin/python scripts/ship.py $DEMO/prologue-ar --restamp --sampling "$settings"
+}
+
 # Speculative Jacobi decoding keeps the distribution (docs/speed.md): 1,000 test samples of a shipped model at its
 # shipped guidance and temperature, plain and with SJD, scored alike. Name, folder, window, SJD's batch (a window
 # feeds W steps of every row, and a batch advances with its slowest row, so SJD samples in small batches).
@@ -642,6 +652,7 @@ case "${1:-}" in
     perceptual) perceptual ;;
     sjd) sjd ;;
     prologue-guidance) demo_data && prologue_guidance ;;
+    prologue-guidance-ship) prologue_guidance_ship ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
     video3d) video3d ;;

@@ -9,7 +9,8 @@ the tokenizer named relative to the shipped folder (its sha256, that of the weig
 kept) and `trained_sha256`, the sha256 of the weights as trained (fp16 changes the file, not what the models
 trained on it expect), and the run's training log (log.jsonl beside the checkpoint); the optimizer state is
 left behind. `--cfg G --temperature T` record the sampling settings chosen on a validation split
-(`scripts/results_table.py choose` prints them), which `argen demo` then samples the model with. The folder is
+(`scripts/results_table.py choose` prints them), which `argen demo` then samples the model with; `--sampling JSON`
+records any SamplingOptions fields instead (Prologue's split guidance), also with `--restamp`. The folder is
 written beside the destination and swapped in whole. `shipped_sha256` records the weights file as shipped, so
 that a later change to it is caught when the folder loads; absolute paths of the machine that trained the model
 (its run folder, its CTF table) are cut to their last part. `--restamp DIR` applies both to a folder already in
@@ -20,6 +21,7 @@ precision/recall feature vectors in fp16.
 
 import argparse
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -29,6 +31,7 @@ import torch
 from argen.eval.reference import ReferenceStatistics
 from argen.io import checkpoint as ckpt
 from argen.io.load import EMA_WEIGHTS_FILE
+from argen.sample import SamplingOptions
 
 
 def main() -> None:
@@ -40,10 +43,20 @@ def main() -> None:
     parser.add_argument("--ema", action="store_true", help="ship the EMA weights (ema.safetensors)")
     parser.add_argument("--cfg", type=float, help="the guidance scale chosen for this model")
     parser.add_argument("--temperature", type=float, help="the temperature chosen for this model")
+    parser.add_argument(
+        "--sampling",
+        type=json.loads,
+        help="the sampling settings chosen, SamplingOptions fields as "
+        "JSON (e.g. Prologue's split guidance), instead of --cfg and --temperature",
+    )
     parser.add_argument("--restamp", action="store_true", help="only restamp the shipped folder SOURCE's config")
     args = parser.parse_args()
+    if args.sampling is not None:
+        if args.cfg is not None or args.temperature is not None:
+            raise SystemExit("--sampling replaces --cfg and --temperature")
+        SamplingOptions(**args.sampling)  # refused here, not when the model is sampled
     if args.restamp:
-        restamp(args.source)
+        restamp(args.source, args.sampling)
         return
     if args.destination is None:
         raise SystemExit("give the destination folder")
@@ -60,6 +73,8 @@ def main() -> None:
         raise SystemExit("--cfg and --temperature go together")
     if args.cfg is not None:
         meta["sampling"] = {"guidance": args.cfg, "temperature": args.temperature}
+    if args.sampling is not None:
+        meta["sampling"] = args.sampling
     kind, config = meta.pop("kind"), meta.pop("config")
     staging = args.destination.with_name(f".{args.destination.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -90,9 +105,12 @@ def without_machine_paths(value):
     return value
 
 
-def restamp(folder: Path) -> None:
-    """Record the shipped weights' sha256 in the folder's config.json and cut its machine paths."""
+def restamp(folder: Path, sampling: dict | None = None) -> None:
+    """Record the shipped weights' sha256 in the folder's config.json and cut its machine paths; with `sampling`,
+    record those sampling settings."""
     meta = without_machine_paths(ckpt.read_meta(folder))
+    if sampling is not None:
+        meta["sampling"] = sampling
     meta["shipped_sha256"] = ckpt.file_checksum(folder / ckpt.WEIGHTS_FILE)
     ckpt.save_json(folder / ckpt.CONFIG_FILE, meta)
 
