@@ -88,7 +88,7 @@ def check_devices_agree() -> dict[str, Any]:
         return {"skipped": "no CUDA device"}
     model, layout = gpt("GPT-B")
     labels = torch.arange(4)
-    forcing = TeacherForcing(layout, model.head_dim, model.config.rope_base)
+    forcing = TeacherForcing(layout, model.config)
     tensors = layout.training_tensors(torch.randint(0, model.config.vocab_size, (4, *layout.grid)), labels)
     cpu_logits = forcing.logits(model, tensors["ids"], tensors["kinds"])
     greedy = SamplingOptions(greedy=True)
@@ -166,7 +166,7 @@ def training_steps(compiled: bool, steps: int) -> dict[str, Any]:
     model, layout = gpt("GPT-B")
     model.train().to(DEVICE)
     batch = 32 if CUDA else 8
-    forcing = TeacherForcing(layout, model.head_dim, model.config.rope_base)
+    forcing = TeacherForcing(layout, model.config)
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (batch, *layout.grid), generator=generator)
     tensors = layout.training_tensors(ids, torch.randint(0, 10, (batch,), generator=generator))

@@ -119,7 +119,7 @@ def test_llamagen_ddp_checkpoint_loads_and_matches_reference(tmp_path):
     codes = torch.randint(0, VOCAB, (2, GRID, GRID), generator=torch.Generator().manual_seed(1))
     labels = torch.tensor([3, CLASSES])  # a class and the null class
     tensors = layout.training_tensors(codes, labels)
-    ours = model(tensors["ids"], tensors["kinds"], layout.rope(DIM // HEADS), tensors["mask"])
+    ours = model(tensors["ids"], tensors["kinds"], layout.rope(CONFIG), tensors["mask"])
 
     # LlamaGen: [cls] + tokens t_0..t_{N-2}; RoPE row 0 (class) is zero; causal attention.
     flat = codes.flatten(1)
@@ -150,7 +150,7 @@ def test_par_raw_checkpoint_loads_and_matches_reference(tmp_path):
     codes = torch.randint(0, VOCAB, (2, GRID, GRID), generator=torch.Generator().manual_seed(3))
     labels = torch.tensor([1, 9])
     tensors = layout.training_tensors(codes, labels)
-    ours = model(tensors["ids"], tensors["kinds"], layout.rope(DIM // HEADS), tensors["mask"])
+    ours = model(tensors["ids"], tensors["kinds"], layout.rope(CONFIG), tensors["mask"])
 
     # PAR (reference §4.2-4.4): reorder by view/permute, [cls][t0..t_{k-1}][M_1..M_{k-1}][t_k..t_{N-2}],
     # permuted RoPE with zero rows for cls and M, group mask; logits sliced to the first N positions.

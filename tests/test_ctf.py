@@ -173,7 +173,7 @@ def test_coarse_ar_cached_decoding_equals_teacher_forcing(layout_options):
     model = coarse_model(layout)
     fine = torch.randint(0, FINE_VOCAB, (2, 8, 8), generator=torch.Generator().manual_seed(1))
     tensors = layout.training_tensors(TABLE.coarse(fine), torch.tensor([1, 10]))
-    rope = layout.rope(model.head_dim)
+    rope = layout.rope(model.config)
     full = model(tensors["ids"], tensors["kinds"], rope, tensors["mask"])
     cache = KVCache.allocate(model, 2, layout.sequence_length, torch.float32, "cpu")
     slots = torch.arange(layout.sequence_length)

@@ -2,7 +2,6 @@
 
 import json
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -126,7 +125,7 @@ class KnownTargets(nn.Module):
     def __init__(self, targets: torch.Tensor, vocab: int):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
-        self.config = SimpleNamespace(dim=8, n_head=2, rope_base=10000.0)
+        self.config = GPTConfig(dim=8, n_head=2)  # what the analysis reads: heads and RoPE
         self.targets, self.vocab = targets, vocab  # (L,)
 
     def forward(self, ids, kinds, rope, mask):
@@ -174,7 +173,7 @@ def test_position_maps_of_a_random_model(name):
     # The mean NLL over positions is the model's teacher-forced cross-entropy.
     tensors = layout.training_tensors(ids, labels)
     with torch.no_grad():
-        logits = model(tensors["ids"], tensors["kinds"], layout.rope(8), tensors["mask"])
+        logits = model(tensors["ids"], tensors["kinds"], layout.rope(model.config), tensors["mask"])
     loss = F.cross_entropy(logits.flatten(0, 1), tensors["targets"].flatten(), ignore_index=-100)
     assert maps.nll.mean().item() == pytest.approx(loss.item(), rel=1e-5)
     expected_sizes = [1] * 16 if name == "raster" else [1, 1, 1, 1, 4, 4, 4]

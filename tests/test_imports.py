@@ -45,7 +45,7 @@ LAYERS = {
         "argen.data",
         "argen.eval",
     ],
-    "loading": ["argen.io.load", "argen.io.convert"],
+    "loading": ["argen.io.load", "argen.io.convert", "argen.io.prologue_release"],
     "library": [
         "argen.catalog",
         "argen.pipeline",

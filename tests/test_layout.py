@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from argen.config import LayoutConfig
+from argen.config import GPTConfig, LayoutConfig
 from argen.layout import IGNORE_INDEX, PROLOGUE, SEPARATOR, VISUAL, Layout
 from argen.model import SLOT_CLASS, SLOT_TOKEN, SLOT_TRANSITION, rope_table
 
@@ -171,7 +171,7 @@ def test_par_training_sequence_targets_and_positions():
     permuted = raster_rows[layout.visual_order]
     zero = torch.zeros(1, 8, 2)
     expected_rope = torch.cat([zero, permuted[:k], zero.expand(k - 1, -1, -1), permuted[k : n - k]])
-    assert torch.equal(layout.rope(16, 10000.0), expected_rope)
+    assert torch.equal(layout.rope(GPTConfig(dim=32, n_head=2)), expected_rope)  # head_dim 16, base 10000
 
 
 def test_raster_sequence_is_llamagen():

@@ -26,7 +26,7 @@ def test_int8_logits_are_close_to_fp32_on_a_trained_model(pipeline):
     labels = torch.arange(10)
     visual = pipeline.generate_ids(labels, torch.Generator().manual_seed(0), dtype="fp32").visual
     inputs = layout.training_tensors(visual, labels)
-    rope = layout.rope(model.head_dim, model.config.rope_base)
+    rope = layout.rope(model.config)
     with torch.no_grad():
         exact = model(inputs["ids"], inputs["kinds"], rope, inputs["mask"])
         with int8_weights():

@@ -68,7 +68,7 @@ def random_sample(layout: Layout, batch: int, seed: int = 1):
 
 def teacher_forced_logits(model: Transformer, layout: Layout, visual, prologue, labels) -> torch.Tensor:
     tensors = layout.training_tensors(visual, labels, prologue)
-    return model(tensors["ids"], tensors["kinds"], layout.rope(model.head_dim), tensors["mask"])
+    return model(tensors["ids"], tensors["kinds"], layout.rope(model.config), tensors["mask"])
 
 
 @pytest.mark.parametrize("name", list(LAYOUTS))
@@ -78,7 +78,7 @@ def test_cached_steps_equal_teacher_forcing(name):
     visual, prologue = random_sample(layout, 2)
     labels = torch.tensor([1, 10])  # one real class, one null class
     tensors = layout.training_tensors(visual, labels, prologue)
-    rope = layout.rope(model.head_dim)
+    rope = layout.rope(model.config)
     full = model(tensors["ids"], tensors["kinds"], rope, tensors["mask"])
     cache = KVCache.allocate(model, 2, layout.sequence_length, torch.float32, "cpu")
     slots = torch.arange(layout.sequence_length)

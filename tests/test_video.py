@@ -89,7 +89,7 @@ def test_cached_greedy_decoding_equals_the_teacher_forced_argmax(name):
     assert generated.shape == (2, *layout.grid)
     tensors = layout.training_tensors(generated, labels)
     with torch.no_grad():
-        logits = model(tensors["ids"], tensors["kinds"], layout.rope(model.head_dim), tensors["mask"])
+        logits = model(tensors["ids"], tensors["kinds"], layout.rope(model.config), tensors["mask"])
     targets = tensors["targets"]
     assert torch.equal(logits.argmax(-1)[targets >= 0], targets[targets >= 0])
 

@@ -30,6 +30,8 @@ class ConfigError(ValueError):
     """A config key or value that cannot be used; the message says what is valid."""
 
 
+GPT_FFNS = ("swiglu", "geglu")  # the GPT's gated feed-forward: silu (LlamaGen) or tanh-approximated gelu (Prologue)
+ROPE_POSITIONS = ("grid", "sequence")  # see GPTConfig.rope_positions
 RECONSTRUCTION_KINDS = ("l1", "l2")  # the tokenizer's reconstruction loss: mean absolute or squared error
 LFQ_MAX_BITS = 18  # lookup-free quantisation's largest codebook: 2 ** 18 = 262,144 codes, MAGVIT-v2's video codebook
 
@@ -237,6 +239,15 @@ class GPTConfig:
     num_classes: int = 10
     class_dropout_prob: float = 0.1  # > 0 also adds the null-class row used by guidance
     vocab_size: int = 256  # input and output vocabulary (fine codes, or coarse labels under CTF)
+    # Where other published GPTs differ from LlamaGen (the defaults); Prologue's released ARs take ffn="geglu",
+    # ffn_hidden=round(dim * 11 / 4), qk_norm=True, rope_positions="sequence", rope_dims=24, norm_eps=0.
+    ffn: str = "swiglu"  # "swiglu": silu(w1 x) * w3 x; "geglu": gelu_tanh(w1 x) * w3 x
+    ffn_hidden: int = 0  # the FFN's width; 0 = LlamaGen's rule (2/3 of 4 * dim, rounded up to multiple_of)
+    qk_norm: bool = False  # RMS-normalise each head's query and key (gains of their own) before RoPE
+    # "grid": RoPE at the Layout's grid coordinates, class and transition slots unrotated (LlamaGen, PAR);
+    # "sequence": at each slot's index in the sequence, one axis, the class slot at 0
+    rope_positions: str = "grid"
+    rope_dims: int = 0  # the head dims that rotate, from the first (0 = all of them)
 
     def __post_init__(self) -> None:
         n_kv_head = self.n_kv_head or self.n_head
@@ -244,6 +255,20 @@ class GPTConfig:
             raise ConfigError(
                 f"dim ({self.dim}) must be divisible by n_head ({self.n_head}) and n_head by n_kv_head ({n_kv_head})"
             )
+        if self.ffn not in GPT_FFNS:
+            raise ConfigError(f"model.ffn must be one of {GPT_FFNS}, got {self.ffn!r}")
+        if self.ffn_hidden < 0:
+            raise ConfigError(f"model.ffn_hidden must be >= 0 (0 = LlamaGen's width), got {self.ffn_hidden}")
+        if self.rope_positions not in ROPE_POSITIONS:
+            raise ConfigError(f"model.rope_positions must be one of {ROPE_POSITIONS}, got {self.rope_positions!r}")
+        head_dim = self.dim // self.n_head
+        if self.rope_dims < 0 or self.rope_dims % 2 or self.rope_dims > head_dim:
+            raise ConfigError(
+                f"model.rope_dims must be an even number of head dims in [0, {head_dim}] (0 = all), got "
+                f"{self.rope_dims}"
+            )
+        if self.norm_eps < 0:
+            raise ConfigError(f"model.norm_eps must be >= 0, got {self.norm_eps}")
 
 
 @dataclass

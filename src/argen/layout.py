@@ -38,7 +38,7 @@ from functools import cached_property
 
 import torch
 
-from argen.config import LayoutConfig
+from argen.config import GPTConfig, LayoutConfig
 from argen.model.rope import rope_table
 from argen.model.transformer import SLOT_CLASS, SLOT_TOKEN, SLOT_TRANSITION
 
@@ -311,11 +311,22 @@ class Layout:
         """(L,) True for slots without a position (class and transition slots)."""
         return self.input_source < 0
 
-    def rope(self, head_dim: int, base: float = 10000.0, null_rows: str = "zero") -> torch.Tensor:
-        """(L, head_dim/2, 2) RoPE table of the slots (computed once per argument set)."""
-        key = (head_dim, float(base), null_rows)
+    def rope(self, model: GPTConfig) -> torch.Tensor:
+        """(L, head_dim/2, 2) RoPE table of the slots for `model`'s heads: its base, positions (the grid's, or each
+        slot's sequence index) and rotated dims (computed once per setting)."""
+        head_dim = model.dim // model.n_head
+        key = (head_dim, float(model.rope_base), model.rope_positions, model.rope_dims)
         if key not in self._ropes:
-            self._ropes[key] = rope_table(self.coords, self.null, head_dim, base, null_rows)
+            coords, null = self.coords, self.null
+            if model.rope_positions == "sequence":
+                coords, null = torch.arange(len(coords)).float()[:, None], torch.zeros(len(coords), dtype=torch.bool)
+            rotated = model.rope_dims or head_dim
+            table = rope_table(coords, null, rotated, model.rope_base)
+            if rotated < head_dim:  # the other pairs stay as they are: cos 1, sin 0
+                table = torch.cat(
+                    [table, torch.tensor([1.0, 0.0]).expand(len(coords), (head_dim - rotated) // 2, 2)], 1
+                )
+            self._ropes[key] = table
         return self._ropes[key]
 
     # ---------------------------------------------------------------------------------------

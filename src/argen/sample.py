@@ -285,7 +285,7 @@ def generate(
         cache = KVCache.allocate(model, rows, length, dtype, device)
     forced_ids = _forced_sequence(layout, forced, batch, device) if forced else None
 
-    rope = layout.rope(model.head_dim, model.config.rope_base).to(device)
+    rope = layout.rope(model.config).to(device)
     mask = layout.mask.to(device)
     kinds = layout.kinds.to(device)
     transitions = layout.transition_index.to(device)

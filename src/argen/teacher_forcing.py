@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from argen.config import GPTConfig
 from argen.layout import IGNORE_INDEX, Layout
 
 # model(ids, kinds, rope, mask) -> logits (B, L, V): a Transformer, or a functional call of one
@@ -23,11 +24,11 @@ ModelCall = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], t
 
 class TeacherForcing:
     """A Layout's constant training inputs (RoPE rows, mask, per-slot vocabulary), built once for a model's
-    head width and RoPE base, and the restricted logits of a forward pass over them."""
+    config (its heads and RoPE), and the restricted logits of a forward pass over them."""
 
-    def __init__(self, layout: Layout, head_dim: int, rope_base: float):
+    def __init__(self, layout: Layout, model: GPTConfig):
         self.layout = layout
-        self.rope = layout.rope(head_dim, rope_base)
+        self.rope = layout.rope(model)
         self.mask = layout.mask
         self.allowed = layout.target_vocab_mask  # (L, V)
 

@@ -1,4 +1,4 @@
-"""`argen convert`: LlamaGen's and PAR's published checkpoints as argen checkpoints."""
+"""`argen convert`: LlamaGen's, PAR's and Prologue's published checkpoints as argen checkpoints."""
 
 from __future__ import annotations
 
@@ -8,21 +8,41 @@ from typing import Any
 
 from argen.commands.arguments import output_folder
 
+KINDS = ("llamagen", "par", "llamagen-vq", "prologue-ar")
+
 
 def add(commands: Any) -> None:
-    convert = commands.add_parser("convert", help="convert LlamaGen / PAR checkpoints to argen checkpoints")
-    convert.add_argument("kind", choices=["llamagen", "par", "llamagen-vq"])
-    convert.add_argument("source", type=Path)
+    convert = commands.add_parser(
+        "convert", help="convert LlamaGen / PAR checkpoints (.pt) and Prologue's released ARs to argen checkpoints"
+    )
+    convert.add_argument("kind", choices=KINDS)
+    convert.add_argument("source", type=Path, help="the checkpoint file (prologue-ar: its folder or model.safetensors)")
     convert.add_argument("destination", type=output_folder)
-    convert.add_argument("--preset", required=True, help="GPT preset (llamagen, par) or VQ preset (llamagen-vq)")
+    convert.add_argument("--preset", help="GPT preset (llamagen, par) or VQ preset (llamagen-vq)")
     convert.add_argument("--parallel", type=int, default=4, help="PAR: tokens per parallel step k")
+    convert.add_argument("--prologue-length", type=int, default=16, help="prologue-ar: prologue tokens per image")
+    convert.add_argument("--prologue-codes", type=int, default=1024, help="prologue-ar: the prologue codebook's size")
+    convert.add_argument("--grid", type=int, nargs=2, default=[16, 16], metavar=("H", "W"),
+                         help="prologue-ar: the visual token grid")  # fmt: skip
+    convert.add_argument("--rope-dims", type=int, default=24, help="prologue-ar: the head dims RoPE rotates")
     convert.add_argument("overrides", nargs="*", metavar="key=value")
     convert.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from argen.io.convert import convert_checkpoint
+    from argen.io.prologue_release import convert_prologue_ar
 
-    directory = convert_checkpoint(args.kind, args.source, args.destination, args.preset, args.parallel, args.overrides)
+    if args.kind == "prologue-ar":
+        if args.preset or args.overrides:
+            raise ValueError("prologue-ar reads its sizes from the weights: drop --preset and key=value overrides")
+        directory = convert_prologue_ar(args.source, args.destination, args.prologue_length, args.prologue_codes,
+                                        tuple(args.grid), args.rope_dims)  # fmt: skip
+    else:
+        if not args.preset:
+            raise ValueError(f"convert {args.kind} needs --preset (the model's size is not stored in a .pt)")
+        directory = convert_checkpoint(
+            args.kind, args.source, args.destination, args.preset, args.parallel, args.overrides
+        )
     print(f"argen checkpoint: {directory}")
     return 0

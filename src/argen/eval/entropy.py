@@ -219,7 +219,7 @@ def position_maps(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = next(model.parameters()).device
-    forcing = TeacherForcing(layout, model.config.dim // model.config.n_head, model.config.rope_base)
+    forcing = TeacherForcing(layout, model.config)
     visual = layout.segments[VISUAL]
     target_index = layout.targets_index
     # (N_visual,) slots that predict visual tokens; steps run in order, so these are in generation order

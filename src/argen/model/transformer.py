@@ -31,7 +31,9 @@ def find_multiple(value: int, multiple: int) -> int:
 
 
 def ffn_hidden_dim(config: GPTConfig) -> int:
-    """LlamaGen's SwiGLU width: 2/3 of 4*dim, optionally scaled, rounded up to multiple_of."""
+    """config.ffn_hidden, or LlamaGen's SwiGLU width: 2/3 of 4*dim, optionally scaled, rounded up to multiple_of."""
+    if config.ffn_hidden:
+        return config.ffn_hidden
     hidden = int(2 * (4 * config.dim) / 3)
     if config.ffn_dim_multiplier is not None:
         hidden = int(config.ffn_dim_multiplier * hidden)
@@ -95,6 +97,11 @@ class Attention(nn.Module):
         self.wqkv = Linear(config.dim, config.dim + 2 * kv_dim)
         self.wo = Linear(config.dim, config.dim)
         self.resid_dropout = nn.Dropout(config.resid_dropout_p)
+        if config.qk_norm:
+            self.q_norm = RMSNorm(self.head_dim, config.norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, config.norm_eps)
+        else:
+            self.q_norm = self.k_norm = None
 
     def forward(
         self,
@@ -109,8 +116,13 @@ class Attention(nn.Module):
         batch, length, _ = x.shape
         kv_dim = self.n_kv_head * self.head_dim
         query_key, value = self.wqkv(x).split([self.dim + kv_dim, kv_dim], dim=-1)
+        query_key = query_key.reshape(batch, length, self.n_head + self.n_kv_head, self.head_dim)
+        if self.q_norm is not None:
+            query_key = torch.cat(
+                [self.q_norm(query_key[:, :, : self.n_head]), self.k_norm(query_key[:, :, self.n_head :])], dim=2
+            )
         # Queries and keys share the rotation table: rotate all their heads in one call.
-        query_key = apply_rope(query_key.reshape(batch, length, self.n_head + self.n_kv_head, self.head_dim), rope)
+        query_key = apply_rope(query_key, rope)
         query, key = query_key.split([self.n_head, self.n_kv_head], dim=2)  # (B, S, H, D), (B, S, H_kv, D)
         value = value.reshape(batch, length, self.n_kv_head, self.head_dim)
         query, key, value = (t.transpose(1, 2) for t in (query, key, value))  # (B, H, S, D)
@@ -141,9 +153,11 @@ class FeedForward(nn.Module):
         self.w3 = Linear(config.dim, hidden)
         self.w2 = Linear(hidden, config.dim)
         self.ffn_dropout = nn.Dropout(config.ffn_dropout_p)
+        self.gelu = config.ffn == "geglu"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ffn_dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+        gate = F.gelu(self.w1(x), approximate="tanh") if self.gelu else F.silu(self.w1(x))
+        return self.ffn_dropout(self.w2(gate * self.w3(x)))
 
 
 class TransformerBlock(nn.Module):

@@ -33,7 +33,7 @@ class ARTask(Task):
         self.decode = PreviewDecoder(tokenizer) if tokenizer is not None else None
         self.num_classes, self.class_dropout_prob = num_classes, class_dropout_prob
         self.tokens_per_sample = layout.sequence_length  # for the trainer's tokens/s
-        self.forcing = TeacherForcing(layout, model.config.dim // model.config.n_head, model.config.rope_base)
+        self.forcing = TeacherForcing(layout, model.config)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}

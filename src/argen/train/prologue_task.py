@@ -116,7 +116,7 @@ class PrologueTask(Task):
             )
         self.model, self.prior, self.layout, self.config = model, prior, layout, config
         self.visual_task = visual_task  # None: Post, the visual path is frozen
-        self.forcing = TeacherForcing(layout, prior.head_dim, prior.config.rope_base)
+        self.forcing = TeacherForcing(layout, prior.config)
         source, targets = layout.input_source, layout.targets_index
         prologue, visual = layout.segments[PROLOGUE], layout.segments[VISUAL]
         self.prologue_slots = ((source >= prologue.start) & (source < prologue.start + prologue.length)).nonzero()[:, 0]
