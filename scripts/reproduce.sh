@@ -403,6 +403,11 @@ demo_evaluate() {  # demo_evaluate [NAME...]: choose guidance on the validation 
         if [[ $ctf != - ]]; then  # beside the choice, the CTF paper's own setting: guidance 2, tau1 = tau2 = 1.1
             evaluate "runs/demo64-$name$DEMO_SUFFIX" "$out/paper-setting" "${options[@]}" --cfg 2 --temperature 1.1 \
                 --refine-temperature 1.1
+            # and the refiner's softmax restricted to each position's sampled cluster, at both settings
+            # shellcheck disable=SC2086  # the choice is options and their values
+            evaluate "runs/demo64-$name$DEMO_SUFFIX" "$out/restricted" "${options[@]}" $chosen --refine-restrict
+            evaluate "runs/demo64-$name$DEMO_SUFFIX" "$out/paper-setting-restricted" "${options[@]}" --cfg 2 \
+                --temperature 1.1 --refine-temperature 1.1 --refine-restrict
         fi
     done <<< "$DEMO_MODELS"
 }
