@@ -7,10 +7,10 @@ index)`; rank r makes the batches b with b % world_size == r. So sample i is the
 batch, never what it holds. Each finished batch is saved as `<npz>.parts/<first index>.npz`, so no process holds
 more than a batch of images; rank 0 then streams the parts into the `.npz` (atomic) and removes them. A part holds
 the batch's ids too, so `ids` (`argen sample --save-ids`) comes from the same samples and the same writer, also
-for a model without a tokenizer (ids only). A run that
-stopped keeps its finished parts: rerunning the same command makes only the missing batches, and those damaged
-since they were written (each part's size and sha256 are noted beside it). The plan records the sha256 of the
-weights, so a rerun with other weights at the same path is refused rather than mixed in.
+for a model without a tokenizer (ids only). A run that stopped keeps its finished parts: rerunning the same command
+makes only the missing batches, and those damaged since they were written (each part's size and sha256 are noted
+beside it). The plan records the sha256 of the weights, so a rerun with other weights at the same path is refused
+rather than mixed in.
 """
 
 from __future__ import annotations
