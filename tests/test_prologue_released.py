@@ -67,8 +67,9 @@ def test_argen_convert_prologue_ar_writes_a_loadable_model(tmp_path, capsys):
     assert pipeline.layout.prologue_length == Z_LEN and pipeline.config.model.ffn == "geglu"
     assert main(["sample", "--model", str(out), "--greedy", "--count", "2", "--classes", "0,2", "--save-ids",
                  str(tmp_path / "ids.json"), "--out", str(tmp_path / "samples")]) == 0  # fmt: skip
-    ids = json.loads((tmp_path / "ids.json").read_text())["ids"]
-    assert torch.equal(torch.tensor(ids).flatten(1), REFERENCE["ids_plain"][:, Z_LEN + 1 :])
+    saved = json.loads((tmp_path / "ids.json").read_text())
+    assert torch.equal(torch.tensor(saved["ids"]).flatten(1), REFERENCE["ids_plain"][:, Z_LEN + 1 :])
+    assert torch.equal(torch.tensor(saved["prologue"]) + VISUAL, REFERENCE["ids_plain"][:, :Z_LEN])
 
 
 def test_a_wrong_file_is_one_line_naming_the_key(tmp_path):

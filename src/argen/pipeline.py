@@ -50,6 +50,7 @@ class Samples:
     seconds: float  # token generation (CTF's refiner pass included)
     decode_seconds: float  # ids -> pixels
     forward_passes: int = 0  # of the AR model, over all batches (fewer than the steps with speculative decoding)
+    prologue: torch.Tensor | None = None  # (N, P) Prologue's prologue ids (codes of the prologue codebook)
 
     def save(self, out_dir: str | Path, columns: int = 10, fps: float = 4.0) -> tuple[Path, Path]:
         """Images: samples.png (a grid) and samples.npz (ADM format, with labels); videos: samples.png (a strip
@@ -69,12 +70,14 @@ class Samples:
 
     def save_ids(self, path: str | Path) -> Path:
         """The ids (grid order) as JSON: classes, grid, ids, and under CTF the coarse labels."""
-        return write_ids(path, self.labels, self.visual, self.coarse)
+        return write_ids(path, self.labels, self.visual, self.coarse, self.prologue)
 
 
-def write_ids(path: str | Path, labels: Any, visual: Any, coarse: Any | None = None) -> Path:
-    """Samples' ids as JSON (atomic): "classes", "grid", "ids" (CTF: the refined fine ids) and, under CTF, "coarse"
-    (the AR's cluster labels); arrays or tensors of (N,) and (N, *grid)."""
+def write_ids(
+    path: str | Path, labels: Any, visual: Any, coarse: Any | None = None, prologue: Any | None = None
+) -> Path:
+    """Samples' ids as JSON (atomic): "classes", "grid", "ids" (CTF: the refined fine ids), under CTF "coarse" (the
+    AR's cluster labels) and under Prologue "prologue" (N, P); arrays or tensors of (N,) and (N, *grid)."""
     saved = {
         "classes": np.asarray(labels).tolist(),
         "grid": list(np.shape(visual)[1:]),
@@ -82,6 +85,8 @@ def write_ids(path: str | Path, labels: Any, visual: Any, coarse: Any | None = N
     }
     if coarse is not None:
         saved["coarse"] = np.asarray(coarse).tolist()
+    if prologue is not None:
+        saved["prologue"] = np.asarray(prologue).tolist()
     ckpt.atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(saved)))
     return Path(path)
 
@@ -204,7 +209,7 @@ class Pipeline:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         decode = decode and self.tokenizer is not None
-        visual, coarse, images, seconds, decode_seconds, passes = [], [], [], 0.0, 0.0, 0
+        visual, coarse, prologue, images, seconds, decode_seconds, passes = [], [], [], [], 0.0, 0.0, 0
         for start in range(0, len(labels), batch_size):
             started = time.perf_counter()
             generated = self.generate_ids(labels[start : start + batch_size], generator, refine, **options)
@@ -213,6 +218,8 @@ class Pipeline:
             visual.append(generated.visual.cpu())
             if generated.coarse is not None:
                 coarse.append(generated.coarse.cpu())
+            if generated.prologue is not None:
+                prologue.append(generated.prologue.cpu())
             if decode:
                 started = time.perf_counter()
                 images.append(self.decode(generated.visual))
@@ -225,6 +232,7 @@ class Pipeline:
             seconds,
             decode_seconds,
             passes,
+            torch.cat(prologue) if prologue else None,
         )
 
     def fixed_prologue_rows(

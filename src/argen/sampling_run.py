@@ -114,6 +114,8 @@ def sample_to_npz(
         arrays = {"ids": samples.visual.int().numpy()}
         if samples.coarse is not None:
             arrays["coarse"] = samples.coarse.int().numpy()
+        if samples.prologue is not None:
+            arrays["prologue"] = samples.prologue.int().numpy()
         if decode:
             arrays["images"] = samples.images.movedim(-3, -1).numpy()
 
@@ -137,13 +139,12 @@ def sample_to_npz(
 
     if ids is not None:
         with np.load(parts / f"{starts[0]:09d}.npz", allow_pickle=False) as part:
-            refined = "coarse" in part  # CTF with its refiner: "ids" are the fine ids
-        write_ids(
-            ids,
-            labels,
-            np.concatenate([read(start, "ids") for start in starts]),
-            np.concatenate([read(start, "coarse") for start in starts]) if refined else None,
-        )
+            kept = set(part)  # "coarse": CTF with its refiner ("ids" are then the fine ids); "prologue": Prologue
+
+        def column(key: str) -> np.ndarray | None:
+            return np.concatenate([read(start, key) for start in starts]) if key in kept else None
+
+        write_ids(ids, labels, column("ids"), column("coarse"), column("prologue"))
     picture = None
     if decode:
         write_npz_chunks(npz, (read(start, "images") for start in starts), len(labels), np.asarray(labels), video)
