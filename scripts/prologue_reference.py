@@ -35,6 +35,9 @@ class Config(dict):
     def __getattr__(self, name):
         return self[name]
 
+    def __init__(self, base=(), **more):
+        super().__init__(base, **more)
+
 
 def official_config() -> Config:
     ar = {
@@ -59,6 +62,82 @@ def segment_mask() -> torch.Tensor:
     mask[:Z_LEN, VISUAL:] = 0.0
     mask[Z_LEN:, :VISUAL] = 0.0
     return mask
+
+
+# The tokenizer: 32x32 RGB images in 8x8 patches (a 4x4 grid), codes of 6 dims; same widths and RoPE axes as the AR.
+IMAGE, PATCH, CODE_DIM = 32, 8, 6
+
+
+def official_tokenizer_config() -> Config:
+    patch_dim, x_len = PATCH * PATCH * 3, (IMAGE // PATCH) ** 2
+    block = {
+        "cond_dim": COND_DIM, "cond_input_dim": CLASSES, "dim": DIM, "layer_num": LAYERS, "mlp_ratio": "8/3",
+        "heads": HEADS, "emb_dropout": 0.0, "drop": 0.0, "attn_drop": 0.0, "attn_norm": True, "causal": False,
+        "out_act": False, "norm_layer": "RMSNorm", "ffn_type": "geglu", "use_label": True, "rope": True,
+        "abs_pos": False, "rope_axes_dim": [10, 10, 12],
+    }  # fmt: skip
+    encoder = Config(block, input_dim=patch_dim, output_dim=DIM, max_seq_len=Z_LEN, ctx_max_seq_len=x_len,
+                     out_norm=False, out_layer=False, input_bias=True, input_layer=True, context_type="concat",
+                     rope_input_type="l", rope_ctx_type="hw", rope_theta=10000, rope_ctx_theta=2000)  # fmt: skip
+    decoder = Config(block, input_dim=CODE_DIM, output_dim=patch_dim, max_seq_len=x_len, ctx_max_seq_len=Z_LEN,
+                     input_bias=True, input_layer=True, out_norm=True, out_layer=True, zero_out=True,
+                     context_type="none", rope_input_type="hw", rope_ctx_type="l", rope_theta=2000,
+                     rope_ctx_theta=10000)  # fmt: skip
+    quantizer = {"z_dim": CODE_DIM, "dim": DIM, "cond_dim": COND_DIM, "vq_beta": 0.25, "use_entropy_loss": False,
+                 "monitor_metrics": True, "codebook_init": "simvq", "z_norm_type": "l2", "frozen_codebook": False,
+                 "codebook_proj": "l2"}  # fmt: skip
+    return Config({
+        "Prologue": True, "share_semantic_encoder": True, "share_semantic_codebook": False, "z_len": Z_LEN,
+        "x_len": x_len, "Encoder": encoder, "Decoder": decoder,
+        "Quantizer": Config(quantizer, codebook_size=VISUAL, length=x_len, temperature=1.0, use_quant_loss=True,
+                            ste="VQ"),
+        "SemanticQuantizer": Config(quantizer, codebook_size=PROLOGUE, length=Z_LEN, temperature=0.1,
+                                    use_quant_loss=False, ste="ProbQ"),
+    })  # fmt: skip
+
+
+def tokenizer_reference(out: Path) -> None:
+    """The official Encoder and Decoder at a tiny size (random weights): their state dicts as Accelerate saves them
+    (one file each), and the ids of random images and the images decoded from random ids."""
+    from models import Decoder, Encoder  # the official code
+
+    torch.manual_seed(2)
+    config = official_tokenizer_config()
+    encoder, decoder = Encoder(config).eval(), Decoder(config).eval()
+    with torch.no_grad():
+        for parameter in [*encoder.parameters(), *decoder.parameters()]:
+            parameter.copy_(torch.randn_like(parameter) * 0.3)
+    tokenizer = out.parent / "prologue-tokenizer"
+    tokenizer.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, tokenizer / "model.safetensors")
+    save_file({k: v.contiguous() for k, v in decoder.state_dict().items()}, tokenizer / "model_1.safetensors")
+    generator = torch.Generator().manual_seed(3)
+    images = torch.rand(2, 3, IMAGE, IMAGE, generator=generator) * 2 - 1
+    ids = torch.randint(0, VISUAL, (2, (IMAGE // PATCH) ** 2), generator=generator)
+    null = torch.nn.functional.one_hot(torch.full((2,), CLASSES - 1), CLASSES).float()  # ae_no_label=True
+
+    def patchify(x):
+        b, c, h, w = x.shape
+        x = x.reshape(b, c, h // PATCH, PATCH, w // PATCH, PATCH).permute(0, 2, 4, 3, 5, 1)
+        return x.reshape(b, (h // PATCH) * (w // PATCH), PATCH * PATCH * c)  # (p1 p2 c), as the official patchify
+
+    def unpatchify(x):
+        side = IMAGE // PATCH
+        x = x.reshape(len(x), side, side, PATCH, PATCH, 3).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(len(x), 3, IMAGE, IMAGE)
+
+    with torch.no_grad():
+        encoded = encoder.encode_idx(patchify(images), null)  # [prologue ids, visual ids]
+        decoded = unpatchify(decoder(encoder.get_visual_codes(torch.cat([torch.zeros(2, Z_LEN, dtype=torch.long),
+                                                                         ids], 1), null), null))  # fmt: skip
+    save_file({"images": images, "encoded": encoded, "ids": ids, "decoded": decoded.contiguous()},
+              tokenizer / "reference.safetensors")  # fmt: skip
+    (tokenizer / "config.json").write_text(json.dumps({
+        "official_commit": "3b6db41", "image_size": IMAGE, "patch_size": PATCH, "dim": DIM, "layers": LAYERS,
+        "heads": HEADS, "rope_axes_dim": [10, 10, 12], "code_dim": CODE_DIM, "visual_codes": VISUAL,
+        "prologue_codes": PROLOGUE, "prologue_length": Z_LEN, "classes": CLASSES, "cond_dim": COND_DIM,
+    }, indent=2) + "\n")  # fmt: skip
+    print(f"{tokenizer}: encoded {encoded.tolist()}")
 
 
 def main() -> None:
@@ -99,6 +178,7 @@ def main() -> None:
         "prologue_length": Z_LEN, "grid": [GRID, GRID], "use_eos": True, "guided_scale": 2.0,
     }, indent=2) + "\n")  # fmt: skip
     print(f"{args.out}: {sum(p.numel() for p in model.parameters())} parameters; greedy ids {plain.tolist()}")
+    tokenizer_reference(args.out)
 
 
 if __name__ == "__main__":

@@ -6,17 +6,21 @@ dict as Accelerate saves it, a teacher-forced batch with the official logits, an
 """
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 import argen
 from argen.cli import main
+from argen.data.transforms import to_uint8
+from argen.eval.npz import read_npz
 from argen.io.checkpoint import CheckpointError, load_state_into
-from argen.io.load import build_ar
-from argen.io.prologue_release import fold_prologue_ar
+from argen.io.load import build_ar, build_tokenizer, load_tokenizer
+from argen.io.prologue_release import fold_prologue_ar, fold_prologue_tokenizer, read_prologue_tokenizer
 from argen.sample import SamplingOptions, generate
 
 DATA = Path(__file__).parent / "data" / "prologue-ar"
@@ -83,3 +87,70 @@ def test_a_wrong_file_is_one_line_naming_the_key(tmp_path):
         fold_prologue_ar(state, **SIZES)
     save_file({"x": torch.zeros(1)}, tmp_path / "model.safetensors")
     assert main(["convert", "prologue-ar", str(tmp_path), str(tmp_path / "out")]) == 2
+
+
+TOKENIZER = Path(__file__).parent / "data" / "prologue-tokenizer"
+TOKENIZER_META = json.loads((TOKENIZER / "config.json").read_text())
+TOKENIZER_REFERENCE = load_file(TOKENIZER / "reference.safetensors")
+TOKENIZER_SIZES = dict(image_size=TOKENIZER_META["image_size"], patch_size=TOKENIZER_META["patch_size"],
+                       rope_dims=tuple(TOKENIZER_META["rope_axes_dim"]))  # fmt: skip
+
+
+def converted_tokenizer():
+    config, weights = fold_prologue_tokenizer(*read_prologue_tokenizer(TOKENIZER), **TOKENIZER_SIZES)
+    model = build_tokenizer(config.model)
+    buffers = {key: value for key, value in model.state_dict().items() if key.endswith("codebook_used")}
+    load_state_into(model, {**buffers, **weights}, "prologue-tokenizer")
+    return model.eval()
+
+
+def test_the_converted_vit_tokenizer_encodes_and_decodes_as_the_official_one():
+    model = converted_tokenizer()
+    with torch.no_grad():
+        tokens = model.encode_tokens(TOKENIZER_REFERENCE["images"])
+        side = TOKENIZER_META["image_size"] // TOKENIZER_META["patch_size"]
+        decoded = model.decode(TOKENIZER_REFERENCE["ids"].view(-1, side, side))
+    official = TOKENIZER_REFERENCE["encoded"]  # [prologue ids, visual ids]
+    assert torch.equal(tokens["prologue_ids"], official[:, : TOKENIZER_META["prologue_length"]])
+    assert torch.equal(tokens["ids"].flatten(1), official[:, TOKENIZER_META["prologue_length"] :])
+    assert torch.allclose(decoded, TOKENIZER_REFERENCE["decoded"], atol=2e-5, rtol=1e-5), (
+        (decoded - TOKENIZER_REFERENCE["decoded"]).abs().max()
+    )
+
+
+def test_argen_convert_prologue_tokenizer_and_a_converted_ar_sample_images(tmp_path):
+    tokenizer = tmp_path / "tokenizer"
+    sizes = ["--image-size", "32", "--patch-size", "8", "--rope-dims", "10", "10", "12"]
+    assert main(["convert", "prologue-tokenizer", str(TOKENIZER), str(tokenizer), *sizes]) == 0
+    ar = tmp_path / "ar"
+    ar_sizes = ["--prologue-length", str(Z_LEN), "--prologue-codes", str(PROLOGUE), "--grid", "4", "4"]
+    assert main(["convert", "prologue-ar", str(DATA), str(ar), *ar_sizes, "--rope-dims", "12"]) == 0
+    # The released pair, converted: the AR samples ids, the ViT tokenizer decodes them to images.
+    out = tmp_path / "samples"
+    assert main(["sample", "--model", str(ar), "--tokenizer", str(tokenizer), "--greedy", "--count", "2",
+                 "--classes", "0,2", "--out", str(out), "--save-ids", str(tmp_path / "ids.json")]) == 0  # fmt: skip
+    images = read_npz(out / "samples.npz").images
+    assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
+    visual = torch.tensor(json.loads((tmp_path / "ids.json").read_text())["ids"])
+    with torch.no_grad():
+        expected = converted_tokenizer().decode(visual)
+    assert np.abs(images.astype(float) - to_uint8(expected).permute(0, 2, 3, 1).numpy()).max() <= 1
+
+
+def test_the_vit_tokenizer_trains_with_the_one_trainer_alone_and_in_prologue_stage_1(tmp_path):
+    vit = ["data.name=digits", "data.image_size=16", "data.channels=1", "model.image_size=16", "model.in_channels=1",
+           "model.architecture=vit", "model.patch_size=4", "model.vit_dim=32", "model.vit_layers=1",
+           "model.vit_heads=1", "model.vit_decoder_dim=32", "model.vit_decoder_layers=1", "model.vit_decoder_heads=1",
+           "model.vit_rope_dims=[10,10,12]", "model.codebook_size=32", "model.codebook_dim=6", "train.steps=2",
+           "train.batch_size=8", "train.log_every=1"]  # fmt: skip
+    prologue = ["model.prologue_tokens=4", "model.prologue_codebook_size=8", "model.prologue_codebook_dim=6",
+                "prologue.prior.dim=32", "prologue.prior.n_head=2", "prologue.prior.n_layer=1",
+                "prologue.prior.multiple_of=16"]  # fmt: skip
+    for name, extra in (("plain", []), ("prologue", prologue)):
+        assert main(["tokenizer", "train", *vit, *extra, "--out", str(tmp_path / name)]) == 0
+        records = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+        assert len(records) == 2 and all(math.isfinite(record["tokenizer_loss"]) for record in records)
+        assert ("ar_prologue_loss" in records[0]) == (name == "prologue")
+    tokenizer, _ = load_tokenizer(tmp_path / "prologue" / "checkpoint")
+    tokens = tokenizer.encode_tokens(torch.zeros(2, 1, 16, 16))
+    assert tokens["ids"].shape == (2, 4, 4) and tokens["prologue_ids"].shape == (2, 4)

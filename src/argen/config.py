@@ -75,10 +75,28 @@ class VQConfig:
     # A trained image tokenizer whose 2D kernels start the 3D one (each in the current-frame tap, zeros in the
     # past taps), so at init every frame is encoded as the image tokenizer encodes it; read when training starts.
     inflate_from: str = ""
+    # "conv": LlamaGen's convolutional VQ; "vit": Prologue's ViT tokenizer (argen.tokenizer.vit): patches of
+    # patch_size, an encoder over [patches; prologue_tokens learned queries], codes of codebook_dim (and
+    # prologue_codebook_dim) cosine-quantised, a decoder over the visual codes. ch, ch_mult, num_res_blocks,
+    # z_channels and the prologue_width/layers/heads of the conv head do not apply to it.
+    architecture: str = "conv"
+    patch_size: int = 16
+    vit_dim: int = 768
+    vit_layers: int = 12
+    vit_heads: int = 12
+    vit_decoder_dim: int = 768
+    vit_decoder_layers: int = 12
+    vit_decoder_heads: int = 12
+    vit_rope_dims: tuple[int, ...] = (20, 20, 24)  # per head: rows, columns, sequence index (Prologue's axes)
 
     def __post_init__(self) -> None:
         """Refuse, naming the first field, a config that cannot build a VQ model (its Prologue head and, with
         temporal_downsample > 0, its causal 3D form included)."""
+        if self.architecture not in ("conv", "vit"):
+            raise ConfigError(f"model.architecture must be conv or vit, got {self.architecture!r}")
+        if self.architecture == "vit":
+            self._check_vit()
+            return
         if self.in_channels not in (1, 3):
             raise ConfigError(f"model.in_channels must be 1 or 3, got {self.in_channels}")
         if not self.ch_mult or any(int(m) < 1 for m in self.ch_mult):
@@ -112,6 +130,25 @@ class VQConfig:
             )
         self._check_prologue()
         self._check_temporal()
+
+    def _check_vit(self) -> None:
+        if self.image_size % self.patch_size or self.patch_size < 1:
+            raise ConfigError(
+                f"model.image_size={self.image_size} must be a multiple of model.patch_size={self.patch_size}"
+            )
+        for prefix in ("vit", "vit_decoder"):
+            dim, heads = getattr(self, f"{prefix}_dim"), getattr(self, f"{prefix}_heads")
+            if heads < 1 or dim % heads or sum(self.vit_rope_dims) != dim // heads or len(self.vit_rope_dims) != 3:
+                raise ConfigError(
+                    f"model.{prefix}_dim={dim} must split into model.{prefix}_heads={heads} heads whose width is "
+                    f"the sum of model.vit_rope_dims={tuple(self.vit_rope_dims)} (three axes)"
+                )
+        if any(d % 2 for d in self.vit_rope_dims) or self.quantizer != "vq" or self.temporal_downsample:
+            raise ConfigError(
+                "model.architecture=vit takes even vit_rope_dims, quantizer=vq and no temporal_downsample"
+            )
+        if self.prologue_tokens < 0 or (self.prologue_tokens and self.prologue_codebook_size < 2):
+            raise ConfigError("model.prologue_tokens must be >= 0, with model.prologue_codebook_size >= 2")
 
     def _check_prologue(self) -> None:
         if self.prologue_tokens < 0:
@@ -158,7 +195,8 @@ class VQConfig:
 
     @property
     def downsample(self) -> int:
-        return 2 ** (len(self.ch_mult) - 1)
+        """Pixels per token side: the ViT's patch size, or the conv VQ's 2 ** (len(ch_mult) - 1)."""
+        return self.patch_size if self.architecture == "vit" else 2 ** (len(self.ch_mult) - 1)
 
     @property
     def grid_size(self) -> int:
@@ -248,6 +286,7 @@ class GPTConfig:
     # "sequence": at each slot's index in the sequence, one axis, the class slot at 0
     rope_positions: str = "grid"
     rope_dims: int = 0  # the head dims that rotate, from the first (0 = all of them)
+    bias: bool = False  # biases on the attention's output projection and the FFN (Prologue's ViT tokenizer)
 
     def __post_init__(self) -> None:
         n_kv_head = self.n_kv_head or self.n_head
@@ -516,6 +555,45 @@ VQ_PRESETS: dict[str, dict[str, Any]] = {
         z_channels=256,
         codebook_size=16384,
         codebook_dim=8,
+    ),
+    # Prologue's ViT tokenizers (github.com/Zyriix/prologue, configs/tokenizer/*.yaml and its eval.sh): 16x16
+    # patches of 256 px images, a 12 x 768 encoder with 16 prologue queries, 14-d cosine codes (1024 prologue
+    # codes, tau 0.1); B decodes with 12 x 768 over 16384 codes, L with 24 x 1024 over 4096.
+    "ViT-Prologue-B": dict(
+        architecture="vit",
+        image_size=256,
+        in_channels=3,
+        patch_size=16,
+        vit_dim=768,
+        vit_layers=12,
+        vit_heads=12,
+        vit_decoder_dim=768,
+        vit_decoder_layers=12,
+        vit_decoder_heads=12,
+        codebook_size=16384,
+        codebook_dim=14,
+        prologue_tokens=16,
+        prologue_codebook_size=1024,
+        prologue_codebook_dim=14,
+        prologue_tau=0.1,
+    ),
+    "ViT-Prologue-L": dict(
+        architecture="vit",
+        image_size=256,
+        in_channels=3,
+        patch_size=16,
+        vit_dim=768,
+        vit_layers=12,
+        vit_heads=12,
+        vit_decoder_dim=1024,
+        vit_decoder_layers=24,
+        vit_decoder_heads=16,
+        codebook_size=4096,
+        codebook_dim=14,
+        prologue_tokens=16,
+        prologue_codebook_size=1024,
+        prologue_codebook_dim=14,
+        prologue_tau=0.1,
     ),
     # CPU presets: 32x32 grey -> 8x8 tokens; 64x64 grey -> 16x16 tokens (downsample 4).
     "VQ-CPU-32": dict(

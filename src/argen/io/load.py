@@ -32,6 +32,7 @@ from argen.model.refiner import Refiner
 from argen.model.transformer import Transformer
 from argen.tokenizer.causal_video import CausalVideoVQModel
 from argen.tokenizer.lpips import FeatureDistance, load_lpips
+from argen.tokenizer.vit import ViTTokenizer
 from argen.tokenizer.vq import VQModel
 
 EMA_WEIGHTS_FILE = "ema.safetensors"
@@ -70,8 +71,11 @@ def tokenizer_config(directory: str | Path) -> TokenizerRunConfig:
     return run_config(TokenizerRunConfig, ckpt.read_meta(directory, TOKENIZER_KIND), directory)
 
 
-def build_tokenizer(config: VQConfig) -> VQModel | CausalVideoVQModel:
-    """A fresh tokenizer: an image VQModel, or a causal 3D video tokenizer when model.temporal_downsample > 0."""
+def build_tokenizer(config: VQConfig) -> VQModel | CausalVideoVQModel | ViTTokenizer:
+    """A fresh tokenizer: an image VQModel, a causal 3D video tokenizer when model.temporal_downsample > 0, or
+    Prologue's ViT tokenizer with model.architecture=vit."""
+    if config.architecture == "vit":
+        return ViTTokenizer(config)
     return CausalVideoVQModel(config) if config.temporal_downsample else VQModel(config)
 
 

@@ -1,19 +1,21 @@
-"""Prologue's released AR models (github.com/Zyriix/prologue: `model.safetensors` as Accelerate saves it) as argen
-checkpoints of the one Transformer.
+"""Prologue's released models (github.com/Zyriix/prologue: `model*.safetensors` as Accelerate saves them) as argen
+checkpoints: the AR as the one Transformer, the tokenizer as the ViT tokenizer (argen.tokenizer.vit).
 
-The official AR block is not LlamaGen's in form, but it is one of the Transformer's options once its condition is
-folded away. With `conditional_injection: llamagen` the class enters only as the BOS embedding, and the condition
-MLP (`cond_proj`: Linear, RMS-normalised with a gain, GELU) always reads the null class, so its output c is a
-constant vector. Every condition-driven part is then a constant too:
+The official blocks are not LlamaGen's in form, but they are the Transformer's options once their condition is
+folded away. The AR's class enters only as the BOS embedding (`conditional_injection: llamagen`) and the released
+tokenizers run on the null label (`ae_no_label=True`), so each network's condition MLP (`cond_proj`: Linear,
+RMS-normalised with a gain, GELU) always reads the null class: its output c is a constant vector, and every
+condition-driven part is a constant too:
 
 - each norm `normalize(x) * sqrt(d) * (1 + affine(c))` is an RMSNorm without epsilon of gain `1 + affine(c)`;
-- each residual gate `gate(c)` scales its branch: folded into the rows of the branch's output projection;
+- each residual gate `gate(c)` scales its branch: folded into the rows (and bias) of the branch's output projection;
 - the query and key norms (`1 + w`) are QK-norm gains.
 
 The rest maps onto options: GEGLU (`fc1` = [gate | value], `gelu_tanh(value) * gate`) is `ffn="geglu"` with
-`w1` = value, `w3` = gate; separate `to_q`/`to_kv` are one `wqkv`; RoPE rotates the first `rope_dims` of each
-head by the sequence index (axes [24, 20, 20] of 64, the last two at position 0); the vocabulary is visual ids,
-then prologue ids, then EOS: argen's prologue layout with its separator, the BOS table has the null class last.
+`w1` = value, `w3` = gate; separate `to_q`/`to_kv` are one `wqkv`; the tokenizer's projections and FFN keep their
+biases (`bias=True`). The AR's RoPE rotates the first `rope_dims` of each head by the sequence index (axes
+[24, 20, 20] of 64, the last two at position 0); its vocabulary is visual ids, then prologue ids, then EOS (argen's
+prologue layout with its separator), its BOS table has the null class last.
 """
 
 from __future__ import annotations
@@ -24,16 +26,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from argen.config import ARRunConfig, GPTConfig, LayoutConfig, to_dict
+from argen.config import ARRunConfig, DataConfig, GPTConfig, LayoutConfig, TokenizerRunConfig, VQConfig, to_dict
 from argen.io.checkpoint import (
     AR_KIND,
+    TOKENIZER_KIND,
     CheckpointError,
     file_checksum,
     load_state_into,
     read_state_dict,
     save_checkpoint,
 )
-from argen.io.load import build_ar
+from argen.io.load import build_ar, build_tokenizer
 
 WEIGHTS_FILE = "model.safetensors"  # Accelerate's name for the first prepared model
 PROLOGUE_LENGTH, PROLOGUE_CODES, GRID, ROPE_DIMS = 16, 1024, (16, 16), 24  # every released AR
@@ -59,6 +62,65 @@ def _take(state: dict[str, torch.Tensor], key: str, shape: tuple[int, ...] | Non
     return value
 
 
+class _Folded:
+    """One official conditioned `Transformer` under the state-dict prefix `prefix`, its condition fixed to the null
+    class (the last of `classes` one-hot rows): its blocks as argen TransformerBlock weights."""
+
+    def __init__(self, state: dict[str, torch.Tensor], prefix: str):
+        self.state, self.prefix = state, prefix
+        weight = _take(state, f"{prefix}cond_proj.0.weight")
+        self.cond_dim = weight.shape[0]
+        h = weight[:, -1] + _take(state, f"{prefix}cond_proj.0.bias", (self.cond_dim,))
+        gain = 1 + _take(state, f"{prefix}cond_proj.1.weight", (self.cond_dim,))
+        self.c = F.gelu(h / h.norm().clamp_min(1e-12) * math.sqrt(self.cond_dim) * gain, approximate="tanh")
+        self.layers = 1 + max(
+            int(key[len(prefix) :].split(".")[1]) for key in state if key.startswith(f"{prefix}layers.")
+        )
+        self.head_dim = _take(state, f"{prefix}layers.0.attn1.q_norm.weight").shape[0]
+        self.hidden = _take(state, f"{prefix}layers.0.ffn.fc2.weight").shape[1]
+        self.dim = _take(state, f"{prefix}layers.0.adaln_1.affine.weight").shape[0]
+
+    def take(self, name: str, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+        return _take(self.state, f"{self.prefix}{name}", shape)
+
+    def conditioned(self, name: str) -> torch.Tensor:
+        """affine(c) of a condition-driven Linear (cond_dim -> dim), with its bias when it has one."""
+        value = self.take(f"{name}.weight", (self.dim, self.cond_dim)) @ self.c
+        return value + self.take(f"{name}.bias", (self.dim,)) if f"{self.prefix}{name}.bias" in self.state else value
+
+    def blocks(self, ours: str) -> dict[str, torch.Tensor]:
+        """The blocks as `{ours}layers.{i}.` weights: norms and gates folded, the official biases kept."""
+        dim, hidden, weights = self.dim, self.hidden, {}
+        for i in range(self.layers):
+            block, out = f"layers.{i}.", f"{ours}layers.{i}."
+            gate_attention, gate_ffn = self.conditioned(f"{block}gate1"), self.conditioned(f"{block}gate_mlp")
+            fc1 = self.take(f"{block}ffn.fc1.weight", (2 * hidden, dim))
+            projection = self.take(f"{block}attn1.proj.weight", (dim, dim))
+            weights |= {
+                f"{out}attention_norm.weight": 1 + self.conditioned(f"{block}adaln_1.affine"),
+                f"{out}ffn_norm.weight": 1 + self.conditioned(f"{block}adaln_mlp.affine"),
+                f"{out}attention.wqkv.weight": torch.cat([
+                    self.take(f"{block}attn1.to_q.weight", (dim, dim)),
+                    self.take(f"{block}attn1.to_kv.weight", (2 * dim, dim)),  # keys, then values
+                ]),
+                f"{out}attention.q_norm.weight": 1 + self.take(f"{block}attn1.q_norm.weight", (self.head_dim,)),
+                f"{out}attention.k_norm.weight": 1 + self.take(f"{block}attn1.k_norm.weight", (self.head_dim,)),
+                f"{out}attention.wo.weight": projection * gate_attention[:, None],
+                f"{out}feed_forward.w1.weight": fc1[hidden:],  # the value half, through the GELU
+                f"{out}feed_forward.w3.weight": fc1[:hidden],  # the gate half
+                f"{out}feed_forward.w2.weight": self.take(f"{block}ffn.fc2.weight", (dim, hidden)) * gate_ffn[:, None],
+            }  # fmt: skip
+            if f"{self.prefix}{block}ffn.fc1.bias" in self.state:  # the tokenizer's blocks have biases
+                fc1_bias = self.take(f"{block}ffn.fc1.bias", (2 * hidden,))
+                weights |= {
+                    f"{out}attention.wo.bias": self.take(f"{block}attn1.proj.bias", (dim,)) * gate_attention,
+                    f"{out}feed_forward.w1.bias": fc1_bias[hidden:],
+                    f"{out}feed_forward.w3.bias": fc1_bias[:hidden],
+                    f"{out}feed_forward.w2.bias": self.take(f"{block}ffn.fc2.bias", (dim,)) * gate_ffn,
+                }
+        return weights
+
+
 def fold_prologue_ar(
     state: dict[str, torch.Tensor],
     prologue_length: int = PROLOGUE_LENGTH,
@@ -67,64 +129,30 @@ def fold_prologue_ar(
     rope_dims: int = ROPE_DIMS,
 ) -> tuple[ARRunConfig, dict[str, torch.Tensor]]:
     """The argen run config and state dict of an official Prologue AR state dict (module docstring)."""
-    prefix = "ar_model."
     bos = _take(state, "bos_emb.weight")
-    classes_and_null, dim = bos.shape
     embeddings = _take(state, "semantic_emb.weight")
-    vocab = embeddings.shape[0]
-    head_dim = _take(state, f"{prefix}layers.0.attn1.q_norm.weight").shape[0]
-    layers = 1 + max(int(key.split(".")[2]) for key in state if key.startswith(f"{prefix}layers."))
-    hidden = _take(state, f"{prefix}layers.0.ffn.fc2.weight").shape[1]
+    vocab, dim = embeddings.shape
     grid_vocab = vocab - prologue_codes - 1  # visual ids, then prologue ids, then EOS
     if grid_vocab < 1:
         raise CheckpointError(f"the vocabulary has {vocab} ids: too few for {prologue_codes} prologue codes and EOS")
-    unsupported = [key for key in state if key.startswith((f"{prefix}abs_pos", f"{prefix}input_layer.weight"))]
+    unsupported = [key for key in state if key.startswith(("ar_model.abs_pos", "ar_model.input_layer.weight"))]
     if unsupported:
         raise CheckpointError(f"this Prologue AR has {unsupported[0]}: absolute positions or an input layer, which "
                               "the released models do not have and argen does not convert")  # fmt: skip
-
-    # The condition the MLP always sees under conditional_injection=llamagen: the null class (the last row).
-    weight = _take(state, f"{prefix}cond_proj.0.weight")
-    cond_dim = weight.shape[0]
-    h = weight[:, classes_and_null - 1] + _take(state, f"{prefix}cond_proj.0.bias", (cond_dim,))
-    gain = 1 + _take(state, f"{prefix}cond_proj.1.weight", (cond_dim,))
-    c = F.gelu(h / h.norm().clamp_min(1e-12) * math.sqrt(cond_dim) * gain, approximate="tanh")
-
-    def conditioned(name: str, bias: bool = True) -> torch.Tensor:
-        """affine(c) of a condition-driven Linear (cond_dim -> dim)."""
-        value = _take(state, f"{name}.weight", (dim, cond_dim)) @ c
-        return value + _take(state, f"{name}.bias", (dim,)) if bias else value
-
+    # Under conditional_injection=llamagen the condition MLP always reads the null class (the last row).
+    folded = _Folded(state, "ar_model.")
     weights = {
         "cls_embedding.embedding_table.weight": bos,
         "tok_embeddings.weight": embeddings,
-        "norm.weight": 1 + conditioned(f"{prefix}out_norm.affine"),
-        "output.weight": _take(state, f"{prefix}out.weight", (vocab, dim)),
+        "norm.weight": 1 + folded.conditioned("out_norm.affine"),
+        "output.weight": folded.take("out.weight", (vocab, dim)),
+        **folded.blocks(""),
     }
-    for i in range(layers):
-        block, ours = f"{prefix}layers.{i}.", f"layers.{i}."
-        gate_attention = conditioned(f"{block}gate1", bias=f"{block}gate1.bias" in state)
-        gate_ffn = conditioned(f"{block}gate_mlp", bias=f"{block}gate_mlp.bias" in state)
-        fc1 = _take(state, f"{block}ffn.fc1.weight", (2 * hidden, dim))
-        query = _take(state, f"{block}attn1.to_q.weight", (dim, dim))
-        key_value = _take(state, f"{block}attn1.to_kv.weight", (2 * dim, dim))  # keys, then values
-        projection = _take(state, f"{block}attn1.proj.weight", (dim, dim))
-        down = _take(state, f"{block}ffn.fc2.weight", (dim, hidden))
-        weights |= {
-            f"{ours}attention_norm.weight": 1 + conditioned(f"{block}adaln_1.affine"),
-            f"{ours}ffn_norm.weight": 1 + conditioned(f"{block}adaln_mlp.affine"),
-            f"{ours}attention.wqkv.weight": torch.cat([query, key_value]),
-            f"{ours}attention.q_norm.weight": 1 + _take(state, f"{block}attn1.q_norm.weight", (head_dim,)),
-            f"{ours}attention.k_norm.weight": 1 + _take(state, f"{block}attn1.k_norm.weight", (head_dim,)),
-            f"{ours}attention.wo.weight": projection * gate_attention[:, None],
-            f"{ours}feed_forward.w1.weight": fc1[hidden:],  # the value half, through the GELU
-            f"{ours}feed_forward.w3.weight": fc1[:hidden],  # the gate half
-            f"{ours}feed_forward.w2.weight": down * gate_ffn[:, None],
-        }
     model = GPTConfig(
-        dim=dim, n_layer=layers, n_head=dim // head_dim, vocab_size=vocab, num_classes=classes_and_null - 1,
-        class_dropout_prob=0.1, token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0, norm_eps=0.0,
-        ffn="geglu", ffn_hidden=hidden, qk_norm=True, rope_positions="sequence", rope_dims=rope_dims,
+        dim=dim, n_layer=folded.layers, n_head=dim // folded.head_dim, vocab_size=vocab,
+        num_classes=bos.shape[0] - 1, class_dropout_prob=0.1, token_dropout_p=0.0, resid_dropout_p=0.0,
+        ffn_dropout_p=0.0, norm_eps=0.0, ffn="geglu", ffn_hidden=folded.hidden, qk_norm=True,
+        rope_positions="sequence", rope_dims=rope_dims,
     )  # fmt: skip
     layout = LayoutConfig(grid=tuple(grid), prologue_length=prologue_length, prologue_vocab=prologue_codes)
     return ARRunConfig(model=model, layout=layout), {key: value.float() for key, value in weights.items()}
@@ -158,3 +186,89 @@ def convert_prologue_ar(
             "source_sha256": file_checksum(path),
         },  # fmt: skip
     )
+
+
+def read_prologue_tokenizer(source: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The official tokenizer's encoder and decoder state dicts from its folder, whichever of Accelerate's
+    `model*.safetensors` holds each (the encoder's keys start with `enc.`, the decoder's with `dec.`)."""
+    folder = Path(source)
+    files = sorted(folder.glob("model*.safetensors")) if folder.is_dir() else []
+    parts = {path: read_state_dict(path, "the Prologue tokenizer") for path in files}
+    found = {}
+    for prefix in ("enc.", "dec."):
+        holding = [state for state in parts.values() if any(key.startswith(prefix) for key in state)]
+        if len(holding) != 1:
+            raise CheckpointError(f"{folder}: {len(holding)} model*.safetensors files hold `{prefix}*` keys, expected "
+                                  "one (the released tokenizer folder holds the encoder and the decoder)")  # fmt: skip
+        found[prefix] = holding[0]
+    return found["enc."], found["dec."]
+
+
+def fold_prologue_tokenizer(
+    encoder_state: dict[str, torch.Tensor],
+    decoder_state: dict[str, torch.Tensor],
+    image_size: int = 256,
+    patch_size: int = 16,
+    rope_dims: tuple[int, ...] = (20, 20, 24),
+) -> tuple[TokenizerRunConfig, dict[str, torch.Tensor]]:
+    """The argen run config and state dict (ViTTokenizer) of the official Encoder and Decoder, both conditioned on
+    the null class as the released tokenizers are (`ae_no_label=True`)."""
+    if any(key.startswith("semantic_enc.") for key in encoder_state):
+        raise CheckpointError("this is a Prologue-Post tokenizer (a separate semantic encoder), which argen does not "
+                              "convert yet")  # fmt: skip
+    encoder, decoder = _Folded(encoder_state, "enc."), _Folded(decoder_state, "dec.")
+    patch_dim = _take(encoder_state, "enc.input_layer.weight").shape[1]
+    queries = _take(encoder_state, "enc.learnable_query")[0]
+    codebook = _take(encoder_state, "quantizer.embedding.weight")
+    prologue_codebook = _take(encoder_state, "semantic_quantizer.embedding.weight")
+    weights = {
+        "patch_embedding.weight": encoder.take("input_layer.weight", (encoder.dim, patch_dim)),
+        "patch_embedding.bias": encoder.take("input_layer.bias", (encoder.dim,)),
+        "queries": queries,
+        **encoder.blocks("encoder."),
+        "quant_projection.weight": _take(encoder_state, "quantizer.proj_in.weight", (codebook.shape[1], encoder.dim)),
+        "quant_projection.bias": _take(encoder_state, "quantizer.proj_in.bias", (codebook.shape[1],)),
+        "quantize.embedding.weight": codebook,
+        "prologue.codebook": prologue_codebook,
+        "prologue.projection.weight": _take(
+            encoder_state, "semantic_quantizer.proj_in.weight", (prologue_codebook.shape[1], encoder.dim)
+        ),
+        "prologue.projection.bias": _take(
+            encoder_state, "semantic_quantizer.proj_in.bias", (prologue_codebook.shape[1],)
+        ),
+        "code_embedding.weight": decoder.take("input_layer.weight", (decoder.dim, codebook.shape[1])),
+        "code_embedding.bias": decoder.take("input_layer.bias", (decoder.dim,)),
+        **decoder.blocks("decoder."),
+        "norm.weight": 1 + decoder.conditioned("out_norm.affine"),
+        "to_patches.weight": decoder.take("out.weight", (patch_dim, decoder.dim)),
+        "to_patches.bias": decoder.take("out.bias", (patch_dim,)),
+    }  # fmt: skip
+    channels = patch_dim // patch_size**2
+    model = VQConfig(
+        architecture="vit", image_size=image_size, in_channels=channels, patch_size=patch_size,
+        codebook_size=codebook.shape[0], codebook_dim=codebook.shape[1], vit_dim=encoder.dim,
+        vit_layers=encoder.layers, vit_heads=encoder.dim // encoder.head_dim, vit_decoder_dim=decoder.dim,
+        vit_decoder_layers=decoder.layers, vit_decoder_heads=decoder.dim // decoder.head_dim,
+        vit_rope_dims=tuple(rope_dims), prologue_tokens=len(queries), prologue_codebook_size=prologue_codebook.shape[0],
+        prologue_codebook_dim=prologue_codebook.shape[1],
+    )  # fmt: skip
+    data = DataConfig(name="imagefolder", image_size=image_size, channels=channels)
+    return TokenizerRunConfig(model=model, data=data), {key: value.float() for key, value in weights.items()}
+
+
+def convert_prologue_tokenizer(
+    source: str | Path,
+    destination: str | Path,
+    image_size: int = 256,
+    patch_size: int = 16,
+    rope_dims: tuple[int, ...] = (20, 20, 24),
+) -> Path:
+    """Write an argen tokenizer checkpoint (a ViTTokenizer) from an official Prologue tokenizer folder, loaded
+    strictly before anything is written."""
+    encoder_state, decoder_state = read_prologue_tokenizer(source)
+    config, weights = fold_prologue_tokenizer(encoder_state, decoder_state, image_size, patch_size, rope_dims)
+    model = build_tokenizer(config.model)
+    buffers = {key: value for key, value in model.state_dict().items() if key.endswith("codebook_used")}
+    load_state_into(model, {**buffers, **weights}, str(source))
+    return save_checkpoint(destination, TOKENIZER_KIND, to_dict(config), model.state_dict(),
+                           extra={"source": str(source)})  # fmt: skip

@@ -1,4 +1,5 @@
-"""The bias-free linear layer of every argen transformer, with cached inference copies of its weight.
+"""The linear layer of every argen transformer (bias-free unless asked: LlamaGen's has none, Prologue's ViT
+tokenizer has them), with cached inference copies of its weight.
 
 In inference on a CPU (no autograd) a `Linear` multiplies by a copy of its weight derived once and cached
 until the weight changes:
@@ -51,11 +52,11 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Linear(nn.Linear):
-    """Bias-free linear layer; in inference on a CPU it multiplies by a cached packed or int8 copy of its
-    weight (see the module docstring)."""
+    """A linear layer, bias-free by default; in inference on a CPU it multiplies by a cached packed or int8 copy
+    of its weight (see the module docstring)."""
 
-    def __init__(self, in_features: int, out_features: int):
-        super().__init__(in_features, out_features, bias=False)
+    def __init__(self, in_features: int, out_features: int, bias: bool = False):
+        super().__init__(in_features, out_features, bias=bias)
         # ((data_ptr, version, path), derived weight tensors)
         self._derived: tuple[tuple[int, int, str], tuple[torch.Tensor, ...]] | None = None
         self.last_path = "plain"  # the product the last forward took: "plain", "fp32", "bf16" (packed) or "int8"
@@ -64,14 +65,17 @@ class Linear(nn.Linear):
         path = self._inference_path(x)
         self.last_path = path or "plain"
         if path is None:
-            return F.linear(x, self.weight)
+            return F.linear(x, self.weight, self.bias)
         if path == "int8":
             values, scales = self._derived_weight(path)
             rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
             output = torch._weight_int8pack_mm(rows, values, scales)
+            if self.bias is not None:
+                output = output + self.bias.to(output.dtype)
             return output.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
         (packed,) = self._derived_weight(path)
-        return torch.ops.mkldnn._linear_pointwise(x.to(packed.dtype), packed, None, "none", [], "")
+        bias = None if self.bias is None else self.bias.detach().to(packed.dtype)
+        return torch.ops.mkldnn._linear_pointwise(x.to(packed.dtype), packed, bias, "none", [], "")
 
     def _inference_path(self, x: torch.Tensor) -> str | None:
         """ "int8", "bf16" or "fp32" (the cached copy to multiply by), or None for the plain product."""

@@ -44,11 +44,17 @@ def axis_frequencies(pair_count: int, base: float) -> torch.Tensor:
 
 
 def rope_table(
-    coords: torch.Tensor, null: torch.Tensor, head_dim: int, base: float = 10000.0, null_rows: str = "zero"
+    coords: torch.Tensor,
+    null: torch.Tensor,
+    head_dim: int,
+    base: float = 10000.0,
+    null_rows: str = "zero",
+    pair_counts: list[int] | None = None,
 ) -> torch.Tensor:
     """The (S, head_dim/2, 2) table of (cos, sin) for slots at `coords` (S, n_axes).
 
     `null` (S,) bool marks slots without a position (their rows are zero or identity, see module doc).
+    `pair_counts` gives each axis its number of pairs (default: `axis_pair_counts`; Prologue's ViT: 10, 10, 12).
     """
     if coords.dim() != 2:
         raise ValueError(f"coords must be (S, n_axes), got shape {tuple(coords.shape)}")
@@ -58,7 +64,10 @@ def rope_table(
         )
     if null_rows not in NULL_ROW_MODES:
         raise ValueError(f"null_rows must be one of {NULL_ROW_MODES}, got {null_rows!r}")
-    counts = axis_pair_counts(head_dim, coords.shape[1])
+    counts = axis_pair_counts(head_dim, coords.shape[1]) if pair_counts is None else list(pair_counts)
+    if len(counts) != coords.shape[1] or sum(counts) != head_dim // 2:
+        raise ValueError(f"pair_counts {counts} must give each of the {coords.shape[1]} axes its pairs, "
+                         f"{head_dim // 2} in all")  # fmt: skip
     coords = coords.float().cpu()
     angles = torch.cat(
         [torch.outer(coords[:, axis], axis_frequencies(count, base)) for axis, count in enumerate(counts)], dim=-1

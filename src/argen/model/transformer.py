@@ -95,7 +95,7 @@ class Attention(nn.Module):
         self.attn_dropout_p = config.attn_dropout_p
         kv_dim = self.n_kv_head * self.head_dim
         self.wqkv = Linear(config.dim, config.dim + 2 * kv_dim)
-        self.wo = Linear(config.dim, config.dim)
+        self.wo = Linear(config.dim, config.dim, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.resid_dropout_p)
         if config.qk_norm:
             self.q_norm = RMSNorm(self.head_dim, config.norm_eps)
@@ -149,9 +149,9 @@ class FeedForward(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         hidden = ffn_hidden_dim(config)
-        self.w1 = Linear(config.dim, hidden)
-        self.w3 = Linear(config.dim, hidden)
-        self.w2 = Linear(hidden, config.dim)
+        self.w1 = Linear(config.dim, hidden, bias=config.bias)
+        self.w3 = Linear(config.dim, hidden, bias=config.bias)
+        self.w2 = Linear(hidden, config.dim, bias=config.bias)
         self.ffn_dropout = nn.Dropout(config.ffn_dropout_p)
         self.gelu = config.ffn == "geglu"
 

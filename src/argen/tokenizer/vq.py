@@ -19,7 +19,7 @@ from torch import nn
 from argen.config import ConfigError, VQConfig
 from argen.tokenizer.code_usage import CodeUsage, QuantizerOutput, assignment_entropy_loss, batch_code_stats
 from argen.tokenizer.lfq import LookupFreeQuantizer
-from argen.tokenizer.prologue import PrologueHead
+from argen.tokenizer.prologue import CosineQuantizer, PrologueHead
 
 ENTROPY_TEMPERATURE = 0.01  # LlamaGen's compute_entropy_loss temperature
 
@@ -385,6 +385,11 @@ class VQModel(nn.Module):
     def codebook_vectors(self) -> torch.Tensor:
         """(K, D) detached: the (l2-normalised) vectors the decoder looks up for each id."""
         return self.quantize.codebook().detach()
+
+    @property
+    def prologue_quantizer(self) -> CosineQuantizer | None:
+        """The quantiser of the prologue tokens (its usage record and dead-code restarts), or None."""
+        return self.prologue.quantize if self.prologue is not None else None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -155,7 +155,7 @@ class PrologueTask(Task):
         prologue = quantizer.prologue
         dropped = torch.rand(images.shape[0], device=images.device) < self.config.visual_dropout  # (B,)
         self._pending.append((quantizer.ids, prologue.ids, dropped))
-        self.model.prologue.quantize.record_usage(prologue.ids)
+        self.model.prologue_quantizer.record_usage(prologue.ids)
         self._latents = prologue.latents
         self._tokens_this_step += prologue.ids.numel()
         ar_loss, logs = self.prior_cross_entropy(self.prior, quantizer.ids, prologue.ids, dropped, prologue.one_hot)
@@ -229,7 +229,7 @@ class PrologueTask(Task):
                 f"{len(self._pending)} tokenizer micro-batch(es) of step {step} were not used by a prior update"
             )
         usage, restarted = usage_and_restarts(
-            self.model.prologue.quantize,
+            self.model.prologue_quantizer,
             self._latents,
             self._tokens_this_step,
             self.config.restart_dead_codes_every,
