@@ -96,18 +96,30 @@ def official_tokenizer_config() -> Config:
     })  # fmt: skip
 
 
-def tokenizer_reference(out: Path) -> None:
+def official_post_tokenizer_config() -> Config:
+    """Prologue-Post (configs/tokenizer/prologue_post.yaml): the encoder without queries, a separate semantic
+    encoder (FFN 11/4) over its outputs with the queries."""
+    config = official_tokenizer_config()
+    x_len = config["x_len"]
+    encoder = Config(config["Encoder"], max_seq_len=x_len, context_type="none", rope_input_type="hw",
+                     rope_theta=2000)  # fmt: skip
+    semantic = Config(config["Encoder"], input_dim=DIM, output_dim=DIM, mlp_ratio="11/4")
+    return Config(config, Encoder=encoder, SemanticEncoder=semantic, share_semantic_encoder=False,
+                  semantic_input_type="encoder_output")  # fmt: skip
+
+
+def tokenizer_reference(out: Path, post: bool = False) -> None:
     """The official Encoder and Decoder at a tiny size (random weights): their state dicts as Accelerate saves them
     (one file each), and the ids of random images and the images decoded from random ids."""
     from models import Decoder, Encoder  # the official code
 
     torch.manual_seed(2)
-    config = official_tokenizer_config()
+    config = official_post_tokenizer_config() if post else official_tokenizer_config()
     encoder, decoder = Encoder(config).eval(), Decoder(config).eval()
     with torch.no_grad():
         for parameter in [*encoder.parameters(), *decoder.parameters()]:
             parameter.copy_(torch.randn_like(parameter) * 0.3)
-    tokenizer = out.parent / "prologue-tokenizer"
+    tokenizer = out.parent / ("prologue-post-tokenizer" if post else "prologue-tokenizer")
     tokenizer.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, tokenizer / "model.safetensors")
     save_file({k: v.contiguous() for k, v in decoder.state_dict().items()}, tokenizer / "model_1.safetensors")
@@ -135,7 +147,7 @@ def tokenizer_reference(out: Path) -> None:
     (tokenizer / "config.json").write_text(json.dumps({
         "official_commit": "3b6db41", "image_size": IMAGE, "patch_size": PATCH, "dim": DIM, "layers": LAYERS,
         "heads": HEADS, "rope_axes_dim": [10, 10, 12], "code_dim": CODE_DIM, "visual_codes": VISUAL,
-        "prologue_codes": PROLOGUE, "prologue_length": Z_LEN, "classes": CLASSES, "cond_dim": COND_DIM,
+        "prologue_codes": PROLOGUE, "prologue_length": Z_LEN, "classes": CLASSES, "cond_dim": COND_DIM, "post": post,
     }, indent=2) + "\n")  # fmt: skip
     print(f"{tokenizer}: encoded {encoded.tolist()}")
 
@@ -179,6 +191,7 @@ def main() -> None:
     }, indent=2) + "\n")  # fmt: skip
     print(f"{args.out}: {sum(p.numel() for p in model.parameters())} parameters; greedy ids {plain.tolist()}")
     tokenizer_reference(args.out)
+    tokenizer_reference(args.out, post=True)
 
 
 if __name__ == "__main__":

@@ -92,29 +92,33 @@ def test_a_wrong_file_is_one_line_naming_the_key(tmp_path):
 TOKENIZER = Path(__file__).parent / "data" / "prologue-tokenizer"
 TOKENIZER_META = json.loads((TOKENIZER / "config.json").read_text())
 TOKENIZER_REFERENCE = load_file(TOKENIZER / "reference.safetensors")
+POST = Path(__file__).parent / "data" / "prologue-post-tokenizer"  # Prologue-Post: a separate prologue encoder
 TOKENIZER_SIZES = dict(image_size=TOKENIZER_META["image_size"], patch_size=TOKENIZER_META["patch_size"],
                        rope_dims=tuple(TOKENIZER_META["rope_axes_dim"]))  # fmt: skip
 
 
-def converted_tokenizer():
-    config, weights = fold_prologue_tokenizer(*read_prologue_tokenizer(TOKENIZER), **TOKENIZER_SIZES)
+def converted_tokenizer(folder: Path = TOKENIZER):
+    config, weights = fold_prologue_tokenizer(*read_prologue_tokenizer(folder), **TOKENIZER_SIZES)
     model = build_tokenizer(config.model)
     buffers = {key: value for key, value in model.state_dict().items() if key.endswith("codebook_used")}
     load_state_into(model, {**buffers, **weights}, "prologue-tokenizer")
     return model.eval()
 
 
-def test_the_converted_vit_tokenizer_encodes_and_decodes_as_the_official_one():
-    model = converted_tokenizer()
+@pytest.mark.parametrize("folder", [TOKENIZER, POST], ids=["prologue", "post"])
+def test_the_converted_vit_tokenizer_encodes_and_decodes_as_the_official_one(folder):
+    model = converted_tokenizer(folder)
+    reference = load_file(folder / "reference.safetensors")
+    assert model.post == (folder == POST)
     with torch.no_grad():
-        tokens = model.encode_tokens(TOKENIZER_REFERENCE["images"])
+        tokens = model.encode_tokens(reference["images"])
         side = TOKENIZER_META["image_size"] // TOKENIZER_META["patch_size"]
-        decoded = model.decode(TOKENIZER_REFERENCE["ids"].view(-1, side, side))
-    official = TOKENIZER_REFERENCE["encoded"]  # [prologue ids, visual ids]
+        decoded = model.decode(reference["ids"].view(-1, side, side))
+    official = reference["encoded"]  # [prologue ids, visual ids]
     assert torch.equal(tokens["prologue_ids"], official[:, : TOKENIZER_META["prologue_length"]])
     assert torch.equal(tokens["ids"].flatten(1), official[:, TOKENIZER_META["prologue_length"] :])
-    assert torch.allclose(decoded, TOKENIZER_REFERENCE["decoded"], atol=2e-5, rtol=1e-5), (
-        (decoded - TOKENIZER_REFERENCE["decoded"]).abs().max()
+    assert torch.allclose(decoded, reference["decoded"], atol=2e-5, rtol=1e-5), (
+        (decoded - reference["decoded"]).abs().max()
     )
 
 
@@ -154,3 +158,12 @@ def test_the_vit_tokenizer_trains_with_the_one_trainer_alone_and_in_prologue_sta
     tokenizer, _ = load_tokenizer(tmp_path / "prologue" / "checkpoint")
     tokens = tokenizer.encode_tokens(torch.zeros(2, 1, 16, 16))
     assert tokens["ids"].shape == (2, 4, 4) and tokens["prologue_ids"].shape == (2, 4)
+    # Prologue-Post: the plain ViT frozen, a separate prologue encoder trained on its outputs.
+    post = ["model.vit_prologue_dim=32", "model.vit_prologue_layers=1", "model.vit_prologue_heads=1",
+            f"prologue.visual_tokenizer={tmp_path / 'plain' / 'checkpoint'}", "prologue.freeze_visual=true",
+            "loss.restart_dead_codes_every=0"]  # fmt: skip
+    assert main(["tokenizer", "train", *vit, *prologue, *post, "--out", str(tmp_path / "post")]) == 0
+    trained, _ = load_tokenizer(tmp_path / "post" / "checkpoint")
+    plain, _ = load_tokenizer(tmp_path / "plain" / "checkpoint")
+    assert trained.post and torch.equal(trained.decoder.layers[0].attention.wo.weight,
+                                        plain.decoder.layers[0].attention.wo.weight)  # fmt: skip

@@ -88,6 +88,11 @@ class VQConfig:
     vit_decoder_layers: int = 12
     vit_decoder_heads: int = 12
     vit_rope_dims: tuple[int, ...] = (20, 20, 24)  # per head: rows, columns, sequence index (Prologue's axes)
+    # 0: the prologue queries sit in the encoder beside the patches (Prologue); > 0: a separate prologue encoder of
+    # this width reads the encoder's outputs with the queries (Prologue-Post: 10 layers, 8 heads, 512, FFN 11/4)
+    vit_prologue_dim: int = 0
+    vit_prologue_layers: int = 10
+    vit_prologue_heads: int = 8
 
     def __post_init__(self) -> None:
         """Refuse, naming the first field, a config that cannot build a VQ model (its Prologue head and, with
@@ -136,7 +141,7 @@ class VQConfig:
             raise ConfigError(
                 f"model.image_size={self.image_size} must be a multiple of model.patch_size={self.patch_size}"
             )
-        for prefix in ("vit", "vit_decoder"):
+        for prefix in ("vit", "vit_decoder", "vit_prologue")[: 3 if self.vit_prologue_dim else 2]:
             dim, heads = getattr(self, f"{prefix}_dim"), getattr(self, f"{prefix}_heads")
             if heads < 1 or dim % heads or sum(self.vit_rope_dims) != dim // heads or len(self.vit_rope_dims) != 3:
                 raise ConfigError(
@@ -594,6 +599,29 @@ VQ_PRESETS: dict[str, dict[str, Any]] = {
         prologue_codebook_size=1024,
         prologue_codebook_dim=14,
         prologue_tau=0.1,
+    ),
+    # Prologue-Post (configs/tokenizer/prologue_post.yaml): B's visual path, frozen, and a separate prologue encoder
+    # (10 x 512, 8 heads, FFN 11/4) over its outputs with the 16 queries.
+    "ViT-Prologue-Post": dict(
+        architecture="vit",
+        image_size=256,
+        in_channels=3,
+        patch_size=16,
+        vit_dim=768,
+        vit_layers=12,
+        vit_heads=12,
+        vit_decoder_dim=768,
+        vit_decoder_layers=12,
+        vit_decoder_heads=12,
+        codebook_size=16384,
+        codebook_dim=14,
+        prologue_tokens=16,
+        prologue_codebook_size=1024,
+        prologue_codebook_dim=14,
+        prologue_tau=0.1,
+        vit_prologue_dim=512,
+        vit_prologue_layers=10,
+        vit_prologue_heads=8,
     ),
     # CPU presets: 32x32 grey -> 8x8 tokens; 64x64 grey -> 16x16 tokens (downsample 4).
     "VQ-CPU-32": dict(

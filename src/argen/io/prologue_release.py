@@ -212,45 +212,53 @@ def fold_prologue_tokenizer(
     rope_dims: tuple[int, ...] = (20, 20, 24),
 ) -> tuple[TokenizerRunConfig, dict[str, torch.Tensor]]:
     """The argen run config and state dict (ViTTokenizer) of the official Encoder and Decoder, both conditioned on
-    the null class as the released tokenizers are (`ae_no_label=True`)."""
-    if any(key.startswith("semantic_enc.") for key in encoder_state):
-        raise CheckpointError("this is a Prologue-Post tokenizer (a separate semantic encoder), which argen does not "
-                              "convert yet")  # fmt: skip
+    the null class as the released tokenizers are (`ae_no_label=True`). A Prologue-Post tokenizer (`semantic_enc.*`:
+    a separate prologue encoder over the encoder's outputs) keeps its queries there."""
     encoder, decoder = _Folded(encoder_state, "enc."), _Folded(decoder_state, "dec.")
+    post = any(key.startswith("semantic_enc.") for key in encoder_state)
+    queries_from = _Folded(encoder_state, "semantic_enc.") if post else encoder
     patch_dim = _take(encoder_state, "enc.input_layer.weight").shape[1]
-    queries = _take(encoder_state, "enc.learnable_query")[0]
+    queries = queries_from.take("learnable_query")[0]
     codebook = _take(encoder_state, "quantizer.embedding.weight")
     prologue_codebook = _take(encoder_state, "semantic_quantizer.embedding.weight")
+    code_dim, query_dim = codebook.shape[1], queries_from.dim
     weights = {
         "patch_embedding.weight": encoder.take("input_layer.weight", (encoder.dim, patch_dim)),
         "patch_embedding.bias": encoder.take("input_layer.bias", (encoder.dim,)),
         "queries": queries,
         **encoder.blocks("encoder."),
-        "quant_projection.weight": _take(encoder_state, "quantizer.proj_in.weight", (codebook.shape[1], encoder.dim)),
-        "quant_projection.bias": _take(encoder_state, "quantizer.proj_in.bias", (codebook.shape[1],)),
+        "quant_projection.weight": _take(encoder_state, "quantizer.proj_in.weight", (code_dim, encoder.dim)),
+        "quant_projection.bias": _take(encoder_state, "quantizer.proj_in.bias", (code_dim,)),
         "quantize.embedding.weight": codebook,
         "prologue.codebook": prologue_codebook,
         "prologue.projection.weight": _take(
-            encoder_state, "semantic_quantizer.proj_in.weight", (prologue_codebook.shape[1], encoder.dim)
+            encoder_state, "semantic_quantizer.proj_in.weight", (prologue_codebook.shape[1], query_dim)
         ),
         "prologue.projection.bias": _take(
             encoder_state, "semantic_quantizer.proj_in.bias", (prologue_codebook.shape[1],)
         ),
-        "code_embedding.weight": decoder.take("input_layer.weight", (decoder.dim, codebook.shape[1])),
+        "code_embedding.weight": decoder.take("input_layer.weight", (decoder.dim, code_dim)),
         "code_embedding.bias": decoder.take("input_layer.bias", (decoder.dim,)),
         **decoder.blocks("decoder."),
         "norm.weight": 1 + decoder.conditioned("out_norm.affine"),
         "to_patches.weight": decoder.take("out.weight", (patch_dim, decoder.dim)),
         "to_patches.bias": decoder.take("out.bias", (patch_dim,)),
     }  # fmt: skip
+    if post:
+        weights |= {
+            "prologue_input.weight": queries_from.take("input_layer.weight", (query_dim, encoder.dim)),
+            "prologue_input.bias": queries_from.take("input_layer.bias", (query_dim,)),
+            **queries_from.blocks("prologue_encoder."),
+        }
     channels = patch_dim // patch_size**2
     model = VQConfig(
         architecture="vit", image_size=image_size, in_channels=channels, patch_size=patch_size,
-        codebook_size=codebook.shape[0], codebook_dim=codebook.shape[1], vit_dim=encoder.dim,
-        vit_layers=encoder.layers, vit_heads=encoder.dim // encoder.head_dim, vit_decoder_dim=decoder.dim,
-        vit_decoder_layers=decoder.layers, vit_decoder_heads=decoder.dim // decoder.head_dim,
-        vit_rope_dims=tuple(rope_dims), prologue_tokens=len(queries), prologue_codebook_size=prologue_codebook.shape[0],
-        prologue_codebook_dim=prologue_codebook.shape[1],
+        codebook_size=codebook.shape[0], codebook_dim=code_dim, vit_dim=encoder.dim, vit_layers=encoder.layers,
+        vit_heads=encoder.dim // encoder.head_dim, vit_decoder_dim=decoder.dim, vit_decoder_layers=decoder.layers,
+        vit_decoder_heads=decoder.dim // decoder.head_dim, vit_rope_dims=tuple(rope_dims),
+        prologue_tokens=len(queries), prologue_codebook_size=prologue_codebook.shape[0],
+        prologue_codebook_dim=prologue_codebook.shape[1], vit_prologue_dim=query_dim if post else 0,
+        vit_prologue_layers=queries_from.layers, vit_prologue_heads=query_dim // queries_from.head_dim,
     )  # fmt: skip
     data = DataConfig(name="imagefolder", image_size=image_size, channels=channels)
     return TokenizerRunConfig(model=model, data=data), {key: value.float() for key, value in weights.items()}

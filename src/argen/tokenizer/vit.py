@@ -29,20 +29,20 @@ from argen.tokenizer.vq import VectorQuantizer
 PATCH_BASE, QUERY_BASE = 2000.0, 10000.0  # the official RoPE bases of patch and query positions
 
 
-def block_config(dim: int, heads: int) -> GPTConfig:
-    """The Transformer block options of the ViT tokenizer's encoder or decoder."""
+def block_config(dim: int, heads: int, ffn_ratio: float = 8 / 3) -> GPTConfig:
+    """The Transformer block options of the ViT tokenizer's encoder, decoder or (Post) prologue encoder."""
     return GPTConfig(
-        dim=dim, n_head=heads, ffn="geglu", ffn_hidden=round(dim * 8 / 3), qk_norm=True, norm_eps=0.0, bias=True,
-        token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0,
+        dim=dim, n_head=heads, ffn="geglu", ffn_hidden=round(dim * ffn_ratio), qk_norm=True, norm_eps=0.0,
+        bias=True, token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0,
     )  # fmt: skip
 
 
 class ViTStack(nn.Module):
     """`layers` Transformer blocks with full attention over a fixed RoPE table."""
 
-    def __init__(self, dim: int, heads: int, layers: int):
+    def __init__(self, dim: int, heads: int, layers: int, ffn_ratio: float = 8 / 3):
         super().__init__()
-        config = block_config(dim, heads)
+        config = block_config(dim, heads, ffn_ratio)
         self.layers = nn.ModuleList(TransformerBlock(config, 0.0) for _ in range(layers))
 
     def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
@@ -59,15 +59,18 @@ class ViTTokenizer(nn.Module):
         self.config = config
         patch_dim = config.patch_size**2 * config.in_channels
         self.patch_embedding = nn.Linear(patch_dim, config.vit_dim)
-        self.queries = nn.Parameter(torch.randn(config.prologue_tokens, config.vit_dim) * 0.02)
+        self.post = bool(config.vit_prologue_dim and config.prologue_tokens)  # Prologue-Post: a separate encoder
+        query_dim = config.vit_prologue_dim if self.post else config.vit_dim
+        self.queries = nn.Parameter(torch.randn(config.prologue_tokens, query_dim) * 0.02)
         self.encoder = ViTStack(config.vit_dim, config.vit_heads, config.vit_layers)
+        if self.post:
+            self.prologue_input = nn.Linear(config.vit_dim, query_dim)
+            self.prologue_encoder = ViTStack(query_dim, config.vit_prologue_heads, config.vit_prologue_layers, 11 / 4)
         self.quant_projection = nn.Linear(config.vit_dim, config.codebook_dim)
         self.quantize = VectorQuantizer(config.codebook_size, config.codebook_dim, config.commit_beta,
                                         config.entropy_weight, l2_norm=True)  # fmt: skip
         self.prologue = (
-            CosineQuantizer(
-                config.vit_dim, config.prologue_codebook_size, config.prologue_codebook_dim, config.prologue_tau
-            )  # fmt: skip
+            CosineQuantizer(query_dim, config.prologue_codebook_size, config.prologue_codebook_dim, config.prologue_tau)
             if config.prologue_tokens
             else None
         )
@@ -114,9 +117,17 @@ class ViTTokenizer(nn.Module):
                              f"{self.config.image_size}), got {tuple(images.shape)}")  # fmt: skip
         tokens = self.patch_embedding(self._patchify(images.float()))
         queries = self.queries[None].expand(len(images), -1, -1)
-        rope = self._rope(self.config.vit_dim, self.config.vit_heads, len(self.queries)).to(images.device)
-        hidden = self.encoder(torch.cat([tokens, queries], dim=1), rope)
-        patches, query_outputs = hidden[:, : tokens.shape[1]], hidden[:, tokens.shape[1] :]
+        if self.post:  # the encoder reads the patches alone; the prologue encoder reads its outputs and the queries
+            patches = self.encoder(tokens, self._rope(self.config.vit_dim, self.config.vit_heads, 0).to(images.device))
+            rope = self._rope(self.config.vit_prologue_dim, self.config.vit_prologue_heads, len(self.queries))
+            hidden = self.prologue_encoder(
+                torch.cat([self.prologue_input(patches), queries], 1), rope.to(images.device)
+            )
+            query_outputs = hidden[:, tokens.shape[1] :]
+        else:
+            rope = self._rope(self.config.vit_dim, self.config.vit_heads, len(self.queries)).to(images.device)
+            hidden = self.encoder(torch.cat([tokens, queries], dim=1), rope)
+            patches, query_outputs = hidden[:, : tokens.shape[1]], hidden[:, tokens.shape[1] :]
         latents = self.quant_projection(patches).transpose(1, 2).reshape(len(images), -1, *self.grid)
         return latents, (query_outputs if self.prologue is not None else None)
 

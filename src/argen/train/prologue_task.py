@@ -39,6 +39,7 @@ from argen.layout import PROLOGUE, SEPARATOR, VISUAL, Layout
 from argen.model.transformer import Transformer
 from argen.teacher_forcing import TeacherForcing, cross_entropy
 from argen.tokenizer.code_usage import usage_and_restarts
+from argen.tokenizer.vit import ViTTokenizer
 from argen.tokenizer.vq import VQModel
 from argen.train.tokenizer_task import TOKENIZER, VQTask
 from argen.train.trainer import Task
@@ -70,11 +71,15 @@ def resolve_prior_vocab(config: TokenizerRunConfig) -> TokenizerRunConfig:
     return dataclasses.replace(config, prologue=dataclasses.replace(config.prologue, prior=prior))
 
 
-def load_visual_path(model: VQModel, directory: str | Path, freeze: bool) -> None:
-    """Load a trained tokenizer's visual path into `model` (strictly; its prologue head keeps its fresh
-    weights); with `freeze` (the Post variant) only the prologue head stays trainable."""
+# The prologue path's config fields and weights: the conv head's (prologue.*), the ViT's queries and Post encoder.
+PROLOGUE_FIELDS, PROLOGUE_WEIGHTS = ("prologue_", "vit_prologue_"), ("prologue", "queries")
+
+
+def load_visual_path(model: VQModel | ViTTokenizer, directory: str | Path, freeze: bool) -> None:
+    """Load a trained tokenizer's visual path into `model` (strictly; its prologue path keeps its fresh
+    weights); with `freeze` (the Post variant) only the prologue path stays trainable."""
     saved = tokenizer_config(directory).model
-    visual_fields = [f.name for f in dataclasses.fields(VQConfig) if not f.name.startswith("prologue_")]
+    visual_fields = [f.name for f in dataclasses.fields(VQConfig) if not f.name.startswith(PROLOGUE_FIELDS)]
     differing = [
         f"model.{name}: {getattr(saved, name)} in {directory}, {getattr(model.config, name)} here"
         for name in visual_fields
@@ -84,12 +89,12 @@ def load_visual_path(model: VQModel, directory: str | Path, freeze: bool) -> Non
         raise ConfigError(
             "prologue.visual_tokenizer has another visual configuration; use its settings: " + "; ".join(differing)
         )
-    own_prologue = {key: value for key, value in model.state_dict().items() if key.startswith("prologue.")}
-    visual = {key: value for key, value in ckpt.load_weights(directory).items() if not key.startswith("prologue.")}
+    own_prologue = {key: value for key, value in model.state_dict().items() if key.startswith(PROLOGUE_WEIGHTS)}
+    visual = {key: value for key, value in ckpt.load_weights(directory).items() if not key.startswith(PROLOGUE_WEIGHTS)}
     ckpt.load_state_into(model, {**visual, **own_prologue}, str(directory))
     if freeze:
         for name, parameter in model.named_parameters():
-            parameter.requires_grad_(name.startswith("prologue."))
+            parameter.requires_grad_(name.startswith(PROLOGUE_WEIGHTS))
 
 
 class PrologueTask(Task):
