@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import argen
@@ -22,6 +23,7 @@ from argen.io.checkpoint import CheckpointError, load_state_into
 from argen.io.load import build_ar, build_tokenizer, load_tokenizer
 from argen.io.prologue_release import fold_prologue_ar, fold_prologue_tokenizer, read_prologue_tokenizer
 from argen.sample import SamplingOptions, generate
+from argen.serve.methods import load_methods
 
 DATA = Path(__file__).parent / "data" / "prologue-ar"
 META = json.loads((DATA / "config.json").read_text())
@@ -122,23 +124,36 @@ def test_the_converted_vit_tokenizer_encodes_and_decodes_as_the_official_one(fol
     )
 
 
-def test_argen_convert_prologue_tokenizer_and_a_converted_ar_sample_images(tmp_path):
-    tokenizer = tmp_path / "tokenizer"
+def test_a_converted_pair_samples_images_serves_and_resamples_with_fixed_prologues(tmp_path):
+    tokenizer, ar = tmp_path / "tokenizer", tmp_path / "ar"
     sizes = ["--image-size", "32", "--patch-size", "8", "--rope-dims", "10", "10", "12"]
     assert main(["convert", "prologue-tokenizer", str(TOKENIZER), str(tokenizer), *sizes]) == 0
-    ar = tmp_path / "ar"
     ar_sizes = ["--prologue-length", str(Z_LEN), "--prologue-codes", str(PROLOGUE), "--grid", "4", "4"]
-    assert main(["convert", "prologue-ar", str(DATA), str(ar), *ar_sizes, "--rope-dims", "12"]) == 0
-    # The released pair, converted: the AR samples ids, the ViT tokenizer decodes them to images.
+    assert main(["convert", "prologue-ar", str(DATA), str(ar), *ar_sizes, "--rope-dims", "12", "--tokenizer",
+                 str(tokenizer)]) == 0  # fmt: skip
+    # The released pair, converted: the AR samples ids and decodes them with the tokenizer it records.
     out = tmp_path / "samples"
-    assert main(["sample", "--model", str(ar), "--tokenizer", str(tokenizer), "--greedy", "--count", "2",
-                 "--classes", "0,2", "--out", str(out), "--save-ids", str(tmp_path / "ids.json")]) == 0  # fmt: skip
+    assert main(["sample", "--model", str(ar), "--greedy", "--count", "2", "--classes", "0,2", "--out", str(out),
+                 "--save-ids", str(tmp_path / "ids.json")]) == 0  # fmt: skip
     images = read_npz(out / "samples.npz").images
     assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
     visual = torch.tensor(json.loads((tmp_path / "ids.json").read_text())["ids"])
     with torch.no_grad():
         expected = converted_tokenizer().decode(visual)
     assert np.abs(images.astype(float) - to_uint8(expected).permute(0, 2, 3, 1).numpy()).max() <= 1
+    assert "prologue" in load_methods([f"prologue={ar}"])  # what `argen serve --checkpoints prologue=DIR` loads
+    # Fixed-prologue resampling: a token cache of an image folder (prologue ids from the ViT), its prologues kept.
+    for label in range(2):
+        (tmp_path / "images" / f"c{label}").mkdir(parents=True)
+        for n in range(3):
+            pixels = np.random.default_rng(n + 3 * label).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / f"c{label}" / f"{n}.png")
+    cache = tmp_path / "cache"
+    assert main(["tokenize", "--tokenizer", str(tokenizer), "--data-dir", str(tmp_path / "images"), "--out",
+                 str(cache)]) == 0  # fmt: skip
+    assert main(["sample", "--model", str(ar), "--fixed-prologue", str(cache), "--count", "2", "--columns", "3",
+                 "--out", str(tmp_path / "fixed")]) == 0  # fmt: skip
+    assert (tmp_path / "fixed" / "fixed-prologue.png").is_file()
 
 
 def test_the_vit_tokenizer_trains_with_the_one_trainer_alone_and_in_prologue_stage_1(tmp_path):

@@ -26,6 +26,7 @@ def add(commands: Any) -> None:
                          help="prologue-ar: the visual token grid")  # fmt: skip
     convert.add_argument("--rope-dims", type=int, nargs="+", help="RoPE's head dims: prologue-ar the rotated ones "
                          "(24), prologue-tokenizer the three axes' (20 20 24)")  # fmt: skip
+    convert.add_argument("--tokenizer", type=Path, help="prologue-ar: the converted tokenizer folder it decodes with")
     convert.add_argument("--image-size", type=int, default=256, help="prologue-tokenizer: the image side")
     convert.add_argument("--patch-size", type=int, default=16, help="prologue-tokenizer: the patch side")
     convert.add_argument("overrides", nargs="*", metavar="key=value")
@@ -38,12 +39,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.kind.startswith("prologue") and (args.preset or args.overrides):
         raise ValueError(f"{args.kind} reads its sizes from the weights: drop --preset and key=value overrides")
+    if args.tokenizer and args.kind != "prologue-ar":
+        raise ValueError("--tokenizer names the tokenizer a converted prologue-ar decodes with")
     if args.kind == "prologue-ar":
         rope = args.rope_dims or [24]
         if len(rope) != 1:
             raise ValueError("prologue-ar: --rope-dims takes one number, the rotated head dims (24)")
         directory = convert_prologue_ar(args.source, args.destination, args.prologue_length, args.prologue_codes,
-                                        tuple(args.grid), rope[0])  # fmt: skip
+                                        tuple(args.grid), rope[0], args.tokenizer)  # fmt: skip
     elif args.kind == "prologue-tokenizer":
         rope = tuple(args.rope_dims or (20, 20, 24))
         directory = convert_prologue_tokenizer(args.source, args.destination, args.image_size, args.patch_size, rope)

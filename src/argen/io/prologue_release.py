@@ -21,6 +21,7 @@ prologue layout with its separator), its BOS table has the null class last.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -31,12 +32,13 @@ from argen.io.checkpoint import (
     AR_KIND,
     TOKENIZER_KIND,
     CheckpointError,
+    checkpoint_checksum,
     file_checksum,
     load_state_into,
     read_state_dict,
     save_checkpoint,
 )
-from argen.io.load import build_ar, build_tokenizer
+from argen.io.load import build_ar, build_tokenizer, tokenizer_config
 
 WEIGHTS_FILE = "model.safetensors"  # Accelerate's name for the first prepared model
 PROLOGUE_LENGTH, PROLOGUE_CODES, GRID, ROPE_DIMS = 16, 1024, (16, 16), 24  # every released AR
@@ -165,14 +167,24 @@ def convert_prologue_ar(
     prologue_codes: int = PROLOGUE_CODES,
     grid: tuple[int, ...] = GRID,
     rope_dims: int = ROPE_DIMS,
+    tokenizer: str | Path | None = None,
 ) -> Path:
     """Write an argen AR checkpoint from an official Prologue AR (its folder or model.safetensors), loaded strictly
-    into the Transformer before anything is written."""
+    into the Transformer before anything is written. `tokenizer` (a converted Prologue tokenizer folder) is
+    recorded as the tokenizer it decodes with, as a trained AR records its own: `argen.load`, `argen sample` and
+    `argen serve` then find it, and refuse it if its weights change."""
     path = Path(source) / WEIGHTS_FILE if Path(source).is_dir() else Path(source)
     config, weights = fold_prologue_ar(read_prologue_ar(path), prologue_length, prologue_codes, grid, rope_dims)
     grid_vocab = config.model.vocab_size - prologue_codes - 1
     _, model = build_ar(config, grid_vocab)
     load_state_into(model, weights, str(path))
+    decoder = {"tokenizer": None}
+    if tokenizer is not None:
+        codebook = tokenizer_config(tokenizer).model.codebook_size
+        if codebook != grid_vocab:
+            raise CheckpointError(f"the tokenizer {tokenizer} has {codebook} codes, the AR {grid_vocab} visual ids")
+        decoder = {"tokenizer": os.path.relpath(Path(tokenizer).resolve(), Path(destination).resolve()),
+                   "tokenizer_sha256": checkpoint_checksum(tokenizer)}  # fmt: skip
     return save_checkpoint(
         destination,
         AR_KIND,
@@ -181,7 +193,7 @@ def convert_prologue_ar(
         extra={
             "grid_vocab": grid_vocab,
             "class_names": [],
-            "tokenizer": None,
+            **decoder,
             "source": str(path),
             "source_sha256": file_checksum(path),
         },  # fmt: skip
