@@ -9,7 +9,9 @@ interface (`encode`, `encode_tokens`, `decode`, `forward`).
 The blocks are the Transformer's (`argen.model.transformer.TransformerBlock`) with the options this tokenizer
 takes: GEGLU of width round(8/3 dim), QK-norm, RMSNorm without epsilon, biases on the output projections and the
 FFN, full attention. RoPE splits each head's pairs over three axes (`vit_rope_dims`, the official [20, 20, 24] of
-64): patches rotate by (row, column, 0) at base 2000, queries by (0, 0, index) at base 10000. The official
+64): patches rotate by (row, column, 0) at base 2000, queries by (0, 0, index) at base 10000. With
+`vit_prologue_dim` (Prologue-Post) the queries sit instead in a separate prologue encoder (FFN 11/4) that reads
+the encoder's outputs, so the visual path can stay a plain ViT (frozen in Post's stage 1). The official
 blocks are conditioned on a label that the released tokenizers always set to the null class, so their norms and
 gates are constants: `argen convert prologue-tokenizer` folds them in (argen.io.prologue_release).
 """
