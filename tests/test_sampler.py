@@ -433,3 +433,16 @@ def test_sample_command_records_the_forward_passes_of_speculative_decoding(tmp_p
     recorded = json.loads((tmp_path / "sampling.json").read_text())
     assert recorded["speculative"] == 8 and recorded["steps"] == 67
     assert recorded["forward_passes_per_batch"] < 67
+
+
+def test_split_prologue_guides_and_tempers_the_two_segments_apart():
+    """Prologue's split settings (`argen sample --prologue-cfg/--prologue-temperature`): a constant scale and a
+    temperature of their own on the prologue tokens, the given schedule on the visual ones."""
+    shared = {"guidance": 4.0, "guidance_schedule": "cosine", "guidance_power": 0.25, "temperature": 0.8}
+    split = SamplingOptions.split_prologue(shared, guidance=0.7, temperature=1.05)
+    assert split["guidance"] == {"visual": 4.0, "prologue": 0.7}
+    assert split["guidance_schedule"] == {"visual": "cosine", "prologue": "constant"}
+    assert split["guidance_power"] == {"visual": 0.25, "prologue": 1.0}
+    assert split["temperature"] == {"visual": 0.8, "prologue": 1.05}
+    assert SamplingOptions(**split).segment_value("guidance", "prologue") == 0.7
+    assert SamplingOptions.split_prologue(shared) == shared  # nothing given: nothing split
