@@ -166,7 +166,7 @@ demo_bench() {  # images/s at batch 1 and 40 (the demo's batch) of the shipped d
     while read -r name folder tokenizer; do
         refiner=()
         [[ $name == ctf ]] && refiner=(--refiner $DEMO/ctf-refiner)
-        [[ $name == combined ]] && refiner=(--refiner $DEMO/combined-refiner)
+        [[ $name == combined ]] && refiner=(--refiner $DEMO/ctf-refiner)  # the combination's table is CTF's
         for batch in 1 40; do
             bench "$DEMO/$folder" "runs/eval64/demo-$name" $batch "${refiner[@]}"
         done
@@ -280,8 +280,8 @@ combined-random post random $COMBINED_LAYOUT
 ctf-par16 base random layout.order=region layout.parallel=16 layout.sequential_initial=false
 prologue-par16 post - layout.order=region layout.parallel=16 layout.sequential_initial=false layout.prologue_parallel=4"
 # CTF's refiner, one per clustering, trained in stage 1 on the baseline's cache for as many steps as its coarse AR
-# has in all; the shipped combined-refiner/ is the earlier random-groups one of 300 steps
-# (DEMO_REFINER_STEPS=300 scripts/reproduce.sh demo-refiners random)
+# has in all (the random-groups one shipped until 2026-12-06 had 300: DEMO_REFINER_STEPS=300 ... demo-refiners
+# random); the k-means one decodes both CTF and the combination (the Post tokenizer's table has the same content)
 DEMO_REFINER_STEPS=${DEMO_REFINER_STEPS:-2000}
 # The shipped ones: name, folder in checkpoints/fmnist64, the tokenizer folder it decodes with
 DEMO_SHIPPED="ar1x ar-1x tokenizer
@@ -290,7 +290,7 @@ par16 ar-par16 tokenizer
 ctf ctf-ar tokenizer
 prologue prologue-ar prologue-tokenizer
 prologue-par16 prologue-par16-ar prologue-tokenizer
-combined-random combined-ar prologue-tokenizer"
+combined combined-ar prologue-tokenizer"
 
 demo_data() {  # the two token caches (the baseline's of all training images), the CTF tables, the validation reference
     done_or runs/demo64-base-cache $argen tokenize --tokenizer $DEMO/tokenizer --out runs/demo64-base-cache
@@ -326,11 +326,13 @@ demo_refiners() {  # demo_refiners [METHOD...]: the refiner of each clustering (
 }
 
 demo_ceilings() {  # what CTF's fine stage alone costs: each refiner on 1,000 test images' true coarse maps
-    # (the shipped 300-step random-groups refiner beside the k-means one trained as long as its coarse AR)
+    # (the 300-step random-groups refiner, shipped until 2026-12-06 as combined-refiner/ and remade by
+    # `DEMO_REFINER_STEPS=300 scripts/reproduce.sh demo-refiners random`, beside the k-means one trained as long as
+    # its coarse AR)
     local name refiner out
     for name in spherical shipped-random; do
         refiner=runs/demo64-ctf-refiner-$name/checkpoint
-        [[ $name == shipped-random ]] && refiner=$DEMO/combined-refiner
+        [[ $name == shipped-random ]] && refiner=runs/demo64-ctf-refiner-random/checkpoint
         out=runs/eval64/ceiling-$name
         done_or "$out/metrics.json" $argen ctf ceiling --refiner "$refiner" --tokenizer $DEMO/tokenizer \
             --count 1000 --out "$out"
@@ -436,7 +438,7 @@ demo_ship() {  # demo_ship [NAME...]: copy these demo models (default: all) into
         $ship "runs/demo64-$name$DEMO_SUFFIX/checkpoint" "$DEMO/$folder" --fp16 --tokenizer "../$tokenizer" \
             $(.venv/bin/python scripts/results_table.py choose "runs/eval64/demo-$name$DEMO_SUFFIX/validation")
     done <<< "$DEMO_SHIPPED"
-    if (( ! $# )) || [[ " $* " == *" ctf "* ]]; then
+    if (( ! $# )) || [[ " $* " == *" ctf "* ]]; then  # the refiner of CTF and of the combination
         $ship runs/demo64-ctf-refiner-spherical/checkpoint $DEMO/ctf-refiner --fp16 --tokenizer ../tokenizer
     fi
     du -sh checkpoints

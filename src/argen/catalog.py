@@ -39,13 +39,9 @@ METHODS = (
     Method("CTF", "ctf-ar", refiner="ctf-refiner"),
     Method("Prologue", "prologue-ar", tokenizer="prologue-tokenizer"),
     Method("Prologue+PAR-16x", "prologue-par16-ar", tokenizer="prologue-tokenizer", layout=COMBINED),
-    # The combination still decodes random code groups (it predates k-means CTF), so it keeps their refiner.
+    # The Post tokenizer's visual codes are the baseline's: CTF's k-means table and refiner serve the combination.
     Method(
-        "Prologue+CTF+PAR-16x",
-        "combined-ar",
-        tokenizer="prologue-tokenizer",
-        refiner="combined-refiner",
-        layout=COMBINED,
+        "Prologue+CTF+PAR-16x", "combined-ar", tokenizer="prologue-tokenizer", refiner="ctf-refiner", layout=COMBINED
     ),
 )
 COMPONENTS = (
@@ -53,7 +49,6 @@ COMPONENTS = (
     "prologue-tokenizer",
     "classifier",
     "ctf-refiner",
-    "combined-refiner",
     *(method.checkpoint for method in METHODS),
 )
 

@@ -131,8 +131,6 @@ def quick_train(out_dir: Path, progress: bool = True, scale: float = 1.0) -> Pat
     runs["ctf-refiner"] = recipes.train_refiner(
         refiner_config_from_cache(refiner, TokenDataset(caches["tokenizer"]), CTF_CLUSTERS), progress
     )
-    # The Post tokenizer's visual path is the baseline's, so both tables cluster the same codes alike: one refiner.
-    runs["combined-refiner"] = runs["ctf-refiner"]
     classifier_config = ClassifierRunConfig(data=dataclasses.replace(DATA, image_size=32, pad_to=0, resize="pad"))
     classifier_config = dataclasses.replace(
         classifier_config,
@@ -290,7 +288,6 @@ def run_demo(
         "tokenizer",
         "prologue-tokenizer",
         "ctf-refiner",
-        "combined-refiner",
         *(method.checkpoint for method in METHODS),
     ):
         # Shipped checkpoints keep their training log inside; fresh runs keep it beside the checkpoint.
