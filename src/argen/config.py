@@ -538,6 +538,11 @@ class TrainConfig:
 # Presets
 
 
+_VIT_PROLOGUE_B = dict(
+    architecture="vit", image_size=256, in_channels=3, patch_size=16, vit_dim=768, vit_layers=12, vit_heads=12,
+    vit_decoder_dim=768, vit_decoder_layers=12, vit_decoder_heads=12, codebook_size=16384, codebook_dim=14,
+    prologue_tokens=16, prologue_codebook_size=1024, prologue_codebook_dim=14, prologue_tau=0.1,
+)  # fmt: skip
 VQ_PRESETS: dict[str, dict[str, Any]] = {
     # LlamaGen's VQ-16 (16x downsampling, 71,883,403 parameters).
     "VQ-16": dict(
@@ -563,66 +568,13 @@ VQ_PRESETS: dict[str, dict[str, Any]] = {
     ),
     # Prologue's ViT tokenizers (github.com/Zyriix/prologue, configs/tokenizer/*.yaml and its eval.sh): 16x16
     # patches of 256 px images, a 12 x 768 encoder with 16 prologue queries, 14-d cosine codes (1024 prologue
-    # codes, tau 0.1); B decodes with 12 x 768 over 16384 codes, L with 24 x 1024 over 4096.
-    "ViT-Prologue-B": dict(
-        architecture="vit",
-        image_size=256,
-        in_channels=3,
-        patch_size=16,
-        vit_dim=768,
-        vit_layers=12,
-        vit_heads=12,
-        vit_decoder_dim=768,
-        vit_decoder_layers=12,
-        vit_decoder_heads=12,
-        codebook_size=16384,
-        codebook_dim=14,
-        prologue_tokens=16,
-        prologue_codebook_size=1024,
-        prologue_codebook_dim=14,
-        prologue_tau=0.1,
-    ),
-    "ViT-Prologue-L": dict(
-        architecture="vit",
-        image_size=256,
-        in_channels=3,
-        patch_size=16,
-        vit_dim=768,
-        vit_layers=12,
-        vit_heads=12,
-        vit_decoder_dim=1024,
-        vit_decoder_layers=24,
-        vit_decoder_heads=16,
-        codebook_size=4096,
-        codebook_dim=14,
-        prologue_tokens=16,
-        prologue_codebook_size=1024,
-        prologue_codebook_dim=14,
-        prologue_tau=0.1,
-    ),
-    # Prologue-Post (configs/tokenizer/prologue_post.yaml): B's visual path, frozen, and a separate prologue encoder
-    # (10 x 512, 8 heads, FFN 11/4) over its outputs with the 16 queries.
-    "ViT-Prologue-Post": dict(
-        architecture="vit",
-        image_size=256,
-        in_channels=3,
-        patch_size=16,
-        vit_dim=768,
-        vit_layers=12,
-        vit_heads=12,
-        vit_decoder_dim=768,
-        vit_decoder_layers=12,
-        vit_decoder_heads=12,
-        codebook_size=16384,
-        codebook_dim=14,
-        prologue_tokens=16,
-        prologue_codebook_size=1024,
-        prologue_codebook_dim=14,
-        prologue_tau=0.1,
-        vit_prologue_dim=512,
-        vit_prologue_layers=10,
-        vit_prologue_heads=8,
-    ),
+    # codes, tau 0.1); B decodes with 12 x 768 over 16384 codes, L with 24 x 1024 over 4096. Prologue-Post
+    # (configs/tokenizer/prologue_post.yaml): B's visual path, frozen, and a separate prologue encoder (10 x 512,
+    # 8 heads, FFN 11/4) over its outputs with the 16 queries.
+    "ViT-Prologue-B": _VIT_PROLOGUE_B,
+    "ViT-Prologue-L": _VIT_PROLOGUE_B
+    | dict(vit_decoder_dim=1024, vit_decoder_layers=24, vit_decoder_heads=16, codebook_size=4096),
+    "ViT-Prologue-Post": _VIT_PROLOGUE_B | dict(vit_prologue_dim=512, vit_prologue_layers=10, vit_prologue_heads=8),
     # CPU presets: 32x32 grey -> 8x8 tokens; 64x64 grey -> 16x16 tokens (downsample 4).
     "VQ-CPU-32": dict(
         image_size=32,
