@@ -80,26 +80,31 @@ class ViTTokenizer(nn.Module):
         self.decoder = ViTStack(config.vit_decoder_dim, config.vit_decoder_heads, config.vit_decoder_layers)
         self.norm = RMSNorm(config.vit_decoder_dim, 0.0)
         self.to_patches = nn.Linear(config.vit_decoder_dim, patch_dim)
+        self._ropes: dict[tuple[int, str], torch.Tensor] = {}  # RoPE tables by query count and device (_rope)
 
     @property
     def grid(self) -> tuple[int, int]:
         side = self.config.image_size // self.config.patch_size
         return side, side
 
-    def _rope(self, dim: int, heads: int, queries: int) -> torch.Tensor:
-        """RoPE rows of the patches (row, column, 0) at base 2000, then of `queries` queries (0, 0, i) at 10000."""
-        height, width = self.grid
-        pairs = [size // 2 for size in self.config.vit_rope_dims]
-        rows, columns = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-        patches = torch.stack([rows.flatten(), columns.flatten(), torch.zeros(height * width)], dim=1).float()
-        index = torch.arange(queries).float()
-        query_coords = torch.stack([torch.zeros(queries), torch.zeros(queries), index], dim=1)
-        table = [rope_table(patches, torch.zeros(len(patches), dtype=torch.bool), dim // heads, PATCH_BASE,
-                            pair_counts=pairs)]  # fmt: skip
-        if queries:
-            table.append(rope_table(query_coords, torch.zeros(queries, dtype=torch.bool), dim // heads, QUERY_BASE,
-                                    pair_counts=pairs))  # fmt: skip
-        return torch.cat(table)
+    def _rope(self, queries: int, device: torch.device) -> torch.Tensor:
+        """RoPE rows of the patches (row, column, 0) at base 2000, then of `queries` queries (0, 0, i) at 10000, for
+        every stack's heads (their width is sum(vit_rope_dims)); built once per query count and device."""
+        key = (queries, str(device))
+        if key not in self._ropes:
+            head_dim, pairs = sum(self.config.vit_rope_dims), [size // 2 for size in self.config.vit_rope_dims]
+            height, width = self.grid
+            rows, columns = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+            patches = torch.stack([rows.flatten(), columns.flatten(), torch.zeros(height * width)], dim=1).float()
+            index = torch.arange(queries).float()
+            query_coords = torch.stack([torch.zeros(queries), torch.zeros(queries), index], dim=1)
+            table = [rope_table(patches, torch.zeros(len(patches), dtype=torch.bool), head_dim, PATCH_BASE,
+                                pair_counts=pairs)]  # fmt: skip
+            if queries:
+                table.append(rope_table(query_coords, torch.zeros(queries, dtype=torch.bool), head_dim, QUERY_BASE,
+                                        pair_counts=pairs))  # fmt: skip
+            self._ropes[key] = torch.cat(table).to(device)
+        return self._ropes[key]
 
     def _patchify(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, h*w, p*p*C), each patch in (row, column, channel) order."""
@@ -120,15 +125,12 @@ class ViTTokenizer(nn.Module):
         tokens = self.patch_embedding(self._patchify(images.float()))
         queries = self.queries[None].expand(len(images), -1, -1)
         if self.post:  # the encoder reads the patches alone; the prologue encoder reads its outputs and the queries
-            patches = self.encoder(tokens, self._rope(self.config.vit_dim, self.config.vit_heads, 0).to(images.device))
-            rope = self._rope(self.config.vit_prologue_dim, self.config.vit_prologue_heads, len(self.queries))
-            hidden = self.prologue_encoder(
-                torch.cat([self.prologue_input(patches), queries], 1), rope.to(images.device)
-            )
+            patches = self.encoder(tokens, self._rope(0, images.device))
+            rope = self._rope(len(self.queries), images.device)
+            hidden = self.prologue_encoder(torch.cat([self.prologue_input(patches), queries], 1), rope)
             query_outputs = hidden[:, tokens.shape[1] :]
         else:
-            rope = self._rope(self.config.vit_dim, self.config.vit_heads, len(self.queries)).to(images.device)
-            hidden = self.encoder(torch.cat([tokens, queries], dim=1), rope)
+            hidden = self.encoder(torch.cat([tokens, queries], dim=1), self._rope(len(self.queries), images.device))
             patches, query_outputs = hidden[:, : tokens.shape[1]], hidden[:, tokens.shape[1] :]
         latents = self.quant_projection(patches).transpose(1, 2).reshape(len(images), -1, *self.grid)
         return latents, (query_outputs if self.prologue is not None else None)
@@ -136,8 +138,7 @@ class ViTTokenizer(nn.Module):
     def _decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, codebook_dim, h, w) -> images (B, C, H, W)."""
         tokens = self.code_embedding(codes.flatten(2).transpose(1, 2))
-        rope = self._rope(self.config.vit_decoder_dim, self.config.vit_decoder_heads, 0).to(codes.device)
-        return self._unpatchify(self.to_patches(self.norm(self.decoder(tokens, rope))))
+        return self._unpatchify(self.to_patches(self.norm(self.decoder(tokens, self._rope(0, codes.device)))))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
         """images (B, C, H, W) in [-1, 1] -> (reconstruction, QuantizerOutput [with .prologue])."""
