@@ -19,9 +19,9 @@ import argen
 from argen.cli import main
 from argen.data.transforms import to_uint8
 from argen.eval.npz import read_npz
-from argen.io.checkpoint import CheckpointError, load_state_into
-from argen.io.load import build_ar, build_tokenizer, load_tokenizer
-from argen.io.prologue_release import fold_prologue_ar, fold_prologue_tokenizer, read_prologue_tokenizer
+from argen.io.checkpoint import CheckpointError
+from argen.io.load import load_tokenizer
+from argen.io.prologue_release import fold_prologue_ar, load_prologue_ar, load_prologue_tokenizer
 from argen.sample import SamplingOptions, generate
 from argen.serve.methods import load_methods
 
@@ -35,10 +35,8 @@ SIZES = dict(
 
 
 def converted() -> tuple:
-    config, weights = fold_prologue_ar(load_file(DATA / "model.safetensors"), **SIZES)
-    layout, model = build_ar(config, VISUAL)
-    load_state_into(model, weights, "prologue-ar")
-    return layout, model.eval()
+    _, layout, model = load_prologue_ar(DATA, **SIZES)
+    return layout, model
 
 
 def test_the_converted_ar_gives_the_official_logits():
@@ -100,11 +98,7 @@ TOKENIZER_SIZES = dict(image_size=TOKENIZER_META["image_size"], patch_size=TOKEN
 
 
 def converted_tokenizer(folder: Path = TOKENIZER):
-    config, weights = fold_prologue_tokenizer(*read_prologue_tokenizer(folder), **TOKENIZER_SIZES)
-    model = build_tokenizer(config.model)
-    buffers = {key: value for key, value in model.state_dict().items() if key.endswith("codebook_used")}
-    load_state_into(model, {**buffers, **weights}, "prologue-tokenizer")
-    return model.eval()
+    return load_prologue_tokenizer(folder, **TOKENIZER_SIZES)[1]
 
 
 @pytest.mark.parametrize("folder", [TOKENIZER, POST], ids=["prologue", "post"])

@@ -39,16 +39,22 @@ from argen.io.checkpoint import (
     save_checkpoint,
 )
 from argen.io.load import build_ar, build_tokenizer, tokenizer_config
+from argen.layout import Layout
+from argen.model.transformer import Transformer
+from argen.tokenizer.vit import ViTTokenizer
 
 WEIGHTS_FILE = "model.safetensors"  # Accelerate's name for the first prepared model
 PROLOGUE_LENGTH, PROLOGUE_CODES, GRID, ROPE_DIMS = 16, 1024, (16, 16), 24  # every released AR
 
 
+def _ar_weights_file(source: str | Path) -> Path:
+    """The official AR's weights: `source` is its folder (model.safetensors) or that file."""
+    return Path(source) / WEIGHTS_FILE if Path(source).is_dir() else Path(source)
+
+
 def read_prologue_ar(source: str | Path) -> dict[str, torch.Tensor]:
-    """The official AR's state dict: `source` is its folder (model.safetensors) or that file; safetensors only."""
-    path = Path(source)
-    if path.is_dir():
-        path = path / WEIGHTS_FILE
+    """The official AR's state dict (`source`: its folder or model.safetensors); safetensors only."""
+    path = _ar_weights_file(source)
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: Prologue's released models are safetensors (model.safetensors); argen reads "
                               "no other format from them")  # fmt: skip
@@ -160,6 +166,21 @@ def fold_prologue_ar(
     return ARRunConfig(model=model, layout=layout), {key: value.float() for key, value in weights.items()}
 
 
+def load_prologue_ar(
+    source: str | Path,
+    prologue_length: int = PROLOGUE_LENGTH,
+    prologue_codes: int = PROLOGUE_CODES,
+    grid: tuple[int, ...] = GRID,
+    rope_dims: int = ROPE_DIMS,
+) -> tuple[ARRunConfig, Layout, Transformer]:
+    """An official Prologue AR (its folder or model.safetensors) as argen's run config, Layout and Transformer (eval
+    mode), its folded weights loaded strictly."""
+    config, weights = fold_prologue_ar(read_prologue_ar(source), prologue_length, prologue_codes, grid, rope_dims)
+    layout, model = build_ar(config, config.model.vocab_size - prologue_codes - 1)
+    load_state_into(model, weights, str(_ar_weights_file(source)))
+    return config, layout, model.eval()
+
+
 def convert_prologue_ar(
     source: str | Path,
     destination: str | Path,
@@ -173,11 +194,9 @@ def convert_prologue_ar(
     into the Transformer before anything is written. `tokenizer` (a converted Prologue tokenizer folder) is
     recorded as the tokenizer it decodes with, as a trained AR records its own: `argen.load`, `argen sample` and
     `argen serve` then find it, and refuse it if its weights change."""
-    path = Path(source) / WEIGHTS_FILE if Path(source).is_dir() else Path(source)
-    config, weights = fold_prologue_ar(read_prologue_ar(path), prologue_length, prologue_codes, grid, rope_dims)
-    grid_vocab = config.model.vocab_size - prologue_codes - 1
-    _, model = build_ar(config, grid_vocab)
-    load_state_into(model, weights, str(path))
+    path = _ar_weights_file(source)
+    config, layout, model = load_prologue_ar(path, prologue_length, prologue_codes, grid, rope_dims)
+    grid_vocab = layout.grid_vocab
     decoder = {"tokenizer": None}
     if tokenizer is not None:
         codebook = tokenizer_config(tokenizer).model.codebook_size
@@ -276,6 +295,21 @@ def fold_prologue_tokenizer(
     return TokenizerRunConfig(model=model, data=data), {key: value.float() for key, value in weights.items()}
 
 
+def load_prologue_tokenizer(
+    source: str | Path,
+    image_size: int = 256,
+    patch_size: int = 16,
+    rope_dims: tuple[int, ...] = (20, 20, 24),
+) -> tuple[TokenizerRunConfig, ViTTokenizer]:
+    """An official Prologue tokenizer folder as argen's run config and ViTTokenizer (eval mode), its folded weights
+    loaded strictly (the code-usage records, which are not weights, start empty)."""
+    config, weights = fold_prologue_tokenizer(*read_prologue_tokenizer(source), image_size, patch_size, rope_dims)
+    model = build_tokenizer(config.model)
+    usage = {key: value for key, value in model.state_dict().items() if key.endswith("codebook_used")}
+    load_state_into(model, {**usage, **weights}, str(source))
+    return config, model.eval()
+
+
 def convert_prologue_tokenizer(
     source: str | Path,
     destination: str | Path,
@@ -285,10 +319,6 @@ def convert_prologue_tokenizer(
 ) -> Path:
     """Write an argen tokenizer checkpoint (a ViTTokenizer) from an official Prologue tokenizer folder, loaded
     strictly before anything is written."""
-    encoder_state, decoder_state = read_prologue_tokenizer(source)
-    config, weights = fold_prologue_tokenizer(encoder_state, decoder_state, image_size, patch_size, rope_dims)
-    model = build_tokenizer(config.model)
-    buffers = {key: value for key, value in model.state_dict().items() if key.endswith("codebook_used")}
-    load_state_into(model, {**buffers, **weights}, str(source))
+    config, model = load_prologue_tokenizer(source, image_size, patch_size, rope_dims)
     return save_checkpoint(destination, TOKENIZER_KIND, to_dict(config), model.state_dict(),
                            extra={"source": str(source)})  # fmt: skip
