@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.config import ConfigError, VQConfig
-from argen.tokenizer.code_usage import QuantizerOutput
+from argen.tokenizer.code_usage import QuantizerOutput, check_code_ids
 from argen.tokenizer.vq import AttnBlock, Decoder, Encoder, ImageLayers, build_quantizer
 
 
@@ -174,10 +174,7 @@ class CausalVideoVQModel(nn.Module):
         """ids (B, t, h, w) -> videos (B, 1 + f(t-1), C, H, W) in about [-1, 1]."""
         if ids.ndim != 4 or ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise ValueError(f"ids must be an integer tensor (B, t, h, w), got {ids.dtype} {tuple(ids.shape)}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.codebook_size):
-            raise ValueError(
-                f"ids must lie in [0, {self.config.codebook_size}), got values in [{int(ids.min())}, {int(ids.max())}]"
-            )
+        check_code_ids(ids, self.config.codebook_size)
         vectors = self.quantize.codebook()[ids.long()].permute(0, 4, 1, 2, 3)  # (B, D, t, h, w)
         return self.decoder(self.post_quant_conv(vectors)).transpose(1, 2)
 

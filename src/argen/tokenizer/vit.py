@@ -24,7 +24,7 @@ from torch import nn
 from argen.config import GPTConfig, VQConfig
 from argen.model.rope import rope_table
 from argen.model.transformer import RMSNorm, TransformerBlock
-from argen.tokenizer.code_usage import QuantizerOutput
+from argen.tokenizer.code_usage import QuantizerOutput, check_code_ids
 from argen.tokenizer.prologue import CosineQuantizer
 from argen.tokenizer.vq import VectorQuantizer
 
@@ -164,8 +164,7 @@ class ViTTokenizer(nn.Module):
         if ids.ndim != 3 or tuple(ids.shape[1:]) != self.grid or ids.is_floating_point():
             raise ValueError(f"ids must be an integer tensor (B, {self.grid[0]}, {self.grid[1]}), got "
                              f"{ids.dtype} {tuple(ids.shape)}")  # fmt: skip
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.codebook_size):
-            raise ValueError(f"ids must lie in [0, {self.config.codebook_size})")
+        check_code_ids(ids, self.config.codebook_size)
         return self._decode(self.quantize.codebook()[ids.long()].permute(0, 3, 1, 2))
 
     def codebook_vectors(self) -> torch.Tensor:

@@ -17,7 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.config import ConfigError, VQConfig
-from argen.tokenizer.code_usage import CodeUsage, QuantizerOutput, assignment_entropy_loss, batch_code_stats
+from argen.tokenizer.code_usage import (
+    CodeUsage,
+    QuantizerOutput,
+    assignment_entropy_loss,
+    batch_code_stats,
+    check_code_ids,
+)
 from argen.tokenizer.lfq import LookupFreeQuantizer
 from argen.tokenizer.prologue import CosineQuantizer, PrologueHead
 
@@ -370,10 +376,7 @@ class VQModel(nn.Module):
             raise ValueError(
                 f"ids must be an integer tensor (B, h, w) or (B, T, h, w), got {ids.dtype} {tuple(ids.shape)}"
             )
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.codebook_size):
-            raise ValueError(
-                f"ids must lie in [0, {self.config.codebook_size}), got values in [{int(ids.min())}, {int(ids.max())}]"
-            )
+        check_code_ids(ids, self.config.codebook_size)
         codebook = self.quantize.codebook()
         return torch.cat(
             [
