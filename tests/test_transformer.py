@@ -176,6 +176,13 @@ def test_apply_rope_matches_complex_rotation():
     torch.testing.assert_close(apply_rope(x, table), expected.flatten(3), atol=1e-5, rtol=1e-5)
     zero = rope_table(coords, torch.ones(5, dtype=torch.bool), 8, 10000.0)
     assert torch.all(apply_rope(x, zero) == 0)  # LlamaGen: null rows zero q and k
+    # bit for bit LlamaGen's pairwise formula, also from bf16
+    for inputs in (x, x.bfloat16()):
+        pairs, cos, sin = inputs.float().unflatten(-1, (4, 2)), table[None, :, None, :, 0], table[None, :, None, :, 1]
+        pairwise = torch.stack(
+            [pairs[..., 0] * cos - pairs[..., 1] * sin, pairs[..., 1] * cos + pairs[..., 0] * sin], dim=-1
+        )
+        assert torch.equal(apply_rope(inputs, table), pairwise.flatten(3).type_as(inputs))
 
 
 def test_embed_picks_the_table_of_each_slot_kind():

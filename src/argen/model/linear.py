@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -49,6 +50,11 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scales = weight.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / INT8_MAX
     values = torch.round(weight / scales[:, None]).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
     return values, scales
+
+
+@functools.cache
+def _onednn_bf16() -> bool:
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 class Linear(nn.Linear):
@@ -83,7 +89,7 @@ class Linear(nn.Linear):
             torch.is_grad_enabled()
             or x.device.type != "cpu"
             or torch.compiler.is_compiling()
-            or type(self.weight.data) is not torch.Tensor  # e.g. FSDP's DTensor shards
+            or type(self.weight) not in (nn.Parameter, torch.Tensor)  # e.g. FSDP's DTensor shards
             or not torch.backends.mkldnn.is_available()
         ):
             return None
@@ -91,7 +97,7 @@ class Linear(nn.Linear):
             return "int8"
         autocast = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
         if autocast or x.dtype == self.weight.dtype == torch.bfloat16:
-            return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+            return "bf16" if _onednn_bf16() else None
         return "fp32" if x.dtype == self.weight.dtype == torch.float32 else None
 
     def _derived_weight(self, path: str) -> tuple[torch.Tensor, ...]:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from argen.config import GPTConfig
-from argen.model.rope import rope_table
+from argen.model.rope import rope_table, rotation
 from argen.model.transformer import ClassConditionedModel, ClassEmbedding, Linear, RMSNorm, TransformerBlock
 
 
@@ -79,9 +79,9 @@ class Refiner(ClassConditionedModel):
         class_table = self.cls_embedding.embedding_table
         h = torch.cat([class_table(labels)[:, None], self.tok_embeddings(coarse)], dim=1)  # (B, 1 + N, dim)
         h = self.tok_dropout(h)
-        rope = rope.to(h.device)
+        rotated = rotation(rope.to(h.device))
         for index, layer in enumerate(self.layers):
-            h = layer(h, rope, None, None, index, None, None)  # no mask: full (bidirectional) attention
+            h = layer(h, rotated, None, None, index, None, None)  # no mask: full (bidirectional) attention
         return self.output(self.norm(h[:, 1:])).float()
 
     def restrict_to_cluster(self, logits: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:

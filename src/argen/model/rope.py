@@ -19,6 +19,8 @@ through its value only. "identity" mode (cos 1, sin 0) leaves them unrotated ins
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 NULL_ROW_MODES = ("zero", "identity")
@@ -77,12 +79,28 @@ def rope_table(
     return torch.where(null[:, None, None], null_row, table)
 
 
+class Rotation(NamedTuple):
+    """A RoPE table expanded for `apply_rotation`: cos (S, 1, D) with each pair's value twice, sin (S, 1, D) as
+    (-sin, sin) per pair. Built once per forward (`rotation`) and shared by every layer."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+
+def rotation(rope: torch.Tensor) -> Rotation:
+    """The (S, D/2, 2) float32 table `rope_table` gives, expanded for `apply_rotation`."""
+    cos, sin = rope[..., 0], rope[..., 1]  # (S, D/2)
+    return Rotation(cos.repeat_interleave(2, dim=-1)[:, None], torch.stack([-sin, sin], dim=-1).flatten(-2)[:, None])
+
+
+def apply_rotation(x: torch.Tensor, rotation: Rotation) -> torch.Tensor:
+    """Rotate adjacent pairs (2j, 2j+1) of x (B, S, H, D), in float32: (a, b) -> (a cos - b sin, b cos + a sin),
+    as one product with x and one with its pair-swapped copy (bit-identical to the pairwise formula)."""
+    x32 = x.float()
+    swapped = x32.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (b, a) per pair
+    return (x32 * rotation.cos + swapped * rotation.sin).type_as(x)
+
+
 def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
     """Rotate adjacent pairs (2j, 2j+1) of x (B, S, H, D) by rope (S, D/2, 2), in float32."""
-    pairs = x.float().reshape(*x.shape[:-1], -1, 2)  # (B, S, H, D/2, 2)
-    table = rope.view(1, pairs.shape[1], 1, pairs.shape[3], 2)
-    cos, sin = table[..., 0], table[..., 1]
-    rotated = torch.stack(
-        [pairs[..., 0] * cos - pairs[..., 1] * sin, pairs[..., 1] * cos + pairs[..., 0] * sin], dim=-1
-    )
-    return rotated.flatten(3).type_as(x)
+    return apply_rotation(x, rotation(rope))

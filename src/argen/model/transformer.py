@@ -20,7 +20,7 @@ from torch import nn
 from argen.config import GPTConfig
 from argen.model.kv_cache import KVCache
 from argen.model.linear import Linear
-from argen.model.rope import apply_rope
+from argen.model.rope import Rotation, apply_rotation, rotation
 
 SLOT_CLASS, SLOT_TOKEN, SLOT_TRANSITION = 0, 1, 2
 
@@ -40,6 +40,18 @@ def ffn_hidden_dim(config: GPTConfig) -> int:
     return find_multiple(hidden, config.multiple_of)
 
 
+def attention_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype attention runs in for activations `x`: autocast's where it is on, else theirs."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A bool mask (True = may attend) as SDPA's additive one (0 / -inf). SDPA would convert a bool mask in every
+    layer; converted once per forward, every layer shares it."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+
+
 class RMSNorm(nn.Module):
     """x / rms(x) computed in float32, cast back, then scaled (LlamaGen's order of operations)."""
 
@@ -49,9 +61,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(torch.mean(x32.pow(2), dim=-1, keepdim=True) + self.eps)
-        return normed.type_as(x) * self.weight
+        # F.rms_norm is that formula in one operator (bit-identical on the CPU and CUDA kernels).
+        return F.rms_norm(x.float(), self.weight.shape, eps=self.eps).type_as(x) * self.weight
 
 
 class DropPath(nn.Module):
@@ -106,7 +117,7 @@ class Attention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        rope: torch.Tensor,
+        rope: Rotation,
         mask: torch.Tensor | None,
         cache: KVCache | None,
         layer: int,
@@ -122,7 +133,7 @@ class Attention(nn.Module):
                 [self.q_norm(query_key[:, :, : self.n_head]), self.k_norm(query_key[:, :, self.n_head :])], dim=2
             )
         # Queries and keys share the rotation table: rotate all their heads in one call.
-        query_key = apply_rope(query_key, rope)
+        query_key = apply_rotation(query_key, rope)
         query, key = query_key.split([self.n_head, self.n_kv_head], dim=2)  # (B, S, H, D), (B, S, H_kv, D)
         value = value.reshape(batch, length, self.n_kv_head, self.head_dim)
         query, key, value = (t.transpose(1, 2) for t in (query, key, value))  # (B, H, S, D)
@@ -130,7 +141,6 @@ class Attention(nn.Module):
             cache.write(layer, cache_slots, key, value)
             key = cache.keys[layer][:, :, :kv_length]  # (B, H_kv, kv_length, D)
             value = cache.values[layer][:, :, :kv_length]
-            mask = mask[:, :kv_length]
         if self.n_kv_head != self.n_head:
             key = key.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
             value = value.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
@@ -172,7 +182,7 @@ class TransformerBlock(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        rope: torch.Tensor,
+        rope: Rotation,
         mask: torch.Tensor | None,
         cache: KVCache | None,
         layer: int,
@@ -287,6 +297,9 @@ class Transformer(ClassConditionedModel):
                 f"embeddings must be ({batch}, {length}, {self.config.dim}), got {tuple(embeddings.shape)}"
             )
         h = self.tok_dropout(embeddings)
+        rotated = rotation(rope)
+        if mask is not None:
+            mask = additive_mask(mask if cache is None else mask[:, :kv_length], attention_dtype(h))
         for index, layer in enumerate(self.layers):
-            h = layer(h, rope, mask, cache, index, cache_slots, kv_length)
+            h = layer(h, rotated, mask, cache, index, cache_slots, kv_length)
         return self.output(self.norm(h)).float()

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from argen.config import GPTConfig, VQConfig
-from argen.model.rope import rope_table
+from argen.model.rope import Rotation, rope_table, rotation
 from argen.model.transformer import RMSNorm, TransformerBlock
 from argen.tokenizer.code_usage import QuantizerOutput, check_code_ids
 from argen.tokenizer.prologue import CosineQuantizer
@@ -47,7 +47,7 @@ class ViTStack(nn.Module):
         config = block_config(dim, heads, ffn_ratio)
         self.layers = nn.ModuleList(TransformerBlock(config, 0.0) for _ in range(layers))
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: Rotation) -> torch.Tensor:
         for block in self.layers:
             x = block(x, rope, None, None, 0, None, None)
         return x
@@ -80,14 +80,14 @@ class ViTTokenizer(nn.Module):
         self.decoder = ViTStack(config.vit_decoder_dim, config.vit_decoder_heads, config.vit_decoder_layers)
         self.norm = RMSNorm(config.vit_decoder_dim, 0.0)
         self.to_patches = nn.Linear(config.vit_decoder_dim, patch_dim)
-        self._ropes: dict[tuple[int, str], torch.Tensor] = {}  # RoPE tables by query count and device (_rope)
+        self._ropes: dict[tuple[int, str], Rotation] = {}  # RoPE rotations by query count and device (_rope)
 
     @property
     def grid(self) -> tuple[int, int]:
         side = self.config.image_size // self.config.patch_size
         return side, side
 
-    def _rope(self, queries: int, device: torch.device) -> torch.Tensor:
+    def _rope(self, queries: int, device: torch.device) -> Rotation:
         """RoPE rows of the patches (row, column, 0) at base 2000, then of `queries` queries (0, 0, i) at 10000, for
         every stack's heads (their width is sum(vit_rope_dims)); built once per query count and device."""
         key = (queries, str(device))
@@ -103,7 +103,7 @@ class ViTTokenizer(nn.Module):
             if queries:
                 table.append(rope_table(query_coords, torch.zeros(queries, dtype=torch.bool), head_dim, QUERY_BASE,
                                         pair_counts=pairs))  # fmt: skip
-            self._ropes[key] = torch.cat(table).to(device)
+            self._ropes[key] = rotation(torch.cat(table).to(device))
         return self._ropes[key]
 
     def _patchify(self, images: torch.Tensor) -> torch.Tensor:
