@@ -399,8 +399,6 @@ def test_speculative_sampling_keeps_the_joint_distribution(name):
 def test_speculative_decoding_options_are_checked():
     with pytest.raises(ValueError, match="speculative must be an integer >= 0"):
         SamplingOptions(speculative=-2)
-    with pytest.raises(ValueError, match="drop compile"):
-        SamplingOptions(speculative=4, compile=True)
 
 
 def test_sample_command_records_the_forward_passes_of_speculative_decoding(tmp_path):

@@ -55,7 +55,7 @@ class SamplingOptions:
     guidance_schedule: str | dict[str, str] = "constant"
     guidance_power: float | dict[str, float] = 1.0
     dtype: str = "auto"  # "auto" (the fastest on this CPU), "fp32", "bf16" or "int8": see argen.precision
-    compile: bool = False  # torch.compile the model's step forward (static cache length)
+    compile: bool = False  # torch.compile the step forward (static cache length; CUDA graphs on a GPU)
     speculative: int = 0  # speculative Jacobi decoding over a window of this many steps (0 or 1 = off)
 
     def __post_init__(self) -> None:
@@ -76,10 +76,6 @@ class SamplingOptions:
             raise ValueError(
                 f"SamplingOptions.speculative must be an integer >= 0 (a window of steps; 0 = off), "
                 f"got {self.speculative!r}"
-            )
-        if self.compile and self.speculative > 1:
-            raise ValueError(
-                "SamplingOptions: speculative decoding runs eagerly (its windows vary in length); drop compile"
             )
         for segment in SAMPLED_SEGMENTS:
             if self.segment_value("guidance_schedule", segment) not in SCHEDULES:
@@ -291,8 +287,8 @@ def generate(
     transitions = layout.transition_index.to(device)
     slots = torch.arange(length, device=device)
     generated = torch.zeros(batch, layout.generated_length, dtype=torch.long, device=device)  # global ids
-    forward = torch.compile(model, dynamic=False) if options.compile else model
     steps, window = layout.steps, max(1, options.speculative)
+    forward = _compiled(model, cache, window, device) if options.compile else model
     decoder = _Decoder(options, guided, batch, generator, generated, forced_ids)
 
     def fed(step: Step) -> torch.Tensor:
@@ -318,6 +314,8 @@ def generate(
                 first = reported if window == 1 else int(decoder.done.min())
                 chosen = steps[first : first + window]
                 start, end = chosen[0].slot_start, chosen[-1].slot_end
+                if options.compile:
+                    torch.compiler.cudagraph_mark_step_begin()  # the last pass's logits are read: replay over them
                 logits = forward(
                     torch.cat([fed(step) for step in chosen], dim=1),
                     kinds[start:end],
@@ -349,6 +347,17 @@ def generate(
         prologue=None if prologue is None else generated[:, : prologue.length] - prologue.offset,
         forward_passes=decoder.passes,
     )
+
+
+def _compiled(model: Transformer, cache: KVCache, window: int, device: torch.device) -> Callable:
+    """The model's forward compiled for decoding. On a GPU each step replays as a CUDA graph ("reduce-overhead":
+    one launch instead of hundreds of small kernels), with the KV cache at fixed addresses since a replay writes
+    into it in place. Plain steps have fixed shapes; speculative windows vary at the sequence's end, so their
+    lengths are left dynamic."""
+    for buffer in cache.keys + cache.values:
+        torch._dynamo.mark_static_address(buffer)
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    return torch.compile(model, dynamic=False if window == 1 else None, mode=mode)
 
 
 class _Decoder:
