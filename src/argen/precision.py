@@ -21,17 +21,12 @@ import torch
 from torch import nn
 
 from argen.config import DECODE_PRECISIONS as PRECISIONS
-from argen.model.linear import int8_weights
+from argen.model.linear import int8_weights, native_bf16
 
 CACHE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
 # The most rows per step at which int8 weights beat the alternative (docs/speed.md, "Choosing a precision"),
 # keyed by whether oneDNN packs bf16 on this CPU.
 INT8_MAX_ROWS = {True: 2, False: 8}
-
-
-def native_bf16() -> bool:
-    """True when oneDNN has bf16 instructions to pack for on this CPU (AVX-512 bf16 or AMX)."""
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def resolve(name: str, rows: int, device: torch.device, compile: bool = False) -> str:

@@ -53,8 +53,9 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @functools.cache
-def _onednn_bf16() -> bool:
-    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+def native_bf16() -> bool:
+    """True when oneDNN has bf16 instructions to pack for on this CPU (AVX-512 bf16 or AMX)."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 class Linear(nn.Linear):
@@ -97,7 +98,7 @@ class Linear(nn.Linear):
             return "int8"
         autocast = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
         if autocast or x.dtype == self.weight.dtype == torch.bfloat16:
-            return "bf16" if _onednn_bf16() else None
+            return "bf16" if native_bf16() else None
         return "fp32" if x.dtype == self.weight.dtype == torch.float32 else None
 
     def _derived_weight(self, path: str) -> tuple[torch.Tensor, ...]:
