@@ -18,6 +18,7 @@
 #                                           evaluation or shipping; with DEMO_STAGE=2 the 1500-step continuation
 #   scripts/reproduce.sh demo-refiners [METHOD...]  CTF's refiner of each clustering (spherical, random)
 #   scripts/reproduce.sh demo-ceilings      each CTF refiner on test images' true coarse maps (argen ctf ceiling)
+#   scripts/reproduce.sh demo-large-refiner CTF's refiner at about 4x its coarse AR, trained and scored
 #   scripts/reproduce.sh demo-bench         images/s of the shipped demo models at batch 1 and 40 (quiet machine)
 #   scripts/reproduce.sh combined           the demo's combination at 3 M parameters (the PAR section's size)
 #   scripts/reproduce.sh prologue-guidance  Prologue's split guidance on validation, the best on test; Prologue and 1x
@@ -341,10 +342,27 @@ demo_ceilings() {  # what CTF's fine stage alone costs: each refiner on 1,000 te
     done
 }
 
-demo_refiner() {
+demo_refiner() {  # demo_refiner METHOD [SUFFIX MODEL OVERRIDES...]: into runs/demo64-ctf-refiner-METHOD[SUFFIX]
+    local method=$1 suffix=${2:-}
+    shift $(( $# < 2 ? $# : 2 ))
     $argen ctf train-refiner --preset GPT-S --config configs/fmnist64-demo-ar.yaml --cache runs/demo64-base-cache \
-        --table "runs/ctf64/demo-base-$1.safetensors" --out "runs/demo64-ctf-refiner-$1" refiner.coarse_noise=0.1 \
-        train.steps=$DEMO_REFINER_STEPS
+        --table "runs/ctf64/demo-base-$method.safetensors" --out "runs/demo64-ctf-refiner-$method$suffix" \
+        refiner.coarse_noise=0.1 train.steps=$DEMO_REFINER_STEPS "$@"
+}
+
+demo_large_refiner() {  # CTF's refiner at the CTF paper's proportion: its auxiliary model is about 4x the coarse
+    # AR; here width 256 instead of 128 (5.3 M parameters against 1.5 M), trained as long (2,000 steps), decoding
+    # the shipped k-means coarse AR (stage 2) at its chosen setting and at the paper's, and on true coarse maps
+    local refiner=runs/demo64-ctf-refiner-spherical-dim256 out=runs/eval64/demo-ctf-large-refiner
+    demo_refiner spherical -dim256 model.dim=256
+    # shellcheck disable=SC2046  # the choice is options and their values
+    evaluate runs/demo64-ctf-stage2 "$out" --refiner $refiner/checkpoint $(cat runs/eval64/demo-ctf-stage2/chosen.txt)
+    evaluate runs/demo64-ctf-stage2 "$out/paper-setting" --refiner $refiner/checkpoint --cfg 2 --temperature 1.1 \
+        --refine-temperature 1.1
+    done_or "$out/ceiling/metrics.json" $argen ctf ceiling --refiner $refiner/checkpoint --tokenizer $DEMO/tokenizer \
+        --count 1000 --out "$out/ceiling"
+    done_or "$out/ceiling/scores.json" $argen eval "$out/ceiling/samples.npz" --ref runs/fmnist64-reference.npz \
+        --classifier $classifier --bootstrap 50 --out "$out/ceiling/scores.json"
 }
 
 demo_train() {  # demo_train [NAME...]: train these demo models (default: all)
@@ -654,6 +672,7 @@ case "${1:-}" in
     demo-train) shift; demo_train "$@" ;;
     demo-refiners) shift; demo_refiners "$@" ;;
     demo-ceilings) demo_ceilings ;;
+    demo-large-refiner) demo_large_refiner ;;
     demo-evaluate) shift; demo_evaluate "$@" ;;
     demo-ship) shift; demo_ship "$@" ;;
     perceptual) perceptual ;;
@@ -665,5 +684,5 @@ case "${1:-}" in
     video3d) video3d ;;
     video3d-lfq) video3d_lfq ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-ship | perceptual | sjd | prologue-guidance | video | video-models NAME... | video3d | video3d-lfq" >&2; exit 2 ;;
+            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-large-refiner | demo-ship | perceptual | sjd | prologue-guidance | video | video-models NAME... | video3d | video3d-lfq" >&2; exit 2 ;;
 esac
