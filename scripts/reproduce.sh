@@ -351,7 +351,7 @@ demo_refiner() {  # demo_refiner METHOD [SUFFIX MODEL OVERRIDES...]: into runs/d
 }
 
 demo_large_refiner() {  # CTF's refiner at the CTF paper's proportion: its auxiliary model is about 4x the coarse
-    # AR; here width 256 instead of 128 (5.3 M parameters against 1.5 M), trained as long (2,000 steps), decoding
+    # AR; here width 256 instead of 128 (5.4 M parameters, 3.8x the 1.4 M one), trained as long (2,000 steps), decoding
     # the shipped k-means coarse AR (stage 2) at its chosen setting and at the paper's, and on true coarse maps
     local refiner=runs/demo64-ctf-refiner-spherical-dim256 out=runs/eval64/demo-ctf-large-refiner
     demo_refiner spherical -dim256 model.dim=256
