@@ -2,9 +2,12 @@
 batch 1, each model at its shipped guidance and temperature, for windows W of 4, 8 and 16 against plain decoding.
 
     .venv/bin/python benchmarks/speculative.py --count 50 [--json runs/speculative.json]
+    .venv/bin/python benchmarks/speculative.py --speed [--repeats 5]     # wall clock, on a quiet machine
 
-Counts, not seconds: the numbers do not depend on the machine (seeded). The images/s and FID of docs/speed.md's SJD
-table come from `argen bench sample --speculative W` and `argen sample --speculative W` + `argen eval`.
+Counts, not seconds: the numbers do not depend on the machine (seeded). `--speed` times instead, with
+`argen bench sample --model MODEL --batch B --speculative W` (the default precision) at batch 1 and 40: forward
+passes per batch, ms per pass and images/s (median and range of the repeats). The FIDs of docs/speed.md's SJD
+table come from `scripts/reproduce.sh sjd`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from argen.bench import run_sample_benchmark
+from argen.machine import describe
 from argen.pipeline import load
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist64"
@@ -53,13 +58,40 @@ def measure(count: int) -> list[dict]:
     return rows
 
 
+def speed(repeats: int) -> list[dict]:
+    print("| model | batch | W | passes per batch | ms per pass | images/s (range) | speed-up |")
+    print("|---|---|---|---|---|---|---|")
+    rows = []
+    for name, folder in MODELS.items():
+        for batch in (1, 40):
+            plain = None
+            for window in WINDOWS:
+                result = run_sample_benchmark(SHIPPED / folder, batch=batch, repeats=repeats, speculative=window)
+                plain = plain or result["images_per_s"]
+                low, high = result["images_per_s_range"]
+                print(
+                    f"| {name} | {batch} | {window or 'off'} | {result['forward_passes']:.1f} | "
+                    f"{result['ms_per_pass_median']:.2f} | {result['images_per_s']:.2f} ({low:.2f}-{high:.2f}) | "
+                    f"{result['images_per_s'] / plain:.2f}x |",
+                    flush=True,
+                )
+                rows.append({"model": name, "window": window, **result})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=50, help="images per model and window (batch 1)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--speed", action="store_true", help="time the decoders instead of counting passes")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per row (--speed)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    rows = measure(args.count)
+    if args.speed:
+        print(f"{describe()}, median of {args.repeats} runs\n")
+        rows = speed(args.repeats)
+    else:
+        torch.set_num_threads(1)
+        rows = measure(args.count)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -515,7 +515,10 @@ sampling.json')); print(json.dumps({k: s[k] for k in ('guidance', 'guidance_sche
 # Speculative Jacobi decoding keeps the distribution (docs/speed.md): 1,000 test samples of a shipped model at its
 # shipped guidance and temperature, plain and with SJD, scored alike. Name, folder, window, SJD's batch (a window
 # feeds W steps of every row, and a batch advances with its slowest row, so SJD samples in small batches).
-SJD_MODELS="1x ar-1x 8 25"
+SJD_MODELS="1x ar-1x 8 25
+par4 ar-par4 8 25
+par16 ar-par16 8 25
+prologue-par16 prologue-par16-ar 8 25"
 sjd() {
     local name folder window batch settings out w
     while read -r name folder window batch; do
@@ -536,7 +539,8 @@ print(f\"--cfg {s['guidance']} --temperature {s['temperature']}\")")
 
 # The tokenizer with and without a perceptual loss (issue 32): the demo's tokenizer recipe twice, the same steps and
 # data, once with the perceptual term at weight 1.0. Its network is the project classifier's features (LPIPS's
-# distance without learned weights): no VGG16 file is at hand offline. Scored on 2,000 test images.
+# distance without learned weights): no VGG16 file is at hand offline. Scored on 2,000 test images, then a 1x AR
+# (the demo's stage-1 recipe) trained on each tokenizer's codes and scored as every demo model.
 perceptual() {
     local name
     for name in plain perceptual; do
@@ -547,6 +551,13 @@ perceptual() {
         done_or "runs/fmnist64-tokenizer-$name/eval/metrics.json" $argen tokenizer eval \
             --tokenizer "runs/fmnist64-tokenizer-$name/checkpoint" --classifier $classifier --count 2000 \
             --out "runs/fmnist64-tokenizer-$name/eval"
+        # generation on each tokenizer's codes: the demo's 1x recipe (stage 1, 500 steps) on its first 50,000 images
+        done_or "runs/fmnist64-tokenizer-$name-cache" $argen tokenize \
+            --tokenizer "runs/fmnist64-tokenizer-$name/checkpoint" --out "runs/fmnist64-tokenizer-$name-cache" \
+            --limit 50000
+        $argen train --preset GPT-S --config configs/fmnist64-demo-ar.yaml \
+            --cache "runs/fmnist64-tokenizer-$name-cache" --out "runs/demo64-ar1x-tokenizer-$name"  # resumes
+        evaluate "runs/demo64-ar1x-tokenizer-$name" "runs/eval64/perceptual-ar1x-$name"
     done
 }
 
