@@ -163,6 +163,10 @@ def test_a_rerun_with_other_weights_at_the_same_path_is_refused(tmp_path, monkey
         "6",
         "--batch",
         "2",
+        "--cfg",  # the two models record different settings: fixed here, so that only the weights differ
+        "2",
+        "--temperature",
+        "0.8",
         "--out",
         str(tmp_path / "run"),
     ]

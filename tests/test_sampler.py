@@ -444,3 +444,34 @@ def test_split_prologue_guides_and_tempers_the_two_segments_apart():
     assert split["temperature"] == {"visual": 0.8, "prologue": 1.05}
     assert SamplingOptions(**split).segment_value("guidance", "prologue") == 0.7
     assert SamplingOptions.split_prologue(shared) == shared  # nothing given: nothing split
+
+
+def test_sample_command_takes_the_models_recorded_settings_unless_flags_set_them(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    from argen.cli import main
+
+    model = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist64" / "ar-par16"
+    recorded = json.loads((model / "config.json").read_text())["sampling"]
+    assert recorded["guidance"] != 1.0 and recorded["temperature"] != 1.0  # chosen on its validation split
+
+    def settings(*flags: str) -> dict:
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        assert main(["sample", "--model", str(model), "--count", "1", "--out", str(out), *flags]) == 0
+        return json.loads((out / "sampling.json").read_text())
+
+    plain = settings()
+    assert (plain["guidance"], plain["temperature"]) == (recorded["guidance"], recorded["temperature"])
+    assert "the model's recorded settings" in capsys.readouterr().out
+    # a guidance flag replaces the recorded guidance as a whole; the temperature stays the recorded one
+    ramped = settings("--cfg-schedule", "cosine")
+    assert "{'temperature'" in capsys.readouterr().out
+    assert (ramped["guidance"], ramped["guidance_schedule"], ramped["temperature"]) == (
+        1.0,
+        "cosine",
+        recorded["temperature"],
+    )
+    chosen = settings("--cfg", "1.5", "--temperature", "1.0")
+    assert (chosen["guidance"], chosen["temperature"]) == (1.5, 1.0)
+    assert "recorded settings" not in capsys.readouterr().out

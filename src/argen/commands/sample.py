@@ -12,6 +12,9 @@ from argen.config import DECODE_PRECISIONS
 
 # The CTF refiner pass's defaults; a --refine-* option away from them needs --refiner.
 REFINE_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "guidance": 1.0}
+GUIDANCE_SETTINGS = ("guidance", "guidance_schedule", "guidance_power")
+# Where neither the command line nor the model's recorded settings (Pipeline.tuned_sampling) say otherwise.
+DEFAULT_SETTINGS = {"guidance": 1.0, "guidance_schedule": "constant", "guidance_power": 1.0, "temperature": 1.0}
 
 
 def add(commands: Any) -> None:
@@ -36,22 +39,27 @@ def add(commands: Any) -> None:
         help="tokens per step the model must decode (PAR's k; 0 = the model's own layout)",
     )
     sample.add_argument("--greedy", action="store_true", help="argmax decoding")
-    sample.add_argument("--temperature", type=float, default=1.0)
+    sample.add_argument(
+        "--temperature", type=float, help="sampling temperature (default: the model's recorded setting, else 1)"
+    )
     sample.add_argument("--top-k", type=int, default=0)
     sample.add_argument("--top-p", type=float, default=1.0)
-    sample.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
+    sample.add_argument(
+        "--cfg",
+        type=float,
+        help="classifier-free guidance scale, 1 = off (default: the guidance the model records, chosen on its "
+        "validation split, else 1; any guidance flag replaces all of the recorded guidance)",
+    )
     sample.add_argument(
         "--cfg-schedule",
-        default="constant",
         choices=["constant", "linear", "cosine"],
-        help="ramp of the guidance over a segment's tokens, from 1 to --cfg (default: %(default)s)",
+        help="ramp of the guidance over a segment's tokens, from 1 to --cfg (default: constant)",
     )
     sample.add_argument(
         "--cfg-power",
         type=float,
-        default=1.0,
         help="the ramp's power p: cosine is "
-        "1 + (s - 1)(1 - cos(pi t^p)) / 2 (Prologue's visual ramp: p 0.2-0.25) (default: %(default)s)",
+        "1 + (s - 1)(1 - cos(pi t^p)) / 2 (Prologue's visual ramp: p 0.2-0.25) (default: 1)",
     )
     sample.add_argument(
         "--prologue-cfg",
@@ -144,27 +152,41 @@ def run(args: argparse.Namespace) -> int:
     classes = _classes(args.classes)
     if distributed.under_torchrun() and args.fixed_prologue:
         raise ValueError("--fixed-prologue runs in one process; start argen sample without torchrun")
+    given = {
+        "temperature": args.temperature,
+        "guidance": args.cfg,
+        "guidance_schedule": args.cfg_schedule,
+        "guidance_power": args.cfg_power,
+    }
     options = SamplingOptions.split_prologue(
         {
-            "temperature": args.temperature,
             "top_k": args.top_k,
             "top_p": args.top_p,
             "greedy": args.greedy,
-            "guidance": args.cfg,
-            "guidance_schedule": args.cfg_schedule,
-            "guidance_power": args.cfg_power,
             "dtype": args.dtype,
             "speculative": args.speculative,
+            **{name: value for name, value in given.items() if value is not None},
         },
         guidance=args.prologue_cfg,
         temperature=args.prologue_temperature,
     )
+    # What the command line leaves unset comes from the model's recorded settings, group by group.
+    unset = {
+        name
+        for names, flags in (
+            (GUIDANCE_SETTINGS, (args.cfg, args.cfg_schedule, args.cfg_power, args.prologue_cfg)),
+            (("temperature",), (args.temperature, args.prologue_temperature)),
+        )
+        if all(flag is None for flag in flags)
+        for name in names
+    }
+    SamplingOptions(**options)  # bad values fail here, before a model is loaded
     refine = _refine_options(args)
     # One process samples on the CPU; torchrun ranks on their GPU when there is one.
     context = distributed.setup(None if distributed.under_torchrun() else "cpu")
     try:
         with own_folder(args.out, "sample"):
-            return _sample(args, classes, options, refine, context)
+            return _sample(args, classes, options, unset, refine, context)
     finally:
         distributed.teardown(context)
 
@@ -173,6 +195,7 @@ def _sample(
     args: argparse.Namespace,
     classes: list[int] | None,
     options: dict[str, Any],
+    unset: set[str],
     refine: dict[str, Any] | None,
     context: Any,
 ) -> int:
@@ -186,6 +209,10 @@ def _sample(
 
     pipeline = load(args.model, context.device, tokenizer=args.tokenizer, ema=args.ema, refiner=args.refiner)
     layout = pipeline.layout
+    recorded = {name: value for name, value in pipeline.tuned_sampling.items() if name in unset}
+    if recorded and context.is_main:
+        print(f"sampling with the model's recorded settings: {recorded} (flags override them)")
+    options = {**DEFAULT_SETTINGS, **recorded, **options}
     if args.fixed_prologue:
         if args.columns < 2:
             raise ValueError("--fixed-prologue needs --columns >= 2 (the cache image, then samples)")
