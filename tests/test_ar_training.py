@@ -13,32 +13,18 @@ import pytest
 import torch
 
 import argen
+from tiny_tokenizer import tiny_tokenizer
 from argen.cli import main
 from argen.config import ARRunConfig, GPTConfig, LayoutConfig, TrainConfig
 from argen.data.token_cache import TokenCacheError, TokenDataset
 from argen.io.load import ar_config_from_cache
 from argen.train import recipes
 
-TOKENIZER_ARGS = [
-    "data.name=synthetic",
-    "data.limit=96",
-    "data.image_size=16",
-    "model.image_size=16",
-    "model.ch=32",
-    "model.ch_mult=[1,2]",
-    "model.num_res_blocks=1",
-    "model.z_channels=16",
-    "model.codebook_size=32",
-    "model.codebook_dim=4",
-    "train.steps=2",
-    "train.batch_size=16",
-]
-
 
 @pytest.fixture(scope="module")
 def token_cache(tmp_path_factory):
     root = tmp_path_factory.mktemp("ar")
-    assert main(["tokenizer", "train", "--out", str(root / "tok"), *TOKENIZER_ARGS]) == 0
+    assert main(["tokenizer", "train", "--out", str(root / "tok"), *tiny_tokenizer(96)]) == 0
     assert main(["tokenize", "--tokenizer", str(root / "tok" / "checkpoint"), "--out", str(root / "cache")]) == 0
     return root / "cache"
 

@@ -7,23 +7,13 @@ import json
 import torch
 
 import argen
+from tiny_tokenizer import tiny_tokenizer
 from argen.cli import main
 from argen.ctf.table import load_table
 from argen.data.token_cache import TokenDataset
 
 TOKENIZER = [
-    "data.name=synthetic",
-    "data.limit=64",
-    "data.image_size=16",
-    "model.image_size=16",
-    "model.ch=32",
-    "model.ch_mult=[1,2]",
-    "model.num_res_blocks=1",
-    "model.z_channels=16",
-    "model.codebook_size=32",
-    "model.codebook_dim=4",
-    "train.batch_size=16",
-    "train.steps=1",
+    *tiny_tokenizer(steps=1),
     "model.prologue_tokens=4",
     "model.prologue_codebook_size=16",
     "model.prologue_codebook_dim=4",

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 import argen
+from tiny_tokenizer import tiny_tokenizer
 from argen.cli import main
 from argen.config import GPT_PRESETS, ARRunConfig, GPTConfig, LayoutConfig, RefinerConfig, RefinerRunConfig, TrainConfig
 from argen.ctf.cluster import cluster_codebook
@@ -304,20 +305,6 @@ def test_ctf_sampling_refuses_a_refiner_of_another_table():
 # ------------------------------------------------------------------------------------------------
 # recipes and CLI: cluster -> coarse AR + refiner through the one trainer -> argen sample --refiner
 
-TOKENIZER_ARGS = [
-    "data.name=synthetic",
-    "data.limit=64",
-    "data.image_size=16",
-    "model.image_size=16",
-    "model.ch=32",
-    "model.ch_mult=[1,2]",
-    "model.num_res_blocks=1",
-    "model.z_channels=16",
-    "model.codebook_size=32",
-    "model.codebook_dim=4",
-    "train.steps=2",
-    "train.batch_size=16",
-]
 SMALL_MODEL = [
     "model.dim=32",
     "model.n_layer=2",
@@ -334,7 +321,7 @@ SMALL_MODEL = [
 def ctf_run(tmp_path_factory):
     """A tiny tokenizer, its token cache and an 8-cluster table of its 32 codes."""
     root = tmp_path_factory.mktemp("ctf")
-    assert main(["tokenizer", "train", "--out", str(root / "tok"), *TOKENIZER_ARGS]) == 0
+    assert main(["tokenizer", "train", "--out", str(root / "tok"), *tiny_tokenizer()]) == 0
     tokenizer = root / "tok" / "checkpoint"
     assert main(["tokenize", "--tokenizer", str(tokenizer), "--out", str(root / "cache")]) == 0
     assert (

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 import argen
+from tiny_tokenizer import tiny_tokenizer
 from argen.cli import main
 from argen.config import (
     ConfigError,
@@ -64,19 +65,6 @@ PROLOGUE_ARGS = [
     "prologue.prior.n_layer=1",
     "prologue.prior.n_head=2",
     "prologue.prior.multiple_of=16",
-]
-VISUAL_ARGS = [
-    "data.name=synthetic",
-    "data.limit=64",
-    "data.image_size=16",
-    "model.image_size=16",
-    "model.ch=32",
-    "model.ch_mult=[1,2]",
-    "model.num_res_blocks=1",
-    "model.z_channels=16",
-    "model.codebook_size=32",
-    "model.codebook_dim=4",
-    "train.batch_size=16",
 ]
 
 
@@ -239,7 +227,7 @@ def test_joint_training_resumes_exactly(tmp_path):
 
 
 def test_post_variant_trains_only_the_prologue_path(tmp_path):
-    assert main(["tokenizer", "train", "--out", str(tmp_path / "visual"), *VISUAL_ARGS, "train.steps=1"]) == 0
+    assert main(["tokenizer", "train", "--out", str(tmp_path / "visual"), *tiny_tokenizer(steps=1)]) == 0
     visual = tmp_path / "visual" / "checkpoint"
     post = run_config(tmp_path / "post", steps=2, visual_tokenizer=str(visual))
     recipes.train_tokenizer(post, progress=False)
@@ -262,7 +250,7 @@ def test_post_variant_trains_only_the_prologue_path(tmp_path):
 
 
 def test_joint_fine_tuning_starts_from_a_visual_tokenizer(tmp_path):
-    assert main(["tokenizer", "train", "--out", str(tmp_path / "visual"), *VISUAL_ARGS, "train.steps=1"]) == 0
+    assert main(["tokenizer", "train", "--out", str(tmp_path / "visual"), *tiny_tokenizer(steps=1)]) == 0
     visual = tmp_path / "visual" / "checkpoint"
     start, _ = load_tokenizer(visual)
     joint = run_config(tmp_path / "joint", steps=1, visual_tokenizer=str(visual), freeze_visual=False)
@@ -326,7 +314,7 @@ def test_older_tokenizer_checkpoints_load_and_resume(tmp_path):
 
 def test_tokenize_writes_prologue_ids_and_an_ar_trains_on_them(tmp_path):
     run = tmp_path / "tokenizer"
-    assert main(["tokenizer", "train", "--out", str(run), *VISUAL_ARGS, *PROLOGUE_ARGS, "train.steps=1"]) == 0
+    assert main(["tokenizer", "train", "--out", str(run), *tiny_tokenizer(steps=1), *PROLOGUE_ARGS]) == 0
     assert (
         main(["tokenize", "--tokenizer", str(run / "checkpoint"), "--out", str(tmp_path / "cache"), "--limit", "40"])
         == 0
@@ -413,7 +401,7 @@ def test_tokenize_writes_prologue_ids_and_an_ar_trains_on_them(tmp_path):
 
 
 def test_torchrun_two_ranks_match_one_process(tmp_path, torchrun):
-    common = [*VISUAL_ARGS, *PROLOGUE_ARGS, "train.steps=2", "train.lr=1e-3", "train.log_every=1"]
+    common = [*tiny_tokenizer(), *PROLOGUE_ARGS, "train.lr=1e-3", "train.log_every=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ARGEN_NO_PROGRESS": "1"}
     single = subprocess.run(
         [

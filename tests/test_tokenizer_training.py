@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from tiny_tokenizer import tiny_tokenizer
 from argen.cli import main
 from argen.config import DataConfig, TokenizerRunConfig, TrainConfig, VQConfig, VQLossConfig
 from argen.data.token_cache import TokenDataset
@@ -67,18 +68,7 @@ def test_cli_train_eval_tokenize(tmp_path, capsys):
         "train",
         "--out",
         str(run),
-        "data.name=synthetic",
-        "data.limit=64",
-        "data.image_size=16",
-        "model.image_size=16",
-        "model.ch=32",
-        "model.ch_mult=[1,2]",
-        "model.num_res_blocks=1",
-        "model.z_channels=16",
-        "model.codebook_size=32",
-        "model.codebook_dim=4",
-        "train.steps=2",
-        "train.batch_size=16",
+        *tiny_tokenizer(),
     ]
     assert main(args) == 0
     assert main(["tokenizer", "eval", "--tokenizer", str(run / "checkpoint"), "--out", str(tmp_path / "eval")]) == 0
