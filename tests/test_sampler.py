@@ -475,3 +475,16 @@ def test_sample_command_takes_the_models_recorded_settings_unless_flags_set_them
     chosen = settings("--cfg", "1.5", "--temperature", "1.0")
     assert (chosen["guidance"], chosen["temperature"]) == (1.5, 1.0)
     assert "recorded settings" not in capsys.readouterr().out
+
+
+def test_settings_are_described_for_people():
+    assert SamplingOptions(guidance=3.0).describe("guidance") == "3"
+    assert SamplingOptions(guidance=2.0, guidance_schedule="linear").describe("guidance") == "linear to 2"
+    split = SamplingOptions(
+        guidance={"prologue": 0.7, "visual": 4.0},
+        guidance_schedule={"visual": "cosine"},
+        guidance_power={"visual": 0.25},
+        temperature=0.8,
+    )
+    assert split.describe("guidance") == "prologue 0.7, visual cosine^0.25 to 4"
+    assert split.describe("temperature") == "0.8"

@@ -43,8 +43,11 @@ from argen.eval.reference import ReferenceStatistics, compute_reference, evaluat
 from argen.eval.tokenizer import evaluate_tokenizer
 from argen.io.load import ar_config_from_cache, open_coarse_table, refiner_config_from_cache
 from argen.pipeline import load as load_pipeline
+from argen.sample import SamplingOptions
 from argen.train import recipes
 from argen.train.classifier_task import train_classifier
+
+OPTION_NAMES = {field.name for field in dataclasses.fields(SamplingOptions)}
 
 QUICK_TRAIN_MINUTES = 10  # `--train` at scale 1 on 2 idle cores: 10.1 minutes measured (docs/results.md)
 DATA = DataConfig(name="fashion-mnist", image_size=64, channels=1, pad_to=32, resize="resize")
@@ -220,6 +223,7 @@ def run_demo(
         classes, class_names = pipeline.config.model.num_classes, pipeline.class_names
         sampling = {**SAMPLING, **pipeline.tuned_sampling}
         images, seconds, batches = _sample_method(pipeline, classes, per_class, per_batch, sampling)
+        options = SamplingOptions(**{name: value for name, value in sampling.items() if name in OPTION_NAMES})
         grids.append(images)
         labels = torch.arange(classes).repeat_interleave(per_class).numpy()
         # One Inception Score split: a few hundred samples are too few for ten.
@@ -229,8 +233,8 @@ def run_demo(
             {
                 "method": method.name,
                 "steps": pipeline.forward_passes,
-                "guidance": sampling["guidance"],
-                "temperature": sampling["temperature"],
+                "guidance": options.describe("guidance"),
+                "temperature": options.describe("temperature"),
                 "ms_per_batch": round(1000 * seconds / batches, 1),
                 "images_per_s": round(classes * per_class / seconds, 2),
                 "fid": round(metrics["fid"], 2),

@@ -114,6 +114,22 @@ class SamplingOptions:
             split["guidance_power"] = {"visual": options.get("guidance_power", 1.0), "prologue": 1.0}
         return split
 
+    def describe(self, name: str) -> str:
+        """The setting `name` for people: "3"; guidance with a ramp "cosine^0.25 to 4"; split by segment
+        "prologue 0.7, visual cosine^0.25 to 4"."""
+        related = (name, "guidance_schedule", "guidance_power") if name == "guidance" else (name,)
+        split = [segment for segment in SAMPLED_SEGMENTS if any(isinstance(getattr(self, n), dict) for n in related)]
+
+        def one(segment: str) -> str:
+            value = f"{self.segment_value(name, segment):g}"
+            schedule = self.segment_value("guidance_schedule", segment)
+            if name != "guidance" or schedule == "constant":
+                return value
+            power = self.segment_value("guidance_power", segment)
+            return f"{schedule}{'' if power == 1 else f'^{power:g}'} to {value}"
+
+        return ", ".join(f"{segment} {one(segment)}" for segment in split) if split else one(VISUAL)
+
     def segment_value(self, name: str, segment: str):
         """The setting `name` for `segment` (a dict without the segment falls back to the default)."""
         value = getattr(self, name)
