@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from argen.catalog import METHODS
+from argen.serve.requests import RunRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 LOAD_REQUESTS = 20
@@ -95,7 +96,23 @@ def test_methods_are_every_shipped_method_by_name(server):
     assert [method["name"] for method in listed["methods"]] == [method.name for method in METHODS]
     par16 = next(method for method in listed["methods"] if method["name"] == "PAR-16x")
     assert par16["steps"] == 31 and par16["classes"][1] == "Trouser"
-    assert listed["limits"]["images"] >= 1 and listed["defaults"]["guidance"] == 2.0
+    assert listed["limits"]["images"] >= 1 and listed["defaults"]["guidance"] is None  # each method's own
+    prologue = next(method for method in listed["methods"] if method["name"] == "Prologue")
+    assert prologue["sampling"] == {"guidance": "prologue 0.7, visual cosine^0.25 to 4", "temperature": "0.8"}
+
+
+def test_a_run_without_guidance_takes_the_methods_own_and_a_given_one_replaces_it_whole():
+    own = {"guidance": {"prologue": 0.7, "visual": 4.0}, "guidance_schedule": {"visual": "cosine"},
+           "guidance_power": {"visual": 0.25}, "temperature": 0.8}  # fmt: skip
+    unset = RunRequest("Prologue", 0, 1, 0, None, None, 0, 1.0)
+    assert {name: unset.sampling_options(own)[name] for name in own} == own
+    given = RunRequest("Prologue", 0, 1, 0, 3.0, 1.1, 0, 1.0).sampling_options(own)
+    assert (given["guidance"], given["guidance_schedule"], given["guidance_power"], given["temperature"]) == (
+        3.0,
+        "constant",
+        1.0,
+        1.1,
+    )
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,18 @@ SAMPLED_SEGMENTS = (PROLOGUE, VISUAL)
 SCHEDULES = ("constant", "linear", "cosine")
 
 
+GUIDANCE_SETTINGS = ("guidance", "guidance_schedule", "guidance_power")
+# Where neither a caller nor the model's recorded settings (Pipeline.tuned_sampling) say otherwise.
+DEFAULT_SETTINGS = {"guidance": 1.0, "guidance_schedule": "constant", "guidance_power": 1.0, "temperature": 1.0}
+
+
+def recorded_settings(recorded: dict[str, Any], guidance: bool, temperature: bool) -> dict[str, Any]:
+    """What a caller who leaves the guidance (`guidance`) or the temperature (`temperature`) unset takes from a
+    model's recorded settings: each group whole, so a caller's own guidance never mixes with a recorded ramp."""
+    names = (GUIDANCE_SETTINGS if guidance else ()) + (("temperature",) if temperature else ())
+    return {name: recorded[name] for name in names if name in recorded}
+
+
 @dataclass
 class SamplingOptions:
     """Sampling settings. Per-segment fields take one value or a dict {"prologue": .., "visual": ..}.

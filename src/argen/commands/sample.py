@@ -12,9 +12,6 @@ from argen.config import DECODE_PRECISIONS
 
 # The CTF refiner pass's defaults; a --refine-* option away from them needs --refiner.
 REFINE_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "guidance": 1.0}
-GUIDANCE_SETTINGS = ("guidance", "guidance_schedule", "guidance_power")
-# Where neither the command line nor the model's recorded settings (Pipeline.tuned_sampling) say otherwise.
-DEFAULT_SETTINGS = {"guidance": 1.0, "guidance_schedule": "constant", "guidance_power": 1.0, "temperature": 1.0}
 
 
 def add(commands: Any) -> None:
@@ -172,13 +169,8 @@ def run(args: argparse.Namespace) -> int:
     )
     # What the command line leaves unset comes from the model's recorded settings, group by group.
     unset = {
-        name
-        for names, flags in (
-            (GUIDANCE_SETTINGS, (args.cfg, args.cfg_schedule, args.cfg_power, args.prologue_cfg)),
-            (("temperature",), (args.temperature, args.prologue_temperature)),
-        )
-        if all(flag is None for flag in flags)
-        for name in names
+        "guidance": all(flag is None for flag in (args.cfg, args.cfg_schedule, args.cfg_power, args.prologue_cfg)),
+        "temperature": args.temperature is None and args.prologue_temperature is None,
     }
     SamplingOptions(**options)  # bad values fail here, before a model is loaded
     refine = _refine_options(args)
@@ -195,7 +187,7 @@ def _sample(
     args: argparse.Namespace,
     classes: list[int] | None,
     options: dict[str, Any],
-    unset: set[str],
+    unset: dict[str, bool],
     refine: dict[str, Any] | None,
     context: Any,
 ) -> int:
@@ -205,11 +197,12 @@ def _sample(
     from argen.io.checkpoint import save_json
     from argen.io.images import save_grid
     from argen.pipeline import load
+    from argen.sample import DEFAULT_SETTINGS, recorded_settings
     from argen.sampling_run import PREVIEW_SAMPLES, sample_to_npz
 
     pipeline = load(args.model, context.device, tokenizer=args.tokenizer, ema=args.ema, refiner=args.refiner)
     layout = pipeline.layout
-    recorded = {name: value for name, value in pipeline.tuned_sampling.items() if name in unset}
+    recorded = recorded_settings(pipeline.tuned_sampling, **unset)
     if recorded and context.is_main:
         print(f"sampling with the model's recorded settings: {recorded} (flags override them)")
     options = {**DEFAULT_SETTINGS, **recorded, **options}

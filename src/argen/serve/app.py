@@ -74,7 +74,7 @@ class Service:
             budget=self.budget,
             cancel=cancel,
             render_cost=method.render_cost * request.images,
-            **request.sampling_options(),
+            **request.sampling_options(method.sampling),
         )
 
     async def events(self, request: RunRequest, ticket: object) -> AsyncIterator[str]:

@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 
-from argen.catalog import METHODS
+from argen.catalog import METHODS, SAMPLING
 from argen.live import LiveView, render_seconds
 from argen.pipeline import PIPELINE_FILE, Pipeline, load
+from argen.sample import DEFAULT_SETTINGS, SamplingOptions, recorded_settings
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,14 @@ class Method:
             "prologue": layout.prologue_length,
             "ctf": self.pipeline.refinement is not None,
             "decoding": layout.describe(),
+            # what a run that leaves guidance or temperature unset takes, for people
+            "sampling": {name: SamplingOptions(**self.sampling).describe(name) for name in ("guidance", "temperature")},
         }
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """The method's own guidance and temperature settings: recorded when it was shipped, else the catalog's."""
+        return {**DEFAULT_SETTINGS, **SAMPLING, **recorded_settings(self.pipeline.tuned_sampling, True, True)}
 
 
 def _method(name: str, pipeline: Pipeline, source: Path) -> Method:

@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from argen.catalog import SAMPLING
+from argen.sample import DEFAULT_SETTINGS, GUIDANCE_SETTINGS
 from argen.serve.methods import Method
 
 # Bounds that keep one request small on a CPU; the page reads them from /api/methods.
@@ -22,8 +22,8 @@ DEFAULTS = {
     "class": 0,
     "images": 1,
     "seed": 0,
-    "guidance": SAMPLING["guidance"],
-    "temperature": SAMPLING["temperature"],
+    "guidance": None,  # None: the method's own (Method.sampling: recorded when it was shipped)
+    "temperature": None,
     "top_k": 0,
     "top_p": 1.0,
     "speculative": 0,
@@ -44,21 +44,21 @@ class RunRequest:
     label: int
     images: int
     seed: int
-    guidance: float
-    temperature: float
+    guidance: float | None  # None: the method's own
+    temperature: float | None
     top_k: int
     top_p: float
     speculative: int = 0  # speculative Jacobi decoding's window of steps (0 = off)
 
-    def sampling_options(self) -> dict[str, Any]:
-        """The SamplingOptions fields of this run."""
-        return {
-            "guidance": self.guidance,
-            "temperature": self.temperature,
-            "top_k": self.top_k,
-            "top_p": self.top_p,
-            "speculative": self.speculative,
-        }
+    def sampling_options(self, own: dict[str, Any]) -> dict[str, Any]:
+        """The SamplingOptions fields of this run; the guidance and temperature it leaves unset are the method's
+        `own` (`Method.sampling`), each group whole: Prologue's split guidance stays split."""
+        options = dict(own)
+        if self.guidance is not None:  # a constant, replacing the method's guidance with its ramp
+            options.update({name: DEFAULT_SETTINGS[name] for name in GUIDANCE_SETTINGS}, guidance=self.guidance)
+        if self.temperature is not None:
+            options["temperature"] = self.temperature
+        return {**options, "top_k": self.top_k, "top_p": self.top_p, "speculative": self.speculative}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,6 +84,11 @@ def _number(body: dict, name: str, integer: bool, low: float, high: float, low_o
     if value < low or value > high or (low_open and value == low):
         raise RequestError(422, f"{name} must be in {'(' if low_open else '['}{low}, {high}], got {_shown(value)}")
     return value
+
+
+def _optional(check, body: dict, name: str, *limits, **options) -> float | None:
+    """A number field that may be left out (or null): None, the method's own setting."""
+    return None if body.get(name) is None else float(check(body, name, *limits, **options))
 
 
 def parse_run(body: Any, methods: dict[str, Method]) -> RunRequest:
@@ -113,8 +118,8 @@ def parse_run(body: Any, methods: dict[str, Method]) -> RunRequest:
         label=label,
         images=_number(body, "images", True, 1, LIMITS["images"]),
         seed=_number(body, "seed", True, 0, LIMITS["seed"]),
-        guidance=float(_number(body, "guidance", False, 0.0, LIMITS["guidance"])),
-        temperature=float(_number(body, "temperature", False, 0.0, LIMITS["temperature"], low_open=True)),
+        guidance=_optional(_number, body, "guidance", False, 0.0, LIMITS["guidance"]),
+        temperature=_optional(_number, body, "temperature", False, 0.0, LIMITS["temperature"], low_open=True),
         top_k=_number(body, "top_k", True, 0, method.pipeline.layout.grid_vocab),
         top_p=float(_number(body, "top_p", False, 0.0, 1.0, low_open=True)),
         speculative=_number(body, "speculative", True, 0, LIMITS["speculative"]),

@@ -20,14 +20,19 @@ function method(name) {
 }
 
 function fillClasses() {
-  const select = byId("class"), chosen = select.value;
-  select.replaceChildren(...method(byId("method").value).classes.map((name, index) => new Option(name, index)));
-  if (chosen && chosen < select.options.length) select.value = chosen;
+  const chosen = method(byId("method").value), select = byId("class"), label = select.value;
+  select.replaceChildren(...chosen.classes.map((name, index) => new Option(name, index)));
+  if (label && label < select.options.length) select.value = label;
+  // Left empty, guidance and temperature are the method's own (chosen on a validation split when it was shipped).
+  for (const [name, own] of Object.entries(chosen.sampling)) byId(name).placeholder = byId(name).title = `own: ${own}`;
 }
 
 function settings() {
   const values = {class: Number(byId("class").value)};
-  for (const name of FIELDS) values[name] = Number(byId(name).value);
+  for (const name of FIELDS) {
+    if (byId(name).value !== "") values[name] = Number(byId(name).value);
+    else if (catalog.defaults[name] !== null) values[name] = catalog.defaults[name];
+  }
   return values;
 }
 
@@ -221,7 +226,7 @@ async function load() {
   catalog = await response.json();
   byId("method").replaceChildren(...catalog.methods.map((m) => new Option(`${m.name} (${m.steps} steps)`, m.name)));
   for (const name of FIELDS) {
-    byId(name).value = catalog.defaults[name];
+    byId(name).value = catalog.defaults[name] ?? "";
     if (catalog.limits[name] !== undefined) byId(name).max = catalog.limits[name];
   }
   fillClasses();
