@@ -97,13 +97,13 @@ class CodeUsage(nn.Module):
         return len(dead)
 
 
-@torch.no_grad()
 def check_code_ids(ids: torch.Tensor, codebook_size: int) -> None:
     """Refuse ids outside [0, codebook_size) before a codebook lookup, naming the values found."""
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= codebook_size):
         raise ValueError(f"ids must lie in [0, {codebook_size}), got values in [{int(ids.min())}, {int(ids.max())}]")
 
 
+@torch.no_grad()
 def batch_code_stats(ids: torch.Tensor, codebook_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(perplexity, usage) of one batch's chosen ids: exp(entropy of their histogram) and the fraction of codes
     chosen at least once, both detached scalars."""
