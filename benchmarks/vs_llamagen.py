@@ -14,6 +14,7 @@ Nothing of LlamaGen is copied into this repository: it is imported from PATH.
 """
 
 import argparse
+import copy
 import dataclasses
 import statistics
 import sys
@@ -32,11 +33,10 @@ from argen.precision import PRECISIONS, resolve
 from argen.sample import SamplingOptions, decode_rows, generate
 
 GRID = 16
-LLAMAGEN_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def llamagen_model(checkout: Path, dtype: torch.dtype):
-    """LlamaGen's GPT-B and its generate(), imported from the checkout, with random weights."""
+def llamagen_model(checkout: Path):
+    """LlamaGen's GPT-B (fp32) and its generate(), imported from the checkout, with random weights."""
     if not (checkout / "autoregressive" / "models" / "gpt.py").is_file():
         raise SystemExit(f"{checkout} is not a LlamaGen checkout (no autoregressive/models/gpt.py)")
     sys.path.insert(0, str(checkout))
@@ -48,7 +48,7 @@ def llamagen_model(checkout: Path, dtype: torch.dtype):
         vocab_size=16384, block_size=GRID * GRID, num_classes=1000, cls_token_num=1, model_type="c2i"
     )
     torch.nn.init.normal_(model.output.weight, std=model.config.initializer_range)
-    return model.to(dtype).eval(), llamagen_generate
+    return model.eval(), llamagen_generate
 
 
 def argen_model(llamagen) -> Transformer:
@@ -75,10 +75,10 @@ def main() -> None:
     parser.add_argument("--speculative", type=int, default=0, help="also argen with this speculative window")
     args = parser.parse_args()
 
-    peers = {name: llamagen_model(args.llamagen, dtype) for name, dtype in LLAMAGEN_DTYPES.items()}
-    llamagen_generate = peers["fp32"][1]
-    peers = {name: peer for name, (peer, _) in peers.items()}  # one seed: the same weights in both precisions
-    model = argen_model(peers["fp32"])
+    llamagen, llamagen_generate = llamagen_model(args.llamagen)
+    # the same weights cast to bf16, as LlamaGen's sample scripts do with --precision bf16
+    peers = {"fp32": llamagen, "bf16": copy.deepcopy(llamagen).to(torch.bfloat16)}
+    model = argen_model(llamagen)
     layout = Layout(LayoutConfig(grid=(GRID, GRID)), model.config.vocab_size)
     print(
         f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads; argen --dtype {args.dtype}; "

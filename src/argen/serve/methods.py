@@ -37,7 +37,7 @@ class Method:
         return list(self.pipeline.class_names) or [f"class {index}" for index in range(count)]
 
     def describe(self) -> dict[str, Any]:
-        layout = self.pipeline.layout
+        layout, own = self.pipeline.layout, SamplingOptions(**self.sampling)
         return {
             "name": self.name,
             "steps": self.steps,
@@ -47,7 +47,7 @@ class Method:
             "ctf": self.pipeline.refinement is not None,
             "decoding": layout.describe(),
             # what a run that leaves guidance or temperature unset takes, for people
-            "sampling": {name: SamplingOptions(**self.sampling).describe(name) for name in ("guidance", "temperature")},
+            "sampling": {name: own.describe(name) for name in ("guidance", "temperature")},
         }
 
     @property
