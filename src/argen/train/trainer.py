@@ -11,6 +11,7 @@ augmentations seeded the same way: the data, too, is the same for any number of 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import resource
@@ -495,6 +496,7 @@ def run(
     its initial weights follow train.seed), fit (resuming from train.out_dir when a checkpoint is there), leave
     the group. Returns the checkpoint directory."""
     context = distributed.setup()
+    trainer = None
     try:
         torch.manual_seed(run_config.train.seed)
         trainer = Trainer(
@@ -503,6 +505,10 @@ def run(
         trainer.fit()
         return trainer.checkpoint_dir
     finally:
+        # The DDP wrapper's reducer holds the process group: free it (reference cycles too) before the group is
+        # destroyed, not during interpreter exit, where gloo's threads once aborted a finished rank (SIGABRT).
+        trainer = None
+        gc.collect()
         distributed.teardown(context)
 
 
