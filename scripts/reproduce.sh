@@ -18,7 +18,7 @@
 #                                           evaluation or shipping; with DEMO_STAGE=2 the 1500-step continuation
 #   scripts/reproduce.sh demo-refiners [METHOD...]  CTF's refiner of each clustering (spherical, random)
 #   scripts/reproduce.sh demo-ceilings      each CTF refiner on test images' true coarse maps (argen ctf ceiling)
-#   scripts/reproduce.sh demo-large-refiner CTF's refiner at about 4x its coarse AR, trained and scored
+#   scripts/reproduce.sh demo-large-refiner CTF's refiner larger than its coarse AR, trained and scored
 #   scripts/reproduce.sh demo-bench         images/s of the shipped demo models at batch 1 and 40 (quiet machine)
 #   scripts/reproduce.sh combined           the demo's combination at 3 M parameters (the PAR section's size)
 #   scripts/reproduce.sh prologue-guidance  Prologue's split guidance on validation, the best on test; Prologue and 1x
@@ -42,12 +42,14 @@ done_or() {  # done_or OUTPUT COMMAND...: run COMMAND unless OUTPUT exists
     [[ -e $output ]] || "$@"
 }
 
-evaluate() {  # evaluate RUN OUT [SAMPLE OPTIONS]: 1000 samples (100 per class) and their metrics; the options
-    # replace the defaults (guidance 2, temperature 0.8) or add to them (a CTF model's --refiner DIR). fp32, not
-    # the machine-dependent auto precision, so that the figures are the same on every CPU.
-    local run=$1 out=$2; shift 2
+evaluate() {  # evaluate RUN OUT [SAMPLE OPTIONS]: 1000 samples (100 per class) and their metrics; RUN is a run folder
+    # or a checkpoint (a shipped model); the options replace the defaults (guidance 2, temperature 0.8) or add to
+    # them (a CTF model's --refiner DIR). fp32, not the machine-dependent auto precision, so that the figures are
+    # the same on every CPU.
+    local model=$1 out=$2; shift 2
+    [[ -d $model/checkpoint ]] && model=$model/checkpoint
     mkdir -p "$out"
-    done_or "$out/samples.npz" $argen sample --model "$run/checkpoint" --count 1000 --batch 250 --cfg 2 \
+    done_or "$out/samples.npz" $argen sample --model "$model" --count 1000 --batch 250 --cfg 2 \
         --temperature 0.8 --dtype fp32 --seed 0 --out "$out" "$@"
     done_or "$out/metrics.json" $argen eval "$out/samples.npz" --ref runs/fmnist64-reference.npz \
         --classifier $classifier --bootstrap 50 --out "$out/metrics.json"
@@ -350,19 +352,22 @@ demo_refiner() {  # demo_refiner METHOD [SUFFIX MODEL OVERRIDES...]: into runs/d
         refiner.coarse_noise=0.1 train.steps=$DEMO_REFINER_STEPS "$@"
 }
 
-demo_large_refiner() {  # CTF's refiner at the CTF paper's proportion: its auxiliary model is about 4x the coarse
-    # AR; here width 256 instead of 128 (5.4 M parameters, 3.8x the 1.4 M one), trained as long (2,000 steps), decoding
-    # the shipped k-means coarse AR (stage 2) at its chosen setting and at the paper's, and on true coarse maps
-    local refiner=runs/demo64-ctf-refiner-spherical-dim256 out=runs/eval64/demo-ctf-large-refiner
-    demo_refiner spherical -dim256 model.dim=256
-    # shellcheck disable=SC2046  # the choice is options and their values
-    evaluate runs/demo64-ctf-stage2 "$out" --refiner $refiner/checkpoint $(cat runs/eval64/demo-ctf-stage2/chosen.txt)
-    evaluate runs/demo64-ctf-stage2 "$out/paper-setting" --refiner $refiner/checkpoint --cfg 2 --temperature 1.1 \
+demo_large_refiner() {  # CTF's refiner larger than its coarse AR, as the CTF paper sizes its auxiliary model (about
+    # 4x): width LARGE_REFINER_DIM (default 192: 2.9 M parameters, 2.2x the coarse AR's 1.3 M; 256 gives 5.1 M, 3.9x,
+    # at 1.6x the time a step), trained 2,000 steps like the coarse AR; it decodes the shipped coarse AR at its
+    # recorded setting and at the paper's, and true coarse maps (the ceiling); the shipped same-size refiner is
+    # scored through the same commands beside it
+    local dim=${LARGE_REFINER_DIM:-192}
+    local refiner=runs/demo64-ctf-refiner-spherical-dim$dim out=runs/eval64/demo-ctf-refiner-dim$dim
+    demo_refiner spherical "-dim$dim" "model.dim=$dim"
+    evaluate $DEMO/ctf-ar "$out" --refiner $refiner/checkpoint --cfg 3 --temperature 0.8
+    evaluate $DEMO/ctf-ar "$out/paper-setting" --refiner $refiner/checkpoint --cfg 2 --temperature 1.1 \
         --refine-temperature 1.1
     done_or "$out/ceiling/metrics.json" $argen ctf ceiling --refiner $refiner/checkpoint --tokenizer $DEMO/tokenizer \
         --count 1000 --out "$out/ceiling"
     done_or "$out/ceiling/scores.json" $argen eval "$out/ceiling/samples.npz" --ref runs/fmnist64-reference.npz \
         --classifier $classifier --bootstrap 50 --out "$out/ceiling/scores.json"
+    evaluate $DEMO/ctf-ar runs/eval64/demo-ctf-refiner-shipped --refiner $DEMO/ctf-refiner --cfg 3 --temperature 0.8
 }
 
 demo_train() {  # demo_train [NAME...]: train these demo models (default: all)
@@ -683,7 +688,7 @@ case "${1:-}" in
     demo-train) shift; demo_train "$@" ;;
     demo-refiners) shift; demo_refiners "$@" ;;
     demo-ceilings) demo_ceilings ;;
-    demo-large-refiner) demo_large_refiner ;;
+    demo-large-refiner) demo_data && demo_large_refiner ;;
     demo-evaluate) shift; demo_evaluate "$@" ;;
     demo-ship) shift; demo_ship "$@" ;;
     perceptual) perceptual ;;
