@@ -42,6 +42,11 @@ done_or() {  # done_or OUTPUT COMMAND...: run COMMAND unless OUTPUT exists
     [[ -e $output ]] || "$@"
 }
 
+shipped_setting() {  # shipped_setting CHECKPOINT: the --cfg and --temperature a shipped model records
+    .venv/bin/python -c "import json; s = json.load(open('$1/config.json'))['sampling']; \
+print(f\"--cfg {s['guidance']} --temperature {s['temperature']}\")"
+}
+
 evaluate() {  # evaluate RUN OUT [SAMPLE OPTIONS]: 1000 samples (100 per class) and their metrics; RUN is a run folder
     # or a checkpoint (a shipped model); the options replace the defaults (guidance 2, temperature 0.8) or add to
     # them (a CTF model's --refiner DIR). fp32, not the machine-dependent auto precision, so that the figures are
@@ -360,14 +365,18 @@ demo_large_refiner() {  # CTF's refiner larger than its coarse AR, as the CTF pa
     local dim=${LARGE_REFINER_DIM:-192}
     local refiner=runs/demo64-ctf-refiner-spherical-dim$dim out=runs/eval64/demo-ctf-refiner-dim$dim
     demo_refiner spherical "-dim$dim" "model.dim=$dim"
-    evaluate $DEMO/ctf-ar "$out" --refiner $refiner/checkpoint --cfg 3 --temperature 0.8
+    local setting
+    setting=$(shipped_setting $DEMO/ctf-ar)
+    # shellcheck disable=SC2086  # the setting is options and their values
+    evaluate $DEMO/ctf-ar "$out" --refiner $refiner/checkpoint $setting
     evaluate $DEMO/ctf-ar "$out/paper-setting" --refiner $refiner/checkpoint --cfg 2 --temperature 1.1 \
         --refine-temperature 1.1
     done_or "$out/ceiling/metrics.json" $argen ctf ceiling --refiner $refiner/checkpoint --tokenizer $DEMO/tokenizer \
         --count 1000 --out "$out/ceiling"
     done_or "$out/ceiling/scores.json" $argen eval "$out/ceiling/samples.npz" --ref runs/fmnist64-reference.npz \
         --classifier $classifier --bootstrap 50 --out "$out/ceiling/scores.json"
-    evaluate $DEMO/ctf-ar runs/eval64/demo-ctf-refiner-shipped --refiner $DEMO/ctf-refiner --cfg 3 --temperature 0.8
+    # shellcheck disable=SC2086
+    evaluate $DEMO/ctf-ar runs/eval64/demo-ctf-refiner-shipped --refiner $DEMO/ctf-refiner $setting
 }
 
 demo_train() {  # demo_train [NAME...]: train these demo models (default: all)
@@ -527,8 +536,7 @@ prologue-par16 prologue-par16-ar 8 25"
 sjd() {
     local name folder window batch settings out w
     while read -r name folder window batch; do
-        settings=$(.venv/bin/python -c "import json; s = json.load(open('$DEMO/$folder/config.json'))['sampling']; \
-print(f\"--cfg {s['guidance']} --temperature {s['temperature']}\")")
+        settings=$(shipped_setting "$DEMO/$folder")
         for w in 0 "$window"; do
             out=runs/eval64/sjd-$name-w$w
             mkdir -p "$out"

@@ -86,9 +86,9 @@ def _number(body: dict, name: str, integer: bool, low: float, high: float, low_o
     return value
 
 
-def _optional(check, body: dict, name: str, *limits, **options) -> float | None:
-    """A number field that may be left out (or null): None, the method's own setting."""
-    return None if body.get(name) is None else float(check(body, name, *limits, **options))
+def _optional_float(body: dict, name: str, low: float, high: float, low_open: bool = False) -> float | None:
+    """A real field that may be left out (or null): None, the method's own setting."""
+    return None if body.get(name) is None else float(_number(body, name, False, low, high, low_open))
 
 
 def parse_run(body: Any, methods: dict[str, Method]) -> RunRequest:
@@ -118,8 +118,8 @@ def parse_run(body: Any, methods: dict[str, Method]) -> RunRequest:
         label=label,
         images=_number(body, "images", True, 1, LIMITS["images"]),
         seed=_number(body, "seed", True, 0, LIMITS["seed"]),
-        guidance=_optional(_number, body, "guidance", False, 0.0, LIMITS["guidance"]),
-        temperature=_optional(_number, body, "temperature", False, 0.0, LIMITS["temperature"], low_open=True),
+        guidance=_optional_float(body, "guidance", 0.0, LIMITS["guidance"]),
+        temperature=_optional_float(body, "temperature", 0.0, LIMITS["temperature"], low_open=True),
         top_k=_number(body, "top_k", True, 0, method.pipeline.layout.grid_vocab),
         top_p=float(_number(body, "top_p", False, 0.0, 1.0, low_open=True)),
         speculative=_number(body, "speculative", True, 0, LIMITS["speculative"]),
