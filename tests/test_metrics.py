@@ -74,6 +74,19 @@ def test_fid_bootstrap_std_matches_the_spread_of_independent_sample_sets():
         fid_bootstrap_std(draws[0], mu, sigma, 1)
 
 
+def test_fid_bootstrap_of_videos_resamples_whole_videos():
+    # 8 identical frames a video: the frames are one draw, so resampling frames would understate the spread.
+    generator = np.random.default_rng(0)
+    mu, sigma = np.full(4, 0.3), np.eye(4)
+    draws = [np.repeat(generator.standard_normal((150, 1, 4)), 8, axis=1) for _ in range(60)]
+    spread = np.std([frechet_distance(*feature_statistics(draw.reshape(-1, 4)), mu, sigma) for draw in draws], ddof=1)
+    by_video = np.median([fid_bootstrap_std(draw, mu, sigma, 40, seed=1) for draw in draws[:5]])
+    by_frame = np.median([fid_bootstrap_std(draw.reshape(-1, 4), mu, sigma, 40, seed=1) for draw in draws[:5]])
+    assert 0.6 * spread < by_video < 1.6 * spread and by_frame < 0.5 * spread
+    with pytest.raises(MetricError, match=r"\(N, D\) or \(N, T, D\)"):
+        fid_bootstrap_std(np.zeros((2, 3, 4, 5)), mu, sigma, 2)
+
+
 def test_fid_of_large_samples_approaches_the_closed_form():
     rng = np.random.default_rng(2)
     dims, count = 4, 100_000

@@ -257,7 +257,11 @@ def test_video_metrics_separate_real_videos_from_shuffled_frames():
     permutation = np.random.default_rng(0).permutation(real.shape[0] * real.shape[1])
     shuffled = real.reshape(-1, *real.shape[2:])[permutation].reshape(real.shape)
     genuine = evaluate_videos(real, other, extractor, labels)
-    mixed = evaluate_videos(shuffled, other, extractor, labels)
+    mixed = evaluate_videos(shuffled, other, extractor, labels, bootstrap=50)
+    accuracy = mixed["video_class_accuracy"]  # the bootstrap std of a share is close to the binomial one
+    binomial = np.sqrt(accuracy * (1 - accuracy) / len(labels))
+    assert 0.7 * binomial < mixed["video_class_accuracy_bootstrap_std"] < 1.3 * binomial
+    assert mixed["frame_fid_bootstrap_std"] > 0 and "frame_fid_bootstrap_std" not in genuine
     assert genuine["video_class_accuracy"] == 1.0 and mixed["video_class_accuracy"] < 0.5
     assert mixed["temporal_distance_gap"] > 3 * genuine["real_temporal_distance"]
     assert abs(genuine["temporal_distance_gap"]) < 0.1 * mixed["temporal_distance_gap"]
@@ -368,6 +372,8 @@ def test_cli_video_end_to_end(tmp_path, capsys):
                 str(real),
                 "--classifier",
                 str(classifier),
+                "--bootstrap",
+                "5",
                 "--out",
                 str(metrics),
             ]
@@ -377,6 +383,7 @@ def test_cli_video_end_to_end(tmp_path, capsys):
     result = json.loads(metrics.read_text())
     assert result["videos"] == 4 and result["real_videos"] == 30 and result["frames"] == 3
     assert 0 <= result["video_class_accuracy"] <= 1 and result["frame_fid"] > 0
+    assert result["frame_fid_bootstrap_std"] > 0 and "video_class_accuracy_bootstrap_std" in result
     assert (
         main(
             [

@@ -16,6 +16,10 @@ from argen.commands.training import add_training_arguments, print_or_train, run_
 SUBCOMMANDS = ("samples", "ref", "train-classifier", "tokenizer", "video", "-h", "--help")
 
 
+def add_bootstrap(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="ROUNDS", help=f"also report {what}")
+
+
 def add(commands: Any) -> None:
     evaluation = commands.add_parser(
         "eval",
@@ -29,13 +33,7 @@ def add(commands: Any) -> None:
     samples.add_argument("--ref", required=True, type=Path, help="reference statistics (argen eval ref)")
     add_extractor(samples)
     samples.add_argument("--unconditional", action="store_true", help="ignore labels stored with the samples")
-    samples.add_argument(
-        "--bootstrap",
-        type=int,
-        default=0,
-        metavar="ROUNDS",
-        help="also report the FID's standard deviation over ROUNDS resamples of the samples",
-    )
+    add_bootstrap(samples, "the FID's standard deviation over ROUNDS resamples of the samples")
     samples.add_argument("--out", type=output_file, help="also write the JSON here")
     samples.set_defaults(run=run_samples)
     reference = subcommands.add_parser("ref", help="reference statistics of a dataset split")
@@ -88,6 +86,7 @@ def add(commands: Any) -> None:
         "e.g. rgb_imagenet.pt: FVD too (16 frames at 224 px)",
     )
     video.add_argument("--unconditional", action="store_true", help="ignore labels stored with the samples")
+    add_bootstrap(video, "the standard deviations of frame FID and video accuracy over ROUNDS resamples of the videos")
     video.add_argument("--out", type=output_file, help="also write the JSON here")
     video.set_defaults(run=run_video)
 
@@ -179,6 +178,7 @@ def run_video(args: argparse.Namespace) -> int:
         load_extractor(args.classifier, args.inception),
         samples.labels if not args.unconditional else None,
         i3d,
+        args.bootstrap,
     )
     if i3d is None:
         print("argen eval video: no FVD: it needs Inception-I3D weights, --i3d FILE (docs/video.md)", file=sys.stderr)

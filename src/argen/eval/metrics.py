@@ -120,15 +120,25 @@ def fid_from_features(features1: np.ndarray, features2: np.ndarray) -> float:
 
 
 def fid_bootstrap_std(features: np.ndarray, mu: np.ndarray, sigma: np.ndarray, rounds: int, seed: int = 0) -> float:
-    """Standard deviation of the FID of (N, D) sample features against (mu, sigma) over `rounds` resamples
-    of N rows with replacement: the part of FID's uncertainty that comes from drawing a finite sample set.
-    Two models whose FIDs differ by less than about twice this are not told apart by the measurement."""
+    """Standard deviation of the FID of sample features against (mu, sigma) over `rounds` resamples of the N
+    samples with replacement: the part of FID's uncertainty that comes from drawing a finite sample set. The
+    features are (N, D), or (N, T, D) for N videos of T frames: whole videos are resampled (their frames are not
+    independent draws) and every frame of the drawn videos enters the FID. Two models whose FIDs differ by less
+    than about twice this are not told apart by the measurement."""
     if rounds < 2:
         raise MetricError(f"the bootstrap needs at least 2 rounds, got {rounds}")
-    features = _as_matrix(features, "features")
+    samples = np.asarray(features, dtype=np.float64)
+    samples = samples[:, None] if samples.ndim == 2 else samples  # (N, frames per sample, D)
+    if samples.ndim != 3 or samples.size == 0:
+        raise MetricError(f"features must be a non-empty (N, D) or (N, T, D) array, got shape {samples.shape}")
+    if not np.isfinite(samples).all():
+        raise MetricError("features contains NaN or infinite values")
     generator = np.random.default_rng(seed)
+    dims = samples.shape[-1]
     values = [
-        frechet_distance(*feature_statistics(features[generator.integers(0, len(features), len(features))]), mu, sigma)
+        frechet_distance(
+            *feature_statistics(samples[generator.integers(0, len(samples), len(samples))].reshape(-1, dims)), mu, sigma
+        )
         for _ in range(rounds)
     ]
     return float(np.std(values, ddof=1))

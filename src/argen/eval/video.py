@@ -25,7 +25,7 @@ import torch
 from argen.data.transforms import to_uint8
 from argen.eval.features import FeatureExtractor
 from argen.eval.i3d import FVD_FRAMES, I3DFeatures, fvd
-from argen.eval.metrics import MetricError, class_accuracy, fid_from_features
+from argen.eval.metrics import MetricError, class_accuracy, feature_statistics, fid_bootstrap_std, fid_from_features
 from argen.eval.npz import write_npz
 from argen.io.video import save_gif, save_strip
 
@@ -69,9 +69,13 @@ def evaluate_videos(
     extractor: FeatureExtractor,
     labels: np.ndarray | None = None,
     i3d: I3DFeatures | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Frame FID and temporal distances of uint8 videos `samples` against `real` (both (N, T, H, W, C), one T),
-    with `labels` (the classes the samples were generated for) their class accuracies, and with `i3d` their FVD."""
+    with `labels` (the classes the samples were generated for) their class accuracies, and with `i3d` their FVD.
+    With `bootstrap` >= 2 rounds, also the standard deviations of frame FID and video accuracy over resamples of
+    the sample videos (whole videos, with replacement; seeded)."""
     samples, real = _check_videos(samples, "samples"), _check_videos(real, "real videos")
     if samples.shape[1] != real.shape[1]:
         raise MetricError(
@@ -92,6 +96,10 @@ def evaluate_videos(
         "extractor": extractor.name,
         "checksum": extractor.checksum,
     }
+    if bootstrap:
+        result["frame_fid_bootstrap_std"] = fid_bootstrap_std(
+            pool, *feature_statistics(real_pool.reshape(-1, pool.shape[-1])), bootstrap, seed
+        )
     if i3d is not None:
         result.update(
             fvd=fvd(samples, real, i3d),
@@ -101,6 +109,10 @@ def evaluate_videos(
     if labels is not None:
         logits = generated["logits"]
         result["video_class_accuracy"] = video_class_accuracy(logits, labels)
+        if bootstrap:
+            correct = np.asarray(logits, dtype=np.float64).mean(axis=1).argmax(axis=-1) == np.asarray(labels)
+            draws = np.random.default_rng(seed).integers(0, len(correct), (bootstrap, len(correct)))
+            result["video_class_accuracy_bootstrap_std"] = float(np.std(correct[draws].mean(axis=1), ddof=1))
         result["frame_class_accuracy"] = class_accuracy(
             logits.reshape(-1, logits.shape[-1]), np.repeat(np.asarray(labels), logits.shape[1])
         )
