@@ -27,9 +27,10 @@
 #   scripts/reproduce.sh perceptual         the demo's tokenizer with and without a perceptual loss (classifier features)
 #   scripts/reproduce.sh video              PAR for video: moving Fashion-MNIST, tokenizer, classifier, 3 models
 #   scripts/reproduce.sh video-models NAME... only these video models (train, sample, evaluate)
-#   scripts/reproduce.sh video3d-lfq        the causal 3D tokenizer with lookup-free quantisation (the VQ one's data)
-#   scripts/reproduce.sh video3d            17-frame moving Fashion-MNIST: per-frame vs causal 3D tokenizer (same
-#                                           1024 codes), 1x, PAR-4x and PAR-16x on the 3D grid
+#   scripts/reproduce.sh video3d            17-frame moving Fashion-MNIST: per-frame vs causal 3D tokenizers, VQ and
+#                                           LFQ (same 1024 codes), 1x, PAR-4x and PAR-16x on the 3D grid
+#   scripts/reproduce.sh video3d-data       only its tokenizers, their evaluation, the token cache and the test videos
+#   scripts/reproduce.sh video3d-models NAME...  only these of its three models (train, sample, evaluate; after the data)
 # Each step is skipped when its output exists, so an interrupted run continues where it stopped
 # (the trainers themselves resume from their last checkpoint).
 set -euo pipefail
@@ -619,45 +620,62 @@ video_analysis() {  # batch-1 decode speed of the three, back to back, and the r
 }
 
 # Video 3D: 17 frames of 32x32; the per-frame tokenizer's (17, 8, 8) grids against the causal 3D tokenizer's (5, 8, 8)
-# (both 1024 codes). The AR models run on the causal 3D tokenizer's grid, 320 tokens a video; the per-frame grid's
-# 1088-token sequences are compared only as a tokenizer (an AR on them costs hours of CPU). Name, then the layout
-# overrides:
+# with a looked-up codebook (VQ, inflated from the per-frame one) and with lookup-free quantisation (LFQ, from
+# scratch), all three at 1024 codes, the 3D ones at the same budget. The AR models run on one 3D tokenizer's grid
+# (VIDEO3D_TOKENIZER, the VQ one by default: it reconstructs better), 320 tokens a video; the per-frame grid's
+# 1088-token sequences are compared only as a tokenizer. Name, then the layout overrides:
 VIDEO3D_MODELS="1x
 par4 layout.order=region layout.parallel=4
 par16 layout.order=region layout.parallel=16"
 
-video3d() {  # both tokenizers (reconstruction), the 3D cache, the three AR models (500 videos each), the report
-    local name overrides out media=()
+video3d_tokenizers() {  # the classifier, the three tokenizers and their reconstruction of the same 500 test clips
     done_or runs/mfm-classifier/checkpoint $argen eval train-classifier --config configs/mfm-classifier.yaml \
         --out runs/mfm-classifier
     done_or runs/mfm17-tokenizer/checkpoint $argen tokenizer train --preset VQ-CPU-32 \
         --config configs/mfm17-tokenizer.yaml --out runs/mfm17-tokenizer
-    done_or runs/mfm17-causal3d-tokenizer/checkpoint $argen tokenizer train --preset VQ3D-CPU-32 \
-        --config configs/mfm17-causal3d-tokenizer.yaml --out runs/mfm17-causal3d-tokenizer
-    # the same 500 test clips: 8,500 frames for the per-frame tokenizer, 500 clips for the 3D one
+    local name
+    for name in causal3d causal3d-lfq; do
+        done_or "runs/mfm17-$name-tokenizer/checkpoint" $argen tokenizer train --preset VQ3D-CPU-32 \
+            --config "configs/mfm17-$name-tokenizer.yaml" --out "runs/mfm17-$name-tokenizer"
+    done
+    # the same 500 test clips: 8,500 frames for the per-frame tokenizer, 500 clips for the 3D ones
     done_or runs/mfm17-tokenizer/eval/metrics.json $argen tokenizer eval --tokenizer runs/mfm17-tokenizer/checkpoint \
         --count 8500 --out runs/mfm17-tokenizer/eval
-    done_or runs/mfm17-causal3d-tokenizer/eval/metrics.json $argen tokenizer eval \
-        --tokenizer runs/mfm17-causal3d-tokenizer/checkpoint --count 500 --out runs/mfm17-causal3d-tokenizer/eval
-    done_or runs/mfm17-3d-cache $argen tokenize --tokenizer runs/mfm17-causal3d-tokenizer/checkpoint \
-        --out runs/mfm17-3d-cache --limit 6400
-    done_or runs/mfm17-test.npz $argen video make-dataset --tokenizer runs/mfm17-tokenizer/checkpoint --split test \
-        --count 1000 --out runs/mfm17-test.npz
+    for name in causal3d causal3d-lfq; do
+        done_or "runs/mfm17-$name-tokenizer/eval/metrics.json" $argen tokenizer eval \
+            --tokenizer "runs/mfm17-$name-tokenizer/checkpoint" --count 500 --out "runs/mfm17-$name-tokenizer/eval"
+    done
+}
+
+video3d_data() {  # the AR models' token cache (12,800 training clips) and the 1,000 real test videos
+    local tokenizer=runs/${VIDEO3D_TOKENIZER:-mfm17-causal3d-tokenizer}/checkpoint
+    done_or runs/mfm17-3d-cache $argen tokenize --tokenizer "$tokenizer" --out runs/mfm17-3d-cache --limit 12800
+    done_or runs/mfm17-test.npz $argen video make-dataset --tokenizer "$tokenizer" --split test --count 1000 \
+        --out runs/mfm17-test.npz
+}
+
+video3d_models() {  # video3d_models NAME...: train, sample (1,000 videos) and evaluate these of VIDEO3D_MODELS
+    local name overrides out
     while read -r name overrides; do
+        [[ " $* " == *" $name "* ]] || continue
         out=runs/evalmfm17/$name
         mkdir -p "$out"
         # shellcheck disable=SC2086  # the overrides are separate words
         $argen train --preset GPT-S --config configs/mfm17-ar.yaml --cache runs/mfm17-3d-cache \
             --out "runs/mfm17-$name" $overrides
-        done_or "$out/videos.npz" $argen sample --model "runs/mfm17-$name/checkpoint" --count 500 --batch 100 \
+        done_or "$out/videos.npz" $argen sample --model "runs/mfm17-$name/checkpoint" --count 1000 --batch 100 \
             --cfg 2 --temperature 0.8 --seed 0 --out "$out"
         done_or "$out/metrics.json" $argen eval video "$out/videos.npz" --real runs/mfm17-test.npz \
-            --classifier runs/mfm-classifier/checkpoint --out "$out/metrics.json"
-        media+=("$name=$out/samples.gif")
+            --classifier runs/mfm-classifier/checkpoint --bootstrap 50 --out "$out/metrics.json"
     done <<< "$VIDEO3D_MODELS"
-    for name in $(cut -d' ' -f1 <<< "$VIDEO3D_MODELS"); do  # batch-1 decode speed of the three, back to back
+}
+
+video3d_report() {  # batch-1 decode speed of the three (back to back, quiet machine), the report and the figure
+    local name media=()
+    for name in $(cut -d' ' -f1 <<< "$VIDEO3D_MODELS"); do
         [[ -e runs/evalmfm17/$name/bench-b1.json ]] || $argen bench sample --model "runs/mfm17-$name/checkpoint" \
             --batch 1 --repeats 3 --json > "runs/evalmfm17/$name/bench-b1.json"
+        media+=("$name=runs/evalmfm17/$name/samples.gif")
     done
     $argen report --out runs/report-video3d --title "Causal 3D tokenizer: moving Fashion-MNIST, 17 frames" \
         --metrics runs/evalmfm17/*/metrics.json --media "${media[@]}"
@@ -665,13 +683,6 @@ video3d() {  # both tokenizers (reconstruction), the 3D cache, the three AR mode
     .venv/bin/python scripts/video_figure.py --out runs/report-video3d/strips.png --classes 0,1,5,7 \
         real=runs/mfm17-test.npz 1x=runs/evalmfm17/1x/videos.npz PAR-4x=runs/evalmfm17/par4/videos.npz \
         PAR-16x=runs/evalmfm17/par16/videos.npz
-}
-
-video3d_lfq() {  # the causal 3D tokenizer with lookup-free quantisation beside the VQ one (same 1024 codes, clips)
-    done_or runs/mfm17-causal3d-lfq-tokenizer/checkpoint $argen tokenizer train --preset VQ3D-CPU-32 \
-        --config configs/mfm17-causal3d-lfq-tokenizer.yaml --out runs/mfm17-causal3d-lfq-tokenizer
-    done_or runs/mfm17-causal3d-lfq-tokenizer/eval/metrics.json $argen tokenizer eval \
-        --tokenizer runs/mfm17-causal3d-lfq-tokenizer/checkpoint --count 500 --out runs/mfm17-causal3d-lfq-tokenizer/eval
 }
 
 case "${1:-}" in
@@ -705,8 +716,12 @@ case "${1:-}" in
     prologue-guidance-ship) prologue_guidance_ship ;;
     video) shift; video_data && video_models && video_analysis ;;
     video-models) shift; video_data && video_models "$@" ;;
-    video3d) video3d ;;
-    video3d-lfq) video3d_lfq ;;
+    video3d) video3d_tokenizers && video3d_data && video3d_models $(cut -d' ' -f1 <<< "$VIDEO3D_MODELS") \
+        && video3d_report ;;
+    # `video3d` in parts, e.g. the three models at the same time, one thread each, after the data:
+    #   scripts/reproduce.sh video3d-data; OMP_NUM_THREADS=1 scripts/reproduce.sh video3d-models 1x & (par4, par16)
+    video3d-data) video3d_tokenizers && video3d_data ;;
+    video3d-models) shift; video3d_models "$@" ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-large-refiner | demo-ship | perceptual | sjd | prologue-guidance | video | video-models NAME... | video3d | video3d-lfq" >&2; exit 2 ;;
+            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-large-refiner | demo-ship | perceptual | sjd | prologue-guidance | video | video-models NAME... | video3d | video3d-data | video3d-models NAME..." >&2; exit 2 ;;
 esac

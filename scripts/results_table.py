@@ -265,25 +265,30 @@ def video(evaluations: str = "evalmfm", runs: str = "mfm") -> None:
             continue
         seconds = f"{bench['seconds_per_batch_median']:.3f}" if bench else ""
         training = final(RUNS / f"{runs}-{name}" / "log.jsonl")
+        fid, accuracy = f"{metrics['frame_fid']:.1f}", f"{metrics['video_class_accuracy']:.1%}"
+        if "frame_fid_bootstrap_std" in metrics:  # `argen eval video --bootstrap`
+            fid += f" ± {metrics['frame_fid_bootstrap_std']:.1f}"
+            accuracy += f" ± {metrics['video_class_accuracy_bootstrap_std']:.1%}"
         print(
-            f"| {description} | {bench.get('steps', '')} | {training} | {seconds} | "
-            f"{metrics['frame_fid']:.1f} | {metrics['temporal_distance']:.3f} "
-            f"({metrics['real_temporal_distance']:.3f}) | {metrics['video_class_accuracy']:.1%} | "
+            f"| {description} | {bench.get('steps', '')} | {training} | {seconds} | {fid} | "
+            f"{metrics['temporal_distance']:.3f} ({metrics['real_temporal_distance']:.3f}) | {accuracy} | "
             f"{metrics['frame_class_accuracy']:.1%} |"
         )
 
 
 def video3d() -> None:
-    """The per-frame and the causal 3D tokenizer on the same 17-frame test clips, then the AR models on the 3D
-    grid."""
+    """The per-frame and the two causal 3D tokenizers on the same 17-frame test clips, then the AR models on the
+    3D grid."""
     frames = 17  # configs/mfm17-*.yaml
     print(
-        "| tokenizer | tokens per clip | PSNR per frame | codebook usage | perplexity | training: final loss (time) |"
+        "| tokenizer | tokens per clip | PSNR per frame | codebook usage | perplexity | "
+        "training: final reconstruction loss (time) |"
     )
     print("|---|---|---|---|---|---|")
     for name, description, per_frame in (
-        ("mfm17-tokenizer", "per frame (17, 8, 8)", True),
-        ("mfm17-causal3d-tokenizer", "causal 3D (5, 8, 8)", False),
+        ("mfm17-tokenizer", "per frame (17, 8, 8), VQ", True),
+        ("mfm17-causal3d-tokenizer", "causal 3D (5, 8, 8), VQ", False),
+        ("mfm17-causal3d-lfq-tokenizer", "causal 3D (5, 8, 8), LFQ", False),
     ):
         metrics = read(RUNS / name / "eval" / "metrics.json")
         if not metrics:
@@ -292,7 +297,7 @@ def video3d() -> None:
         tokens = metrics["tokens_per_item"] * (frames if per_frame else 1)
         print(
             f"| {description} | {tokens} | {metrics['psnr_db']:.2f} dB | {metrics['codebook_usage']:.1%} | "
-            f"{metrics['perplexity']:.0f} | {final(RUNS / name / 'log.jsonl', 'tokenizer_loss')} |"
+            f"{metrics['perplexity']:.0f} | {final(RUNS / name / 'log.jsonl', 'reconstruction_loss')} |"
         )
     print()
     video("evalmfm17", "mfm17")
