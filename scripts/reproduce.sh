@@ -31,6 +31,7 @@
 #                                           LFQ (same 1024 codes), 1x, PAR-4x and PAR-16x on the 3D grid
 #   scripts/reproduce.sh video3d-data       only its tokenizers, their evaluation, the token cache and the test videos
 #   scripts/reproduce.sh video3d-models NAME...  only these of its three models (train, sample, evaluate; after the data)
+#   scripts/reproduce.sh video3d-report     then their batch-1 speed (quiet machine), the report and the figure
 # Each step is skipped when its output exists, so an interrupted run continues where it stopped
 # (the trainers themselves resume from their last checkpoint).
 set -euo pipefail
@@ -719,9 +720,11 @@ case "${1:-}" in
     video3d) video3d_tokenizers && video3d_data && video3d_models $(cut -d' ' -f1 <<< "$VIDEO3D_MODELS") \
         && video3d_report ;;
     # `video3d` in parts, e.g. the three models at the same time, one thread each, after the data:
-    #   scripts/reproduce.sh video3d-data; OMP_NUM_THREADS=1 scripts/reproduce.sh video3d-models 1x & (par4, par16)
+    #   scripts/reproduce.sh video3d-data; OMP_NUM_THREADS=1 scripts/reproduce.sh video3d-models 1x & (par4, par16);
+    #   then scripts/reproduce.sh video3d-report
     video3d-data) video3d_tokenizers && video3d_data ;;
     video3d-models) shift; video3d_models "$@" ;;
+    video3d-report) video3d_report ;;
     *) echo "usage: scripts/reproduce.sh par | par-models NAME... | ctf [NAME...] | ctf-refiners [NAME...] |" \
-            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-large-refiner | demo-ship | perceptual | sjd | prologue-guidance | video | video-models NAME... | video3d | video3d-data | video3d-models NAME..." >&2; exit 2 ;;
+            "ctf-temperatures | ctf-bench | ctf-report | prologue [NAME...] | prologue-evals | demo | demo-train|demo-evaluate [NAME...] | demo-refiners [METHOD...] | demo-ceilings | demo-large-refiner | demo-ship | perceptual | sjd | prologue-guidance | video | video-models NAME... | video3d | video3d-data | video3d-models NAME... | video3d-report" >&2; exit 2 ;;
 esac
