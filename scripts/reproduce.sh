@@ -673,6 +673,12 @@ video3d_models() {  # video3d_models NAME...: train, sample (1,000 videos) and e
 
 video3d_report() {  # batch-1 decode speed of the three (back to back, quiet machine), the report and the figure
     local name media=()
+    # the floor of every metric: 1,000 real training videos scored as the samples are
+    done_or runs/mfm17-train.npz $argen video make-dataset --tokenizer runs/mfm17-tokenizer/checkpoint --split train \
+        --count 1000 --out runs/mfm17-train.npz
+    mkdir -p runs/evalmfm17/real
+    done_or runs/evalmfm17/real/metrics.json $argen eval video runs/mfm17-train.npz --real runs/mfm17-test.npz \
+        --classifier runs/mfm-classifier/checkpoint --bootstrap 50 --out runs/evalmfm17/real/metrics.json
     for name in $(cut -d' ' -f1 <<< "$VIDEO3D_MODELS"); do
         [[ -e runs/evalmfm17/$name/bench-b1.json ]] || $argen bench sample --model "runs/mfm17-$name/checkpoint" \
             --batch 1 --repeats 3 --json > "runs/evalmfm17/$name/bench-b1.json"
