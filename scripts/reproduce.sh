@@ -648,11 +648,14 @@ video3d_tokenizers() {  # the classifier, the three tokenizers and their reconst
     done
 }
 
-video3d_data() {  # the AR models' token cache (12,800 training clips) and the 1,000 real test videos
+video3d_data() {  # the AR models' token cache (12,800 training clips), 1,000 real test and training videos
     local tokenizer=runs/${VIDEO3D_TOKENIZER:-mfm17-causal3d-tokenizer}/checkpoint
     done_or runs/mfm17-3d-cache $argen tokenize --tokenizer "$tokenizer" --out runs/mfm17-3d-cache --limit 12800
-    done_or runs/mfm17-test.npz $argen video make-dataset --tokenizer "$tokenizer" --split test --count 1000 \
-        --out runs/mfm17-test.npz
+    local split
+    for split in test train; do  # the real videos the samples are scored against, and the training ones scored too
+        done_or "runs/mfm17-$split.npz" $argen video make-dataset --tokenizer "$tokenizer" --split $split \
+            --count 1000 --out "runs/mfm17-$split.npz"
+    done
 }
 
 video3d_models() {  # video3d_models NAME...: train, sample (1,000 videos) and evaluate these of VIDEO3D_MODELS
@@ -674,8 +677,6 @@ video3d_models() {  # video3d_models NAME...: train, sample (1,000 videos) and e
 video3d_report() {  # batch-1 decode speed of the three (back to back, quiet machine), the report and the figure
     local name media=()
     # the floor of every metric: 1,000 real training videos scored as the samples are
-    done_or runs/mfm17-train.npz $argen video make-dataset --tokenizer runs/mfm17-tokenizer/checkpoint --split train \
-        --count 1000 --out runs/mfm17-train.npz
     mkdir -p runs/evalmfm17/real
     done_or runs/evalmfm17/real/metrics.json $argen eval video runs/mfm17-train.npz --real runs/mfm17-test.npz \
         --classifier runs/mfm-classifier/checkpoint --bootstrap 50 --out runs/evalmfm17/real/metrics.json

@@ -129,12 +129,11 @@ def fid_bootstrap_std(features: np.ndarray, mu: np.ndarray, sigma: np.ndarray, r
         raise MetricError(f"the bootstrap needs at least 2 rounds, got {rounds}")
     samples = np.asarray(features, dtype=np.float64)
     samples = samples[:, None] if samples.ndim == 2 else samples  # (N, frames per sample, D)
-    if samples.ndim != 3 or samples.size == 0:
+    if samples.ndim != 3:
         raise MetricError(f"features must be a non-empty (N, D) or (N, T, D) array, got shape {samples.shape}")
-    if not np.isfinite(samples).all():
-        raise MetricError("features contains NaN or infinite values")
-    generator = np.random.default_rng(seed)
     dims = samples.shape[-1]
+    _as_matrix(samples.reshape(-1, dims), "features")  # non-empty and finite
+    generator = np.random.default_rng(seed)
     values = [
         frechet_distance(
             *feature_statistics(samples[generator.integers(0, len(samples), len(samples))].reshape(-1, dims)), mu, sigma
